@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole check suite: format, lint, types, tests. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+uv sync --frozen --all-packages --quiet
+echo "== format (ruff format --check)"
+uv run --frozen ruff format --check .
+echo "== lint (ruff check)"
+uv run --frozen ruff check .
+echo "== types (mypy --strict)"
+uv run --frozen mypy
+echo "== tests (pytest)"
+uv run --frozen pytest -n 2 "$@"
