@@ -1,0 +1,40 @@
+"""Dependencies that hand route functions the objects they need, read from the app's state."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+
+from modelship.errors import MalformedBody, NotReady
+from modelship.predictor import Predictor
+from modelship.settings import Settings
+
+
+def get_predictor(request: Request) -> Predictor:
+    if not request.app.state.ready:
+        raise NotReady("the model is still loading; retry when /readyz answers 200")
+    predictor: Predictor = request.app.state.predictor
+    return predictor
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body; malformed JSON is a 400 that says where it broke."""
+    body = await request.body()
+    if not body.strip():
+        raise MalformedBody("the request body is empty: expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+
+
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+JsonBody = Annotated[Any, Depends(json_body)]

@@ -1,0 +1,111 @@
+"""The OpenAPI document, with request schemas derived from the loaded model's card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from modelship.card import ModelCard
+from modelship.codec import MAX_LISTED_CATEGORIES
+from modelship.settings import Settings
+
+RECORD_REF = {"$ref": "#/components/schemas/Record"}
+BATCH_REF = {"$ref": "#/components/schemas/Batch"}
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "type", "message"],
+            "properties": {
+                "status": {"type": "integer"},
+                "type": {"type": "string", "description": "Machine-readable kind of error"},
+                "message": {"type": "string", "description": "What was wrong, for people"},
+                "details": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["loc", "problem"],
+                        "properties": {
+                            "loc": {
+                                "type": "array",
+                                "items": {"type": ["string", "integer"]},
+                                "description": "Where: body/file, row or line, field",
+                            },
+                            "problem": {"type": "string"},
+                            "allowed": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def record_schema(card: ModelCard) -> dict[str, Any]:
+    """One JSON object with every feature, typed and described from the training data."""
+    properties: dict[str, Any] = {}
+    for feature in card.features:
+        if feature.numeric is not None:
+            stats = feature.numeric
+            properties[feature.name] = {
+                "type": ["number", "null"],
+                "description": (
+                    f"Numeric. Seen in training: {stats.min:g} to {stats.max:g}, median "
+                    f"{stats.median:g}. null is imputed with the median."
+                ),
+                "examples": [stats.median],
+            }
+        else:
+            categories = feature.categories or []
+            listed = ", ".join(categories[:MAX_LISTED_CATEGORIES])
+            more = " …" if len(categories) > MAX_LISTED_CATEGORIES else ""
+            properties[feature.name] = {
+                "type": "string",
+                "description": (
+                    f"Category. Seen in training: {listed}{more}. Others are accepted, "
+                    "ignored by the model and reported in `warnings`."
+                ),
+                "examples": categories[:1],
+            }
+    return {
+        "title": "Record",
+        "type": "object",
+        "properties": properties,
+        "required": [f.name for f in card.features],
+        "additionalProperties": False,
+        "examples": card.examples[:1],
+    }
+
+
+def install_openapi(app: FastAPI, card: ModelCard, settings: Settings) -> None:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Record"] = record_schema(card)
+        components["Batch"] = {
+            "title": "Batch",
+            "type": "array",
+            "items": RECORD_REF,
+            "minItems": 1,
+            "maxItems": settings.max_batch_rows,
+        }
+        components["Error"] = ERROR_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = build  # type: ignore[method-assign]

@@ -1,0 +1,23 @@
+"""Probes: liveness (the process answers) and readiness (the model is loaded and warmed up)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from modelship.api.responses import JSONBytes
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> Response:
+    return JSONBytes({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the model is loaded and warmed up")
+async def readyz(request: Request) -> Response:
+    if not request.app.state.ready:
+        return JSONBytes({"status": "loading"}, status_code=503)
+    card = request.app.state.predictor.card
+    return JSONBytes({"status": "ready", "model": card.name, "version": card.version})

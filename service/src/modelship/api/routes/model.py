@@ -1,0 +1,30 @@
+"""What the loaded model is: its card, and example rows to try the API with."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from modelship.api.deps import PredictorDep
+from modelship.api.responses import JSONBytes
+from modelship.errors import NotFound
+
+router = APIRouter(prefix="/model", tags=["model"])
+
+
+@router.get("", summary="The model card: features, metrics, parity, provenance")
+async def model_card(predictor: PredictorDep) -> Response:
+    return JSONBytes({**predictor.card.model_dump(mode="json"), "version": predictor.card.version})
+
+
+@router.get("/examples", summary="All example rows (held-out test rows from training)")
+async def examples(predictor: PredictorDep) -> Response:
+    return JSONBytes(predictor.card.examples)
+
+
+@router.get("/examples/{index}", summary="One example row, ready to POST to /predict")
+async def example(index: int, predictor: PredictorDep) -> Response:
+    rows = predictor.card.examples
+    if not 0 <= index < len(rows):
+        raise NotFound(f"no example {index}: examples are numbered 0 to {len(rows) - 1}")
+    return JSONBytes(rows[index])

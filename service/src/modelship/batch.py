@@ -1,0 +1,137 @@
+"""CSV in, CSV out (and CSV scoring), in chunks: shared by the HTTP routes and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from modelship.codec import MISSING_TOKENS, CsvReader, Warnings
+from modelship.errors import InvalidInput, Problem
+from modelship.metrics import classification_metrics, regression_metrics
+from modelship.predictor import Predictor
+
+
+@dataclass
+class CsvSummary:
+    rows: int = 0
+    warnings: Warnings = field(default_factory=Warnings)
+
+
+def predict_csv(
+    predictor: Predictor, source: IO[bytes], sink: IO[str], chunk_rows: int
+) -> CsvSummary:
+    """Append the prediction column(s) to every row of `source`, writing CSV text to `sink`."""
+    schema = predictor.schema
+    reader = _open(predictor, source, chunk_rows, schema.names)
+    clashing = [c for c in predictor.card.prediction_columns if c in reader.positions]
+    if clashing:
+        raise InvalidInput(
+            [
+                Problem(
+                    ("file", "line 1", name),
+                    "the input already has this column, which prediction would add",
+                    "rename or remove it",
+                )
+                for name in clashing
+            ]
+        )
+    writer = csv.writer(sink, lineterminator="\n")
+    writer.writerow([*reader.header, *predictor.card.prediction_columns])
+    summary = CsvSummary()
+    for chunk in reader.chunks():
+        batch = schema.from_csv_rows(chunk, reader.positions)
+        columns = [
+            column.astype(str).tolist() for column in predictor.predict(batch.feeds).columns()
+        ]
+        writer.writerows(
+            [*cells, *extra] for (_, cells), *extra in zip(chunk, *columns, strict=True)
+        )
+        summary.rows += batch.rows
+        summary.warnings.merge(batch.warnings)
+    return summary
+
+
+def score_csv(predictor: Predictor, source: IO[bytes], chunk_rows: int) -> dict[str, Any]:
+    """The training metrics, computed on a labelled CSV (it must have the target column)."""
+    card = predictor.card
+    reader = _open(predictor, source, chunk_rows, [*predictor.schema.names, card.target])
+    target_at = reader.positions[card.target]
+    truth: list[Any] = []
+    predicted: list[Any] = []
+    probabilities: list[Any] = []
+    warnings = Warnings()
+    for chunk in reader.chunks():
+        labels = [
+            _target_value(cells[target_at], line, card.task, card.target) for line, cells in chunk
+        ]
+        batch = predictor.schema.from_csv_rows(chunk, reader.positions)
+        result = predictor.predict(batch.feeds)
+        truth.extend(labels)
+        warnings.merge(batch.warnings)
+        if result.values is not None:
+            predicted.append(result.values)
+        else:
+            assert result.labels is not None and result.probabilities is not None
+            predicted.extend(result.labels.astype(str).tolist())
+            probabilities.append(result.probabilities)
+    if card.task == "regression":
+        metrics: dict[str, Any] = regression_metrics(truth, np.concatenate(predicted))
+    else:
+        assert card.classes is not None
+        unseen = sorted(set(truth) - set(card.classes))
+        if unseen:
+            warnings.add(
+                card.target,
+                f"label(s) {', '.join(map(repr, unseen[:10]))} not seen in training",
+                "rows with them always count as wrong",
+                None,
+            )
+        metrics = classification_metrics(
+            truth, predicted, np.concatenate(probabilities), card.classes
+        )
+    return {
+        "rows": len(truth),
+        "metrics": metrics,
+        "training_metrics": card.metrics.get("test"),
+        "warnings": warnings.as_json(),
+        "model_version": card.version,
+    }
+
+
+def _open(
+    predictor: Predictor, source: IO[bytes], chunk_rows: int, required: list[str]
+) -> CsvReader:
+    reader = CsvReader(source, required, chunk_rows)
+    problems = predictor.schema.csv_header_problems(reader.header, required)
+    if problems:
+        raise InvalidInput(problems)
+    return reader
+
+
+def _target_value(text: str, line: int, task: str, target: str) -> Any:
+    stripped = text.strip()
+    if stripped in MISSING_TOKENS:
+        raise InvalidInput(
+            [Problem(("file", f"line {line}", target), "the target value is missing", "a label")]
+        )
+    if task == "classification":
+        return text
+    try:
+        value = float(stripped)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidInput(
+            [
+                Problem(
+                    ("file", f"line {line}", target),
+                    f"expected a number, got {stripped[:40]!r}",
+                    "the numeric target value, a finite number",
+                )
+            ]
+        )
+    return value

@@ -1,0 +1,254 @@
+"""The `modelship` command: train, predict, info, serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelship import __version__, artifact
+from modelship.errors import ModelshipError
+from modelship.settings import DEFAULT_ARTIFACT, load_settings
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated column names")
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelship",
+        description="Train a scikit-learn model from any CSV, export it to ONNX, and serve it.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelship {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a model from a CSV and write an artifact directory",
+        description="Train a model from a CSV and write an artifact directory (model.onnx + "
+        "model-card.json). With no --data, trains on the bundled insurance data set.",
+    )
+    train.add_argument("--data", type=Path, help="training CSV (default: bundled insurance.csv)")
+    train.add_argument("--target", help="column to predict (default for bundled data: charges)")
+    train.add_argument(
+        "--output", "-o", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory to write"
+    )
+    train.add_argument(
+        "--task",
+        choices=["auto", "regression", "classification"],
+        default="auto",
+        help="what to learn; auto infers it from the target and prints the decision",
+    )
+    train.add_argument(
+        "--model",
+        default="auto",
+        help="auto (compare all with cross-validation and keep the best), or one of: regression: "
+        "ridge, random_forest, gradient_boosting, hist_gradient_boosting; classification: "
+        "logistic, random_forest, gradient_boosting, lda, mlp",
+    )
+    train.add_argument("--features", type=_names, help="only these columns (comma-separated)")
+    train.add_argument("--drop", type=_names, default=[], help="leave these columns out")
+    train.add_argument("--numeric", type=_names, default=[], help="treat these as numeric")
+    train.add_argument("--categorical", type=_names, default=[], help="treat these as categories")
+    train.add_argument(
+        "--poly", type=int, metavar="DEGREE", help="add polynomial features of numeric columns"
+    )
+    train.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (0.2)")
+    train.add_argument("--cv", type=int, default=5, help="cross-validation folds for --model auto")
+    train.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    train.add_argument(
+        "--parity-tolerance",
+        type=float,
+        default=1e-4,
+        help="largest ONNX vs scikit-learn difference accepted (x target std for regression, "
+        "absolute on probabilities for classification)",
+    )
+    train.add_argument("--name", help="model name (default: <data file>-<target>)")
+    train.add_argument("--quiet", "-q", action="store_true", help="print only the result")
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict a CSV offline (artifact + CSV in, CSV out)",
+        description="Append the prediction column(s) to every row of a CSV, offline.",
+    )
+    predict.add_argument("artifact", type=Path, help="artifact directory")
+    predict.add_argument("input", type=Path, help="input CSV")
+    predict.add_argument("--output", "-o", help="output CSV (default: standard output)")
+
+    info = commands.add_parser("info", help="print a model card", description="Print a model card.")
+    info.add_argument("artifact", type=Path, nargs="?", default=DEFAULT_ARTIFACT)
+    info.add_argument("--json", action="store_true", help="the whole card as JSON")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP",
+        description="Serve a model over HTTP. Options default to MODELSHIP_* environment "
+        "variables (MODELSHIP_ARTIFACT, _HOST, _PORT, _WORKERS, _LOG_LEVEL, ...). If the default "
+        "artifact does not exist yet, the default model is trained first.",
+    )
+    serve.add_argument("--artifact", type=Path, help="artifact directory (artifacts/default)")
+    serve.add_argument("--host", help="interface to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (1)")
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _say(quiet: bool) -> object:
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _train(args: argparse.Namespace) -> int:
+    from modelship.training.data import BUNDLED_DATA, BUNDLED_TARGET
+    from modelship.training.train import TrainOptions, train
+
+    data = args.data or BUNDLED_DATA
+    target = args.target or (BUNDLED_TARGET if args.data is None else None)
+    if target is None:
+        raise ModelshipError("--target is required with --data (the column to predict)")
+    if args.poly is not None and not 2 <= args.poly <= 4:
+        raise ModelshipError(f"--poly must be 2, 3 or 4, got {args.poly}")
+    options = TrainOptions(
+        data=data,
+        target=target,
+        output=args.output,
+        task=args.task,
+        model=args.model,
+        features=args.features,
+        drop=args.drop,
+        numeric=args.numeric,
+        categorical=args.categorical,
+        polynomial_degree=args.poly,
+        test_size=args.test_size,
+        cv_folds=args.cv,
+        seed=args.seed,
+        parity_tolerance=args.parity_tolerance,
+        name=args.name,
+    )
+    card = train(options, _say(args.quiet))  # type: ignore[arg-type]
+    print(_summary(card.model_dump(mode="json"), card.version))
+    print(f"artifact: {args.output}")
+    return 0
+
+
+def _summary(card: dict[str, object], version: str) -> str:
+    metrics = card["metrics"]
+    assert isinstance(metrics, dict)
+    test = {k: v for k, v in metrics["test"].items() if k != "per_class"}
+    model = card["model"]
+    assert isinstance(model, dict)
+    shown = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in test.items()
+    )
+    return f"model {card['name']} ({model['kind']}, version {version}): test {shown}"
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from modelship.batch import predict_csv
+    from modelship.predictor import Predictor
+
+    predictor = Predictor(artifact.load(args.artifact))
+    if not args.input.is_file():
+        raise ModelshipError(f"input CSV {args.input} does not exist or is not a file")
+    with args.input.open("rb") as source:
+        if args.output in (None, "-"):
+            summary = predict_csv(predictor, source, sys.stdout, 5_000)
+        else:
+            with open(args.output, "w", encoding="utf-8", newline="") as sink:
+                summary = predict_csv(predictor, source, sink, 5_000)
+    print(f"predicted {summary.rows} rows", file=sys.stderr)
+    if summary.warnings:
+        print(f"warnings: {summary.warnings.summary()}", file=sys.stderr)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    loaded = artifact.load(args.artifact)
+    card = loaded.card
+    if args.json:
+        print(card.model_dump_json(indent=2))
+        return 0
+    print(_summary(card.model_dump(mode="json"), card.version))
+    print(f"task: {card.task}, target: {card.target}, created {card.created_at}")
+    for feature in card.features:
+        if feature.numeric is not None:
+            n = feature.numeric
+            print(f"  {feature.name:<20} numeric      {n.min:g} .. {n.max:g} (median {n.median:g})")
+        else:
+            print(f"  {feature.name:<20} categorical  {', '.join(feature.categories or [])}")
+    if card.classes:
+        print(f"classes: {', '.join(card.classes)}")
+    data = card.training_data
+    print(f"trained on {data.source}: {data.rows} rows, sha256 {data.sha256[:16]}…")
+    p = card.parity
+    print(f"ONNX parity on {p.rows} test rows: max abs diff {p.max_abs_diff:.3g}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "artifact": args.artifact,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_level": args.log_level,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"MODELSHIP_{key.upper()}"] = str(value)
+    settings = load_settings()
+    if not artifact.exists(settings.artifact):
+        if settings.artifact != DEFAULT_ARTIFACT:
+            raise ModelshipError(f"no model artifact at {settings.artifact}")
+        print(
+            f"No model at {settings.artifact} yet: training the default model on the bundled "
+            "insurance data first (about 15 s).",
+            file=sys.stderr,
+            flush=True,
+        )
+        _train(_parser().parse_args(["train", "--output", str(settings.artifact)]))
+    artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
+
+    import uvicorn
+
+    os.environ["MODELSHIP_ARTIFACT"] = str(settings.artifact.resolve())
+    uvicorn.run(
+        "modelship.api.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    return 0
+
+
+COMMANDS = {"train": _train, "predict": _predict, "info": _info, "serve": _serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ModelshipError as exc:
+        print(f"modelship: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        print(f"modelship: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

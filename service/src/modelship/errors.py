@@ -1,0 +1,163 @@
+"""One error root for everything a user can get wrong, and one JSON shape to report it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Location = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where, what, and what would have been accepted."""
+
+    loc: Location
+    problem: str
+    allowed: str | None = None
+
+    def describe(self) -> str:
+        where = _describe_location(self.loc)
+        text = f"{where}: {self.problem}" if where else self.problem
+        return f"{text} (allowed: {self.allowed})" if self.allowed else text
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"loc": list(self.loc), "problem": self.problem}
+        if self.allowed is not None:
+            out["allowed"] = self.allowed
+        return out
+
+
+def _describe_location(loc: Location) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if item in ("body", "query", "file", "path", "header"):
+            continue
+        if isinstance(item, int):
+            parts.append(f"row {item}")
+        elif item.startswith("line "):
+            parts.append(item)
+        else:
+            parts.append(f"field '{item}'")
+    return ", ".join(parts)
+
+
+class ModelshipError(Exception):
+    """Base of every error a user can cause. The HTTP layer turns it into one JSON shape."""
+
+    status_code = 400
+    error_type = "bad_request"
+    exit_code = 2  # CLI: 2 for bad input or arguments, 1 for failures of the tool itself
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": self.status_code,
+            "type": self.error_type,
+            "message": self.message,
+        }
+        if self.problems:
+            body["details"] = [p.as_json() for p in self.problems]
+        return {"error": body}
+
+
+class InvalidInput(ModelshipError):
+    """Values that are well-formed JSON/CSV but do not fit the model's feature schema."""
+
+    status_code = 422
+    error_type = "invalid_input"
+
+    MAX_REPORTED = 50
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        first = problems[0].describe()
+        more = (total or len(problems)) - 1
+        message = first if more == 0 else f"{first} (and {more} more problem{'s' * (more > 1)})"
+        super().__init__(message, problems[: self.MAX_REPORTED])
+
+
+class MalformedBody(ModelshipError):
+    """The body cannot be parsed at all (bad JSON, bad encoding, not a CSV)."""
+
+    status_code = 400
+    error_type = "malformed_body"
+
+
+class BodyTooLarge(ModelshipError):
+    status_code = 413
+    error_type = "body_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(
+            f"request body is larger than the limit of {limit_bytes} bytes "
+            "(set MODELSHIP_MAX_BODY_BYTES to change it)"
+        )
+
+    @classmethod
+    def batch(cls, rows: int, limit: int) -> BodyTooLarge:
+        error = cls(limit)
+        error.error_type = "batch_too_large"
+        error.message = (
+            f"the batch has {rows} records, more than the limit of {limit} "
+            "(set MODELSHIP_MAX_BATCH_ROWS to change it, or use /predict/csv for large files)"
+        )
+        error.args = (error.message,)
+        return error
+
+
+class UnsupportedMediaType(ModelshipError):
+    status_code = 415
+    error_type = "unsupported_media_type"
+
+
+class NotFound(ModelshipError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class NotReady(ModelshipError):
+    status_code = 503
+    error_type = "not_ready"
+
+
+class ArtifactError(ModelshipError):
+    """A model artifact is missing, incomplete, or does not match its model card."""
+
+    error_type = "artifact_error"
+    status_code = 500
+    exit_code = 2
+
+
+class TrainingError(ModelshipError):
+    """Training cannot go on with this data or these options."""
+
+    error_type = "training_error"
+    exit_code = 2
+
+
+class ExportError(ModelshipError):
+    """The fitted pipeline cannot be exported faithfully."""
+
+    error_type = "export_error"
+    exit_code = 1
+
+
+@dataclass
+class ProblemCollector:
+    """Gathers problems while validating many values, so one response can name all of them."""
+
+    problems: list[Problem] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, loc: Location, problem: str, allowed: str | None = None) -> None:
+        self.total += 1
+        if len(self.problems) < InvalidInput.MAX_REPORTED:
+            self.problems.append(Problem(loc, problem, allowed))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise InvalidInput(self.problems, self.total)

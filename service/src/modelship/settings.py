@@ -1,0 +1,52 @@
+"""Serving settings, read from MODELSHIP_* environment variables (the container's interface)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelship.errors import ModelshipError
+
+DEFAULT_ARTIFACT = Path("artifacts/default")
+
+
+class Settings(BaseSettings):
+    """Every field is also an environment variable: `artifact` is MODELSHIP_ARTIFACT, and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSHIP_", frozen=True, extra="ignore")
+
+    artifact: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory to serve")
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers)")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (one per core is best)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level"
+    )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)"
+    )
+    max_batch_rows: int = Field(
+        10_000, ge=1, description="Most records accepted by /predict/batch (413 above)"
+    )
+    csv_chunk_rows: int = Field(
+        5_000, ge=100, le=1_000_000, description="CSV rows predicted at a time (bounds memory)"
+    )
+    onnx_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per worker")
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may finish"
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and explicit overrides), with a readable error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        raise ModelshipError(
+            f"setting MODELSHIP_{name.upper()} = {first.get('input')!r}: {first['msg']}"
+        ) from exc

@@ -1,0 +1,123 @@
+"""Export a fitted pipeline to ONNX and measure how faithfully the export reproduces it."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import pandas as pd
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.pipeline import Pipeline
+
+from modelship.card import FeatureKind, Parity, Task
+from modelship.errors import ExportError
+
+# Tie margin: two classes whose probabilities differ by less than this may swap labels in float32.
+TIE_MARGIN = 1e-4
+
+
+def export_onnx(
+    pipeline: Pipeline, kinds: dict[str, FeatureKind], task: Task
+) -> tuple[bytes, dict[str, str]]:
+    """One ONNX input per feature: float32 [N, 1] for numbers, string [N, 1] for categories.
+
+    Returns the model and each feature's ONNX input name (the converter sanitises names).
+    """
+    initial_types = [
+        (name, FloatTensorType([None, 1]) if kind == "numeric" else StringTensorType([None, 1]))
+        for name, kind in kinds.items()
+    ]
+    estimator = pipeline.steps[-1][1]
+    options = {id(estimator): {"zipmap": False}} if task == "classification" else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = to_onnx(pipeline, initial_types=initial_types, options=options)
+    except Exception as exc:  # skl2onnx raises many unrelated types for "cannot convert"
+        raise ExportError(
+            f"cannot export {type(estimator).__name__} to ONNX ({type(exc).__name__}: {exc}); "
+            "choose another --model"
+        ) from exc
+    inputs = [i.name for i in model.graph.input]
+    return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
+
+
+def onnx_feeds(
+    frame: pd.DataFrame, kinds: dict[str, FeatureKind], input_names: dict[str, str]
+) -> dict[str, npt.NDArray[Any]]:
+    return {
+        input_names[name]: (
+            frame[[name]].to_numpy(dtype=np.float32)
+            if kind == "numeric"
+            else frame[[name]].to_numpy(dtype=object)
+        )
+        for name, kind in kinds.items()
+    }
+
+
+def run_onnx(onnx_bytes: bytes, feeds: dict[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return list(session.run(None, feeds))
+
+
+def measure_parity(
+    *,
+    onnx_bytes: bytes,
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    kinds: dict[str, FeatureKind],
+    input_names: dict[str, str],
+    task: Task,
+    target_scale: float,
+    tolerance: float,
+) -> tuple[Parity, list[npt.NDArray[Any]]]:
+    """Compare scikit-learn and ONNX on `frame`; raise ExportError when beyond `tolerance`.
+
+    Regression differences are judged relative to the target's spread (`target_scale`), so
+    the tolerance means the same for prices in dollars and for rates near zero.
+    Returns the parity record and the ONNX outputs (reused for the test metrics).
+    """
+    outputs = run_onnx(onnx_bytes, onnx_feeds(frame, kinds, input_names))
+    if task == "regression":
+        expected = np.asarray(pipeline.predict(frame), dtype=np.float64)
+        actual = outputs[0].reshape(-1).astype(np.float64)
+        diff = np.abs(actual - expected)
+        max_abs = float(diff.max())
+        max_rel = float((diff / np.maximum(np.abs(expected), 1e-12)).max())
+        parity = Parity(
+            rows=len(frame), max_abs_diff=max_abs, max_rel_diff=max_rel, tolerance=tolerance
+        )
+        if max_abs > tolerance * max(target_scale, 1e-12):
+            raise ExportError(
+                f"the ONNX export differs from scikit-learn by up to {max_abs:.6g} on the test "
+                f"split, more than {tolerance:g} x the target's standard deviation "
+                f"({target_scale:.6g}); choose another --model or raise --parity-tolerance"
+            )
+        return parity, outputs
+    expected_proba = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+    actual_proba = outputs[1].astype(np.float64)
+    diff = np.abs(actual_proba - expected_proba)
+    max_abs = float(diff.max())
+    max_rel = float((diff / np.maximum(expected_proba, 1e-12)).max())
+    expected_labels = np.asarray(pipeline.predict(frame)).astype(str)
+    agree = outputs[0].astype(str) == expected_labels
+    ordered = np.sort(expected_proba, axis=1)
+    near_tie = (ordered[:, -1] - ordered[:, -2]) < TIE_MARGIN if ordered.shape[1] > 1 else ~agree
+    parity = Parity(
+        rows=len(frame),
+        max_abs_diff=max_abs,
+        max_rel_diff=max_rel,
+        tolerance=tolerance,
+        label_agreement=float(agree.mean()),
+    )
+    if max_abs > tolerance or bool(np.any(~agree & ~near_tie)):
+        raise ExportError(
+            f"the ONNX export differs from scikit-learn on the test split: probabilities by up "
+            f"to {max_abs:.3g} (tolerance {tolerance:g}), labels agree on {agree.mean():.2%} of "
+            "rows; choose another --model or raise --parity-tolerance"
+        )
+    return parity, outputs
