@@ -1,0 +1,56 @@
+"""Fixtures shared by every test: small real models trained once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+from modelship.training.data import BUNDLED_DATA
+from modelship.training.train import TrainOptions, train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@pytest.fixture(scope="session")
+def insurance_csv() -> Path:
+    return BUNDLED_DATA
+
+
+@pytest.fixture(scope="session")
+def iris_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Iris, as shipped by scikit-learn, with text labels and the column names people see."""
+    bunch = load_iris(as_frame=True)
+    frame = bunch.frame.drop(columns="target")
+    frame["species"] = [bunch.target_names[i] for i in bunch.target]
+    path = tmp_path_factory.mktemp("data") / "iris.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def regression_artifact(tmp_path_factory: pytest.TempPathFactory, insurance_csv: Path) -> Path:
+    out = tmp_path_factory.mktemp("models") / "insurance"
+    train(
+        TrainOptions(data=insurance_csv, target="charges", output=out, model="gradient_boosting"),
+        _quiet,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def classification_artifact(tmp_path_factory: pytest.TempPathFactory, iris_csv: Path) -> Path:
+    out = tmp_path_factory.mktemp("models") / "iris"
+    train(TrainOptions(data=iris_csv, target="species", output=out, model="logistic"), _quiet)
+    return out
+
+
+@pytest.fixture(scope="session")
+def insurance_frame(insurance_csv: Path) -> pd.DataFrame:
+    return pd.read_csv(insurance_csv)

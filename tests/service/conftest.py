@@ -1,0 +1,42 @@
+"""Fixtures for the service: apps built around the session's real models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modelship import artifact
+from modelship.api.app import create_app
+from modelship.predictor import Predictor
+from modelship.settings import Settings
+
+
+def make_client(artifact_path: Path, **settings: object) -> TestClient:
+    predictor = Predictor(artifact.load(artifact_path))
+    return TestClient(create_app(Settings(**settings), predictor))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def regression_predictor(regression_artifact: Path) -> Predictor:
+    return Predictor(artifact.load(regression_artifact))
+
+
+@pytest.fixture(scope="session")
+def classification_predictor(classification_artifact: Path) -> Predictor:
+    return Predictor(artifact.load(classification_artifact))
+
+
+@pytest.fixture
+def client(regression_artifact: Path) -> Iterator[TestClient]:
+    """A client of the insurance (regression) model; the lifespan runs, so it is ready."""
+    with make_client(regression_artifact) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def iris_client(classification_artifact: Path) -> Iterator[TestClient]:
+    with make_client(classification_artifact) as test_client:
+        yield test_client
