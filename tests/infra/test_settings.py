@@ -1,0 +1,126 @@
+"""Config validation: each rule fails `pulumi preview` with the key, the value, what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.harness import run_stack
+from infra.settings import ConfigError, parse_cpu_millicores, parse_memory_bytes, parse_quantity
+
+from .conftest import GKE_PROJECT
+
+
+def config_error(overrides: dict[str, Any], unset: tuple[str, ...] = ()) -> str:
+    with pytest.raises(ConfigError) as info:
+        run_stack("gke", {**GKE_PROJECT, **overrides}, unset=unset)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "millicores"),
+    [("500m", 500), ("0.5", 500), ("1", 1000), ("2", 2000), ("250m", 250), ("1.5", 1500)],
+)
+def test_cpu_quantities(value: str, millicores: int) -> None:
+    assert parse_cpu_millicores(value) == millicores
+
+
+@pytest.mark.parametrize(
+    ("value", "size"), [("512Mi", 512 * 2**20), ("1Gi", 2**30), ("1G", 10**9), ("536870912", 2**29)]
+)
+def test_memory_quantities(value: str, size: int) -> None:
+    assert parse_memory_bytes(value) == size
+
+
+@pytest.mark.parametrize("value", ["", "abc", "1.2.3", "500 m", "-1", "1x", "Mi", " 1"])
+def test_invalid_quantities_are_rejected(value: str) -> None:
+    with pytest.raises(ValueError, match=r".*"):
+        parse_quantity(value)
+
+
+@pytest.mark.parametrize("value", ["0", "0.0001", "100u", "half"])
+def test_invalid_cpu_is_rejected(value: str) -> None:
+    with pytest.raises(ValueError, match=r".*"):
+        parse_cpu_millicores(value)
+
+
+@pytest.mark.parametrize("value", ["512m", "1Ki", "0.5Mi", "lots"])
+def test_invalid_memory_is_rejected(value: str) -> None:
+    with pytest.raises(ValueError, match=r".*"):
+        parse_memory_bytes(value)
+
+
+def test_unknown_target_lists_the_allowed_targets() -> None:
+    message = config_error({"modelship:target": "azure"})
+    assert "modelship:target = 'azure': must be one of gke" in message
+
+
+def test_missing_target() -> None:
+    assert "modelship:target = (not set): must be one of gke" in config_error(
+        {}, unset=("modelship:target",)
+    )
+
+
+def test_replicas_below_one() -> None:
+    assert "modelship:minReplicas = '0': must be an integer from 1 to 100" in config_error(
+        {"modelship:minReplicas": 0}
+    )
+
+
+def test_max_below_min() -> None:
+    message = config_error({"modelship:minReplicas": 3, "modelship:maxReplicas": 2})
+    assert "modelship:maxReplicas = '2': must be >= modelship:minReplicas (3)" in message
+
+
+def test_replicas_not_a_number() -> None:
+    assert "modelship:maxReplicas = 'many': must be an integer" in config_error(
+        {"modelship:maxReplicas": "many"}
+    )
+
+
+def test_bad_cpu_string() -> None:
+    message = config_error({"modelship:cpu": "half"})
+    assert "modelship:cpu = 'half': a Kubernetes CPU quantity" in message
+
+
+def test_bad_memory_string() -> None:
+    message = config_error({"modelship:memory": "512MB"})
+    assert "modelship:memory = '512MB': a Kubernetes memory quantity" in message
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    message = config_error(
+        {"modelship:minReplicas": 0, "modelship:cpu": "x", "modelship:logLevel": "loud"}
+    )
+    assert "modelship:minReplicas" in message
+    assert "modelship:cpu" in message
+    assert (
+        "modelship:logLevel = 'loud': must be one of critical, error, warning, info, debug"
+        in message
+    )
+    assert "pulumi config set <key> <value> -s gke" in message
+
+
+def test_misspelled_key_is_rejected() -> None:
+    message = config_error({"modelship:minReplica": 1})
+    assert "modelship:minReplica = (not set): unknown key for this target; known keys:" in message
+    assert "modelship:minReplicas" in message
+
+
+def test_boolean_key() -> None:
+    assert "modelship:scaleToZero = 'maybe': must be true or false" in config_error(
+        {"modelship:scaleToZero": "maybe"}
+    )
+
+
+def test_cpu_target_range() -> None:
+    message = config_error({"modelship:cpuTargetPercent": 150})
+    assert "modelship:cpuTargetPercent = '150': must be an integer from 10 to 100" in message
+
+
+def test_platform_choice() -> None:
+    message = config_error({"modelship:platform": "windows/amd64"})
+    assert (
+        "modelship:platform = 'windows/amd64': must be one of linux/amd64, linux/arm64" in message
+    )
