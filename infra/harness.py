@@ -90,6 +90,8 @@ class DeclaredResource:
     ignore_changes: tuple[str, ...]
     delete_before_replace: bool
     custom_timeouts: Mapping[str, str]
+    secret_paths: frozenset[str] = frozenset()
+    """Input paths (`stringData.api-key` style) whose values the program marked secret."""
 
     @property
     def provider_urn(self) -> str:
@@ -178,7 +180,8 @@ class ModelshipMocks(pulumi.runtime.Mocks):
         if typ == "docker-build:index:Image":
             tags = list(state.get("tags") or [])
             repository = tags[0].rsplit(":", 1)[0] if tags else "unknown"
-            digest = fake_digest(repr(sorted(state.items(), key=lambda kv: kv[0])))
+            # Same inputs, same digest (as with a real, reproducible build): changes show in plans.
+            digest = fake_digest(json.dumps(state, sort_keys=True, default=str))
             state.update({"digest": digest, "ref": f"{repository}@{digest}"})
             return f"{args.name}-id", state
         state.setdefault("name", physical)
@@ -212,13 +215,15 @@ class RecordingMonitor(MockMonitor):
             return response
         registration = self.resources[response.urn]
         timeouts = request.customTimeouts
+        secret_paths: set[str] = set()
+        inputs = _unwrap_secrets(_deserialize(request.object), "", secret_paths)
         self.records.append(
             DeclaredResource(
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
                 custom=bool(request.custom),
-                inputs=_deserialize(request.object),
+                inputs=inputs,
                 state=dict(registration.state),
                 parent=request.parent,
                 provider=request.provider,
@@ -234,9 +239,30 @@ class RecordingMonitor(MockMonitor):
                     }.items()
                     if v
                 },
+                secret_paths=frozenset(secret_paths),
             )
         )
         return response
+
+
+# How the SDK marks a secret value on the wire when the monitor does not unwrap it.
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"  # noqa: S105 - a wire marker
+_SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a wire marker
+
+
+def _unwrap_secrets(value: Any, path: str, secret_paths: set[str]) -> Any:
+    """Replace secret wrappers by their values, remembering where they were."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG_VALUE:
+            secret_paths.add(path)
+            return _unwrap_secrets(value.get("value"), path, secret_paths)
+        return {
+            key: _unwrap_secrets(item, f"{path}.{key}" if path else str(key), secret_paths)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_unwrap_secrets(item, f"{path}[{i}]", secret_paths) for i, item in enumerate(value)]
+    return value
 
 
 def _deserialize(obj: Any) -> dict[str, Any]:

@@ -39,6 +39,11 @@ KEY_SUBNET_CIDR = "modelship:subnetCidr"
 KEY_PODS_CIDR = "modelship:podsCidr"
 KEY_SERVICES_CIDR = "modelship:servicesCidr"
 
+# Kubernetes versions the declared objects are validated against (tests/infra/test_k8s_schema.py):
+# the oldest minor still offered by GKE's release channels we support and the newest one, as
+# assumed for 2026-11. Update when the channels move on.
+KUBERNETES_VERSIONS = ("1.33.0", "1.35.0")
+
 CLUSTER_MODES = ("autopilot", "standard")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*")

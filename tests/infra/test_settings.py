@@ -124,3 +124,111 @@ def test_platform_choice() -> None:
     assert (
         "modelship:platform = 'windows/amd64': must be one of linux/amd64, linux/arm64" in message
     )
+
+
+# --------------------------------------------------------------------------- gke section
+
+
+def test_project_is_required() -> None:
+    message = config_error({}, unset=("gcp:project",))
+    assert "gcp:project = (not set): required; a Google Cloud project id" in message
+    assert "pulumi config set gcp:project <id>" in message
+
+
+def test_project_id_format() -> None:
+    assert "gcp:project = 'My_Project': a Google Cloud project id" in config_error(
+        {"gcp:project": "My_Project"}
+    )
+
+
+@pytest.mark.parametrize(
+    "region", ["us-central", "US-CENTRAL1", "uscentral1", "us-central1-a", "europe_west4"]
+)
+def test_region_format(region: str) -> None:
+    message = config_error({"gcp:region": region})
+    assert f"gcp:region = '{region}': a Google Cloud region such as us-central1" in message
+
+
+def test_cluster_mode() -> None:
+    message = config_error({"modelship:clusterMode": "serverless"})
+    assert "modelship:clusterMode = 'serverless': must be one of autopilot, standard" in message
+
+
+def test_release_channel() -> None:
+    message = config_error({"modelship:releaseChannel": "regular"})
+    assert (
+        "modelship:releaseChannel = 'regular': must be one of RAPID, REGULAR, STABLE, EXTENDED"
+        in message
+    )
+
+
+def test_node_max_below_min() -> None:
+    message = config_error(
+        {
+            "modelship:clusterMode": "standard",
+            "modelship:nodeMinCount": 4,
+            "modelship:nodeMaxCount": 2,
+        }
+    )
+    assert "modelship:nodeMaxCount = '2': must be >= modelship:nodeMinCount (4)" in message
+
+
+def test_machine_type() -> None:
+    message = config_error({"modelship:machineType": "big box"})
+    assert "modelship:machineType = 'big box': a Compute Engine machine type" in message
+
+
+def test_domain() -> None:
+    message = config_error({"modelship:domain": "https://api.example.com"})
+    assert (
+        "modelship:domain = 'https://api.example.com': a fully qualified lowercase domain name"
+        in message
+    )
+
+
+def test_namespace() -> None:
+    message = config_error({"modelship:namespace": "Model_Ship"})
+    assert "modelship:namespace = 'Model_Ship': a DNS-1123 label" in message
+
+
+def test_cidr_format() -> None:
+    message = config_error({"modelship:subnetCidr": "10.10.0.1/20"})
+    assert "modelship:subnetCidr = '10.10.0.1/20': an IPv4 CIDR block without host bits" in message
+
+
+def test_cidrs_must_not_overlap() -> None:
+    message = config_error({"modelship:servicesCidr": "10.16.0.0/20"})
+    assert (
+        "modelship:servicesCidr = '10.16.0.0/20': "
+        "must not overlap modelship:podsCidr (10.16.0.0/14)" in message
+    )
+
+
+def test_cidrs_must_be_private() -> None:
+    message = config_error({"modelship:subnetCidr": "8.8.0.0/20"})
+    assert "modelship:subnetCidr = '8.8.0.0/20': must be a private (RFC 1918) range" in message
+
+
+def test_autopilot_minimum_cpu() -> None:
+    message = config_error({"modelship:cpu": "100m", "modelship:memory": "512Mi"})
+    assert "modelship:cpu = '100m': on Autopilot must be from 250m to 30" in message
+
+
+def test_autopilot_memory_ratio() -> None:
+    message = config_error({"modelship:cpu": "2", "modelship:memory": "1Gi"})
+    assert (
+        "modelship:memory = '1Gi': on Autopilot must be 1 to 6.5 GiB per vCPU of modelship:cpu (2)"
+        in message
+    )
+
+
+def test_standard_mode_accepts_small_pods() -> None:
+    run = run_stack(
+        "gke", {**GKE_PROJECT, "modelship:clusterMode": "standard", "modelship:cpu": "100m"}
+    )
+    assert run.one("gcp:container/nodePool:NodePool")
+
+
+def test_keys_of_other_targets_are_rejected() -> None:
+    message = config_error({"modelship:vpcCidr": "10.0.0.0/16"})
+    assert "modelship:vpcCidr = (not set): unknown key for this target" in message
