@@ -141,8 +141,9 @@ def fake_digest(seed: str) -> str:
 class ModelshipMocks(pulumi.runtime.Mocks):
     """Answers the program's invokes and computes the outputs it reads."""
 
-    def __init__(self, stack: str) -> None:
+    def __init__(self, stack: str, preview: bool = False) -> None:
         self.stack = stack
+        self.preview = preview
         self.invokes: list[str] = []
 
     def call(
@@ -173,11 +174,13 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             metadata = dict(state.get("metadata") or {})
             metadata.setdefault("name", physical)
             state["metadata"] = metadata
-            if typ == "kubernetes:core/v1:Service":
+            if typ == "kubernetes:core/v1:Service" and not self.preview:
                 state["status"] = {"loadBalancer": {"ingress": [{"ip": MOCK_LB_IP}]}}
             namespace = metadata.get("namespace")
             return (f"{namespace}/{metadata['name']}" if namespace else metadata["name"]), state
         if typ == "docker-build:index:Image":
+            if self.preview and not state.get("buildOnPreview"):
+                return f"{args.name}-id", state  # not built at preview: ref stays unknown
             tags = list(state.get("tags") or [])
             repository = tags[0].rsplit(":", 1)[0] if tags else "unknown"
             # Same inputs, same digest (as with a real, reproducible build): changes show in plans.
@@ -301,7 +304,7 @@ def run_stack(
     for key in unset:
         config.pop(key, None)
 
-    mocks = ModelshipMocks(stack)
+    mocks = ModelshipMocks(stack, preview=preview)
     monitor = RecordingMonitor(mocks)
     runtime_settings.set_root_resource(cast("Any", None))  # a fresh Stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)

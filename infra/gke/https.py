@@ -89,7 +89,7 @@ class HttpsIngress(pulumi.ComponentResource):
             },
             opts=child,
         )
-        k8s.apiextensions.CustomResource(
+        backend = k8s.apiextensions.CustomResource(
             f"{name}-backend",
             api_version="cloud.google.com/v1",
             kind="BackendConfig",
@@ -128,7 +128,9 @@ class HttpsIngress(pulumi.ComponentResource):
                 )
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, custom_timeouts=INGRESS_TIMEOUTS, depends_on=[certificate, frontend]
+                parent=self,
+                custom_timeouts=INGRESS_TIMEOUTS,
+                depends_on=[certificate, frontend, backend],
             ),
         )
         self.address = ip.address
