@@ -19,7 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.harness import REPO_ROOT, DeclaredResource, StackRun, load_stack_config, run_stack
+from infra.harness import (
+    REPO_ROOT,
+    DeclaredResource,
+    StackRun,
+    load_stack_config,
+    run_stack,
+    stack_config_path,
+)
 
 PLANS_DIR = REPO_ROOT / "tests" / "infra" / "plans"
 # Values a user must set before a real `up` (not in Pulumi.<stack>.yaml); the plan uses these.
@@ -119,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if not stack_config_path(args.stack).exists():
+        known = sorted(p.name for p in REPO_ROOT.glob("Pulumi.*.yaml"))
+        print(f"no Pulumi.{args.stack}.yaml at the repository root; stacks: {', '.join(known)}")
+        return 2
     text = render(run_for_plan(args.stack))
     path = plan_path(args.stack)
     if args.write:

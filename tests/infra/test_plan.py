@@ -35,3 +35,8 @@ def test_plan_is_sorted_and_masks_secrets() -> None:
 def test_plan_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan.main(["gke", "--check"]) == 0
     assert "is up to date" in capsys.readouterr().out
+
+
+def test_plan_cli_unknown_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan.main(["nosuchstack"]) == 2
+    assert "no Pulumi.nosuchstack.yaml" in capsys.readouterr().out
