@@ -13,6 +13,7 @@ infrastructure shows up as a small diff. Secret-looking values are masked.
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +32,8 @@ from infra.harness import (
 PLANS_DIR = REPO_ROOT / "tests" / "infra" / "plans"
 # Values a user must set before a real `up` (not in Pulumi.<stack>.yaml); the plan uses these.
 PLACEHOLDERS: dict[str, str] = {"gcp:project": "example-project"}
-SECRET_KEYS = ("password", "stringData", "kubeconfig", "token", "secret")
+# Input keys whose values are masked even when not marked secret (compared case-insensitively).
+SECRET_KEYS = frozenset({"password", "stringdata", "kubeconfig", "token", "accesstoken"})
 
 
 def plan_path(stack: str) -> Path:
@@ -96,7 +98,7 @@ def _header(resource: DeclaredResource, names: Mapping[str, str]) -> str:
 
 
 def _flatten(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    if any(marker.lower() in path.lower() for marker in SECRET_KEYS):
+    if any(part.lower() in SECRET_KEYS for part in re.split(r"[.\[\]]", path)):
         yield path, "[secret]"
     elif isinstance(value, Mapping):
         if not value:
