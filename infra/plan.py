@@ -13,8 +13,8 @@ infrastructure shows up as a small diff. Secret-looking values are masked.
 from __future__ import annotations
 
 import argparse
-import re
 import json
+import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
