@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from infra.harness import run_stack
-from infra.settings import ConfigError, parse_cpu_millicores, parse_memory_bytes, parse_quantity
+from infra.settings import (
+    AWS_REGION,
+    ConfigError,
+    ConfigReader,
+    check_fargate_size,
+    parse_cpu_millicores,
+    parse_memory_bytes,
+    parse_quantity,
+)
 
 from .conftest import GKE_PROJECT
 
@@ -232,3 +240,57 @@ def test_standard_mode_accepts_small_pods() -> None:
 def test_keys_of_other_targets_are_rejected() -> None:
     message = config_error({"modelship:vpcCidr": "10.0.0.0/16"})
     assert "modelship:vpcCidr = (not set): unknown key for this target" in message
+
+
+# --------------------------------------------------------------------------- shared with other targets
+
+
+def fargate_problems(cpu_millicores: int, memory_mib: int) -> list[str]:
+    reader = ConfigReader("fargate", all_keys=[])
+    check_fargate_size(reader, "modelship:cpu", "modelship:memory", cpu_millicores, memory_mib)
+    return [p.render() for p in reader.problems]
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory"),
+    [
+        (250, 512),
+        (250, 2048),
+        (500, 1024),
+        (1000, 8192),
+        (4000, 30720),
+        (8000, 20480),
+        (16000, 122880),
+    ],
+)
+def test_fargate_sizes_offered(cpu: int, memory: int) -> None:
+    assert fargate_problems(cpu, memory) == []
+
+
+def test_fargate_size_messages() -> None:
+    assert fargate_problems(500, 512) == [
+        "modelship:memory = '512Mi': on Fargate with 500m CPU must be "
+        "1024Mi, 2048Mi, 3072Mi, 4096Mi"
+    ]
+    assert fargate_problems(250, 1536) == [
+        "modelship:memory = '1536Mi': on Fargate with 250m CPU must be 512Mi, 1024Mi, 2048Mi"
+    ]
+    assert fargate_problems(300, 1024) == [
+        "modelship:cpu = '300m': on Fargate must be 250m, 500m, 1, 2, 4, 8 or 16"
+    ]
+    (message,) = fargate_problems(8000, 18000)
+    assert "16384Mi to 61440Mi in steps of 4096Mi" in message
+
+
+@pytest.mark.parametrize(
+    ("region", "ok"),
+    [
+        ("us-east-1", True),
+        ("eu-west-3", True),
+        ("us-gov-west-1", True),
+        ("us-east1", False),
+        ("useast-1", False),
+    ],
+)
+def test_aws_region_format(region: str, ok: bool) -> None:
+    assert bool(AWS_REGION.fullmatch(region)) is ok
