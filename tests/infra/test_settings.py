@@ -242,7 +242,7 @@ def test_keys_of_other_targets_are_rejected() -> None:
     assert "modelship:vpcCidr = (not set): unknown key for this target" in message
 
 
-# --------------------------------------------------------------------------- shared with other targets
+# ------------------------------------------------------------------ shared with other targets
 
 
 def fargate_problems(cpu_millicores: int, memory_mib: int) -> list[str]:
