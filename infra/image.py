@@ -20,6 +20,8 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_docker_build as docker_build
 
+from infra.components import child_opts
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = Path("service") / "Dockerfile"
 IMAGE_NAME = "modelship"
@@ -91,7 +93,7 @@ class ServiceImage(pulumi.ComponentResource):
                 build_on_preview=args["build_on_preview"],
                 labels={f"org.modelship.{key}": value for key, value in args["labels"].items()},
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child_opts(self, opts),
         )
         self.tag = tagged
         self.ref = image.ref

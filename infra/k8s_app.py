@@ -14,6 +14,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.components import child_opts
 from infra.container import PRE_STOP_SLEEP_SECONDS, ContainerSpec, Probe
 
 EPHEMERAL_STORAGE = "1Gi"
@@ -57,7 +58,7 @@ class KubernetesApp(pulumi.ComponentResource):
         labels = {**args["labels"], **args["selector"]}
         selector = dict(args["selector"])
         app_name = args["app_name"]
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_opts(self, opts)
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -199,7 +200,7 @@ class KubernetesApp(pulumi.ComponentResource):
                     spec=pod,
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=DEPLOY_TIMEOUTS),
+            opts=child_opts(self, opts, custom_timeouts=DEPLOY_TIMEOUTS),
         )
 
         self.service = k8s.core.v1.Service(
@@ -217,7 +218,7 @@ class KubernetesApp(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=DEPLOY_TIMEOUTS),
+            opts=child_opts(self, opts, custom_timeouts=DEPLOY_TIMEOUTS),
         )
         self.load_balancer_address = self.service.status.apply(_ingress_address)
 

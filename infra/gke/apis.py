@@ -7,6 +7,8 @@ from typing import TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import child_opts
+
 # compute: VPC and load balancers; container: GKE; artifactregistry: images; iam: the node
 # service account; cloudresourcemanager: its project role binding.
 REQUIRED_APIS = (
@@ -38,7 +40,7 @@ class ProjectApis(pulumi.ComponentResource):
                 service=api,
                 disable_on_destroy=False,
                 disable_dependent_services=False,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=child_opts(self, opts),
             )
             for api in REQUIRED_APIS
         ]

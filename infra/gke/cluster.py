@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from infra.components import child_opts
 from infra.gke.network import PODS_RANGE, SERVICES_RANGE, Network
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -55,7 +56,7 @@ class GkeCluster(pulumi.ComponentResource):
         super().__init__("modelship:gke:GkeCluster", name, None, opts)
         project, region = args["project"], args["region"]
         labels = dict(args["labels"])
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_opts(self, opts)
 
         # A dedicated node identity instead of the Compute Engine default service account (which
         # is over-privileged, or disabled in hardened organisations).
@@ -64,7 +65,7 @@ class GkeCluster(pulumi.ComponentResource):
             project=project,
             account_id=args["service_account_id"],
             display_name="modelship GKE nodes (managed by Pulumi)",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args["depends_on"])),
+            opts=child_opts(self, opts, depends_on=list(args["depends_on"])),
         )
         self.node_member = pulumi.Output.concat("serviceAccount:", self.node_service_account.email)
         node_role = gcp.projects.IAMMember(
@@ -93,8 +94,9 @@ class GkeCluster(pulumi.ComponentResource):
             "deletion_protection": args["deletion_protection"],
             "resource_labels": labels,
         }
-        cluster_opts = pulumi.ResourceOptions(
-            parent=self,
+        cluster_opts = child_opts(
+            self,
+            opts,
             depends_on=[*args["depends_on"], node_role],
             custom_timeouts=CLUSTER_TIMEOUTS,
         )
@@ -163,7 +165,7 @@ class GkeCluster(pulumi.ComponentResource):
                         enable_integrity_monitoring=True,
                     ),
                 ),
-                opts=pulumi.ResourceOptions(parent=self, custom_timeouts=CLUSTER_TIMEOUTS),
+                opts=child_opts(self, opts, custom_timeouts=CLUSTER_TIMEOUTS),
             )
 
         self.kubeconfig = pulumi.Output.secret(
@@ -180,9 +182,8 @@ class GkeCluster(pulumi.ComponentResource):
             kubeconfig=self.kubeconfig,
             # If the cluster is already gone, drop its objects from state rather than fail destroy.
             delete_unreachable=True,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.node_pool] if self.node_pool is not None else [],
+            opts=child_opts(
+                self, opts, depends_on=[self.node_pool] if self.node_pool is not None else []
             ),
         )
         self.register_outputs(

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from infra.components import child_opts
 from infra.k8s_app import SERVICE_PORT
 from infra.labels import label_value
 
@@ -52,7 +53,7 @@ class HttpsIngress(pulumi.ComponentResource):
         super().__init__("modelship:gke:HttpsIngress", name, None, opts)
         labels = dict(args["labels"])
         namespace = args["namespace"]
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_opts(self, opts)
 
         ip = gcp.compute.GlobalAddress(
             f"{name}-ip",
@@ -72,7 +73,7 @@ class HttpsIngress(pulumi.ComponentResource):
             ),
             spec={"domains": [args["domain"]]},
             # Named (the Ingress refers to it by name): a new domain deletes the old one first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=child_opts(self, opts, delete_before_replace=True),
         )
         frontend = k8s.apiextensions.CustomResource(
             f"{name}-frontend",

@@ -7,6 +7,8 @@ from typing import TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import child_opts
+
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
 # GKE removes its firewall rules and NEGs asynchronously after the cluster and LoadBalancer are
@@ -38,7 +40,7 @@ class Network(pulumi.ComponentResource):
             auto_create_subnetworks=False,
             routing_mode="REGIONAL",
             description="modelship GKE network (managed by Pulumi)",
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=NETWORK_TIMEOUTS),
+            opts=child_opts(self, opts, custom_timeouts=NETWORK_TIMEOUTS),
         )
         self.subnetwork = gcp.compute.Subnetwork(
             f"{name}-subnet",
@@ -55,6 +57,6 @@ class Network(pulumi.ComponentResource):
                     range_name=SERVICES_RANGE, ip_cidr_range=args["services_cidr"]
                 ),
             ],
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=NETWORK_TIMEOUTS),
+            opts=child_opts(self, opts, custom_timeouts=NETWORK_TIMEOUTS),
         )
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})

@@ -8,6 +8,8 @@ from typing import TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import child_opts
+
 
 class ArtifactRepositoryArgs(TypedDict):
     project: str
@@ -58,7 +60,7 @@ class ArtifactRepository(pulumi.ComponentResource):
                     ),
                 ),
             ],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child_opts(self, opts),
         )
         self.host = f"{args['region']}-docker.pkg.dev"
         self.url = pulumi.Output.concat(

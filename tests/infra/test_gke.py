@@ -339,3 +339,45 @@ def test_deletion_protection_is_a_switch(overrides: dict[str, object], expected:
 
     run = run_stack("gke", {"gcp:project": "modelship-test", **overrides})
     assert run.one(CLUSTER).inputs["deletionProtection"] is expected
+
+
+API_OF_TYPE = {
+    "gcp:compute/": "compute.googleapis.com",
+    "gcp:container/": "container.googleapis.com",
+    "gcp:artifactregistry/": "artifactregistry.googleapis.com",
+    "gcp:serviceaccount/": "iam.googleapis.com",
+    "gcp:projects/iAMMember": "cloudresourcemanager.googleapis.com",
+}
+
+
+def transitive_dependencies(run: StackRun, urn: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [urn]
+    while stack:
+        for dep in run.by_urn(stack.pop()).dependencies:
+            if dep not in seen:
+                seen.add(dep)
+                stack.append(dep)
+    return seen
+
+
+def test_every_google_resource_waits_for_its_api(gke_variant: StackRun) -> None:
+    """A fresh project has the APIs off: nothing may be created before its API is enabled."""
+    api_urn = {
+        s.inputs["service"]: s.urn for s in gke_variant.of_type("gcp:projects/service:Service")
+    }
+    checked = 0
+    for r in gke_variant.resources:
+        api = next((a for prefix, a in API_OF_TYPE.items() if r.type.startswith(prefix)), None)
+        if api is None:
+            continue
+        assert api_urn[api] in transitive_dependencies(gke_variant, r.urn), (
+            f"{r.name} does not wait for {api}"
+        )
+        checked += 1
+    assert checked >= 6
+
+
+def test_workload_waits_for_the_pull_permission(gke_run: StackRun) -> None:
+    grant = gke_run.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+    assert grant.urn in gke_run.one(DEPLOYMENT).dependencies
