@@ -179,7 +179,9 @@ class KubernetesApp(pulumi.ComponentResource):
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=meta(app_name),
+            # The HPA takes ownership of spec.replicas (scale subresource); parking at zero must
+            # take it back, which server-side apply refuses as a conflict unless forced.
+            metadata=meta(app_name, annotations={"pulumi.com/patchForce": "true"}),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 # With an HPA the HPA owns the count: leave `replicas` out (Kubernetes' advice), so
                 # an `up` never resets a scaled-out Deployment. Parked: exactly 0.

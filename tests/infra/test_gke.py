@@ -381,3 +381,8 @@ def test_every_google_resource_waits_for_its_api(gke_variant: StackRun) -> None:
 def test_workload_waits_for_the_pull_permission(gke_run: StackRun) -> None:
     grant = gke_run.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
     assert grant.urn in gke_run.one(DEPLOYMENT).dependencies
+
+
+def test_parking_at_zero_can_take_replicas_back_from_the_hpa(gke_parked: StackRun) -> None:
+    annotations = manifest(gke_parked, DEPLOYMENT)["metadata"]["annotations"]
+    assert annotations["pulumi.com/patchForce"] == "true"
