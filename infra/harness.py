@@ -269,7 +269,7 @@ def _unwrap_secrets(value: Any, path: str, secret_paths: set[str]) -> Any:
 
 
 def _deserialize(obj: Any) -> dict[str, Any]:
-    from pulumi.runtime import rpc  # noqa: PLC0415 - private module, only needed here
+    from pulumi.runtime import rpc
 
     return cast("dict[str, Any]", rpc.deserialize_properties(obj))
 

@@ -335,7 +335,7 @@ def test_scale_to_zero_keeps_the_cluster(gke_parked: StackRun) -> None:
     ],
 )
 def test_deletion_protection_is_a_switch(overrides: dict[str, object], expected: bool) -> None:
-    from infra.harness import run_stack  # noqa: PLC0415
+    from infra.harness import run_stack
 
     run = run_stack("gke", {"gcp:project": "modelship-test", **overrides})
     assert run.one(CLUSTER).inputs["deletionProtection"] is expected

@@ -86,7 +86,7 @@ def test_classifier_answers_labels_and_probabilities(
 
     raw = read_csv(iris_csv).frame
     names = [c for c in raw.columns if c != "species"]
-    features = model_frame(raw, dict.fromkeys(names, "numeric"))  # type: ignore[arg-type]
+    features = model_frame(raw, dict.fromkeys(names, "numeric"))
     x_train, _, y_train, _ = train_test_split(
         features, raw["species"], test_size=0.2, random_state=42, stratify=raw["species"]
     )
