@@ -15,7 +15,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONTEXT_FILES = ["pyproject.toml", "uv.lock", "service/pyproject.toml", "service/README.md"]
-SYNC = ["uv", "sync", "--frozen", "--no-dev", "--package", "modelship", "--quiet"]
+SYNC = [
+    "uv",
+    "sync",
+    "--frozen",
+    "--no-dev",
+    "--package",
+    "modelship",
+    "--extra",
+    "cloud",
+    "--quiet",
+]
 
 
 def build_runtime_venv(workdir: Path) -> Path:

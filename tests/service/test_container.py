@@ -43,6 +43,7 @@ def test_runtime_dependencies_serve_without_training_libraries(tmp_path: Path) -
     venv = build_runtime_venv(tmp_path)
     probe = (
         "import importlib.util as u, modelship.api.app;"
+        "import boto3, google.cloud.storage;"
         "print([m for m in ('sklearn', 'pandas', 'skl2onnx', 'onnx') if u.find_spec(m)])"
     )
     result = subprocess.run(

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_fresh_checkout_trains_the_default_model_then_serves(tmp_path: Path) -> None:
     """The README's first command, from a directory with no model yet."""
-    with running_server(cwd=tmp_path) as server:
+    # Training first: give it time on a busy 2-core CI machine.
+    with running_server(cwd=tmp_path, ready_within=400) as server:
         card = httpx.get(f"{server.url}/model").json()
         assert card["name"] == "insurance-charges"
         example = httpx.get(f"{server.url}/model/examples/0").json()
