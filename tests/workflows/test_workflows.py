@@ -53,9 +53,10 @@ def lint(command: list[str], *files: Path) -> list[dict[str, Any]]:
 
 
 def load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    raw: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
     # YAML 1.1 reads the key `on` as True.
-    document["on"] = document.pop(True, document.get("on"))
+    document: dict[str, Any] = {str(k): v for k, v in raw.items() if k is not True}
+    document["on"] = raw.get(True, raw.get("on"))
     return document
 
 
