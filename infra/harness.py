@@ -187,7 +187,8 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             digest = fake_digest(json.dumps(state, sort_keys=True, default=str))
             # Not pushed (local target): `ref` is one of the tags, as the provider documents.
             ref = f"{repository}@{digest}" if state.get("push") else (tags[0] if tags else "")
-            state.update({"digest": digest, "ref": ref})
+            context = fake_digest(json.dumps(state.get("context"), sort_keys=True))
+            state.update({"digest": digest, "ref": ref, "contextHash": context})
             return f"{args.name}-id", state
         if typ.startswith("docker:"):
             return self._docker(args.name, typ, state)

@@ -72,6 +72,7 @@ class ServiceImage(pulumi.ComponentResource):
     ref: pulumi.Output[str]
     tag: pulumi.Output[str]
     digest: pulumi.Output[str]
+    context_hash: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -111,4 +112,5 @@ class ServiceImage(pulumi.ComponentResource):
         self.tag = tagged
         self.ref = image.ref
         self.digest = image.digest
+        self.context_hash = image.context_hash
         self.register_outputs({"ref": self.ref, "tag": self.tag, "digest": self.digest})

@@ -38,6 +38,7 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
         {
             "image": image.tag,
             "image_digest": image.digest,
+            "image_context_hash": image.context_hash,
             "container": spec,
             "labels": labels,
             "host_port": local.host_port,

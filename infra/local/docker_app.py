@@ -40,6 +40,8 @@ class LocalServiceArgs(TypedDict):
     """A local image name or tag (`modelship:local`), already loaded into the Docker engine."""
     image_digest: pulumi.Input[str]
     """The build's digest: a new one replaces the resolved image and so the container."""
+    image_context_hash: pulumi.Input[str]
+    """The build context's hash: also replaces them (in case a loaded build reports no digest)."""
     container: ContainerSpec
     labels: Mapping[str, str]
     host_port: int
@@ -70,13 +72,13 @@ class LocalService(pulumi.ComponentResource):
             labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in labels.items()],
             opts=child,
         )
-        # Resolves the freshly built tag to its image id (found locally, never pulled); the
-        # container runs that id, so the container is pinned to one build.
+        # Resolves the freshly built tag to its image id: the provider looks the name up among the
+        # local images before it would pull. The container runs that id, pinned to one build.
         self.image = docker.RemoteImage(
             f"{name}-image",
             name=args["image"],
             keep_locally=True,
-            triggers={"digest": args["image_digest"]},
+            triggers={"digest": args["image_digest"], "context": args["image_context_hash"]},
             opts=child,
         )
         self.image_id = self.image.image_id
