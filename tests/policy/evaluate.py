@@ -8,6 +8,7 @@ every resource (`StackValidationArgs`). Never constructs `PolicyPack` (that star
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.harness import StackRun
+from infra.harness import StackRun, load_stack_config
 from policy.rules import POLICIES
 
 
@@ -71,19 +72,31 @@ class Outcome:
 def resources_of(run: StackRun) -> list[Resource]:
     """The custom resources of a run (deep copies: tests mutate them into broken variants)."""
     by_urn = {r.urn: r for r in run.resources}
+    # The default AWS provider (no explicit provider) is configured from the stack's `aws:*` keys;
+    # the CLI shows the policy its inputs, so `aws:defaultTags` counts as it does there.
+    config = load_stack_config(run.stack)
+    tags = config.get("aws:defaultTags")
+    if isinstance(tags, str):
+        tags = json.loads(tags)
+    default_aws = {"defaultTags": tags} if tags else None
     found = []
     for r in run.resources:
         if not r.custom or r.type.startswith("pulumi:providers:"):
             continue
         provider = by_urn.get(r.provider_urn)
+        props = dict(provider.inputs) if provider else None
+        if provider is None and r.type.startswith("aws:") and default_aws is not None:
+            props = default_aws
         found.append(
             Resource(
                 type=r.type,
                 name=r.name,
                 props=copy.deepcopy(dict(r.inputs)),
                 urn=r.urn,
-                provider_props=copy.deepcopy(dict(provider.inputs)) if provider else None,
-                provider_type=provider.type if provider else "",
+                provider_props=copy.deepcopy(props),
+                provider_type=provider.type
+                if provider
+                else ("pulumi:providers:aws" if props else ""),
             )
         )
     return found
