@@ -3,6 +3,8 @@
 `modelship:target` picks the target from `TARGETS`:
   gke      Google Kubernetes Engine (Autopilot by default): APIs, Artifact Registry, VPC, cluster,
            and the service as Deployment + LoadBalancer Service (or HTTPS Ingress) + HPA + PDB.
+  local    Docker on this machine: the image built and loaded (no push), a bridge network and one
+           container on localhost with restart policy, health check and the cloud's limits.
 
 Every target builds the same image (`infra.image`), runs the same container description
 (`infra.container`), labels everything the same way (`infra.labels`) and exports `url`, `image`.
@@ -20,12 +22,13 @@ if _ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
-from infra import gke  # noqa: E402
+from infra import gke, local  # noqa: E402
 from infra.settings import ConfigReader, read_shared  # noqa: E402
 from infra.targets import Target, TargetOutputs  # noqa: E402
 
 TARGETS: dict[str, Target[Any]] = {
     "gke": gke.TARGET,
+    "local": local.TARGET,
 }
 
 

@@ -185,8 +185,13 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             repository = tags[0].rsplit(":", 1)[0] if tags else "unknown"
             # Same inputs, same digest (as with a real, reproducible build): changes show in plans.
             digest = fake_digest(json.dumps(state, sort_keys=True, default=str))
-            state.update({"digest": digest, "ref": f"{repository}@{digest}"})
+            # Not pushed (local target): `ref` is one of the tags, as the provider documents.
+            ref = f"{repository}@{digest}" if state.get("push") else (tags[0] if tags else "")
+            context = fake_digest(json.dumps(state.get("context"), sort_keys=True))
+            state.update({"digest": digest, "ref": ref, "contextHash": context})
             return f"{args.name}-id", state
+        if typ.startswith("docker:"):
+            return self._docker(args.name, typ, state)
         state.setdefault("name", physical)
         if typ == "gcp:container/cluster:Cluster":
             state.update(
@@ -202,6 +207,17 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             state["email"] = f"{account}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/globalAddress:GlobalAddress":
             state["address"] = MOCK_LB_IP
+        return f"{state['name']}-id", state
+
+    def _docker(self, name: str, typ: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Local target: the Docker engine's computed fields the program reads."""
+        state.setdefault("name", f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:7]}")
+        if typ == "docker:index/remoteImage:RemoteImage":
+            if self.preview:
+                return f"{name}-id", state  # the build it resolves has not run
+            image_id = fake_digest(json.dumps(state, sort_keys=True, default=str))
+            state.update({"imageId": image_id, "repoDigest": ""})
+            return f"{image_id}{state['name']}", state
         return f"{state['name']}-id", state
 
 

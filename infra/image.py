@@ -52,12 +52,18 @@ class ServiceImageArgs(TypedDict):
     """Full image name without tag, including the registry host (never Docker Hub by accident)."""
     tag: str
     """The mutable tag pushed alongside the digest (the stack name)."""
-    registry: RegistryLogin
+    registry: NotRequired[RegistryLogin]
+    """Login for the push; leave out with `push=False`."""
     platform: str
+    """`linux/amd64` or `linux/arm64`; "" builds for the machine's own platform."""
     build_on_preview: bool
     labels: Mapping[str, str]
     context: NotRequired[str]
     dockerfile: NotRequired[str]
+    push: NotRequired[bool]
+    """Push to the registry (default). The local target builds without pushing."""
+    load: NotRequired[bool]
+    """Also load the image into the local Docker daemon (the local target runs it from there)."""
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -65,25 +71,33 @@ class ServiceImage(pulumi.ComponentResource):
 
     ref: pulumi.Output[str]
     tag: pulumi.Output[str]
+    digest: pulumi.Output[str]
+    context_hash: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("modelship:image:ServiceImage", name, None, opts)
-        platform = docker_build.Platform(args["platform"])
+        platforms = [docker_build.Platform(args["platform"])] if args["platform"] else None
         tagged = pulumi.Output.concat(args["image_name"], ":", args["tag"])
-        registry = args["registry"]
+        registry = args.get("registry")
+        push = args.get("push", True)
+        if push and registry is None:
+            raise ValueError("ServiceImage: `registry` is required when `push` is true")
         image = docker_build.Image(
             f"{name}-build",
             docker_build.ImageArgs(
-                push=True,
+                push=push,
+                load=args.get("load"),
                 tags=[tagged],
                 context=docker_build.BuildContextArgs(location=args.get("context", repo_path())),
                 dockerfile=docker_build.DockerfileArgs(
                     location=args.get("dockerfile", repo_path(DOCKERFILE))
                 ),
-                platforms=[platform],
-                registries=[
+                platforms=platforms,
+                registries=None
+                if registry is None
+                else [
                     docker_build.RegistryArgs(
                         address=registry["address"],
                         username=registry["username"],
@@ -97,4 +111,6 @@ class ServiceImage(pulumi.ComponentResource):
         )
         self.tag = tagged
         self.ref = image.ref
-        self.register_outputs({"ref": self.ref, "tag": self.tag})
+        self.digest = image.digest
+        self.context_hash = image.context_hash
+        self.register_outputs({"ref": self.ref, "tag": self.tag, "digest": self.digest})

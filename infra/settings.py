@@ -243,6 +243,8 @@ DNS_LABEL_ALLOWED = (
 HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 HOSTNAME_ALLOWED = "a fully qualified lowercase domain name such as api.example.com"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# What a stack is for; the policy pack (policy/) checks deletion protection against it.
+ENVIRONMENTS = ("development", "staging", "production")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
 
@@ -361,6 +363,7 @@ class Settings:
     container: ContainerSettings
     scaling: ScalingSettings
     api_key: pulumi.Output[str] | None = field(default=None, repr=False, compare=False)
+    environment: str = "development"
 
 
 # Shared keys. Targets add their own in their module (see infra/gke/config.py).
@@ -378,6 +381,7 @@ KEY_MAX_REPLICAS = "modelship:maxReplicas"
 KEY_CPU_TARGET = "modelship:cpuTargetPercent"
 KEY_SCALE_TO_ZERO = "modelship:scaleToZero"
 KEY_API_KEY = "modelship:apiKey"
+KEY_ENVIRONMENT = "modelship:environment"
 
 
 def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> Settings:
@@ -434,4 +438,5 @@ def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> S
         container=container,
         scaling=scaling,
         api_key=reader.secret(KEY_API_KEY),
+        environment=reader.choice(KEY_ENVIRONMENT, "development", ENVIRONMENTS),
     )

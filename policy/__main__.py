@@ -1,0 +1,19 @@
+"""The modelship policy pack, as the Pulumi CLI runs it (`pulumi preview --policy-pack policy`).
+
+Constructing `PolicyPack` starts the gRPC server the CLI talks to and blocks, so it happens only
+here; the rules live in `policy/rules.py`, which the tests import and run without the CLI.
+"""
+
+import sys
+from pathlib import Path
+
+# The CLI runs this file with policy/ on sys.path; the rules are imported as `policy.rules`.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
+
+from policy.rules import POLICIES  # noqa: E402
+
+PolicyPack(name="modelship", enforcement_level=EnforcementLevel.MANDATORY, policies=POLICIES)
