@@ -3,6 +3,9 @@
 `modelship:target` picks the target from `TARGETS`:
   gke      Google Kubernetes Engine (Autopilot by default): APIs, Artifact Registry, VPC, cluster,
            and the service as Deployment + LoadBalancer Service (or HTTPS Ingress) + HPA + PDB.
+  k8s      any existing cluster in the user's kubeconfig (kubeadm, k3s, another team's): the same
+           Kubernetes objects, exposed by LoadBalancer, NodePort or an Ingress; or, with
+           `modelship:renderDir`, rendered to YAML + kustomization.yaml for GitOps instead.
 
 Every target builds the same image (`infra.image`), runs the same container description
 (`infra.container`), labels everything the same way (`infra.labels`) and exports `url`, `image`.
@@ -20,12 +23,13 @@ if _ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
-from infra import gke  # noqa: E402
+from infra import gke, k8s  # noqa: E402
 from infra.settings import ConfigReader, read_shared  # noqa: E402
 from infra.targets import Target, TargetOutputs  # noqa: E402
 
 TARGETS: dict[str, Target[Any]] = {
     "gke": gke.TARGET,
+    "k8s": k8s.TARGET,
 }
 
 

@@ -52,7 +52,8 @@ class ServiceImageArgs(TypedDict):
     """Full image name without tag, including the registry host (never Docker Hub by accident)."""
     tag: str
     """The mutable tag pushed alongside the digest (the stack name)."""
-    registry: RegistryLogin
+    registry: NotRequired[RegistryLogin]
+    """A login for the push; without one, buildx uses the machine's own (`docker login`)."""
     platform: str
     build_on_preview: bool
     labels: Mapping[str, str]
@@ -72,7 +73,7 @@ class ServiceImage(pulumi.ComponentResource):
         super().__init__("modelship:image:ServiceImage", name, None, opts)
         platform = docker_build.Platform(args["platform"])
         tagged = pulumi.Output.concat(args["image_name"], ":", args["tag"])
-        registry = args["registry"]
+        registry = args.get("registry")
         image = docker_build.Image(
             f"{name}-build",
             docker_build.ImageArgs(
@@ -89,7 +90,9 @@ class ServiceImage(pulumi.ComponentResource):
                         username=registry["username"],
                         password=registry["password"],
                     )
-                ],
+                ]
+                if registry is not None
+                else None,
                 build_on_preview=args["build_on_preview"],
                 labels={f"org.modelship.{key}": value for key, value in args["labels"].items()},
             ),

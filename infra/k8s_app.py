@@ -72,6 +72,8 @@ class KubernetesApp(pulumi.ComponentResource):
     api_key_secret: k8s.core.v1.Secret | None
     load_balancer_address: pulumi.Output[str]
     node_port: pulumi.Output[int | None]
+    objects: list[pulumi.CustomResource]
+    """Every Kubernetes object declared, in declaration order (the k8s target renders them)."""
 
     def __init__(
         self, name: str, args: KubernetesAppArgs, opts: pulumi.ResourceOptions | None = None
@@ -319,6 +321,19 @@ class KubernetesApp(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.objects = [
+            o
+            for o in (
+                self.namespace,
+                service_account,
+                self.api_key_secret,
+                self.deployment,
+                self.service,
+                self.autoscaler,
+                self.disruption_budget,
+            )
+            if o is not None
+        ]
         self.register_outputs(
             {
                 "namespace": self.namespace_name,
