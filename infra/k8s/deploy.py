@@ -3,7 +3,7 @@
 Nothing here depends on a cloud: the cluster is whatever the kubeconfig context points at
 (kubeadm, k3s, a managed cluster run by another team), the image comes from any registry.
 With `modelship:renderDir` the provider writes the objects as YAML instead of applying them,
-and the program adds the `kustomization.yaml` (see `infra/k8s/render.py`).
+and the program adds the `kustomization.yaml` (see `infra/render.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from infra.container import container_spec
 from infra.image import IMAGE_NAME, ServiceImage, ServiceImageArgs, repo_path
 from infra.k8s.config import K8sSettings
 from infra.k8s.ingress import HttpIngress
-from infra.k8s.render import kustomization, plain, render_path, write_kustomization
+from infra.k8s.manifests import kustomization, plain, render_path, write_kustomization
 from infra.k8s_app import SERVICE_PORT, KubernetesApp
 from infra.labels import app_selector, label_value, standard_labels
 from infra.settings import Settings
