@@ -7,9 +7,10 @@ oldest and newest Kubernetes versions the target supports (`infra.k8s.config.KUB
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
@@ -423,3 +424,23 @@ def test_docs_list_every_k8s_key() -> None:
     assert len(keys) > 15
     missing = [key for key in keys if f"`{key}`" not in docs]
     assert not missing, f"not in docs/k8s.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"service_type": "ExternalName"}, "service_type must be one of"),
+        ({"service_type": "LoadBalancer", "node_port": 30080}, "node_port can only be given"),
+        (
+            {"api_key": "k", "api_key_secret_name": "s"},
+            "Only one of `api_key` or `api_key_secret_name`",
+        ),
+        ({"image_pull_policy": "Never"}, "image_pull_policy must be one of"),
+    ],
+)
+def test_the_shared_component_refuses_contradictions(extra: dict[str, Any], message: str) -> None:
+    from infra.k8s_app import KubernetesAppArgs, _check_args
+
+    args = cast("KubernetesAppArgs", {"service_type": "ClusterIP", **extra})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _check_args(args)
