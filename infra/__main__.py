@@ -5,6 +5,9 @@
            and the service as Deployment + LoadBalancer Service (or HTTPS Ingress) + HPA + PDB.
   local    Docker on this machine: the image built and loaded (no push), a bridge network and one
            container on localhost with restart policy, health check and the cloud's limits.
+  k8s      any existing cluster in the user's kubeconfig (kubeadm, k3s, another team's): the same
+           Kubernetes objects, exposed by LoadBalancer, NodePort or an Ingress; or, with
+           `modelship:renderDir`, rendered to YAML + kustomization.yaml for GitOps instead.
 
 Every target builds the same image (`infra.image`), runs the same container description
 (`infra.container`), labels everything the same way (`infra.labels`) and exports `url`, `image`.
@@ -22,13 +25,14 @@ if _ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
-from infra import gke, local  # noqa: E402
+from infra import gke, k8s, local  # noqa: E402
 from infra.settings import ConfigReader, read_shared  # noqa: E402
 from infra.targets import Target, TargetOutputs  # noqa: E402
 
 TARGETS: dict[str, Target[Any]] = {
     "gke": gke.TARGET,
     "local": local.TARGET,
+    "k8s": k8s.TARGET,
 }
 
 

@@ -93,10 +93,15 @@ class ContainerSpec:
         return dict(self.env)
 
 
-def container_spec(settings: Settings) -> ContainerSpec:
-    """The container every target deploys, from the validated settings."""
+def container_spec(settings: Settings, *, api_key_file: bool | None = None) -> ContainerSpec:
+    """The container every target deploys, from the validated settings.
+
+    The API-key file is mounted when `modelship:apiKey` is set; `api_key_file=True` says the
+    target mounts one from elsewhere (an existing Secret), `False` that there is none.
+    """
     c = settings.container
-    api_key_dir = API_KEY_DIR if settings.api_key is not None else None
+    with_key = settings.api_key is not None if api_key_file is None else api_key_file
+    api_key_dir = API_KEY_DIR if with_key else None
     env = {
         "MODELSHIP_HOST": "0.0.0.0",  # noqa: S104 - inside the container; the platform fronts it
         "MODELSHIP_PORT": str(CONTAINER_PORT),

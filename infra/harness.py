@@ -38,6 +38,7 @@ PROJECT = "modelship"
 # Fixed, documentation-range values the mocks hand out for computed outputs.
 MOCK_LB_IP = "203.0.113.10"
 MOCK_ENDPOINT = "198.51.100.1"
+MOCK_NODE_PORT = 30080  # what Kubernetes would pick from 30000-32767 when none is given
 MOCK_ACCESS_TOKEN = "mock-access-token"  # noqa: S105 - not a credential; a fixed mock value
 MOCK_CA = base64.b64encode(
     b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"
@@ -175,7 +176,7 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             metadata.setdefault("name", physical)
             state["metadata"] = metadata
             if typ == "kubernetes:core/v1:Service" and not self.preview:
-                state["status"] = {"loadBalancer": {"ingress": [{"ip": MOCK_LB_IP}]}}
+                _service_status(state)
             namespace = metadata.get("namespace")
             return (f"{namespace}/{metadata['name']}" if namespace else metadata["name"]), state
         if typ == "docker-build:index:Image":
@@ -219,6 +220,21 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             state.update({"imageId": image_id, "repoDigest": ""})
             return f"{image_id}{state['name']}", state
         return f"{state['name']}-id", state
+
+
+def _service_status(state: dict[str, Any]) -> None:
+    """What Kubernetes fills in for a Service: a node port (NodePort, LoadBalancer) and, for a
+    LoadBalancer, the address of its load balancer."""
+    spec = dict(state.get("spec") or {})
+    kind = spec.get("type", "ClusterIP")
+    if kind in ("NodePort", "LoadBalancer"):
+        spec["ports"] = [
+            {"nodePort": MOCK_NODE_PORT + i, **dict(port)}
+            for i, port in enumerate(spec.get("ports") or [])
+        ]
+        state["spec"] = spec
+    if kind == "LoadBalancer":
+        state["status"] = {"loadBalancer": {"ingress": [{"ip": MOCK_LB_IP}]}}
 
 
 class RecordingMonitor(MockMonitor):

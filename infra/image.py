@@ -53,7 +53,8 @@ class ServiceImageArgs(TypedDict):
     tag: str
     """The mutable tag pushed alongside the digest (the stack name)."""
     registry: NotRequired[RegistryLogin]
-    """Login for the push; leave out with `push=False`."""
+    """A login for the push; without one, buildx uses the machine's own (`docker login`).
+    Leave out with `push=False`."""
     platform: str
     """`linux/amd64` or `linux/arm64`; "" builds for the machine's own platform."""
     build_on_preview: bool
@@ -82,8 +83,6 @@ class ServiceImage(pulumi.ComponentResource):
         tagged = pulumi.Output.concat(args["image_name"], ":", args["tag"])
         registry = args.get("registry")
         push = args.get("push", True)
-        if push and registry is None:
-            raise ValueError("ServiceImage: `registry` is required when `push` is true")
         image = docker_build.Image(
             f"{name}-build",
             docker_build.ImageArgs(

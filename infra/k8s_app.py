@@ -4,11 +4,15 @@ Namespace (Pod Security `restricted`), ServiceAccount (no token), optional API-k
 Deployment (zero-downtime rolling update, three probes, requests = limits, hardened pod), Service,
 HorizontalPodAutoscaler (autoscaling/v2, CPU) and PodDisruptionBudget. Every object goes through
 the Kubernetes provider given in `opts` (`providers=[...]`), which children inherit.
+
+Nothing here is specific to a cloud: it is used as-is by the `k8s` target (any cluster) and by
+the `gke` target, which passes its own values in (Autopilot's ephemeral-storage request, the NEG
+and BackendConfig annotations of a GKE Ingress). Cloud-specific values belong in the target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -17,11 +21,12 @@ import pulumi_kubernetes as k8s
 from infra.components import child_opts
 from infra.container import PRE_STOP_SLEEP_SECONDS, ContainerSpec, Probe
 
-EPHEMERAL_STORAGE = "1Gi"
 API_KEY_VOLUME = "api-key"
 TMP_VOLUME = "tmp"
 SERVICE_PORT = 80
 DEPLOY_TIMEOUTS = pulumi.CustomTimeouts(create="15m", update="15m", delete="10m")
+SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
+PULL_POLICIES = ("IfNotPresent", "Always")
 
 
 class KubernetesAppArgs(TypedDict):
@@ -34,46 +39,70 @@ class KubernetesAppArgs(TypedDict):
     labels: Mapping[str, str]
     selector: Mapping[str, str]
     service_type: str
-    """`LoadBalancer` (public IP, the URL) or `ClusterIP` (behind an Ingress)."""
+    """`LoadBalancer` (external address, the URL), `NodePort` (every node's IP on a port of
+    30000-32767) or `ClusterIP` (in-cluster only, or behind an Ingress)."""
+    node_port: NotRequired[int | None]
+    """With `NodePort`: a fixed node port; None lets Kubernetes pick a free one."""
     api_key: NotRequired[pulumi.Input[str] | None]
+    """The API key itself: stored in a Secret this component creates (auto-named)."""
+    api_key_secret_name: NotRequired[str | None]
+    """An existing Secret (key `api-key`) to mount instead; never created or read by Pulumi."""
     service_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
+    extra_resources: NotRequired[Mapping[str, str]]
+    """More resource quantities beside cpu/memory, requested = limited (gke: ephemeral-storage)."""
+    image_pull_policy: NotRequired[str]
+    """`IfNotPresent` (default; right for digest references) or `Always` (mutable tags)."""
+    image_pull_secrets: NotRequired[Sequence[str]]
+    """Names of existing `kubernetes.io/dockerconfigjson` Secrets for a private registry."""
+    create_namespace: NotRequired[bool]
+    """False: the namespace exists already (made by the cluster's owners); only use it."""
+    patch_force: NotRequired[bool]
+    """Annotate the Deployment `pulumi.com/patchForce` (default True); off for plain YAML."""
 
 
 class KubernetesApp(pulumi.ComponentResource):
     """Namespace + Deployment + Service + HPA + PDB (+ Secret) for one container description."""
 
-    namespace: k8s.core.v1.Namespace
+    namespace: k8s.core.v1.Namespace | None
+    namespace_name: pulumi.Output[str]
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
     autoscaler: k8s.autoscaling.v2.HorizontalPodAutoscaler | None
     disruption_budget: k8s.policy.v1.PodDisruptionBudget
     api_key_secret: k8s.core.v1.Secret | None
     load_balancer_address: pulumi.Output[str]
+    node_port: pulumi.Output[int | None]
+    objects: list[pulumi.CustomResource]
+    """Every Kubernetes object declared, in declaration order (the k8s target renders them)."""
 
     def __init__(
         self, name: str, args: KubernetesAppArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("modelship:kubernetes:KubernetesApp", name, None, opts)
+        _check_args(args)
         spec = args["container"]
         labels = {**args["labels"], **args["selector"]}
         selector = dict(args["selector"])
         app_name = args["app_name"]
         child = child_opts(self, opts)
 
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=args["namespace"],
-                labels={
-                    **args["labels"],
-                    # The pods meet the `restricted` Pod Security Standard; enforce it.
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
-            ),
-            opts=child,
-        )
-        namespace = self.namespace.metadata.name
+        self.namespace = None
+        namespace: pulumi.Input[str] = args["namespace"]
+        if args.get("create_namespace", True):
+            self.namespace = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=args["namespace"],
+                    labels={
+                        **args["labels"],
+                        # The pods meet the `restricted` Pod Security Standard; enforce it.
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                ),
+                opts=child,
+            )
+            namespace = self.namespace.metadata.name
 
         def meta(object_name: str | None = None, **extra: Any) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(
@@ -96,6 +125,7 @@ class KubernetesApp(pulumi.ComponentResource):
         mounts = [k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path=spec.tmp_dir)]
         api_key = args.get("api_key")
         self.api_key_secret = None
+        secret_name: pulumi.Input[str] | None = args.get("api_key_secret_name")
         if api_key is not None and spec.api_key_dir is not None:
             # Auto-named: a new key gets a new Secret name, which rolls the Deployment.
             self.api_key_secret = k8s.core.v1.Secret(
@@ -105,12 +135,21 @@ class KubernetesApp(pulumi.ComponentResource):
                 string_data={spec.api_key_file_name: api_key},
                 opts=child,
             )
+            secret_name = self.api_key_secret.metadata.name
+        if secret_name is not None and spec.api_key_dir is not None:
             volumes.append(
                 k8s.core.v1.VolumeArgs(
                     name=API_KEY_VOLUME,
                     secret=k8s.core.v1.SecretVolumeSourceArgs(
-                        secret_name=self.api_key_secret.metadata.name,
+                        secret_name=secret_name,
                         default_mode=0o440,
+                        # Only the key the service reads: a Secret without it fails to mount
+                        # (the pod says why) instead of starting a service with no key.
+                        items=[
+                            k8s.core.v1.KeyToPathArgs(
+                                key=spec.api_key_file_name, path=spec.api_key_file_name
+                            )
+                        ],
                     ),
                 )
             )
@@ -120,18 +159,18 @@ class KubernetesApp(pulumi.ComponentResource):
                 )
             )
 
-        resources = {"cpu": spec.cpu, "memory": spec.memory, "ephemeral-storage": EPHEMERAL_STORAGE}
+        resources = {"cpu": spec.cpu, "memory": spec.memory, **args.get("extra_resources", {})}
         container = k8s.core.v1.ContainerArgs(
             name=spec.name,
             image=args["image"],
-            image_pull_policy="IfNotPresent",
+            image_pull_policy=args.get("image_pull_policy", "IfNotPresent"),
             ports=[
                 k8s.core.v1.ContainerPortArgs(
                     name=spec.port_name, container_port=spec.port, protocol="TCP"
                 )
             ],
             env=[k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in spec.env],
-            # requests = limits: Guaranteed QoS, and stable diffs on Autopilot (CLOUD-PITFALLS 22).
+            # requests = limits: Guaranteed QoS (the gke target relies on it for Autopilot too).
             resources=k8s.core.v1.ResourceRequirementsArgs(requests=resources, limits=resources),
             startup_probe=_probe(spec.startup, spec.port),
             liveness_probe=_probe(spec.liveness, spec.port),
@@ -157,6 +196,11 @@ class KubernetesApp(pulumi.ComponentResource):
         pod = k8s.core.v1.PodSpecArgs(
             service_account_name=service_account.metadata.name,
             automount_service_account_token=False,
+            image_pull_secrets=[
+                k8s.core.v1.LocalObjectReferenceArgs(name=secret)
+                for secret in args.get("image_pull_secrets", ())
+            ]
+            or None,
             termination_grace_period_seconds=spec.termination_grace_seconds,
             security_context=k8s.core.v1.PodSecurityContextArgs(
                 run_as_non_root=True,
@@ -181,7 +225,12 @@ class KubernetesApp(pulumi.ComponentResource):
             f"{name}-deployment",
             # The HPA takes ownership of spec.replicas (scale subresource); parking at zero must
             # take it back, which server-side apply refuses as a conflict unless forced.
-            metadata=meta(app_name, annotations={"pulumi.com/patchForce": "true"}),
+            metadata=meta(
+                app_name,
+                annotations={"pulumi.com/patchForce": "true"}
+                if args.get("patch_force", True)
+                else None,
+            ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 # With an HPA the HPA owns the count: leave `replicas` out (Kubernetes' advice), so
                 # an `up` never resets a scaled-out Deployment. Parked: exactly 0.
@@ -217,12 +266,15 @@ class KubernetesApp(pulumi.ComponentResource):
                         port=SERVICE_PORT,
                         target_port=spec.port_name,
                         protocol="TCP",
+                        node_port=args.get("node_port"),
                     )
                 ],
             ),
             opts=child_opts(self, opts, custom_timeouts=DEPLOY_TIMEOUTS),
         )
+        self.namespace_name = pulumi.Output.from_input(namespace)
         self.load_balancer_address = self.service.status.apply(_ingress_address)
+        self.node_port = self.service.spec.apply(_node_port)
 
         self.autoscaler = None
         if spec.autoscaling:
@@ -269,14 +321,39 @@ class KubernetesApp(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.objects = [
+            o
+            for o in (
+                self.namespace,
+                service_account,
+                self.api_key_secret,
+                self.deployment,
+                self.service,
+                self.autoscaler,
+                self.disruption_budget,
+            )
+            if o is not None
+        ]
         self.register_outputs(
             {
-                "namespace": namespace,
+                "namespace": self.namespace_name,
                 "deployment": self.deployment.metadata.name,
                 "service": self.service.metadata.name,
                 "load_balancer_address": self.load_balancer_address,
             }
         )
+
+
+def _check_args(args: KubernetesAppArgs) -> None:
+    """Refuse contradictory inputs with the input's name and what is allowed."""
+    if args["service_type"] not in SERVICE_TYPES:
+        raise ValueError(f"service_type must be one of {', '.join(SERVICE_TYPES)}")
+    if args.get("node_port") is not None and args["service_type"] != "NodePort":
+        raise ValueError("node_port can only be given with service_type NodePort")
+    if args.get("api_key") is not None and args.get("api_key_secret_name") is not None:
+        raise ValueError("Only one of `api_key` or `api_key_secret_name` can be provided")
+    if args.get("image_pull_policy", "IfNotPresent") not in PULL_POLICIES:
+        raise ValueError(f"image_pull_policy must be one of {', '.join(PULL_POLICIES)}")
 
 
 def _probe(probe: Probe, port: int) -> k8s.core.v1.ProbeArgs:
@@ -292,8 +369,8 @@ def _probe(probe: Probe, port: int) -> k8s.core.v1.ProbeArgs:
 def _ingress_address(status: Any) -> str:
     """The first ingress IP (or hostname) of a LoadBalancer Service; "" until it exists.
 
-    None-safe at every level: during preview and while GCP provisions the load balancer the
-    status has no ingress yet (CLOUD-PITFALLS 20).
+    None-safe at every level: during preview, while the cloud provisions the load balancer, and
+    for NodePort/ClusterIP Services the status has no ingress (CLOUD-PITFALLS 20).
     """
     balancer = _field(status, "load_balancer", "loadBalancer")
     ingress = _field(balancer, "ingress", "ingress") or []
@@ -301,6 +378,15 @@ def _ingress_address(status: Any) -> str:
         return ""
     first = ingress[0]
     return str(_field(first, "ip", "ip") or _field(first, "hostname", "hostname") or "")
+
+
+def _node_port(spec: Any) -> int | None:
+    """The node port Kubernetes assigned (or was given) to the Service's one port, if any."""
+    ports = _field(spec, "ports", "ports") or []
+    if not ports:
+        return None
+    value = _field(ports[0], "node_port", "nodePort")
+    return None if value is None else int(value)
 
 
 def _field(obj: Any, attribute: str, key: str) -> Any:

@@ -32,6 +32,10 @@ from infra.harness import (
 PLANS_DIR = REPO_ROOT / "tests" / "infra" / "plans"
 # Values a user must set before a real `up` (not in Pulumi.<stack>.yaml); the plan uses these.
 PLACEHOLDERS: dict[str, str] = {"gcp:project": "example-project"}
+# The same, for one stack only (a `modelship:*` placeholder would be an unknown key elsewhere).
+STACK_PLACEHOLDERS: dict[str, dict[str, str]] = {
+    "k8s": {"modelship:image": "registry.example.com/team/modelship@sha256:" + "0" * 64},
+}
 # Input keys whose values are masked even when not marked secret (compared case-insensitively).
 SECRET_KEYS = frozenset({"password", "stringdata", "kubeconfig", "token", "accesstoken"})
 
@@ -49,6 +53,7 @@ def run_for_plan(stack: str) -> StackRun:
     config = load_stack_config(stack)
     missing = {key: value for key, value in PLACEHOLDERS.items() if key not in config}
     relevant = {k: v for k, v in missing.items() if k.split(":")[0] in _namespaces(config)}
+    relevant |= {k: v for k, v in STACK_PLACEHOLDERS.get(stack, {}).items() if k not in config}
     return run_stack(stack, relevant)
 
 

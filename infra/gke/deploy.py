@@ -20,6 +20,10 @@ from infra.targets import TargetOutputs
 
 # The username Artifact Registry accepts with an OAuth access token as password.
 ACCESS_TOKEN_USER = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a secret
+# Autopilot requests 1Gi of ephemeral storage per pod unless told otherwise; declaring it
+# (requests = limits, like cpu and memory) keeps Autopilot from rewriting the pod
+# (CLOUD-PITFALLS 22). Standard clusters get the same value, so both modes run the same pod.
+EPHEMERAL_STORAGE = "1Gi"
 
 
 def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
@@ -109,6 +113,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "selector": app_selector(settings.project, settings.stack),
             "service_type": "ClusterIP" if https else "LoadBalancer",
             "service_annotations": service_annotations(backend_config_name(name)) if https else {},
+            "extra_resources": {"ephemeral-storage": EPHEMERAL_STORAGE},
             "api_key": settings.api_key,
         },
         opts=k8s_opts,
@@ -129,7 +134,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
                 "project": gke.project,
                 "app_name": name,
                 "domain": gke.domain,
-                "namespace": app.namespace.metadata.name,
+                "namespace": app.namespace_name,
                 "service_name": app.service.metadata.name,
                 "backend_config_name": backend_config_name(name),
                 "health_check_path": spec.readiness.path,
