@@ -3,6 +3,8 @@
 `modelship:target` picks the target from `TARGETS`:
   gke      Google Kubernetes Engine (Autopilot by default): APIs, Artifact Registry, VPC, cluster,
            and the service as Deployment + LoadBalancer Service (or HTTPS Ingress) + HPA + PDB.
+  fargate  AWS ECS on Fargate: ECR, a dedicated VPC, security groups, Application Load Balancer
+           (HTTPS with a certificate), IAM roles, cluster, task definition, service + autoscaling.
 
 Every target builds the same image (`infra.image`), runs the same container description
 (`infra.container`), labels everything the same way (`infra.labels`) and exports `url`, `image`.
@@ -20,12 +22,13 @@ if _ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
-from infra import gke  # noqa: E402
+from infra import fargate, gke  # noqa: E402
 from infra.settings import ConfigReader, read_shared  # noqa: E402
 from infra.targets import Target, TargetOutputs  # noqa: E402
 
 TARGETS: dict[str, Target[Any]] = {
     "gke": gke.TARGET,
+    "fargate": fargate.TARGET,
 }
 
 

@@ -32,6 +32,9 @@ from infra.harness import (
 PLANS_DIR = REPO_ROOT / "tests" / "infra" / "plans"
 # Values a user must set before a real `up` (not in Pulumi.<stack>.yaml); the plan uses these.
 PLACEHOLDERS: dict[str, str] = {"gcp:project": "example-project"}
+# Per stack: values that would otherwise change the plan on every unrelated commit (the fargate
+# image tag is a hash of the service sources; the plan shows a fixed tag instead).
+STACK_PLACEHOLDERS: dict[str, dict[str, str]] = {"fargate": {"modelship:imageTag": "plan"}}
 # Input keys whose values are masked even when not marked secret (compared case-insensitively).
 SECRET_KEYS = frozenset({"password", "stringdata", "kubeconfig", "token", "accesstoken"})
 
@@ -49,7 +52,7 @@ def run_for_plan(stack: str) -> StackRun:
     config = load_stack_config(stack)
     missing = {key: value for key, value in PLACEHOLDERS.items() if key not in config}
     relevant = {k: v for k, v in missing.items() if k.split(":")[0] in _namespaces(config)}
-    return run_stack(stack, relevant)
+    return run_stack(stack, {**relevant, **STACK_PLACEHOLDERS.get(stack, {})})
 
 
 def _namespaces(config: Mapping[str, Any]) -> set[str]:
