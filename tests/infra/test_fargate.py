@@ -513,3 +513,12 @@ def test_preview_needs_no_docker() -> None:
     preview = run_stack("fargate", preview=True)
     assert preview.outputs.get("image") is None
     assert preview.of_type(TASK_DEFINITION)
+
+
+def test_plan_masks_the_registry_password_and_pins_the_tag() -> None:
+    from infra import plan
+
+    text = plan.render(plan.run_for_plan("fargate"))
+    assert MOCK_ECR_PASSWORD not in text
+    assert "registries[0].password = [secret]" in text
+    assert "/modelship-fargate:plan" in text  # a fixed tag: source edits do not touch the plan
