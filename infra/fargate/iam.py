@@ -3,8 +3,11 @@
 execution role: what ECS itself uses to start the task (pull from ECR, write to CloudWatch Logs):
 the AWS managed `AmazonECSTaskExecutionRolePolicy` only, plus read access to exactly the one API-key
 secret when one is configured (ECS resolves `secrets` with this role). task role: what the service's
-own code may call: nothing, unless policy ARNs are configured. Both trust only ECS tasks of this
-account and region (confused-deputy protection with `aws:SourceAccount` / `aws:SourceArn`).
+own code may call: nothing, unless policy ARNs are configured. Each trusts `ecs-tasks` as AWS
+documents for it: the task role only for tasks of this account and region (confused-deputy
+protection with `aws:SourceAccount` / `aws:SourceArn`, as in the ECS task IAM role guide); the
+execution role without conditions, as in the task execution role guide, because the Fargate agent
+that assumes it is not documented to send those keys and a wrong guess would stop every task.
 """
 
 from __future__ import annotations
@@ -22,8 +25,23 @@ ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
 EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
-def trust_policy(partition: str, region: str, account_id: str) -> dict[str, Any]:
-    """Only ECS tasks started in this account and region may assume the role."""
+def execution_trust_policy() -> dict[str, Any]:
+    """ECS (the Fargate agent) may assume the execution role."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "EcsTasks",
+                "Effect": "Allow",
+                "Principal": {"Service": ECS_TASKS_PRINCIPAL},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def task_trust_policy(partition: str, region: str, account_id: str) -> dict[str, Any]:
+    """Only ECS tasks started in this account and region may assume the task role."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -78,14 +96,14 @@ class TaskRoles(pulumi.ComponentResource):
     ) -> None:
         super().__init__("modelship:fargate:TaskRoles", name, None, opts)
         tags = args["tags"]
-        trust = pulumi.Output.all(args["partition"], args["account_id"]).apply(
-            lambda pa: trust_policy(pa[0], args["region"], pa[1])
+        task_trust = pulumi.Output.all(args["partition"], args["account_id"]).apply(
+            lambda pa: task_trust_policy(pa[0], args["region"], pa[1])
         )
         self.execution = aws.iam.Role(
             f"{name}-execution",
             aws.iam.RoleArgs(
                 description="modelship: lets ECS pull the image, write logs, read the API key",
-                assume_role_policy=pulumi.Output.json_dumps(trust),
+                assume_role_policy=pulumi.Output.json_dumps(execution_trust_policy()),
                 force_detach_policies=True,
                 tags=tags,
             ),
@@ -121,7 +139,7 @@ class TaskRoles(pulumi.ComponentResource):
             f"{name}-task",
             aws.iam.RoleArgs(
                 description="modelship: the service's own AWS permissions (none by default)",
-                assume_role_policy=pulumi.Output.json_dumps(trust),
+                assume_role_policy=pulumi.Output.json_dumps(task_trust),
                 force_detach_policies=True,
                 tags=tags,
             ),

@@ -401,10 +401,14 @@ def test_roles_are_least_privilege_by_default(run: StackRun) -> None:
     assert run.of_type(ROLE_POLICY) == []
     for role in run.of_type(ROLE):
         assert "managedPolicyArns" not in role.inputs and "inlinePolicies" not in role.inputs
-        trust = json.loads(role.inputs["assumeRolePolicy"])
-        (statement,) = trust["Statement"]
+        (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": MOCK_AWS_ACCOUNT}
+        assert statement["Action"] == "sts:AssumeRole"
+    (task_trust,) = json.loads(named(run, ROLE, "-task").inputs["assumeRolePolicy"])["Statement"]
+    assert task_trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": MOCK_AWS_ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:us-east-1:{MOCK_AWS_ACCOUNT}:*"},
+    }
     task = inputs(run.one(TASK_DEFINITION))
     assert task["executionRoleArn"] == execution.state["arn"]
     assert task["taskRoleArn"] == named(run, ROLE, "-task").state["arn"]
