@@ -161,6 +161,9 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         "cluster_name": cluster.cluster.name,
         "service_name": app.service.name,
         "log_group_name": app.log_group.name,
+        # What the service should run; compare with ECS after an `up` (a circuit-breaker rollback
+        # still reports success, docs/fargate.md).
+        "task_definition": app.task_definition.arn,
         "registry": registry.url,
         "region": fargate.region,
     }

@@ -511,6 +511,7 @@ def test_every_invoke_was_answered(variant: StackRun) -> None:
 
 def test_outputs(run: StackRun) -> None:
     assert set(run.outputs) >= {"url", "image", "cluster_name", "service_name", "log_group_name"}
+    assert run.outputs["task_definition"] == run.one(SERVICE).inputs["taskDefinition"]
 
 
 def test_preview_needs_no_docker() -> None:
