@@ -194,3 +194,19 @@ def test_all_problems_at_once() -> None:
     )
     assert message.count("\n  - ") == 3
     assert "pulumi config set <key> <value> -s fargate" in message
+
+
+def test_every_key_is_documented() -> None:
+    from infra import settings
+    from infra.fargate import config
+    from infra.harness import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "fargate.md").read_text()
+    keys = {
+        value
+        for module in (settings, config)
+        for name, value in vars(module).items()
+        if name.startswith("KEY_") and isinstance(value, str)
+    } - {settings.KEY_TARGET}
+    missing = sorted(key for key in keys if f"`{key}`" not in doc)
+    assert not missing, f"docs/fargate.md does not describe {missing}"
