@@ -8,6 +8,8 @@
   k8s      any existing cluster in the user's kubeconfig (kubeadm, k3s, another team's): the same
            Kubernetes objects, exposed by LoadBalancer, NodePort or an Ingress; or, with
            `modelship:renderDir`, rendered to YAML + kustomization.yaml for GitOps instead.
+  fargate  AWS ECS on Fargate: ECR, a dedicated VPC, security groups, Application Load Balancer
+           (HTTPS with a certificate), IAM roles, cluster, task definition, service + autoscaling.
 
 Every target builds the same image (`infra.image`), runs the same container description
 (`infra.container`), labels everything the same way (`infra.labels`) and exports `url`, `image`.
@@ -25,7 +27,7 @@ if _ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
-from infra import gke, k8s, local  # noqa: E402
+from infra import fargate, gke, k8s, local  # noqa: E402
 from infra.settings import ConfigReader, read_shared  # noqa: E402
 from infra.targets import Target, TargetOutputs  # noqa: E402
 
@@ -33,6 +35,7 @@ TARGETS: dict[str, Target[Any]] = {
     "gke": gke.TARGET,
     "local": local.TARGET,
     "k8s": k8s.TARGET,
+    "fargate": fargate.TARGET,
 }
 
 

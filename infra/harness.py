@@ -40,6 +40,8 @@ MOCK_LB_IP = "203.0.113.10"
 MOCK_ENDPOINT = "198.51.100.1"
 MOCK_NODE_PORT = 30080  # what Kubernetes would pick from 30000-32767 when none is given
 MOCK_ACCESS_TOKEN = "mock-access-token"  # noqa: S105 - not a credential; a fixed mock value
+MOCK_AWS_ACCOUNT = "123456789012"
+MOCK_ECR_PASSWORD = "mock-ecr-password"  # noqa: S105 - not a credential; a fixed mock value
 MOCK_CA = base64.b64encode(
     b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"
 ).decode()
@@ -159,6 +161,8 @@ class ModelshipMocks(pulumi.runtime.Mocks):
                 "region": "us-central1",
                 "zone": "us-central1-a",
             }, []
+        if args.token.startswith("aws:"):
+            return _aws_invoke(args.token, dict(args.args)), []
         raise NotImplementedError(
             f"the test mocks do not answer invoke {args.token}; add it to ModelshipMocks.call"
         )
@@ -208,6 +212,8 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             state["email"] = f"{account}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/globalAddress:GlobalAddress":
             state["address"] = MOCK_LB_IP
+        elif typ.startswith("aws:"):
+            return _aws_outputs(typ, args.name, state)
         return f"{state['name']}-id", state
 
     def _docker(self, name: str, typ: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -235,6 +241,79 @@ def _service_status(state: dict[str, Any]) -> None:
         state["spec"] = spec
     if kind == "LoadBalancer":
         state["status"] = {"loadBalancer": {"ingress": [{"ip": MOCK_LB_IP}]}}
+
+
+# --------------------------------------------------------------------------- AWS answers
+
+
+def _aws_region() -> str:
+    return pulumi.Config("aws").get("region") or "us-east-1"
+
+
+def _aws_invoke(invoke: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The AWS data sources the fargate target reads."""
+    region = _aws_region()
+    account = MOCK_AWS_ACCOUNT
+    if invoke == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        names = [f"{region}{zone}" for zone in "abc"]
+        return {
+            "id": region,
+            "names": names,
+            "zoneIds": [f"use1-az{i}" for i in (1, 2, 4)],
+            "groupNames": [region] * 3,
+            "state": args.get("state"),
+        }
+    if invoke == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {
+            "id": account,
+            "accountId": account,
+            "arn": f"arn:aws:iam::{account}:user/modelship-deployer",
+            "userId": "AIDAMOCKUSERID",
+        }
+    if invoke == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+        return {
+            "id": region,
+            "authorizationToken": base64.b64encode(f"AWS:{MOCK_ECR_PASSWORD}".encode()).decode(),
+            "expiresAt": "2026-11-26T11:00:00Z",
+            "password": MOCK_ECR_PASSWORD,
+            "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
+            "registryId": args.get("registryId", account),
+            "userName": "AWS",
+        }
+    raise NotImplementedError(
+        f"the test mocks do not answer invoke {invoke}; add it to ModelshipMocks.call"
+    )
+
+
+def _aws_outputs(typ: str, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Computed outputs of AWS resources: ARNs, ids, DNS names, the ECR URL."""
+    region, account = _aws_region(), MOCK_AWS_ACCOUNT
+    physical = str(state["name"])
+    service = typ.split(":")[1].split("/", maxsplit=1)[0]
+    kind = typ.rsplit(":", 1)[1].lower()
+    short = hashlib.sha256(name.encode()).hexdigest()
+    state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
+    if typ == "aws:ecr/repository:Repository":
+        state["registryId"] = account
+        state["repositoryUrl"] = f"{account}.dkr.ecr.{region}.amazonaws.com/{physical}"
+    elif typ == "aws:lb/loadBalancer:LoadBalancer":
+        state["arnSuffix"] = f"app/{physical[:32]}/{short[:16]}"
+        state["dnsName"] = f"{physical[:32]}-{int(short[:8], 16)}.{region}.elb.amazonaws.com"
+    elif typ == "aws:lb/targetGroup:TargetGroup":
+        state["arnSuffix"] = f"targetgroup/{physical[:32]}/{short[:16]}"
+    elif typ == "aws:iam/role:Role":
+        state["arn"] = f"arn:aws:iam::{account}:role/{physical}"
+    elif typ == "aws:ssm/parameter:Parameter":
+        state["arn"] = f"arn:aws:ssm:{region}:{account}:parameter{physical}"
+    elif typ == "aws:secretsmanager/secret:Secret":
+        prefix = state.get("namePrefix") or f"{physical}-"
+        state["arn"] = f"arn:aws:secretsmanager:{region}:{account}:secret:{prefix}AbCdEf"
+    elif typ == "aws:ecs/taskDefinition:TaskDefinition":
+        state["arn"] = f"arn:aws:ecs:{region}:{account}:task-definition/{state['family']}:1"
+        state["revision"] = 1
+    prefix = {"aws:ec2/vpc:Vpc": "vpc", "aws:ec2/subnet:Subnet": "subnet"}.get(typ)
+    resource_id = f"{prefix}-{short[:17]}" if prefix else f"{physical}-id"
+    return resource_id, state
 
 
 class RecordingMonitor(MockMonitor):

@@ -32,9 +32,12 @@ from infra.harness import (
 PLANS_DIR = REPO_ROOT / "tests" / "infra" / "plans"
 # Values a user must set before a real `up` (not in Pulumi.<stack>.yaml); the plan uses these.
 PLACEHOLDERS: dict[str, str] = {"gcp:project": "example-project"}
-# The same, for one stack only (a `modelship:*` placeholder would be an unknown key elsewhere).
+# The same, for one stack only (a `modelship:*` placeholder would be an unknown key elsewhere),
+# and values that would otherwise change the plan on every unrelated commit (the fargate image
+# tag is a hash of the service sources; the plan shows a fixed tag instead).
 STACK_PLACEHOLDERS: dict[str, dict[str, str]] = {
     "k8s": {"modelship:image": "registry.example.com/team/modelship@sha256:" + "0" * 64},
+    "fargate": {"modelship:imageTag": "plan"},
 }
 # Input keys whose values are masked even when not marked secret (compared case-insensitively).
 SECRET_KEYS = frozenset({"password", "stringdata", "kubeconfig", "token", "accesstoken"})

@@ -10,10 +10,9 @@ from infra.harness import ModelshipMocks, load_stack_config
 
 def test_unanswered_invokes_fail_loudly() -> None:
     mocks = ModelshipMocks("gke")
-    with pytest.raises(NotImplementedError, match="aws:index/getCallerIdentity"):
-        mocks.call(
-            pulumi.runtime.MockCallArgs("aws:index/getCallerIdentity:getCallerIdentity", {}, "")
-        )
+    for token in ("aws:ec2/getVpc:getVpc", "gcp:compute/getZones:getZones"):
+        with pytest.raises(NotImplementedError, match=token):
+            mocks.call(pulumi.runtime.MockCallArgs(token, {}, ""))
 
 
 def test_image_ref_is_pinned_by_digest_and_stable() -> None:

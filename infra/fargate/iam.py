@@ -1,0 +1,156 @@
+"""The two roles of the task, least privilege, with policies built from Python data.
+
+execution role: what ECS itself uses to start the task (pull from ECR, write to CloudWatch Logs):
+the AWS managed `AmazonECSTaskExecutionRolePolicy` only, plus read access to exactly the one API-key
+secret when one is configured (ECS resolves `secrets` with this role). task role: what the service's
+own code may call: nothing, unless policy ARNs are configured. Each trusts `ecs-tasks` as AWS
+documents for it: the task role only for tasks of this account and region (confused-deputy
+protection with `aws:SourceAccount` / `aws:SourceArn`, as in the ECS task IAM role guide); the
+execution role without conditions, as in the task execution role guide, because the Fargate agent
+that assumes it is not documented to send those keys and a wrong guess would stop every task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components import child_opts
+
+POLICY_VERSION = "2012-10-17"
+ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
+EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
+
+
+def execution_trust_policy() -> dict[str, Any]:
+    """ECS (the Fargate agent) may assume the execution role."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "EcsTasks",
+                "Effect": "Allow",
+                "Principal": {"Service": ECS_TASKS_PRINCIPAL},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def task_trust_policy(partition: str, region: str, account_id: str) -> dict[str, Any]:
+    """Only ECS tasks started in this account and region may assume the task role."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "EcsTasksOfThisAccount",
+                "Effect": "Allow",
+                "Principal": {"Service": ECS_TASKS_PRINCIPAL},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:ecs:{region}:{account_id}:*"},
+                },
+            }
+        ],
+    }
+
+
+def secret_read_policy(secret_arn: str) -> dict[str, Any]:
+    """Read exactly one secret: a Secrets Manager secret or an SSM parameter, by its ARN."""
+    service = secret_arn.split(":")[2]
+    action = "ssm:GetParameters" if service == "ssm" else "secretsmanager:GetSecretValue"
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {"Sid": "ReadTheApiKey", "Effect": "Allow", "Action": [action], "Resource": secret_arn}
+        ],
+    }
+
+
+def managed_policy_arn(partition: str, name: str) -> str:
+    return f"arn:{partition}:iam::aws:{name}"
+
+
+class TaskRolesArgs(TypedDict):
+    partition: pulumi.Input[str]
+    region: str
+    account_id: pulumi.Input[str]
+    api_key_secret_arn: pulumi.Input[str] | None
+    task_policy_arns: Sequence[str]
+    tags: dict[str, str]
+
+
+class TaskRoles(pulumi.ComponentResource):
+    """`execution` and `task` roles; `ready` are the grants the first task start needs."""
+
+    execution: aws.iam.Role
+    task: aws.iam.Role
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("modelship:fargate:TaskRoles", name, None, opts)
+        tags = args["tags"]
+        task_trust = pulumi.Output.all(args["partition"], args["account_id"]).apply(
+            lambda pa: task_trust_policy(pa[0], args["region"], pa[1])
+        )
+        self.execution = aws.iam.Role(
+            f"{name}-execution",
+            aws.iam.RoleArgs(
+                description="modelship: lets ECS pull the image, write logs, read the API key",
+                assume_role_policy=pulumi.Output.json_dumps(execution_trust_policy()),
+                force_detach_policies=True,
+                tags=tags,
+            ),
+            opts=child_opts(self, opts),
+        )
+        self.ready = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-execution-policy",
+                aws.iam.RolePolicyAttachmentArgs(
+                    role=self.execution.name,
+                    policy_arn=pulumi.Output.from_input(args["partition"]).apply(
+                        lambda partition: managed_policy_arn(partition, EXECUTION_POLICY)
+                    ),
+                ),
+                opts=child_opts(self, opts),
+            )
+        ]
+        secret = args["api_key_secret_arn"]
+        if secret is not None:
+            self.ready.append(
+                aws.iam.RolePolicy(
+                    f"{name}-execution-api-key",
+                    aws.iam.RolePolicyArgs(
+                        role=self.execution.id,
+                        policy=pulumi.Output.json_dumps(
+                            pulumi.Output.from_input(secret).apply(secret_read_policy)
+                        ),
+                    ),
+                    opts=child_opts(self, opts),
+                )
+            )
+        self.task = aws.iam.Role(
+            f"{name}-task",
+            aws.iam.RoleArgs(
+                description="modelship: the service's own AWS permissions (none by default)",
+                assume_role_policy=pulumi.Output.json_dumps(task_trust),
+                force_detach_policies=True,
+                tags=tags,
+            ),
+            opts=child_opts(self, opts),
+        )
+        for index, arn in enumerate(args["task_policy_arns"]):
+            self.ready.append(
+                aws.iam.RolePolicyAttachment(
+                    f"{name}-task-policy-{index}",
+                    aws.iam.RolePolicyAttachmentArgs(role=self.task.name, policy_arn=arn),
+                    opts=child_opts(self, opts),
+                )
+            )
+        self.register_outputs({"execution": self.execution.arn, "task": self.task.arn})
