@@ -14,6 +14,7 @@ from modelship.api.limits import BodySizeLimit
 from modelship.api.openapi import install_openapi
 from modelship.api.responses import JSONBytes
 from modelship.api.routes import health, model, predict
+from modelship.api.routes.v2 import register_v2_routes
 from modelship.predictor import Predictor
 from modelship.settings import Settings, load_settings
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     app.include_router(health.router)
     app.include_router(model.router)
     app.include_router(predict.router)
+    register_v2_routes(app, predictor)
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
