@@ -51,6 +51,7 @@ class Load:
     p99_ms: float
     errors: int
     client_cpu: float  # wrk's CPU seconds per wall second (how much of the 2 cores it took)
+    server_cpu_us: float = float("nan")  # server CPU per request: robust to a busy machine
 
 
 @dataclass
@@ -95,6 +96,18 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def tree_rss(pid: int) -> tuple[float, float]:
@@ -290,7 +303,10 @@ def measure(
             )
         run_wrk(port, server.predict_path, script, min(32, 4 * workers), args.warmup)
         result.one = run_wrk(port, server.predict_path, script, 1, args.seconds)
+        cpu_before = tree_cpu(pid)
         result.many = run_wrk(port, server.predict_path, script, 32, args.seconds)
+        served = result.many.rps * max(1, round(args.seconds))
+        result.many.server_cpu_us = (tree_cpu(pid) - cpu_before) / served * 1e6
         result.rss_mb, result.rss_total_mb = tree_rss(pid)
         if heavy:
             result.batch_ms = timed(
@@ -588,16 +604,17 @@ def report(results: list[Result], floors: dict[str, float], args: argparse.Names
         f"batch = median of {args.batch_repeats}; CSV = {args.csv_rows:,} rows, one upload.",
         "",
         "| server | workers | p50 @1 client (ms) | p99 @1 (ms) | req/s @1 | req/s @32 clients "
-        "| p99 @32 (ms) | errors | wrk CPU @32 | cold start (s) | RSS per worker (MB) "
-        "| RSS total (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 @32 (ms) | server CPU per request @32 (µs) | errors | wrk CPU @32 "
+        "| cold start (s) | RSS per worker (MB) | RSS total (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         assert r.one is not None and r.many is not None
         lines.append(
             f"| {r.server} | {r.workers} | {r.one.p50_ms:.2f} | {r.one.p99_ms:.2f} "
             f"| {r.one.rps:,.0f} | {r.many.rps:,.0f} | {r.many.p99_ms:.1f} "
-            f"| {r.one.errors + r.many.errors} | {r.many.client_cpu:.2f} "
+            f"| {r.many.server_cpu_us:.0f} | {r.one.errors + r.many.errors} "
+            f"| {r.many.client_cpu:.2f} "
             f"| {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.rss_total_mb:.0f} |"
         )
     lines += [

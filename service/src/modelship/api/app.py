@@ -47,9 +47,10 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     install_error_handlers(app)
+    # Routes are matched in order: the prediction routes first (the profiler saw matching).
+    app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    app.include_router(predict.router)
     register_v2_routes(app, predictor)
     if settings.metrics:
         install_metrics(app, predictor)

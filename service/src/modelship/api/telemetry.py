@@ -135,10 +135,7 @@ class RequestTelemetry:
                 children[1].observe(elapsed)
             if self.log_requests and access_log.isEnabledFor(logging.INFO):
                 access_log.info(
-                    "%s %s %d",
-                    method,
-                    scope["path"],
-                    status,
+                    f"{method} {scope['path']} {status}",
                     extra={
                         "method": method,
                         "path": scope["path"],
