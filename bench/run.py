@@ -208,6 +208,8 @@ def run_wrk(port: int, path: str, script: Path, clients: int, seconds: float) ->
         f"-c{clients}",
         f"-d{max(1, round(seconds))}s",
         "--latency",
+        "--timeout",
+        "10s",
         "-s",
         str(script),
         f"http://127.0.0.1:{port}{path}",
@@ -220,8 +222,11 @@ def run_wrk(port: int, path: str, script: Path, clients: int, seconds: float) ->
     output = process.stdout.read().decode()
     if status != 0:
         raise RuntimeError(f"wrk failed: {output}")
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)\s*$", output, re.MULTILINE))
+    found_rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if found_rps is None or len(percentiles) < 2:
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    rps = float(found_rps.group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     errors = int(non_2xx.group(1)) if non_2xx else 0
