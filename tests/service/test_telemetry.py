@@ -11,7 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelship.api.logging import JsonFormatter, request_id
+from modelship.api.logging import (
+    JsonFormatter,
+    JsonLinesHandler,
+    fast_handler,
+    log_config,
+    request_id,
+)
 
 
 def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -135,3 +141,43 @@ def test_metrics_can_be_switched_off(regression_artifact: object) -> None:
     assert isinstance(regression_artifact, Path)
     with make_client(regression_artifact, metrics=False) as client:
         assert client.get("/metrics").status_code == 404
+
+
+def test_configured_server_logging_writes_json_lines(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logging set-up `modelship serve` uses: access lines bypass LogRecords, same shape."""
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream)
+    logger = logging.getLogger("modelship")
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not setattr: it also clears isEnabledFor's cache
+    try:
+        assert fast_handler(logging.getLogger("modelship.access")) is handler
+        client.get("/healthz", headers={"X-Request-ID": "fast-1"})
+        logging.getLogger("modelship.test").info("plain %s", "record")
+        handler.flush()
+    finally:
+        logger.setLevel(old_level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = next(line for line in lines if line.get("request_id") == "fast-1")
+    assert access["logger"] == "modelship.access"
+    assert access["message"] == "GET /healthz 200"
+    assert access["route"] == "/healthz"
+    assert access["ts"].endswith("Z")
+    assert any(line["message"] == "plain record" for line in lines)
+
+
+def test_log_config_is_valid_for_dictconfig() -> None:
+    import logging.config
+
+    config = log_config("info")
+    logging.config.dictConfig(config)
+    try:
+        assert isinstance(fast_handler(logging.getLogger("modelship.access")), JsonLinesHandler)
+    finally:
+        for name in ("modelship", "uvicorn"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True

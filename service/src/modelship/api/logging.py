@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextvars import ContextVar
@@ -50,6 +51,103 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second_text}.{int(created % 1 * 1000):03d}Z"
 
 
+class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """JSON lines to a stream. Access lines (`write_line`, on the event loop) are joined into one
+    write per turn of the loop, like nginx's buffered access_log, so a busy server makes one
+    system call for many requests. Other records are written at once, after any pending lines,
+    so nothing is left in the buffer when the server logs its last line and exits."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            with self.lock:  # type: ignore[union-attr]
+                self._write([*self._take(), line])
+        except Exception:
+            self.handleError(record)
+
+    def write_line(self, line: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            with self.lock:  # type: ignore[union-attr]
+                self._write([*self._take(), line])
+            return
+        self._pending.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._drain)
+
+    def _take(self) -> list[str]:
+        lines, self._pending = self._pending, []
+        return lines
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        with self.lock:  # type: ignore[union-attr]
+            self._write(self._take())
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write(self._take())
+            super().flush()
+
+
+def access_line(fields: dict[str, Any]) -> str:
+    """The access-log line of a request: the same JSON shape as JsonFormatter's, built directly
+    (a LogRecord and its formatting cost ~30 µs a request; this costs ~3 µs)."""
+    now = time.time()
+    out: dict[str, Any] = {
+        "ts": _line_timestamp(now),
+        "level": "info",
+        "logger": "modelship.access",
+        "message": f"{fields['method']} {fields['path']} {fields['status']}",
+    }
+    rid = request_id.get()
+    if rid is not None:
+        out["request_id"] = rid
+    out.update(fields)
+    return orjson.dumps(out).decode()
+
+
+_LINE_FORMATTER = JsonFormatter()
+
+
+def _line_timestamp(now: float) -> str:
+    return _LINE_FORMATTER._timestamp(now)
+
+
+def fast_handler(logger: logging.Logger) -> JsonLinesHandler | None:
+    """The JsonLinesHandler that would receive this logger's INFO lines, if that is all it has."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.handlers:
+            handlers = current.handlers
+            only = handlers[0]
+            if (
+                len(handlers) == 1
+                and isinstance(only, JsonLinesHandler)
+                and only.level <= logging.INFO
+                and not only.filters
+            ):
+                return only
+            return None
+        if not current.propagate:
+            return None
+        current = current.parent
+    return None
+
+
 def tune_logging() -> None:
     """Skip what our JSON lines never show (caller frame, thread and process names): the
     documented logging optimisations, worth ~10 µs per log line, paid on every request."""
@@ -62,11 +160,10 @@ def tune_logging() -> None:
 def log_config(level: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` for uvicorn and us: JSON lines on stderr."""
     tune_logging()
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {"()": "modelship.api.logging.JsonLinesHandler", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "modelship.api.logging.JsonFormatter"}},
         "handlers": {"stderr": handler},
         "loggers": {
             "modelship": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},

@@ -27,7 +27,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelship import __version__
-from modelship.api.logging import request_id
+from modelship.api.logging import access_line, fast_handler, request_id
 from modelship.predictor import Predictor
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -134,15 +134,17 @@ class RequestTelemetry:
                 children[0].inc()
                 children[1].observe(elapsed)
             if self.log_requests and access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    f"{method} {scope['path']} {status}",
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "client": (scope.get("client") or ("", 0))[0],
-                    },
-                )
+                fields = {
+                    "method": method,
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "client": (scope.get("client") or ("", 0))[0],
+                }
+                handler = fast_handler(access_log)
+                if handler is not None:
+                    handler.write_line(access_line(fields))
+                else:  # logging configured some other way: go through it
+                    access_log.info(f"{method} {scope['path']} {status}", extra=fields)
             request_id.reset(token)
