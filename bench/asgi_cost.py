@@ -64,16 +64,16 @@ def main() -> None:
     artifact_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".bench-cache" / "artifact"
     from modelship import artifact
     from modelship.api.app import create_app
-    from modelship.api.logging import JsonFormatter, tune_logging
+    from modelship.api.logging import JsonLinesHandler, tune_logging
     from modelship.predictor import Predictor
     from modelship.settings import Settings
 
     predictor = Predictor(artifact.load(artifact_dir))
     record = json.dumps(predictor.card.examples[0]).encode()
     tune_logging()
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setFormatter(JsonFormatter())
-    logging.getLogger("modelship").addHandler(handler)
+    # What `modelship serve` configures (api/logging.py log_config), writing to memory.
+    logging.getLogger("modelship").addHandler(JsonLinesHandler(io.StringIO()))
+    logging.getLogger("modelship").propagate = False
     logging.getLogger("modelship").setLevel(logging.INFO)
     variants: dict[str, dict[str, Any]] = {
         "modelship, everything on": {"api_key": KEY},

@@ -125,6 +125,11 @@ def request(
 ) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
+        connection.connect()
+        # As curl and wrk do: http.client sends headers and body in two writes, and without
+        # TCP_NODELAY, Nagle + delayed ACKs can add tens of ms to a large POST.
+        assert connection.sock is not None
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.read()
@@ -664,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: seconds, 2 servers")
     parser.add_argument(
         "--servers",
-        default="modelship,tutorial,mlserver,ceiling",
+        default="modelship,ceiling,tutorial,mlserver",
         help="comma-separated: modelship, tutorial, mlserver, ceiling",
     )
     parser.add_argument("--workers", default="1,2", help="worker counts to run (1,2)")

@@ -67,3 +67,60 @@ def test_unseen_categories_are_still_warned_about(regression_predictor: Predicto
     [warning] = batch.warnings.as_json()
     assert warning["field"] == "region"
     assert warning["rows"] == [3]
+
+
+def _records(n: int) -> list[dict[str, object]]:
+    return [
+        {"age": 20 + i % 40, "sex": "female", "bmi": 22.5 + i, "children": i % 3,
+         "smoker": "no", "region": "southwest"}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_clean_json_batches_equal_the_record_by_record_path(
+    regression_predictor: Predictor,
+) -> None:
+    schema = regression_predictor.schema
+    records = _records(40)
+    fast = schema.from_records(records, ("body",))
+    slow = schema.from_records(records[:31], ("body",))  # below the fast-path size
+    for name, column in slow.feeds.items():
+        np.testing.assert_array_equal(fast.feeds[name][:31], column)
+        assert fast.feeds[name].dtype == column.dtype
+    assert fast.rows == 40
+    assert not fast.warnings
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "warning"),
+    [("bmi", None, "missing value"), ("region", "mars", "unseen category 'mars'")],
+)
+def test_batches_needing_a_warning_get_it(
+    regression_predictor: Predictor, field: str, value: object, warning: str
+) -> None:
+    records = _records(40)
+    records[33][field] = value
+    batch = regression_predictor.schema.from_records(records, ("body",))
+    [found] = batch.warnings.as_json()
+    assert found["problem"].startswith(warning)
+    assert found["rows"] == [33]
+
+
+@pytest.mark.parametrize("value", [True, "12", 10**400, 1e39])
+def test_bad_values_in_big_batches_are_reported_by_row(
+    regression_predictor: Predictor, value: object
+) -> None:
+    records = _records(40)
+    records[35]["age"] = value
+    with pytest.raises(InvalidInput) as caught:
+        regression_predictor.schema.from_records(records, ("body",))
+    assert caught.value.problems[0].loc == ("body", 35, "age")
+
+
+def test_missing_or_extra_keys_in_big_batches_are_reported(regression_predictor: Predictor) -> None:
+    records = _records(40)
+    del records[2]["sex"]
+    records[3]["pet"] = "cat"
+    with pytest.raises(InvalidInput) as caught:
+        regression_predictor.schema.from_records(records, ("body",))
+    assert [p.loc for p in caught.value.problems] == [("body", 2, "sex"), ("body", 3, "pet")]
