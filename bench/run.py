@@ -607,9 +607,12 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def report(results: list[Result], floors: dict[str, float], args: argparse.Namespace) -> str:
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-        f"Python {platform.python_version()}; load generator wrk (1 thread) on the same cores.",
+        f"Python {platform.python_version()}; load generator wrk (1 thread) on the same cores. "
+        f"Load average at start {args.load_at_start}, at end {load} (1, 5, 15 min; anything "
+        "above ~1.2 means other processes shared the cores).",
         f"Runs: {args.seconds:g} s per load level after {args.warmup:g} s warm-up; "
         f"batch = median of {args.batch_repeats}; CSV = {args.csv_rows:,} rows, one upload.",
         "",
@@ -686,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is needed (apt-get install wrk)", file=sys.stderr)
         return 2
+    args.load_at_start = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     args.cache.mkdir(parents=True, exist_ok=True)
     model = prepare_model(args.cache, args.csv_rows)
     servers = build_servers(args.servers.split(","), args.cache, model)
