@@ -582,7 +582,7 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
 
     predictor = Predictor(artifact.load(model["artifact"]))
     example = model["card"]["examples"][0]
-    feeds = predictor.schema.from_records([example]).feeds
+    batch = predictor.schema.from_records([example])
     pipeline = joblib.load(model["pipeline"])
 
     def median_us(call: Callable[[], object], n: int) -> float:
@@ -596,9 +596,9 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
         return statistics.median(times) * 1e6
 
     return {
-        "onnx_us": median_us(lambda: predictor.predict(feeds), repeats),
+        "onnx_us": median_us(lambda: predictor.predict(batch), repeats),
         "validate_and_predict_us": median_us(
-            lambda: predictor.predict(predictor.schema.from_records([example]).feeds), repeats
+            lambda: predictor.predict(predictor.schema.from_records([example])), repeats
         ),
         "sklearn_dataframe_us": median_us(
             lambda: pipeline.predict(pd.DataFrame([example])), max(20, repeats // 50)

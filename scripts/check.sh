@@ -2,6 +2,7 @@
 # The whole check suite: format, lint, types, tests. This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v uv >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 uv sync --frozen --all-packages --quiet
 echo "== format (ruff format --check)"
 uv run --frozen ruff format --check .

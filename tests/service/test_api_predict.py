@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 
 
@@ -72,3 +74,95 @@ def _sklearn_pipeline(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
         42,
     )
     return pipeline.fit(x_train, y_train)
+
+
+def test_classifier_answers_labels_and_probabilities(
+    iris_client: TestClient, iris_csv: Path
+) -> None:
+    from sklearn.model_selection import train_test_split
+
+    from modelship.training.data import model_frame, read_csv
+    from modelship.training.models import CLASSIFICATION, build_pipeline
+
+    raw = read_csv(iris_csv).frame
+    names = [c for c in raw.columns if c != "species"]
+    features = model_frame(raw, dict.fromkeys(names, "numeric"))
+    x_train, _, y_train, _ = train_test_split(
+        features, raw["species"], test_size=0.2, random_state=42, stratify=raw["species"]
+    )
+    pipeline = build_pipeline(CLASSIFICATION["logistic"], names, [], None, 42).fit(x_train, y_train)
+
+    records = pd.read_csv(iris_csv).drop(columns="species").to_dict(orient="records")
+    body = iris_client.post("/predict/batch", json=records).json()
+    served_labels = [p["prediction"] for p in body["predictions"]]
+    served_proba = [[p["probabilities"][c] for c in pipeline.classes_] for p in body["predictions"]]
+    assert served_labels == list(pipeline.predict(features))
+    np.testing.assert_allclose(served_proba, pipeline.predict_proba(features), atol=1e-5)
+
+    one = iris_client.post("/predict", json=records[0]).json()
+    assert one["prediction"] == "setosa"
+    assert set(one["probabilities"]) == {"setosa", "versicolor", "virginica"}
+
+
+def test_csv_upload_appends_predictions(client: TestClient, insurance_csv: Path) -> None:
+    content = insurance_csv.read_bytes()
+    answer = client.post("/predict/csv", content=content, headers={"content-type": "text/csv"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+    assert 'filename="predictions.csv"' in answer.headers["content-disposition"]
+    result = pd.read_csv(io.StringIO(answer.text))
+    original = pd.read_csv(insurance_csv)
+    pd.testing.assert_frame_equal(result[original.columns], original)
+    records = original.drop(columns="charges").head(20).to_dict(orient="records")
+    batch = client.post("/predict/batch", json=records).json()["predictions"]
+    np.testing.assert_allclose(
+        result["predicted_charges"].head(20), [p["prediction"] for p in batch], rtol=1e-6
+    )
+
+
+def test_csv_keeps_extra_columns_and_reports_warnings(client: TestClient) -> None:
+    content = (
+        b"id,age,sex,bmi,children,smoker,region\n"
+        b"a1,40,male,28.5,1,no,northwest\n"
+        b"a2,41,male,,1,no,atlantis\n"
+    )
+    answer = client.post("/predict/csv", files={"file": ("x.csv", content, "text/csv")})
+    assert answer.status_code == 200
+    lines = answer.text.splitlines()
+    assert lines[0] == "id,age,sex,bmi,children,smoker,region,predicted_charges"
+    assert lines[2].startswith("a2,41,male,,1,no,atlantis,")
+    assert answer.headers["x-modelship-rows"] == "2"
+    assert "region: unseen category 'atlantis' (1 row)" in answer.headers["x-modelship-warnings"]
+    assert "bmi: missing value (1 row)" in answer.headers["x-modelship-warnings"]
+
+
+@pytest.mark.slow
+def test_csv_of_100k_rows(client: TestClient, insurance_csv: Path) -> None:
+    header, *rows = insurance_csv.read_bytes().splitlines()
+    big = header + b"\n" + b"\n".join(rows[i % len(rows)] for i in range(100_000)) + b"\n"
+    answer = client.post("/predict/csv", content=big, headers={"content-type": "text/csv"})
+    assert answer.status_code == 200
+    assert answer.headers["x-modelship-rows"] == "100000"
+    assert answer.text.count("\n") == 100_001
+
+
+def test_score_matches_training_metrics_on_the_same_rows(
+    client: TestClient, iris_client: TestClient, insurance_csv: Path, iris_csv: Path
+) -> None:
+    from modelship.metrics import regression_metrics
+
+    answer = client.post("/score", files={"file": ("x.csv", insurance_csv.read_bytes())}).json()
+    predicted = pd.read_csv(
+        io.StringIO(
+            client.post("/predict/csv", files={"file": ("x.csv", insurance_csv.read_bytes())}).text
+        )
+    )
+    expected = regression_metrics(predicted["charges"], predicted["predicted_charges"])
+    assert answer["rows"] == 1338
+    for name in ("r2", "mae", "rmse"):
+        assert answer["metrics"][name] == pytest.approx(expected[name], rel=1e-6)
+    assert set(answer["training_metrics"]) == {"r2", "mae", "rmse"}
+
+    iris = iris_client.post("/score", files={"file": ("x.csv", iris_csv.read_bytes())}).json()
+    assert iris["metrics"]["accuracy"] > 0.9
+    assert set(iris["metrics"]["per_class"]) == {"setosa", "versicolor", "virginica"}

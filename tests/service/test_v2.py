@@ -56,7 +56,7 @@ def _native(predictor: Predictor) -> np.ndarray:
         },
         {"age": 52, "sex": "female", "bmi": 31.5, "children": 2, "smoker": "yes", "region": "mars"},
     ]
-    result = predictor.predict(predictor.schema.from_records(rows).feeds)
+    result = predictor.predict(predictor.schema.from_records(rows))
     assert result.values is not None
     return result.values
 

@@ -69,7 +69,7 @@ def test_form_predicts_the_example_row(page: Page, regression_predictor: Predict
     value = page.locator("#prediction-value")
     expect(value).to_be_visible()
     example = regression_predictor.card.examples[0]
-    result = regression_predictor.predict(regression_predictor.schema.from_records([example]).feeds)
+    result = regression_predictor.predict(regression_predictor.schema.from_records([example]))
     assert result.values is not None
     shown = float(value.inner_text().replace(",", ""))
     assert shown == pytest.approx(float(result.values[0]), abs=1e-3)

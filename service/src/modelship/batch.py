@@ -44,9 +44,7 @@ def predict_csv(
     summary = CsvSummary()
     for chunk in reader.chunks():
         batch = schema.from_csv_rows(chunk, reader.positions)
-        columns = [
-            column.astype(str).tolist() for column in predictor.predict(batch.feeds).columns()
-        ]
+        columns = [column.astype(str).tolist() for column in predictor.predict(batch).columns()]
         writer.writerows(
             [*cells, *extra] for (_, cells), *extra in zip(chunk, *columns, strict=True)
         )
@@ -69,7 +67,7 @@ def score_csv(predictor: Predictor, source: IO[bytes], chunk_rows: int) -> dict[
             _target_value(cells[target_at], line, card.task, card.target) for line, cells in chunk
         ]
         batch = predictor.schema.from_csv_rows(chunk, reader.positions)
-        result = predictor.predict(batch.feeds)
+        result = predictor.predict(batch)
         truth.extend(labels)
         warnings.merge(batch.warnings)
         if result.values is not None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modelship import __version__, artifact
+from modelship import __version__, artifact, store
 from modelship.errors import ModelshipError
 from modelship.settings import DEFAULT_ARTIFACT, load_settings
+
+if TYPE_CHECKING:
+    from modelship.training.train import TrainOptions
 
 
 def _names(text: str) -> list[str]:
@@ -34,10 +39,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a model from a CSV and write an artifact directory (model.onnx + "
         "model-card.json). With no --data, trains on the bundled insurance data set.",
     )
-    train.add_argument("--data", type=Path, help="training CSV (default: bundled insurance.csv)")
+    train.add_argument(
+        "--data", help="training CSV: a path, s3:// or gs:// (default: bundled insurance.csv)"
+    )
     train.add_argument("--target", help="column to predict (default for bundled data: charges)")
     train.add_argument(
-        "--output", "-o", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory to write"
+        "--output",
+        "-o",
+        default=str(DEFAULT_ARTIFACT),
+        help="artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…) to "
+        "publish a new immutable version under models/<name>/<sha256>/",
     )
     train.add_argument(
         "--task",
@@ -81,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("input", type=Path, help="input CSV")
     predict.add_argument("--output", "-o", help="output CSV (default: standard output)")
 
+    models = commands.add_parser(
+        "models", help="model versions in a store", description="Model versions in a store."
+    )
+    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    listing = models_commands.add_parser(
+        "list",
+        help="list versions with their metrics and creation time",
+        description="List the versions under a store root (s3://BUCKET[/PATH], gs://…, or a "
+        "directory), newest first.",
+    )
+    listing.add_argument("uri", help="store root, or one model's prefix (…/models/NAME)")
+
     info = commands.add_parser("info", help="print a model card", description="Print a model card.")
     info.add_argument("artifact", type=Path, nargs="?", default=DEFAULT_ARTIFACT)
     info.add_argument("--json", action="store_true", help="the whole card as JSON")
@@ -93,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
         "artifact does not exist yet, the default model is trained first.",
     )
     serve.add_argument("--artifact", type=Path, help="artifact directory (artifacts/default)")
+    serve.add_argument(
+        "--model-uri",
+        help="model version to fetch and verify at start-up: s3://BUCKET/models/NAME/SHA256/ or "
+        "gs://… (MODELSHIP_MODEL_URI); overrides --artifact",
+    )
     serve.add_argument("--host", help="interface to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (8080)")
     serve.add_argument("--workers", type=int, help="worker processes (1)")
@@ -110,18 +138,42 @@ def _say(quiet: bool) -> object:
 
 def _train(args: argparse.Namespace) -> int:
     from modelship.training.data import BUNDLED_DATA, BUNDLED_TARGET
-    from modelship.training.train import TrainOptions, train
+    from modelship.training.train import train
 
-    data = args.data or BUNDLED_DATA
     target = args.target or (BUNDLED_TARGET if args.data is None else None)
     if target is None:
         raise ModelshipError("--target is required with --data (the column to predict)")
     if args.poly is not None and not 2 <= args.poly <= 4:
         raise ModelshipError(f"--poly must be 2, 3 or 4, got {args.poly}")
-    options = TrainOptions(
+    with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
+        data = _local_data(args.data, Path(scratch)) if args.data else BUNDLED_DATA
+        publish_to = args.output if store.is_remote(args.output) else None
+        output = Path(scratch) / "artifact" if publish_to else Path(args.output)
+        card = train(_train_options(args, data, target, output), _say(args.quiet))  # type: ignore[arg-type]
+        print(_summary(card.model_dump(mode="json"), card.version))
+        if publish_to:
+            print(f"published: {store.publish(output, publish_to)}")
+        else:
+            print(f"artifact: {output}")
+    return 0
+
+
+def _local_data(data: str, scratch: Path) -> Path:
+    """A remote training CSV is downloaded first; its file name is kept for the model card."""
+    if not store.is_remote(data):
+        return Path(data)
+    local = scratch / Path(store.parse(data).prefix).name
+    local.write_bytes(store.read_object(data))
+    return local
+
+
+def _train_options(args: argparse.Namespace, data: Path, target: str, output: Path) -> TrainOptions:
+    from modelship.training.train import TrainOptions
+
+    return TrainOptions(
         data=data,
         target=target,
-        output=args.output,
+        output=output,
         task=args.task,
         model=args.model,
         features=args.features,
@@ -135,10 +187,6 @@ def _train(args: argparse.Namespace) -> int:
         parity_tolerance=args.parity_tolerance,
         name=args.name,
     )
-    card = train(options, _say(args.quiet))  # type: ignore[arg-type]
-    print(_summary(card.model_dump(mode="json"), card.version))
-    print(f"artifact: {args.output}")
-    return 0
 
 
 def _summary(card: dict[str, object], version: str) -> str:
@@ -198,6 +246,7 @@ def _info(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {
         "artifact": args.artifact,
+        "model_uri": args.model_uri,
         "host": args.host,
         "port": args.port,
         "workers": args.workers,
@@ -207,7 +256,12 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"MODELSHIP_{key.upper()}"] = str(value)
     settings = load_settings()
-    if not artifact.exists(settings.artifact):
+    if settings.model_uri:
+        # Fetched and verified once here, so a bad URI stops start-up with a clear message
+        # and the workers find the version in the cache.
+        path = store.fetch(settings.model_uri, settings.model_cache)
+        print(f"Serving {settings.model_uri} (verified, cached at {path})", file=sys.stderr)
+    elif not artifact.exists(settings.artifact):
         if settings.artifact != DEFAULT_ARTIFACT:
             raise ModelshipError(f"no model artifact at {settings.artifact}")
         print(
@@ -217,7 +271,8 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         _train(_parser().parse_args(["train", "--output", str(settings.artifact)]))
-    artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
+    else:
+        artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
     from modelship.api.auth import configured_key
 
     configured_key(settings)  # likewise for an unreadable or empty key file
@@ -247,7 +302,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "predict": _predict, "info": _info, "serve": _serve}
+def _models(args: argparse.Namespace) -> int:
+    found = store.versions(args.uri)
+    if not found:
+        print(f"no model versions under {args.uri}", file=sys.stderr)
+        return 0
+    for uri, card in found:
+        test = card.metrics.get("test", {})
+        shown = ", ".join(
+            f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, float) and k != "per_class"
+        )
+        print(f"{card.created_at}  {card.name:<24} {card.model.kind:<22} {shown}")
+        print(f"    {uri}")
+    return 0
+
+
+COMMANDS = {
+    "train": _train,
+    "predict": _predict,
+    "info": _info,
+    "serve": _serve,
+    "models": _models,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,8 @@ categorical ones. Validation names the row, the field, what was wrong and what i
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,16 +16,29 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from modelship.card import ModelCard
+from modelship.card import ModelCard, NumericStats
 from modelship.errors import InvalidInput, Location, MalformedBody, Problem, ProblemCollector
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Cells that mean "no value" in a numeric CSV column; the model imputes them.
 MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
 MAX_LISTED_ROWS = 10
+EXTRAPOLATION_SPANS = 10_000
 MAX_LISTED_CATEGORIES = 20
 # From this many records on, a batch first tries the column-wise path (cheaper only for batches).
 FAST_PATH_ROWS = 32
+
+
+def numeric_bounds(stats: NumericStats) -> tuple[float, float]:
+    """The widest values accepted: the training range widened by EXTRAPOLATION_SPANS each way.
+
+    Far beyond that, a prediction is meaningless and float32 arithmetic in the model can
+    overflow, so such values are refused with the range that would be accepted.
+    """
+    span = max(stats.max - stats.min, 1.0)
+    low = max(stats.min - EXTRAPOLATION_SPANS * span, -FLOAT32_MAX)
+    high = min(stats.max + EXTRAPOLATION_SPANS * span, FLOAT32_MAX)
+    return float(f"{low:.6g}"), float(f"{high:.6g}")
 
 
 def category_text(value: str | int | float | bool) -> str:
@@ -86,6 +99,7 @@ class Batch:
     feeds: dict[str, npt.NDArray[Any]]
     rows: int
     warnings: Warnings
+    row_locs: list[Location]  # where each row came from, for errors found after validation
 
 
 class FeatureSchema:
@@ -99,13 +113,16 @@ class FeatureSchema:
         self._known = {f.name: frozenset(f.categories or ()) for f in card.features}
         self._known_listing = {f.name: _listing(f.categories or []) for f in card.features}
         self._median = {f.name: f.numeric.median for f in card.features if f.numeric is not None}
+        self._bounds = {
+            f.name: numeric_bounds(f.numeric) for f in card.features if f.numeric is not None
+        }
         self._input = {f.name: f.input_name for f in card.features}
 
     # --- JSON records -----------------------------------------------------------------------
     def from_records(self, records: Sequence[Any], loc_prefix: Location = ("body",)) -> Batch:
         """Validate a list of JSON records (each an object with every feature) into arrays."""
         if len(records) >= FAST_PATH_ROWS:
-            fast = self._clean_records(records)
+            fast = self._clean_records(records, loc_prefix)
             if fast is not None:
                 return fast
         problems = ProblemCollector()
@@ -135,9 +152,10 @@ class FeatureSchema:
                     self._category_value(record[name], (*loc, name), row, problems, warnings)
                 )
         problems.raise_if_any()
-        return Batch(self._arrays(numeric_cols, text_cols), len(records), warnings)
+        locs = [(*loc_prefix, i) for i in range(len(records))] if with_rows else [loc_prefix]
+        return Batch(self._arrays(numeric_cols, text_cols), len(records), warnings, locs)
 
-    def _clean_records(self, records: Sequence[Any]) -> Batch | None:
+    def _clean_records(self, records: Sequence[Any], loc_prefix: Location) -> Batch | None:
         """Batches where every value is plainly valid, column by column with numpy; None when
         anything needs a word (a missing key, a null to impute, an unseen category, a bad value):
         the record-by-record path then says exactly what and where. The profiler put ~45% of a
@@ -168,7 +186,8 @@ class FeatureSchema:
             if not self._known[name].issuperset(column):
                 return None
             feeds[self._input[name]] = np.asarray(column, dtype=object).reshape(-1, 1)
-        return Batch(feeds, len(records), Warnings())
+        locs: list[Location] = [(*loc_prefix, i) for i in range(len(records))]
+        return Batch(feeds, len(records), Warnings(), locs)
 
     def _key_problems(self, record: dict[str, Any], loc: Location, out: ProblemCollector) -> None:
         for name in self.names:
@@ -293,7 +312,7 @@ class FeatureSchema:
         feeds: dict[str, npt.NDArray[Any]] = {}
         for name in self.numeric:
             column = positions[name]
-            fast = _parse_numbers([cells[column] for _, cells in rows])
+            fast = _parse_numbers([cells[column] for _, cells in rows], *self._bounds[name])
             if fast is not None:
                 feeds[self._input[name]] = fast.reshape(-1, 1)
                 continue
@@ -313,7 +332,8 @@ class FeatureSchema:
                         self._numeric_hint((name,)),
                     )
                     continue
-                if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+                low, high = self._bounds[name]
+                if not low <= number <= high:
                     problems.add(
                         ("file", f"line {line}", name),
                         f"number {text!r} is out of range",
@@ -332,10 +352,11 @@ class FeatureSchema:
                         self._check_known(name, text, line, warnings)
             feeds[self._input[name]] = np.asarray(texts, dtype=object).reshape(-1, 1)
         problems.raise_if_any()
-        return Batch(feeds, len(rows), warnings)
+        locs: list[Location] = [("file", f"line {line}") for line, _ in rows]
+        return Batch(feeds, len(rows), warnings, locs)
 
 
-def _parse_numbers(texts: list[str]) -> npt.NDArray[np.float32] | None:
+def _parse_numbers(texts: list[str], low: float, high: float) -> npt.NDArray[np.float32] | None:
     """A CSV column of plain finite numbers in one numpy call, or None to take the cell-by-cell
     path (missing values, text, out-of-range numbers: it reports or imputes each of them).
 
@@ -345,7 +366,7 @@ def _parse_numbers(texts: list[str]) -> npt.NDArray[np.float32] | None:
         values = np.asarray(texts, dtype=np.float64)
     except ValueError:
         return None
-    if not np.isfinite(values).all() or (np.abs(values) > FLOAT32_MAX).any():
+    if not np.isfinite(values).all() or (values < low).any() or (values > high).any():
         return None
     return values.astype(np.float32)
 
@@ -378,6 +399,21 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _utf8_lines(binary: IO[bytes]) -> Iterator[str]:
+    """Decode line by line, so an encoding error can name its line and column."""
+    for number, raw in enumerate(binary, 1):
+        line = (
+            raw[len(codecs.BOM_UTF8) :] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
+        )
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedBody(
+                f"the CSV is not valid UTF-8 on line {number}, column {exc.start + 1} "
+                f"(byte {exc.object[exc.start : exc.start + 1]!r}): save the file as UTF-8"
+            ) from None
+
+
 class CsvReader:
     """Reads a CSV file in chunks of rows, with the header checked up front.
 
@@ -385,8 +421,7 @@ class CsvReader:
     """
 
     def __init__(self, binary: IO[bytes], required: Sequence[str], chunk_rows: int) -> None:
-        self._text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-        self._reader = csv.reader(self._text)
+        self._reader = csv.reader(_utf8_lines(binary))
         self._chunk_rows = chunk_rows
         first = self._next_row()
         if first is None:
@@ -403,11 +438,6 @@ class CsvReader:
             return next(self._reader)
         except StopIteration:
             return None
-        except UnicodeDecodeError as exc:
-            raise MalformedBody(
-                f"the CSV is not valid UTF-8 near line {self._reader.line_num + 1} "
-                f"(byte {exc.object[exc.start : exc.start + 1]!r}): save the file as UTF-8"
-            ) from exc
         except csv.Error as exc:
             raise MalformedBody(
                 f"the CSV cannot be parsed at line {self._reader.line_num}: {exc}"

@@ -12,8 +12,8 @@ import onnxruntime as ort
 
 from modelship.artifact import Artifact
 from modelship.card import ModelCard
-from modelship.codec import FeatureSchema
-from modelship.errors import ArtifactError
+from modelship.codec import Batch, FeatureSchema
+from modelship.errors import ArtifactError, InvalidInput, Problem
 
 _ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
 
@@ -80,19 +80,46 @@ class Predictor:
                 f"the model card's features {expected}"
             )
 
-    def predict(self, feeds: dict[str, npt.NDArray[Any]]) -> Predictions:
-        result = self._predict(feeds)
+    def predict(self, batch: Batch) -> Predictions:
+        result = self._predict(batch)
         if self.on_predict is not None:
             self.on_predict(len(result))
         return result
 
-    def _predict(self, feeds: dict[str, npt.NDArray[Any]]) -> Predictions:
-        outputs = self._session.run(self._outputs, feeds)
+    def _predict(self, batch: Batch) -> Predictions:
+        outputs = self._session.run(self._outputs, batch.feeds)
         if self.is_classifier:
-            return Predictions(labels=outputs[0], probabilities=outputs[1])
-        return Predictions(values=outputs[0].reshape(-1))
+            result = Predictions(labels=outputs[0], probabilities=outputs[1])
+            numbers = outputs[1]
+        else:
+            result = Predictions(values=outputs[0].reshape(-1))
+            numbers = result.values
+        if not np.isfinite(numbers).all():
+            self._refuse_non_finite(numbers, batch)
+        return result
+
+    def _refuse_non_finite(self, numbers: npt.NDArray[Any], batch: Batch) -> None:
+        """Inputs far outside the training data can overflow float32 arithmetic."""
+        bad = np.flatnonzero(~np.isfinite(numbers.reshape(len(batch.row_locs), -1)).all(axis=1))
+        ranges = "; ".join(
+            f"{f.name} {f.numeric.min:g} to {f.numeric.max:g}"
+            for f in self.card.features
+            if f.numeric is not None
+        )
+        raise InvalidInput(
+            [
+                Problem(
+                    batch.row_locs[int(row)],
+                    "the model cannot compute a finite prediction for these values: they are "
+                    "too far outside the training data",
+                    f"values of the magnitude seen in training ({ranges})",
+                )
+                for row in bad[: InvalidInput.MAX_REPORTED]
+            ],
+            total=len(bad),
+        )
 
     def warm_up(self) -> None:
         """Run the card's example rows once, so the first real request pays no first-call cost."""
         batch = self.schema.from_records(self.card.examples)
-        self._predict(batch.feeds)
+        self._predict(batch)

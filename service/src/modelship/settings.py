@@ -19,6 +19,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELSHIP_", frozen=True, extra="ignore")
 
     artifact: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory to serve")
+    model_uri: str | None = Field(
+        None,
+        description="Model version to fetch at start-up (s3://…/models/<name>/<sha256>/, gs://…);"
+        " overrides `artifact`",
+    )
+    model_cache: Path = Field(
+        Path("/tmp/modelship-models"),  # noqa: S108 - the one writable place in the container
+        description="Where fetched model versions are kept",
+    )
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers)")
     port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on")
     workers: int = Field(1, ge=1, le=64, description="Worker processes (one per core is best)")

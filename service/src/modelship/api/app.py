@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from modelship import __version__, artifact
+from modelship import __version__, artifact, store
 from modelship.api.auth import ApiKeyAuth, configured_key
 from modelship.api.errors import install_error_handlers
 from modelship.api.limits import BodySizeLimit
@@ -67,5 +67,8 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (`--factory`): settings from MODELSHIP_* variables, model from disk."""
     settings = load_settings()
-    predictor = Predictor(artifact.load(settings.artifact), threads=settings.onnx_threads)
+    path = settings.artifact
+    if settings.model_uri:
+        path = store.fetch(settings.model_uri, settings.model_cache)
+    predictor = Predictor(artifact.load(path), threads=settings.onnx_threads)
     return create_app(settings, predictor)

@@ -39,7 +39,10 @@ async def json_body(request: Request) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+        hint = ""
+        if "infinity" in str(exc) or b"NaN" in body or b"Infinity" in body:
+            hint = " (NaN and Infinity are not JSON numbers: send null for a missing value)"
+        raise MalformedBody(f"the request body is not valid JSON: {exc}{hint}") from None
 
 
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]

@@ -8,11 +8,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelship.card import ModelCard
-from modelship.codec import MAX_LISTED_CATEGORIES
+from modelship.codec import MAX_LISTED_CATEGORIES, numeric_bounds
 from modelship.settings import Settings
 
 RECORD_REF = {"$ref": "#/components/schemas/Record"}
 BATCH_REF = {"$ref": "#/components/schemas/Batch"}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -55,13 +56,17 @@ def record_schema(card: ModelCard) -> dict[str, Any]:
     for feature in card.features:
         if feature.numeric is not None:
             stats = feature.numeric
+            low, high = numeric_bounds(stats)
             properties[feature.name] = {
                 "type": ["number", "null"],
                 "description": (
                     f"Numeric. Seen in training: {stats.min:g} to {stats.max:g}, median "
-                    f"{stats.median:g}. null is imputed with the median."
+                    f"{stats.median:g}. null is imputed with the median. Values beyond "
+                    f"{low:g} to {high:g} are refused."
                 ),
                 "examples": [stats.median],
+                "minimum": low,
+                "maximum": high,
             }
         else:
             categories = feature.categories or []

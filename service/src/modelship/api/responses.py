@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -14,8 +14,6 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, option=_OPTIONS)
 
 
-class JSONBytes(Response):
-    media_type = "application/json"
-
+class JSONBytes(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps(content)

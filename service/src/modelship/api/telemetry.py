@@ -13,7 +13,7 @@ import re
 import time
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -71,7 +71,11 @@ def install_metrics(app: FastAPI, predictor: Predictor) -> None:
     predictor.on_predict = _observe_rows
     router = APIRouter(tags=["health"])
 
-    @router.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         if os.environ.get(MULTIPROC_ENV):
             registry = CollectorRegistry()

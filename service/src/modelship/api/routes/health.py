@@ -6,16 +6,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from modelship.api.responses import JSONBytes
+from modelship.api.schemas import Health, Readiness, ok
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process is up")
+@router.get("/healthz", summary="Liveness: the process is up", responses=ok(Health))
 async def healthz() -> Response:
     return JSONBytes({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the model is loaded and warmed up")
+@router.get(
+    "/readyz",
+    summary="Readiness: the model is loaded and warmed up",
+    responses={**ok(Readiness), 503: {"model": Readiness, "description": "Still loading"}},
+)
 async def readyz(request: Request) -> Response:
     if not request.app.state.ready:
         return JSONBytes({"status": "loading"}, status_code=503)

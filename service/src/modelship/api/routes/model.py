@@ -6,23 +6,48 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from modelship.api.deps import PredictorDep
+from modelship.api.openapi import ERROR_REF, RECORD_REF
 from modelship.api.responses import JSONBytes
 from modelship.errors import NotFound
 
 router = APIRouter(prefix="/model", tags=["model"])
 
 
-@router.get("", summary="The model card: features, metrics, parity, provenance")
+@router.get(
+    "",
+    summary="The model card: features, metrics, parity, provenance",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 async def model_card(predictor: PredictorDep) -> Response:
     return JSONBytes({**predictor.card.model_dump(mode="json"), "version": predictor.card.version})
 
 
-@router.get("/examples", summary="All example rows (held-out test rows from training)")
+@router.get(
+    "/examples",
+    summary="All example rows (held-out test rows from training)",
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "array", "items": RECORD_REF}}}}
+    },
+)
 async def examples(predictor: PredictorDep) -> Response:
     return JSONBytes(predictor.card.examples)
 
 
-@router.get("/examples/{index}", summary="One example row, ready to POST to /predict")
+@router.get(
+    "/examples/{index}",
+    summary="One example row, ready to POST to /predict",
+    responses={
+        200: {"content": {"application/json": {"schema": RECORD_REF}}},
+        404: {
+            "description": "No such example",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
+        422: {
+            "description": "Not an integer",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
+    },
+)
 async def example(index: int, predictor: PredictorDep) -> Response:
     rows = predictor.card.examples
     if not 0 <= index < len(rows):

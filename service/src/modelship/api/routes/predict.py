@@ -14,8 +14,9 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from modelship.api.deps import PredictorDep, SettingsDep, json_body, predictor_of
-from modelship.api.openapi import BATCH_REF, RECORD_REF
+from modelship.api.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.api.responses import JSONBytes
+from modelship.api.schemas import BatchResponse, PredictResponse, ScoreResponse, ok
 from modelship.batch import CsvSummary, predict_csv, score_csv
 from modelship.errors import (
     BodyTooLarge,
@@ -44,6 +45,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Values that do not fit the model's features"),
     ]
 }
+UNSUPPORTED = {
+    "description": "Not a CSV upload",
+    "content": {"application/json": {"schema": ERROR_REF}},
+}
 CSV_BODY = {
     "required": True,
     "content": {
@@ -67,10 +72,11 @@ def _response(predictor: Predictor, body: dict[str, Any]) -> Response:
 @router.post(
     "/predict",
     summary="Predict one record",
+    response_model=None,
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": RECORD_REF}}}
     },
-    responses=ERRORS,
+    responses={**ok(PredictResponse), **ERRORS},
 )
 async def predict(request: Request) -> Response:
     # No Depends() here: on this route FastAPI's dependency solving cost more than validation
@@ -78,7 +84,7 @@ async def predict(request: Request) -> Response:
     predictor = predictor_of(request)
     record = await json_body(request)
     batch = predictor.schema.from_records([record])
-    result = predictor.predict(batch.feeds)
+    result = predictor.predict(batch)
     return _response(
         predictor, {**result.row(0, predictor.card.classes), "warnings": batch.warnings.as_json()}
     )
@@ -90,7 +96,7 @@ async def predict(request: Request) -> Response:
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_REF}}}
     },
-    responses=ERRORS,
+    responses={**ok(BatchResponse), **ERRORS},
 )
 async def predict_batch(request: Request, settings: SettingsDep) -> Response:
     predictor = predictor_of(request)
@@ -106,7 +112,7 @@ async def predict_batch(request: Request, settings: SettingsDep) -> Response:
 
     def run() -> dict[str, Any]:
         batch = predictor.schema.from_records(records, ("body",))
-        result = predictor.predict(batch.feeds)
+        result = predictor.predict(batch)
         classes = predictor.card.classes
         return {
             "predictions": [result.row(i, classes) for i in range(batch.rows)],
@@ -162,7 +168,7 @@ async def predict_csv_file(
     "/score",
     summary="Score the model on a labelled CSV (it must include the target column)",
     openapi_extra={"requestBody": CSV_BODY},
-    responses={**ERRORS, 415: {"description": "Not a CSV upload"}},
+    responses={**ok(ScoreResponse), **ERRORS, 415: UNSUPPORTED},
 )
 async def score(request: Request, predictor: PredictorDep, settings: SettingsDep) -> Response:
     async with _csv_upload(request) as source:

@@ -138,7 +138,7 @@ def register_v2_routes(app: FastAPI, predictor: Predictor) -> None:
             return v2_error(400, _validation_message(exc))
         except ModelshipError as exc:
             return v2_error(exc.status_code if exc.status_code != 422 else 400, exc.message)
-        result = predictor.predict(batch.feeds)
+        result = predictor.predict(batch)
         return JSONBytes(codec.encode(inference, batch, result))
 
     @router.api_route(

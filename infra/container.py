@@ -1,0 +1,137 @@
+"""The one description of the service container, which every target turns into its own objects.
+
+The service contract (built in `service/`): port 8080, `GET /healthz` liveness, `GET /readyz`
+readiness (model loaded; a few seconds after start), non-root UID/GID 10001, only `/tmp` writable,
+configured through `MODELSHIP_*` environment variables, graceful shutdown on SIGTERM.
+GKE turns this into a Deployment, Fargate into a task definition, local into a Docker container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.settings import Settings
+
+CONTAINER_NAME = "api"
+CONTAINER_PORT = 8080
+PORT_NAME = "http"
+RUN_AS_USER = 10001
+RUN_AS_GROUP = 10001
+ARTIFACT_DIR = "/app/model"
+TMP_DIR = "/tmp"  # noqa: S108 - the one writable directory the service needs (an emptyDir/tmpfs)
+TMP_SIZE_LIMIT = "64Mi"
+API_KEY_DIR = "/var/run/secrets/modelship"
+API_KEY_FILE_NAME = "api-key"
+# Extra seconds beyond the service's own shutdown grace, for the load balancer to stop sending.
+TERMINATION_SLACK_SECONDS = 10
+PRE_STOP_SLEEP_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An HTTP GET probe against the container port."""
+
+    path: str
+    period_seconds: int
+    timeout_seconds: int
+    failure_threshold: int
+    initial_delay_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Port, environment, probes, size and replica range of the service container."""
+
+    name: str
+    port: int
+    port_name: str
+    env: tuple[tuple[str, str], ...]
+    liveness: Probe
+    readiness: Probe
+    startup: Probe
+    cpu: str
+    memory: str
+    cpu_millicores: int
+    memory_bytes: int
+    min_replicas: int
+    max_replicas: int
+    cpu_target_percent: int
+    scale_to_zero: bool
+    run_as_user: int
+    run_as_group: int
+    tmp_dir: str
+    tmp_size_limit: str
+    api_key_dir: str | None
+    api_key_file_name: str
+    shutdown_grace_seconds: int
+
+    @property
+    def desired_replicas(self) -> int:
+        """Replicas to run when autoscaling is off: 0 when parked, else the minimum."""
+        return 0 if self.scale_to_zero else self.min_replicas
+
+    @property
+    def autoscaling(self) -> bool:
+        """Whether an autoscaler owns the replica count (not while parked at zero)."""
+        return not self.scale_to_zero
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory_bytes // 2**20
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        return self.shutdown_grace_seconds + TERMINATION_SLACK_SECONDS
+
+    @property
+    def api_key_path(self) -> str | None:
+        """Where the API key file is mounted, or None when the service runs without a key."""
+        return None if self.api_key_dir is None else f"{self.api_key_dir}/{self.api_key_file_name}"
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+def container_spec(settings: Settings) -> ContainerSpec:
+    """The container every target deploys, from the validated settings."""
+    c = settings.container
+    api_key_dir = API_KEY_DIR if settings.api_key is not None else None
+    env = {
+        "MODELSHIP_HOST": "0.0.0.0",  # noqa: S104 - inside the container; the platform fronts it
+        "MODELSHIP_PORT": str(CONTAINER_PORT),
+        "MODELSHIP_WORKERS": str(c.workers),
+        "MODELSHIP_ARTIFACT": ARTIFACT_DIR,
+        "MODELSHIP_LOG_LEVEL": c.log_level,
+        "MODELSHIP_SHUTDOWN_GRACE_SECONDS": str(c.shutdown_grace_seconds),
+    }
+    if api_key_dir is not None:
+        env["MODELSHIP_API_KEY_FILE"] = f"{api_key_dir}/{API_KEY_FILE_NAME}"
+    s = settings.scaling
+    return ContainerSpec(
+        name=CONTAINER_NAME,
+        port=CONTAINER_PORT,
+        port_name=PORT_NAME,
+        env=tuple(sorted(env.items())),
+        # Liveness: the process answers; generous so a busy worker is not killed.
+        liveness=Probe("/healthz", period_seconds=10, timeout_seconds=3, failure_threshold=3),
+        # Readiness: the model is loaded; traffic only then.
+        readiness=Probe("/readyz", period_seconds=5, timeout_seconds=3, failure_threshold=2),
+        # Startup: up to 2 s x 60 = 120 s for the process to come up before liveness applies.
+        startup=Probe("/healthz", period_seconds=2, timeout_seconds=2, failure_threshold=60),
+        cpu=c.cpu,
+        memory=c.memory,
+        cpu_millicores=c.cpu_millicores,
+        memory_bytes=c.memory_bytes,
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        cpu_target_percent=s.cpu_target_percent,
+        scale_to_zero=s.scale_to_zero,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_GROUP,
+        tmp_dir=TMP_DIR,
+        tmp_size_limit=TMP_SIZE_LIMIT,
+        api_key_dir=api_key_dir,
+        api_key_file_name=API_KEY_FILE_NAME,
+        shutdown_grace_seconds=c.shutdown_grace_seconds,
+    )

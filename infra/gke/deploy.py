@@ -1,0 +1,147 @@
+"""Compose the gke target: APIs → registry + image → network → cluster → Kubernetes objects."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.container import container_spec
+from infra.gke.apis import ProjectApis
+from infra.gke.cluster import GkeCluster
+from infra.gke.config import GkeSettings
+from infra.gke.https import HttpsIngress, backend_config_name, service_annotations
+from infra.gke.network import Network
+from infra.gke.registry import ArtifactRepository, allow_pull
+from infra.image import IMAGE_NAME, ServiceImage
+from infra.k8s_app import KubernetesApp
+from infra.labels import app_selector, label_value, standard_labels
+from infra.settings import Settings
+from infra.targets import TargetOutputs
+
+# The username Artifact Registry accepts with an OAuth access token as password.
+ACCESS_TOKEN_USER = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a secret
+
+
+def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
+    """Declare every resource of the gke target and return its outputs."""
+    name = settings.project
+    stack_id = label_value(f"{settings.project}-{settings.stack}")
+    labels = standard_labels(settings.project, settings.stack)
+    spec = container_spec(settings)
+
+    apis = ProjectApis(f"{name}-apis", {"project": gke.project})
+    after_apis = pulumi.ResourceOptions(depends_on=apis.services)
+
+    registry = ArtifactRepository(
+        f"{name}-registry",
+        {
+            "project": gke.project,
+            "region": gke.region,
+            "repository_id": stack_id,
+            "keep_images": settings.image.keep_images,
+            "labels": labels,
+        },
+        opts=after_apis,
+    )
+    # The identity running Pulumi pushes with its own short-lived OAuth access token.
+    token = gcp.organizations.get_client_config_output().access_token
+    image = ServiceImage(
+        f"{name}-image",
+        {
+            "image_name": pulumi.Output.concat(registry.url, "/", IMAGE_NAME),
+            "tag": label_value(settings.stack),
+            "registry": {
+                "address": registry.host,
+                "username": ACCESS_TOKEN_USER,
+                "password": token,
+            },
+            "platform": settings.image.platform,
+            "build_on_preview": settings.image.build_on_preview,
+            "labels": labels,
+        },
+        opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
+    )
+
+    network = Network(
+        f"{name}-network",
+        {
+            "project": gke.project,
+            "region": gke.region,
+            "subnet_cidr": gke.subnet_cidr,
+            "pods_cidr": gke.pods_cidr,
+            "services_cidr": gke.services_cidr,
+        },
+        opts=after_apis,
+    )
+    cluster = GkeCluster(
+        f"{name}-gke",
+        {
+            "project": gke.project,
+            "region": gke.region,
+            "autopilot": gke.autopilot,
+            "release_channel": gke.release_channel,
+            "deletion_protection": gke.deletion_protection,
+            "network": network,
+            "machine_type": gke.machine_type,
+            "node_min_count": gke.node_min_count,
+            "node_max_count": gke.node_max_count,
+            "spot": gke.spot,
+            "service_account_id": f"{stack_id[:24]}-nodes",
+            "labels": labels,
+            "depends_on": apis.services,
+        },
+    )
+    # The nodes pull with the least role that allows it: reader on this one repository.
+    pull = allow_pull(
+        f"{name}-registry-pull", registry, cluster.node_member, gke.project, gke.region
+    )
+
+    k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[pull])
+    https = gke.domain is not None
+    app = KubernetesApp(
+        f"{name}-app",
+        {
+            "namespace": gke.namespace,
+            "app_name": name,
+            "image": image.ref,
+            "container": spec,
+            "labels": labels,
+            "selector": app_selector(settings.project, settings.stack),
+            "service_type": "ClusterIP" if https else "LoadBalancer",
+            "service_annotations": service_annotations(backend_config_name(name)) if https else {},
+            "api_key": settings.api_key,
+        },
+        opts=k8s_opts,
+    )
+
+    extra: dict[str, pulumi.Input[object]] = {
+        "cluster_name": cluster.cluster.name,
+        "kubeconfig": cluster.kubeconfig,
+        "namespace": gke.namespace,
+        "registry": registry.url,
+        "region": gke.region,
+        "project_id": gke.project,
+    }
+    if gke.domain is not None:
+        ingress = HttpsIngress(
+            f"{name}-https",
+            {
+                "project": gke.project,
+                "app_name": name,
+                "domain": gke.domain,
+                "namespace": app.namespace.metadata.name,
+                "service_name": app.service.metadata.name,
+                "backend_config_name": backend_config_name(name),
+                "health_check_path": spec.readiness.path,
+                "container_port": spec.port,
+                "labels": labels,
+            },
+            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[app.service]),
+        )
+        url = pulumi.Output.from_input(f"https://{gke.domain}")
+        extra["ingress_ip"] = ingress.address
+    else:
+        url = app.load_balancer_address.apply(
+            lambda address: f"http://{address}" if address else ""
+        )
+    return TargetOutputs(url=url, image=image.ref, extra=extra)

@@ -1,0 +1,100 @@
+"""Build and push the service image (`service/Dockerfile`, repository root as context).
+
+Shared by every target: the target supplies the registry (its address and a login taken from its
+own registry resource), this component builds for the configured platform, pushes, and exposes
+`ref`, the digest-pinned reference (`name@sha256:...`) that every target deploys. Deploying by
+digest is what makes a rebuilt image roll out and an unchanged one leave the workload alone.
+
+Preview-time builds (`build_on_preview`) are off by default: a `pulumi preview` (for example on a
+pull request) then needs neither Docker nor registry credentials, and shows the image as
+"known after apply". Set `modelship:buildOnPreview true` to catch Dockerfile errors at preview.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NotRequired, TypedDict
+
+import pulumi
+import pulumi_docker_build as docker_build
+
+from infra.components import child_opts
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = Path("service") / "Dockerfile"
+IMAGE_NAME = "modelship"
+
+
+def repo_path(relative: Path | str = ".") -> str:
+    """A path under the repository root, relative to the working directory Pulumi runs us in.
+
+    Pulumi runs the program (and the docker-build provider) from `main: infra/`, tests run from
+    the root; a relative path keeps the declared inputs identical on every machine, so moving a
+    checkout does not show up as a change of the image.
+    """
+    return os.path.relpath(REPO_ROOT / relative, Path.cwd())
+
+
+class RegistryLogin(TypedDict):
+    """A registry login for the build's push: host, user and password/token."""
+
+    address: pulumi.Input[str]
+    username: pulumi.Input[str]
+    password: pulumi.Input[str]
+
+
+class ServiceImageArgs(TypedDict):
+    """Inputs of `ServiceImage`."""
+
+    image_name: pulumi.Input[str]
+    """Full image name without tag, including the registry host (never Docker Hub by accident)."""
+    tag: str
+    """The mutable tag pushed alongside the digest (the stack name)."""
+    registry: RegistryLogin
+    platform: str
+    build_on_preview: bool
+    labels: Mapping[str, str]
+    context: NotRequired[str]
+    dockerfile: NotRequired[str]
+
+
+class ServiceImage(pulumi.ComponentResource):
+    """The service image, built with buildx and pushed; `ref` is pinned by digest."""
+
+    ref: pulumi.Output[str]
+    tag: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("modelship:image:ServiceImage", name, None, opts)
+        platform = docker_build.Platform(args["platform"])
+        tagged = pulumi.Output.concat(args["image_name"], ":", args["tag"])
+        registry = args["registry"]
+        image = docker_build.Image(
+            f"{name}-build",
+            docker_build.ImageArgs(
+                push=True,
+                tags=[tagged],
+                context=docker_build.BuildContextArgs(location=args.get("context", repo_path())),
+                dockerfile=docker_build.DockerfileArgs(
+                    location=args.get("dockerfile", repo_path(DOCKERFILE))
+                ),
+                platforms=[platform],
+                registries=[
+                    docker_build.RegistryArgs(
+                        address=registry["address"],
+                        username=registry["username"],
+                        password=registry["password"],
+                    )
+                ],
+                build_on_preview=args["build_on_preview"],
+                labels={f"org.modelship.{key}": value for key, value in args["labels"].items()},
+            ),
+            opts=child_opts(self, opts),
+        )
+        self.tag = tagged
+        self.ref = image.ref
+        self.register_outputs({"ref": self.ref, "tag": self.tag})

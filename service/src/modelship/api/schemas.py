@@ -1,0 +1,56 @@
+"""Response shapes, for the OpenAPI document (handlers write JSON directly, for speed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or loading (with status 503)")
+    model: str | None = None
+    version: str | None = None
+
+
+class WarningItem(BaseModel):
+    field: str
+    problem: str = Field(examples=["unseen category 'mars'"])
+    note: str
+    count: int = Field(description="How many rows have this problem")
+    rows: list[int] | None = Field(None, description="The first rows (or CSV lines) affected")
+
+
+class Prediction(BaseModel):
+    prediction: float | str = Field(description="Predicted value, or class label")
+    probabilities: dict[str, float] | None = Field(
+        None, description="Classifiers: probability of each class"
+    )
+
+
+class PredictResponse(Prediction):
+    warnings: list[WarningItem]
+    model_version: str
+
+
+class BatchResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="One per record, in order")
+    count: int
+    warnings: list[WarningItem]
+    model_version: str
+
+
+class ScoreResponse(BaseModel):
+    rows: int
+    metrics: dict[str, Any] = Field(description="The same metrics as training reports")
+    training_metrics: dict[str, Any] | None = Field(description="Test-split metrics from training")
+    warnings: list[WarningItem]
+    model_version: str
+
+
+def ok(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model}}

@@ -1,0 +1,310 @@
+"""Model versions in object storage (s3://, gs://) or a directory, addressed by URI.
+
+Layout under a store root: `models/<name>/<sha256 of model.onnx>/{model.onnx, model-card.json}`.
+The path holds the content hash, so a version can never change under a running service:
+publishing refuses to write over an existing version, and fetching checks the hash.
+Credentials come from the platform (the ECS task role, GKE Workload Identity, or the usual
+environment), never from this code; `AWS_ENDPOINT_URL` / `STORAGE_EMULATOR_HOST` point the
+clients at other S3- or GCS-compatible servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from modelship import artifact
+from modelship.card import ModelCard
+from modelship.errors import ModelshipError
+
+SCHEMES = ("s3", "gs", "file")
+
+
+class StoreError(ModelshipError):
+    """A model URI that cannot be read or written: says which URI and why."""
+
+    error_type = "store_error"
+    status_code = 500
+    exit_code = 2
+
+
+class Backend(Protocol):
+    def read(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def write_once(self, key: str, data: bytes) -> None: ...
+    def keys(self, prefix: str) -> list[str]: ...
+
+
+class MissingObjectError(Exception):
+    pass
+
+
+class ExistsError(Exception):
+    pass
+
+
+class LocalBackend:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            raise MissingObjectError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def write_once(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("xb") as handle:  # "x": fails if the file exists
+                handle.write(data)
+        except FileExistsError:
+            raise ExistsError(key) from None
+
+    def keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+
+class S3Backend:
+    def __init__(self, bucket: str) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.client: Any = boto3.client("s3")
+
+    def read(self, key: str) -> bytes:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise MissingObjectError(key) from None
+        return body
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def write_once(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:  # S3 conditional write: refused if the key exists, atomically
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise ExistsError(key) from None
+            raise
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            found.extend(item["Key"] for item in page.get("Contents", []))
+        return sorted(found)
+
+
+class GcsBackend:
+    def __init__(self, bucket: str) -> None:
+        from google.cloud import storage
+
+        self.client: Any = storage.Client()
+        self.bucket: Any = self.client.bucket(bucket)
+
+    def read(self, key: str) -> bytes:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            data: bytes = self.bucket.blob(key).download_as_bytes()
+        except NotFound:
+            raise MissingObjectError(key) from None
+        return data
+
+    def exists(self, key: str) -> bool:
+        return bool(self.bucket.blob(key).exists())
+
+    def write_once(self, key: str, data: bytes) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:  # generation 0 = "only if no live object": refused atomically by GCS
+            self.bucket.blob(key).upload_from_string(data, if_generation_match=0)
+        except PreconditionFailed:
+            raise ExistsError(key) from None
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(blob.name for blob in self.client.list_blobs(self.bucket, prefix=prefix))
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed store URI: where the backend is, and the key prefix inside it."""
+
+    uri: str
+    scheme: str
+    bucket: str
+    prefix: str
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+    def uri_of(self, key: str) -> str:
+        if self.scheme == "file":
+            return str(Path(self.bucket) / key)
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(uri).scheme in ("s3", "gs")
+
+
+def parse(uri: str) -> Location:
+    parsed = urlparse(uri)
+    scheme = parsed.scheme or "file"
+    if scheme not in SCHEMES or (scheme != "file" and not parsed.netloc):
+        raise StoreError(
+            f"model URI {uri!r} is not supported: use s3://BUCKET/PATH, gs://BUCKET/PATH "
+            "or a directory path"
+        )
+    if scheme == "file":
+        return Location(uri, "file", parsed.path if parsed.scheme else uri, "")
+    return Location(uri, scheme, parsed.netloc, parsed.path.strip("/"))
+
+
+def backend(location: Location) -> Backend:
+    try:
+        if location.scheme == "s3":
+            return S3Backend(location.bucket)
+        if location.scheme == "gs":
+            return GcsBackend(location.bucket)
+    except ImportError as exc:
+        raise StoreError(
+            f"{location.uri}: the storage client is not installed ({exc.name}); "
+            "install modelship[cloud]"
+        ) from None
+    return LocalBackend(Path(location.bucket))
+
+
+def version_key(location: Location, card: ModelCard) -> str:
+    return location.key("models", card.name, card.artifact.onnx_sha256)
+
+
+def publish(directory: Path, root_uri: str) -> str:
+    """Upload a local artifact as a new, immutable version; returns the version's URI."""
+    loaded = artifact.load(directory)
+    location = parse(root_uri)
+    store = backend(location)
+    prefix = version_key(location, loaded.card)
+    uri = location.uri_of(prefix) + "/"
+    card_key = f"{prefix}/{artifact.CARD_FILE}"
+    try:
+        if store.exists(card_key):
+            raise StoreError(f"{uri} already exists: a published version is never overwritten")
+        # The model first, the card last: a version with a card is always complete.
+        store.write_once(f"{prefix}/{loaded.card.artifact.onnx_file}", loaded.onnx_bytes)
+        store.write_once(card_key, (directory / artifact.CARD_FILE).read_bytes())
+    except ExistsError:
+        raise StoreError(
+            f"{uri} already exists: a published version is never overwritten"
+        ) from None
+    except StoreError:
+        raise
+    except Exception as exc:  # client libraries raise many types; name the URI and the cause
+        raise StoreError(f"cannot write {uri}: {type(exc).__name__}: {exc}") from exc
+    return uri
+
+
+def fetch(version_uri: str, cache: Path) -> Path:
+    """Download a version into `cache` and verify it before anyone loads it.
+
+    The hash in the URI, the hash in the card and the hash of the downloaded model must all
+    agree; anything else is a start-up error naming the URI.
+    """
+    location = parse(version_uri)
+    if location.scheme == "file":
+        path = Path(location.bucket)
+        artifact.load(path)
+        return path
+    named = location.prefix.rstrip("/").rsplit("/", 1)[-1]
+    if len(named) == 64 and artifact.exists(cache / named):
+        return artifact.load(cache / named).path  # fetched before (another worker, a restart)
+    store = backend(location)
+    try:
+        card_bytes = store.read(location.key(artifact.CARD_FILE))
+        card = ModelCard.model_validate_json(card_bytes)
+        onnx_bytes = store.read(location.key(card.artifact.onnx_file))
+    except MissingObjectError as exc:
+        raise StoreError(
+            f"model {version_uri}: {location.uri_of(str(exc))} does not exist"
+        ) from None
+    except ValueError as exc:
+        raise StoreError(f"model {version_uri}: the model card is unreadable: {exc}") from None
+    except Exception as exc:
+        raise StoreError(f"model {version_uri}: cannot read: {type(exc).__name__}: {exc}") from exc
+    actual = hashlib.sha256(onnx_bytes).hexdigest()
+    if actual != card.artifact.onnx_sha256 or (len(named) == 64 and named != actual):
+        raise StoreError(
+            f"model {version_uri}: checksum mismatch: model.onnx has sha256 {actual[:12]}…, "
+            f"its card says {card.artifact.onnx_sha256[:12]}…, the URI says {named[:12]}…"
+        )
+    target = cache / actual
+    staging = cache / f".{actual}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / card.artifact.onnx_file).write_bytes(onnx_bytes)
+    (staging / artifact.CARD_FILE).write_bytes(card_bytes)
+    if not target.exists():
+        staging.rename(target)
+    else:
+        shutil.rmtree(staging)
+    artifact.load(target)
+    return target
+
+
+def versions(root_uri: str) -> list[tuple[str, ModelCard]]:
+    """Every published version under a store root (or under one model's prefix), newest first."""
+    location = parse(root_uri)
+    store = backend(location)
+    base = location.key("models") if "/models" not in f"/{location.prefix}" else location.key()
+    found: list[tuple[str, ModelCard]] = []
+    try:
+        for key in store.keys(base + "/" if base else ""):
+            if key.endswith("/" + artifact.CARD_FILE):
+                card = ModelCard.model_validate_json(store.read(key))
+                found.append((location.uri_of(key.rsplit("/", 1)[0]) + "/", card))
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"cannot list {root_uri}: {type(exc).__name__}: {exc}") from exc
+    return sorted(found, key=lambda item: item[1].created_at, reverse=True)
+
+
+def read_object(uri: str) -> bytes:
+    """One object's bytes (a training CSV in a bucket, say)."""
+    location = parse(uri)
+    if location.scheme == "file":
+        try:
+            return Path(location.bucket).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {uri}: {exc.strerror}") from None
+    try:
+        return backend(location).read(location.prefix)
+    except MissingObjectError:
+        raise StoreError(f"{uri} does not exist") from None
+    except Exception as exc:
+        raise StoreError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from exc

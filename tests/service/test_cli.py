@@ -1,0 +1,133 @@
+"""The `modelship` command, run as a user runs it: a subprocess, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def modelship(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelship", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("modelship: error: ")
+    assert words in lines[-1]
+
+
+def test_train_info_predict_round_trip(iris_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "iris-model"
+    trained = modelship(
+        "train", "--data", str(iris_csv), "--target", "species", "--model", "lda", "-o", str(out)
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "Task: classification" in trained.stderr
+    assert trained.stdout.startswith("model iris-species (lda, version ")
+    assert f"artifact: {out}" in trained.stdout
+
+    info = modelship("info", str(out))
+    assert info.returncode == 0
+    assert "classes: setosa, versicolor, virginica" in info.stdout
+    card = json.loads(modelship("info", str(out), "--json").stdout)
+    assert card["target"] == "species"
+
+    predicted = tmp_path / "predicted.csv"
+    result = modelship("predict", str(out), str(iris_csv), "-o", str(predicted))
+    assert result.returncode == 0, result.stderr
+    assert "predicted 150 rows" in result.stderr
+    frame = pd.read_csv(predicted)
+    assert list(frame.columns[-4:]) == [
+        "predicted_species",
+        "probability_setosa",
+        "probability_versicolor",
+        "probability_virginica",
+    ]
+    assert (frame["predicted_species"] == frame["species"]).mean() > 0.95
+    assert (
+        frame[["probability_setosa", "probability_versicolor", "probability_virginica"]]
+        .sum(axis=1)
+        .round(4)
+        .eq(1)
+        .all()
+    )
+
+
+def test_predict_to_stdout(regression_artifact: Path, insurance_csv: Path) -> None:
+    result = modelship("predict", str(regression_artifact), str(insurance_csv))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "age,sex,bmi,children,smoker,region,charges,predicted_charges"
+    assert len(lines) == 1339
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (
+            ["train", "--data", "missing.csv", "--target", "x"],
+            2,
+            "training data missing.csv does not exist",
+        ),
+        (["train", "--data", "{iris}"], 2, "--target is required with --data"),
+        (
+            ["train", "--data", "{iris}", "--target", "colour"],
+            2,
+            "target column 'colour' is not in iris.csv",
+        ),
+        (["train", "--poly", "9"], 2, "--poly must be 2, 3 or 4"),
+        (["info", "nowhere"], 2, "no model artifact at nowhere"),
+        (["predict", "{model}", "missing.csv"], 2, "input CSV missing.csv does not exist"),
+        (["serve", "--artifact", "nowhere"], 2, "no model artifact at nowhere"),
+    ],
+)
+def test_errors_are_one_line(
+    args: list[str],
+    code: int,
+    words: str,
+    iris_csv: Path,
+    regression_artifact: Path,
+    tmp_path: Path,
+) -> None:
+    filled = [
+        a.replace("{iris}", str(iris_csv)).replace("{model}", str(regression_artifact))
+        for a in args
+    ]
+    assert_one_line_error(modelship(*filled, cwd=tmp_path), code, words)
+
+
+def test_bad_environment_setting_is_named(tmp_path: Path) -> None:
+    result = modelship("serve", cwd=tmp_path, env={"MODELSHIP_PORT": "eighty"})
+    assert_one_line_error(result, 2, "setting MODELSHIP_PORT = 'eighty'")
+
+
+def test_bad_csv_for_predict_is_one_line(regression_artifact: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text("age,sex\n1,male\n")
+    result = modelship("predict", str(regression_artifact), str(tmp_path / "bad.csv"))
+    assert_one_line_error(result, 2, "line 1, field 'bmi': required column is missing")
+
+
+def test_help_lists_the_commands() -> None:
+    result = modelship("--help")
+    assert result.returncode == 0
+    for command in ("train", "predict", "info", "serve"):
+        assert command in result.stdout
+    assert "MODELSHIP_ARTIFACT" in modelship("serve", "--help").stdout

@@ -1,0 +1,54 @@
+"""The Dockerfile, checked without a Docker engine: a real linter, and its stages replayed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.image_contents import build_runtime_venv
+from tests.conftest import REPO
+
+DOCKERFILE = REPO / "service" / "Dockerfile"
+
+
+def test_hadolint_finds_nothing() -> None:
+    result = subprocess.run(
+        ["hadolint", "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runtime_stage_is_locked_down() -> None:
+    text = DOCKERFILE.read_text()
+    runtime = text[text.index("AS runtime\n") :]
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
+    assert "USER 10001:10001" in runtime
+    assert "EXPOSE 8080" in runtime
+    assert "HEALTHCHECK" in runtime
+    assert "/healthz" in runtime
+    assert "MODELSHIP_PORT=8080" in runtime
+    assert "--frozen" in text
+    assert "--extra train" not in text[text.index("AS runtime-deps") : text.index("AS train-deps")]
+
+
+@pytest.mark.slow
+def test_runtime_dependencies_serve_without_training_libraries(tmp_path: Path) -> None:
+    venv = build_runtime_venv(tmp_path)
+    probe = (
+        "import importlib.util as u, modelship.api.app;"
+        "import boto3, google.cloud.storage;"
+        "print([m for m in ('sklearn', 'pandas', 'skl2onnx', 'onnx') if u.find_spec(m)])"
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert sys.version_info[:2] == (3, 11)

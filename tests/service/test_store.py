@@ -1,0 +1,126 @@
+"""Model versions in object storage, against real S3 and GCS protocol servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelship import artifact, store
+from modelship.store import StoreError
+from tests.service.object_stores import BUCKET, gcs_server, s3_server
+from tests.service.server import running_server
+from tests.service.test_cli import assert_one_line_error, modelship
+
+
+@pytest.fixture(params=["s3", "gs"], scope="module")
+def object_store(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict[str, str]]]:
+    """(store root URI, environment) for each protocol; the environment is also set here."""
+    server = s3_server() if request.param == "s3" else gcs_server()
+    with server as env:
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            yield f"{request.param}://{BUCKET}", env
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def test_publish_fetch_list(
+    object_store: tuple[str, dict[str, str]], regression_artifact: Path, tmp_path: Path
+) -> None:
+    root, _ = object_store
+    card = artifact.load(regression_artifact).card
+    uri = store.publish(regression_artifact, f"{root}/team-a")
+    assert uri == f"{root}/team-a/models/{card.name}/{card.artifact.onnx_sha256}/"
+
+    fetched = store.fetch(uri, tmp_path / "cache")
+    assert artifact.load(fetched).card == card
+
+    with pytest.raises(
+        StoreError, match="already exists: a published version is never overwritten"
+    ):
+        store.publish(regression_artifact, f"{root}/team-a")
+
+    listed = store.versions(f"{root}/team-a")
+    assert [(u, c.artifact.onnx_sha256) for u, c in listed] == [(uri, card.artifact.onnx_sha256)]
+    assert store.versions(f"{root}/team-a/models/{card.name}") == listed
+
+
+def test_checksum_mismatch_and_missing_objects_are_refused(
+    object_store: tuple[str, dict[str, str]], regression_artifact: Path, tmp_path: Path
+) -> None:
+    root, _ = object_store
+    card_bytes = (regression_artifact / artifact.CARD_FILE).read_bytes()
+    sha = artifact.load(regression_artifact).card.artifact.onnx_sha256
+    location = store.parse(f"{root}/tampered")
+    backend = store.backend(location)
+    prefix = location.key("models", "insurance-charges", sha)
+    backend.write_once(f"{prefix}/model.onnx", b"not the model the card describes")
+    backend.write_once(f"{prefix}/{artifact.CARD_FILE}", card_bytes)
+    tampered = location.uri_of(prefix) + "/"
+    with pytest.raises(StoreError, match=f"model {tampered}: checksum mismatch"):
+        store.fetch(tampered, tmp_path / "cache")
+    assert not (tmp_path / "cache" / sha).exists()
+
+    missing = f"{root}/models/insurance-charges/{'0' * 64}/"
+    with pytest.raises(StoreError, match=r"model-card\.json does not exist"):
+        store.fetch(missing, tmp_path / "cache")
+
+
+def test_bad_uris_are_explained() -> None:
+    with pytest.raises(StoreError, match="use s3://BUCKET/PATH, gs://BUCKET/PATH or a directory"):
+        store.parse("ftp://host/model")
+    with pytest.raises(StoreError, match="is not supported"):
+        store.parse("s3:///no-bucket")
+
+
+@pytest.mark.slow
+def test_train_in_the_cloud_list_and_serve_over_http(
+    object_store: tuple[str, dict[str, str]], insurance_csv: Path, tmp_path: Path
+) -> None:
+    """Retrain → list → deploy by URI, as the cloud training jobs and services do."""
+    root, env = object_store
+    location = store.parse(f"{root}/data/insurance.csv")
+    store.backend(location).write_once(location.prefix, insurance_csv.read_bytes())
+
+    trained = modelship(
+        "train",
+        "--data",
+        f"{root}/data/insurance.csv",
+        "--target",
+        "charges",
+        "--model",
+        "ridge",
+        "--output",
+        root,
+        "--quiet",
+        env=env,
+    )
+    assert trained.returncode == 0, trained.stderr
+    published = trained.stdout.strip().splitlines()[-1]
+    assert published.startswith(f"published: {root}/models/insurance-charges/")
+    uri = published.removeprefix("published: ")
+
+    listing = modelship("models", "list", root, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert uri in listing.stdout
+    assert "ridge" in listing.stdout
+
+    with running_server("--model-uri", uri, cwd=tmp_path, env=env) as server:
+        card = httpx.get(f"{server.url}/model").json()
+        assert uri.rstrip("/").endswith(card["artifact"]["onnx_sha256"])
+        example = httpx.get(f"{server.url}/model/examples/0").json()
+        assert httpx.post(f"{server.url}/predict", json=example).status_code == 200
+
+    gone = f"{root}/models/insurance-charges/{'f' * 64}/"
+    assert_one_line_error(
+        modelship("serve", "--model-uri", gone, cwd=tmp_path, env=env), 2, f"model {gone}"
+    )

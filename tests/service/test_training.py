@@ -1,0 +1,195 @@
+"""Training: task and feature inference, the model comparison, export parity, the model card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modelship import artifact
+from modelship.errors import ArtifactError, ExportError, TrainingError
+from modelship.training.train import TrainOptions, train
+
+MESSAGES: list[str] = []
+
+
+def collect(message: str) -> None:
+    MESSAGES.append(message)
+
+
+def test_regression_card_describes_the_model(
+    regression_artifact: Path, insurance_csv: Path
+) -> None:
+    card = artifact.load(regression_artifact).card
+    assert card.task == "regression"
+    assert card.target == "charges"
+    assert [(f.name, f.kind) for f in card.features] == [
+        ("age", "numeric"),
+        ("sex", "categorical"),
+        ("bmi", "numeric"),
+        ("children", "numeric"),
+        ("smoker", "categorical"),
+        ("region", "categorical"),
+    ]
+    region = card.feature("region")
+    assert region.categories == ["northeast", "northwest", "southeast", "southwest"]
+    age = card.feature("age").numeric
+    assert age is not None
+    assert (age.min, age.max) == (18, 64)
+    assert set(card.metrics["test"]) == {"r2", "mae", "rmse"}
+    assert card.metrics["test"]["r2"] > 0.8
+    assert card.training_data.sha256 == hashlib.sha256(insurance_csv.read_bytes()).hexdigest()
+    assert card.training_data.rows == 1338
+    assert card.training_data.train_rows + card.training_data.test_rows == 1338
+    assert card.parity.max_abs_diff <= card.parity.tolerance * 12_000
+    assert {"scikit-learn", "skl2onnx", "onnxruntime", "python"} <= set(card.versions)
+    assert len(card.examples) == 5
+    assert set(card.examples[0]) == {f.name for f in card.features}
+
+
+def test_classification_card(classification_artifact: Path) -> None:
+    card = artifact.load(classification_artifact).card
+    assert card.task == "classification"
+    assert card.classes == ["setosa", "versicolor", "virginica"]
+    assert set(card.metrics["test"]) == {"accuracy", "macro_f1", "log_loss", "per_class"}
+    assert set(card.metrics["test"]["per_class"]) == set(card.classes)
+    assert card.parity.label_agreement == 1.0
+    # skl2onnx sanitises input names; the card keeps both.
+    feature = card.features[0]
+    assert (feature.name, feature.input_name) == ("sepal length (cm)", "sepal_length__cm_")
+
+
+def test_auto_compares_every_candidate_and_keeps_the_best(iris_csv: Path, tmp_path: Path) -> None:
+    MESSAGES.clear()
+    card = train(
+        TrainOptions(data=iris_csv, target="species", output=tmp_path, cv_folds=3), collect
+    )
+    assert card.leaderboard is not None
+    ranked = [row["model"] for row in card.leaderboard]
+    assert sorted(ranked) == ["gradient_boosting", "lda", "logistic", "mlp", "random_forest"]
+    scores = [row["macro_f1"] for row in card.leaderboard]
+    assert scores == sorted(scores, reverse=True)
+    assert card.model.kind == ranked[0]
+    output = "\n".join(MESSAGES)
+    assert "Task: classification (inferred: the target holds text labels" in output
+    assert "Comparing 5 models with 3-fold cross-validation" in output
+    assert "[5/5]" in output
+    assert "rank  model" in output
+
+
+def test_features_drop_and_overrides(insurance_csv: Path, tmp_path: Path) -> None:
+    card = train(
+        TrainOptions(
+            data=insurance_csv,
+            target="charges",
+            output=tmp_path,
+            model="ridge",
+            drop=["region"],
+            categorical=["children"],
+            polynomial_degree=2,
+        ),
+        collect,
+    )
+    assert [f.name for f in card.features] == ["age", "sex", "bmi", "children", "smoker"]
+    assert card.feature("children").categories == ["0", "1", "2", "3", "4", "5"]
+    assert card.model.polynomial_degree == 2
+
+
+def test_integer_target_with_few_values_is_classification(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": range(60), "y": [i % 3 for i in range(60)]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    card = train(
+        TrainOptions(data=tmp_path / "d.csv", target="y", output=tmp_path / "m", model="lda"),
+        collect,
+    )
+    assert card.task == "classification"
+    assert card.classes == ["0", "1", "2"]
+
+
+def test_missing_values_are_imputed(tmp_path: Path, insurance_csv: Path) -> None:
+    frame = pd.read_csv(insurance_csv)
+    frame.loc[::7, "bmi"] = None
+    frame.loc[::11, "region"] = None
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    card = train(
+        TrainOptions(
+            data=tmp_path / "gaps.csv", target="charges", output=tmp_path / "m", model="ridge"
+        ),
+        collect,
+    )
+    bmi = card.feature("bmi").numeric
+    assert bmi is not None
+    assert bmi.missing > 100
+    assert "" in (card.feature("region").categories or [])
+
+
+def test_export_beyond_tolerance_fails_loudly(insurance_csv: Path, tmp_path: Path) -> None:
+    options = TrainOptions(
+        data=insurance_csv,
+        target="charges",
+        output=tmp_path / "m",
+        model="gradient_boosting",
+        parity_tolerance=0.0,
+    )
+    with pytest.raises(ExportError, match="differs from scikit-learn by up to"):
+        train(options, collect)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"target": "price"}, "target column 'price' is not in insurance.csv"),
+        (
+            {"model": "xgboost"},
+            "unknown --model 'xgboost' for regression; choose one of: auto, ridge",
+        ),
+        ({"features": ["age", "height"]}, "unknown column(s) height"),
+        ({"features": ["charges"]}, "the target column 'charges' cannot also be a feature"),
+        ({"numeric": ["sex"]}, "--numeric sex: the column holds non-numbers, e.g. 'female'"),
+        ({"task": "regression", "target": "region"}, "--task regression needs a numeric target"),
+        ({"test_size": 0.9}, "--test-size must be between 0.05 and 0.5"),
+    ],
+)
+def test_bad_options_are_explained(
+    insurance_csv: Path, tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    settings: dict[str, object] = {"data": insurance_csv, "target": "charges", "output": tmp_path}
+    with pytest.raises(TrainingError) as raised:
+        train(TrainOptions(**{**settings, **options}), collect)  # type: ignore[arg-type]
+    assert message in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"a,b\n", "has a header but no data rows"),
+        (b"a,b\n1,\xff\n", "is not valid UTF-8"),
+        (b"a,b\n" + b"1,7\n" * 30, "the target has a single value ('7') in every row"),
+        (b"a,b\n" + b"1,x\n2,y\n" * 10 + b"3,z\n", "class(es) 'z' have a single row"),
+    ],
+)
+def test_bad_data_is_explained(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "d.csv").write_bytes(content)
+    with pytest.raises(TrainingError) as raised:
+        train(TrainOptions(data=tmp_path / "d.csv", target="b", output=tmp_path / "m"), collect)
+    assert message in raised.value.message
+
+
+def test_card_is_plain_json(regression_artifact: Path) -> None:
+    card = json.loads((regression_artifact / artifact.CARD_FILE).read_text())
+    assert card["artifact"]["onnx_file"] == "model.onnx"
+    assert not list(regression_artifact.glob("*.pkl")), "the artifact must hold no pickles"
+
+
+def test_tampered_model_is_refused(regression_artifact: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / artifact.CARD_FILE).write_bytes((regression_artifact / artifact.CARD_FILE).read_bytes())
+    (copy / artifact.ONNX_FILE).write_bytes(b"not a model")
+    with pytest.raises(ArtifactError, match="does not match its model card"):
+        artifact.load(copy)
