@@ -287,7 +287,8 @@ def _serve(args: argparse.Namespace) -> int:
     # Every worker writes its Prometheus samples here; /metrics in any worker adds them up.
     # A fresh directory per start, so counters of an earlier run never leak in.
     with tempfile.TemporaryDirectory(prefix="modelship-metrics-") as metrics_dir:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         uvicorn.run(
             "modelship.api.app:app_from_env",
             factory=True,
