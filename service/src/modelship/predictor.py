@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,8 @@ class Predictor:
         self._check_inputs()
         self._outputs = [output.name for output in self._session.get_outputs()]
         self.is_classifier = artifact.card.task == "classification"
+        # Told the number of rows of every prediction (the service counts them for /metrics).
+        self.on_predict: Callable[[int], None] | None = None
 
     def _check_inputs(self) -> None:
         declared = {i.name: i.type for i in self._session.get_inputs()}
@@ -78,6 +81,12 @@ class Predictor:
             )
 
     def predict(self, batch: Batch) -> Predictions:
+        result = self._predict(batch)
+        if self.on_predict is not None:
+            self.on_predict(len(result))
+        return result
+
+    def _predict(self, batch: Batch) -> Predictions:
         outputs = self._session.run(self._outputs, batch.feeds)
         if self.is_classifier:
             result = Predictions(labels=outputs[0], probabilities=outputs[1])
@@ -113,4 +122,4 @@ class Predictor:
     def warm_up(self) -> None:
         """Run the card's example rows once, so the first real request pays no first-call cost."""
         batch = self.schema.from_records(self.card.examples)
-        self.predict(batch)
+        self._predict(batch)

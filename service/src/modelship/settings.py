@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelship.errors import ModelshipError
@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may finish"
     )
+    api_key: SecretStr | None = Field(
+        None,
+        description="If set, prediction and model routes need it (Authorization: Bearer <key> or "
+        "X-API-Key); probes, /metrics and the page stay open",
+    )
+    api_key_file: Path | None = Field(
+        None, description="File holding the API key (a mounted secret); used instead of api_key"
+    )
+    access_log: bool = Field(True, description="One JSON log line per request")
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics")
 
 
 def load_settings(**overrides: object) -> Settings:

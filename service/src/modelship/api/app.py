@@ -6,20 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse, Response
 
 from modelship import __version__, artifact, store
+from modelship.api.auth import ApiKeyAuth, configured_key
 from modelship.api.errors import install_error_handlers
 from modelship.api.limits import BodySizeLimit
 from modelship.api.openapi import install_openapi
 from modelship.api.responses import JSONBytes
 from modelship.api.routes import health, model, predict
+from modelship.api.routes.v2 import register_v2_routes
+from modelship.api.telemetry import RequestTelemetry, install_metrics
+from modelship.api.web import install_web_page
 from modelship.predictor import Predictor
 from modelship.settings import Settings, load_settings
 
 
 def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     card = predictor.card
+    api_key = configured_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,16 +47,20 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     install_error_handlers(app)
+    # Routes are matched in order: the prediction routes first (the profiler saw matching).
+    app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    app.include_router(predict.router)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> Response:
-        return RedirectResponse("/docs")
-
+    register_v2_routes(app, predictor)
+    if settings.metrics:
+        install_metrics(app, predictor)
+    install_web_page(app, card, needs_key=api_key is not None)
     install_openapi(app, card, settings)
+    # Added innermost first: telemetry sees every answer, 401s and 413s included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if api_key is not None:
+        app.add_middleware(ApiKeyAuth, key=api_key)
+    app.add_middleware(RequestTelemetry, metrics=settings.metrics, log_requests=settings.access_log)
     return app
 
 

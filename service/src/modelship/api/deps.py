@@ -12,14 +12,21 @@ from modelship.predictor import Predictor
 from modelship.settings import Settings
 
 
-def get_predictor(request: Request) -> Predictor:
+# `async def` on purpose: FastAPI runs plain `def` dependencies in its thread pool, and that hop
+# cost more than the whole prediction (py-spy under wrk load, see docs/benchmarks.md).
+async def get_predictor(request: Request) -> Predictor:
+    return predictor_of(request)
+
+
+def predictor_of(request: Request) -> Predictor:
+    """The loaded predictor, or 503 while it is loading (also called directly on the hot path)."""
     if not request.app.state.ready:
         raise NotReady("the model is still loading; retry when /readyz answers 200")
     predictor: Predictor = request.app.state.predictor
     return predictor
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from modelship.api.deps import JsonBody, PredictorDep, SettingsDep
+from modelship.api.deps import PredictorDep, SettingsDep, json_body, predictor_of
 from modelship.api.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.api.responses import JSONBytes
 from modelship.api.schemas import BatchResponse, PredictResponse, ScoreResponse, ok
@@ -78,7 +78,11 @@ def _response(predictor: Predictor, body: dict[str, Any]) -> Response:
     },
     responses={**ok(PredictResponse), **ERRORS},
 )
-async def predict(record: JsonBody, predictor: PredictorDep) -> Response:
+async def predict(request: Request) -> Response:
+    # No Depends() here: on this route FastAPI's dependency solving cost more than validation
+    # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
+    predictor = predictor_of(request)
+    record = await json_body(request)
     batch = predictor.schema.from_records([record])
     result = predictor.predict(batch)
     return _response(
@@ -94,9 +98,9 @@ async def predict(record: JsonBody, predictor: PredictorDep) -> Response:
     },
     responses={**ok(BatchResponse), **ERRORS},
 )
-async def predict_batch(
-    records: JsonBody, predictor: PredictorDep, settings: SettingsDep
-) -> Response:
+async def predict_batch(request: Request, settings: SettingsDep) -> Response:
+    predictor = predictor_of(request)
+    records = await json_body(request)
     if not isinstance(records, list):
         raise InvalidInput(
             [Problem(("body",), "expected a JSON array of records", "[{...}, {...}]")]

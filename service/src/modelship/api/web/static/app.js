@@ -1,0 +1,226 @@
+// The modelship page: plain JavaScript, no framework, no build step, nothing fetched but our API.
+"use strict";
+
+const model = JSON.parse(document.getElementById("model-data").textContent);
+const $ = (id) => document.getElementById(id);
+let nextExample = 0;
+
+function apiHeaders(extra) {
+  const headers = Object.assign({}, extra);
+  const keyBox = $("api-key");
+  if (keyBox && keyBox.value) headers["X-API-Key"] = keyBox.value.trim();
+  return headers;
+}
+
+function fieldOf(name) {
+  const feature = model.features.find((f) => f.name === name);
+  return feature ? $(feature.id) : null;
+}
+
+function clearErrors() {
+  document.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
+  document.querySelectorAll(".field.invalid").forEach((el) => el.classList.remove("invalid"));
+  $("form-error").textContent = "";
+}
+
+function showFieldError(name, text) {
+  const input = fieldOf(name);
+  if (!input) return false;
+  $(input.id + "-error").textContent = text;
+  input.closest(".field").classList.add("invalid");
+  return true;
+}
+
+function describe(detail) {
+  return detail.problem + (detail.allowed ? " (allowed: " + detail.allowed + ")" : "");
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error) return typeof body.error === "string" ? body.error : body.error.message;
+  } catch (_) { /* not JSON */ }
+  return "the server answered " + response.status;
+}
+
+function readRecord() {
+  const record = {};
+  for (const feature of model.features) {
+    const input = $(feature.id);
+    if (feature.kind === "numeric") {
+      const text = input.value.trim();
+      if (text === "" && input.validity.badInput) {
+        showFieldError(feature.name, "not a number");
+        record[feature.name] = NaN;
+      } else {
+        record[feature.name] = text === "" ? null : Number(text);
+      }
+    } else {
+      record[feature.name] = input.value;
+    }
+  }
+  return record;
+}
+
+function format(value) {
+  return typeof value === "number" ? value.toLocaleString(undefined, { maximumFractionDigits: 4 }) : String(value);
+}
+
+function showResult(body) {
+  const box = $("result");
+  box.replaceChildren();
+  const head = document.createElement("p");
+  head.className = "prediction";
+  head.append("Predicted " + model.target + ": ");
+  const value = document.createElement("strong");
+  value.id = "prediction-value";
+  value.textContent = format(body.prediction);
+  head.append(value);
+  box.append(head);
+  if (body.probabilities) {
+    const list = document.createElement("ul");
+    for (const [label, p] of Object.entries(body.probabilities)) {
+      const item = document.createElement("li");
+      item.textContent = label + ": " + (100 * p).toFixed(1) + "%";
+      list.append(item);
+    }
+    box.append(list);
+  }
+  for (const warning of body.warnings || []) {
+    showFieldError(warning.field, "warning: " + warning.problem + " — " + warning.note);
+  }
+  box.hidden = false;
+}
+
+$("predict-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors();
+  $("result").hidden = true;
+  const record = readRecord();
+  if (Object.values(record).some((v) => Number.isNaN(v))) return;
+  let response;
+  try {
+    response = await fetch("/predict", {
+      method: "POST",
+      headers: apiHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify(record),
+    });
+  } catch (err) {
+    $("form-error").textContent = "cannot reach the server: " + err.message;
+    return;
+  }
+  if (response.ok) {
+    showResult(await response.json());
+    return;
+  }
+  const body = await response.clone().json().catch(() => null);
+  const details = body && body.error && body.error.details;
+  let placed = false;
+  for (const detail of details || []) {
+    const name = detail.loc[detail.loc.length - 1];
+    placed = showFieldError(String(name), describe(detail)) || placed;
+  }
+  if (!placed) $("form-error").textContent = await errorText(response);
+});
+
+$("example-button").addEventListener("click", () => {
+  clearErrors();
+  if (!model.examples.length) return;
+  const example = model.examples[nextExample % model.examples.length];
+  nextExample += 1;
+  for (const feature of model.features) {
+    const value = example[feature.name];
+    $(feature.id).value = value === null || value === undefined ? "" : String(value);
+  }
+});
+
+// A small CSV reader for the preview (quoted fields, doubled quotes, CRLF).
+function parseCsv(text, maxRows) {
+  const rows = [];
+  let row = [], cell = "", quoted = false;
+  for (let i = 0; i < text.length && rows.length < maxRows; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(cell); cell = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(cell); rows.push(row); row = []; cell = "";
+    } else cell += c;
+  }
+  return rows;
+}
+
+function fillPreview(rows) {
+  const table = $("csv-preview");
+  table.replaceChildren();
+  rows.forEach((cells, index) => {
+    const tr = document.createElement("tr");
+    for (const cell of cells) {
+      const td = document.createElement(index === 0 ? "th" : "td");
+      td.textContent = cell;
+      tr.append(td);
+    }
+    table.append(tr);
+  });
+}
+
+let downloadUrl = null;
+
+$("csv-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const errorBox = $("csv-error");
+  errorBox.replaceChildren();
+  $("csv-result").hidden = true;
+  const file = $("csv-file").files[0];
+  if (!file) {
+    errorBox.textContent = "choose a CSV file first";
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file);
+  $("csv-button").disabled = true;
+  let response;
+  try {
+    response = await fetch("/predict/csv", { method: "POST", headers: apiHeaders({}), body: form });
+  } catch (err) {
+    errorBox.textContent = "cannot reach the server: " + err.message;
+    $("csv-button").disabled = false;
+    return;
+  }
+  $("csv-button").disabled = false;
+  if (!response.ok) {
+    const body = await response.clone().json().catch(() => null);
+    const error = body && body.error;
+    const head = document.createElement("p");
+    head.textContent = error && error.message ? error.message : await errorText(response);
+    errorBox.append(head);
+    if (error && error.details) {
+      const list = document.createElement("ul");
+      for (const detail of error.details) {
+        const item = document.createElement("li");
+        item.textContent = detail.loc.filter((p) => p !== "file").join(", ") + ": " + describe(detail);
+        list.append(item);
+      }
+      errorBox.append(list);
+    }
+    return;
+  }
+  const blob = await response.blob();
+  const rows = parseCsv(await blob.slice(0, 256 * 1024).text(), 11);
+  fillPreview(rows);
+  if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+  downloadUrl = URL.createObjectURL(blob);
+  const link = $("csv-download");
+  link.href = downloadUrl;
+  link.download = file.name.replace(/\.csv$/i, "") + "-predictions.csv";
+  const total = response.headers.get("X-Modelship-Rows");
+  const warnings = response.headers.get("X-Modelship-Warnings");
+  $("csv-summary").textContent =
+    "Predicted " + total + " rows; the first " + (rows.length - 1) + " are shown." +
+    (warnings ? " Warnings: " + warnings : "");
+  $("csv-result").hidden = false;
+});
