@@ -41,10 +41,16 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     stack_id = label_value(f"{settings.project}-{settings.stack}")
     labels = standard_labels(settings.project, settings.stack)
     spec = container_spec(settings)
+    production = settings.environment == "production"
 
     registry = EcrRepository(
         f"{name}-registry",
-        {"name": stack_id, "keep_images": settings.image.keep_images, "tags": labels},
+        {
+            "name": stack_id,
+            "keep_images": settings.image.keep_images,
+            "force_delete": not production,
+            "tags": labels,
+        },
     )
     image = ServiceImage(
         f"{name}-image",
@@ -91,6 +97,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "health_check_timeout_seconds": spec.readiness.timeout_seconds,
             "deregistration_delay_seconds": fargate.deregistration_delay_seconds,
             "certificate_arn": fargate.certificate_arn,
+            "deletion_protection": production,
             "tags": labels,
         },
         opts=pulumi.ResourceOptions(depends_on=network.internet_ready),

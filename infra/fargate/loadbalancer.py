@@ -22,6 +22,7 @@ ALB_TIMEOUTS = pulumi.CustomTimeouts(create="15m", update="15m", delete="15m")
 
 
 class LoadBalancerArgs(TypedDict):
+    deletion_protection: bool
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
@@ -57,7 +58,8 @@ class LoadBalancer(pulumi.ComponentResource):
                 security_groups=[args["security_group_id"]],
                 ip_address_type="ipv4",
                 drop_invalid_header_fields=True,
-                enable_deletion_protection=False,  # `pulumi destroy` must be able to delete it
+                # Off so `pulumi destroy` can delete it; on in a production stack.
+                enable_deletion_protection=args["deletion_protection"],
                 idle_timeout=60,
                 tags=tags,
             ),

@@ -16,6 +16,8 @@ from infra.image import RegistryLogin
 class EcrRepositoryArgs(TypedDict):
     name: str
     keep_images: int
+    force_delete: bool
+    """Delete the repository with its images on `pulumi destroy` (off for production stacks)."""
     tags: Mapping[str, str]
 
 
@@ -57,8 +59,9 @@ class EcrRepository(pulumi.ComponentResource):
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                     scan_on_push=True
                 ),
-                # `pulumi destroy` deletes the repository even with images in it.
-                force_delete=True,
+                # `pulumi destroy` deletes the repository even with images in it (CLOUD-PITFALLS 1),
+                # except in a production stack, where the images are kept.
+                force_delete=args["force_delete"],
                 tags=dict(args["tags"]),
             ),
             opts=child_opts(self, opts),

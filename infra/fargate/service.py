@@ -7,9 +7,9 @@ filesystem with a task volume on `/tmp`, `awslogs` to a log group with retention
 Application Auto Scaling on CPU and on requests per target; when it owns the task count the
 service ignores `desiredCount` (CLOUD-PITFALLS 13).
 
-Fargate mounts a task volume root-owned with mode 0755 (unless the image declares it a VOLUME), so
-a short, non-essential init container (root, no capabilities, read-only root) opens `/tmp` as a
-sticky world-writable directory, as /tmp is in any image, before the service starts as UID 10001.
+Fargate mounts a task volume root-owned with mode 0755 unless the image declares the path a
+VOLUME; `service/Dockerfile` declares `VOLUME ["/tmp"]`, so the volume gets the image's `/tmp`
+permissions (1777) and the service, running as UID 10001, can write there with no root helper.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from infra.fargate.cluster import FARGATE, FARGATE_SPOT, EcsCluster
 from infra.settings import fargate_cpu_units
 
 TMP_VOLUME = "tmp"
-INIT_CONTAINER = "init-tmp"
 LOG_STREAM_PREFIX = "modelship"
 API_KEY_ENV = "MODELSHIP_API_KEY"
 API_KEY_FILE_ENV = "MODELSHIP_API_KEY_FILE"
@@ -98,24 +97,11 @@ def container_definitions(
             "startPeriod": min(start_period, MAX_HEALTH_CHECK_START_PERIOD),
         },
         "stopTimeout": spec.termination_grace_seconds,
-        "dependsOn": [{"containerName": INIT_CONTAINER, "condition": "SUCCESS"}],
         "logConfiguration": logs,
     }
     if api_key_arn is not None:
         service["secrets"] = [{"name": API_KEY_ENV, "valueFrom": api_key_arn}]
-    init = {
-        "name": INIT_CONTAINER,
-        "image": image,
-        "essential": False,
-        "user": "0:0",
-        "entryPoint": ["python", "-c"],
-        "command": [f"import os; os.chmod('{spec.tmp_dir}', 0o1777)"],
-        "readonlyRootFilesystem": True,
-        "mountPoints": [tmp_mount],
-        "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
-        "logConfiguration": logs,
-    }
-    return [init, service]
+    return [service]
 
 
 class FargateServiceArgs(TypedDict):

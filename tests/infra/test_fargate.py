@@ -10,7 +10,7 @@ import re
 import pytest
 
 from infra.fargate.iam import EXECUTION_POLICY
-from infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, StackRun, run_stack
+from infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
 
 from .fargate import (
     API_KEY,
@@ -147,15 +147,17 @@ def test_service_container_follows_the_contract(run: StackRun) -> None:
     assert "secrets" not in api
 
 
-def test_tmp_is_opened_for_the_service_user_before_it_starts(run: StackRun) -> None:
+def test_tmp_is_a_task_volume_the_image_declares(run: StackRun) -> None:
+    """Fargate copies the image's /tmp permissions onto the volume only if the image declares
+    the path a VOLUME; then UID 10001 can write there and no root helper container is needed."""
     by_name = containers(run)
-    init = by_name["init-tmp"]
-    assert init["essential"] is False
-    assert init["mountPoints"] == by_name["api"]["mountPoints"]
-    assert init["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
-    assert init["readonlyRootFilesystem"] is True
-    assert "0o1777" in init["command"][0]
-    assert by_name["api"]["dependsOn"] == [{"containerName": "init-tmp", "condition": "SUCCESS"}]
+    assert list(by_name) == ["api"]
+    assert by_name["api"]["mountPoints"] == [
+        {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}
+    ]
+    dockerfile = (REPO_ROOT / "service" / "Dockerfile").read_text()
+    runtime = dockerfile[dockerfile.index("AS runtime\n") :]
+    assert 'VOLUME ["/tmp"]' in runtime
 
 
 def test_logs_go_to_the_log_group_with_retention(variant: StackRun) -> None:
@@ -527,3 +529,14 @@ def test_plan_masks_the_registry_password_and_pins_the_tag() -> None:
     assert MOCK_ECR_PASSWORD not in text
     assert "registries[0].password = [secret]" in text
     assert "/modelship-fargate:plan" in text  # a fixed tag: source edits do not touch the plan
+
+
+@pytest.mark.parametrize(
+    ("environment", "protected"), [("development", False), ("production", True)]
+)
+def test_deletion_follows_the_stack_environment(environment: str, protected: bool) -> None:
+    run = run_stack("fargate", {"modelship:environment": environment})
+    alb = inputs(run.one("aws:lb/loadBalancer:LoadBalancer"))
+    repository = inputs(run.one("aws:ecr/repository:Repository"))
+    assert alb["enableDeletionProtection"] is protected
+    assert repository["forceDelete"] is not protected

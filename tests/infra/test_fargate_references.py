@@ -114,7 +114,7 @@ def test_task_definition_is_a_valid_register_task_definition(variant: StackRun) 
 def test_the_model_check_is_real() -> None:
     """A misspelled field and a wrong enum value are caught (the check can fail)."""
     params = register_task_definition(fargate_run())
-    params["containerDefinitions"][1]["readOnlyRootFilesystem"] = True
+    params["containerDefinitions"][0]["readOnlyRootFilesystem"] = True
     report = ParamValidator().validate(params, input_shape("ecs", "RegisterTaskDefinition"))
     assert "readOnlyRootFilesystem" in report.generate_report()
     params = register_task_definition(fargate_run())
