@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_fresh_checkout_trains_the_default_model_then_serves(tmp_path: Path) -> None:
     """The README's first command, from a directory with no model yet."""
     # Training first: give it time on a busy 2-core CI machine.
-    with running_server(cwd=tmp_path, ready_within=400) as server:
+    # One OpenMP thread: histogram gradient boosting otherwise fights the other test worker.
+    with running_server(cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, ready_within=400) as server:
         card = httpx.get(f"{server.url}/model").json()
         assert card["name"] == "insurance-charges"
         example = httpx.get(f"{server.url}/model/examples/0").json()
