@@ -26,8 +26,9 @@ import yaml
 
 from infra.harness import load_stack_config, run_stack, stack_config_path
 from infra.k8s.config import KEY_IMAGE, KEY_RENDER_DIR
-from infra.k8s.manifests import KUSTOMIZATION, plain, write_manifests
+from infra.k8s.manifests import KUSTOMIZATION, write_manifests
 from infra.settings import KEY_API_KEY, ConfigError
+from infra.values import plain
 
 
 class RenderError(Exception):

@@ -18,11 +18,12 @@ from infra.container import container_spec
 from infra.image import IMAGE_NAME, ServiceImage, ServiceImageArgs, repo_path
 from infra.k8s.config import K8sSettings
 from infra.k8s.ingress import HttpIngress
-from infra.k8s.manifests import kustomization, plain, render_path, write_kustomization
+from infra.k8s.manifests import kustomization, render_path, write_kustomization
 from infra.k8s_app import SERVICE_PORT, KubernetesApp
 from infra.labels import app_selector, label_value, standard_labels
 from infra.settings import Settings
 from infra.targets import TargetOutputs
+from infra.values import plain
 
 
 def deploy_k8s(settings: Settings, cfg: K8sSettings) -> TargetOutputs:

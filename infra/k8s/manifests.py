@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from infra.values import plain
+
 MANIFEST_DIR = "1-manifest"
 CRD_DIR = "0-crd"
 KUSTOMIZATION = "kustomization.yaml"
@@ -63,17 +65,6 @@ def write_kustomization(directory: Path, manifests: Iterable[Mapping[str, Any]])
     (directory / KUSTOMIZATION).write_text(HEADER + yaml.safe_dump(document, sort_keys=False))
     resources: list[str] = document["resources"]
     return resources
-
-
-def plain(value: Any) -> Any:
-    """Inputs as Kubernetes receives them: integral floats (the engine's numbers) as ints."""
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def manifest_yaml(manifest: Mapping[str, Any]) -> str:

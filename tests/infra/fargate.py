@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from infra.harness import DeclaredResource, StackRun, run_stack
+from infra.values import plain
 
 API_KEY = "test-api-key-value"
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
@@ -55,17 +56,6 @@ SCALING_POLICY = "aws:appautoscaling/policy:Policy"
 def fargate_run(variant: str = "default") -> StackRun:
     overrides, secrets = VARIANTS[variant]
     return run_stack("fargate", overrides, secrets=secrets)
-
-
-def plain(value: Any) -> Any:
-    """Inputs as AWS receives them: integral floats (the engine's numbers) as ints."""
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def inputs(resource: DeclaredResource) -> dict[str, Any]:

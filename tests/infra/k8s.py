@@ -5,17 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.harness import DeclaredResource, StackRun
-
-
-def plain(value: Any) -> Any:
-    """Inputs as Kubernetes receives them: integral floats (the engine's numbers) as ints."""
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+from infra.values import plain
 
 
 def manifests(run: StackRun) -> list[tuple[DeclaredResource, dict[str, Any]]]:
