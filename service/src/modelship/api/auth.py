@@ -8,7 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelship.api.responses import dumps
+from modelship.api.responses import send_json
 from modelship.errors import ModelshipError
 from modelship.settings import Settings
 
@@ -101,18 +101,7 @@ async def _refuse(scope: Scope, send: Send, missing: bool) -> None:
         else "the API key is not valid"
     )
     if scope["path"].startswith("/v2/"):
-        body = dumps({"error": message})
+        content: object = {"error": message}
     else:
-        body = dumps({"error": {"status": 401, "type": "unauthorized", "message": message}})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="modelship"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        content = {"error": {"status": 401, "type": "unauthorized", "message": message}}
+    await send_json(send, 401, content, [(b"www-authenticate", b'Bearer realm="modelship"')])

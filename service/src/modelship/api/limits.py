@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelship.api.responses import send_json
 from modelship.errors import BodyTooLarge
 
 
@@ -40,18 +41,4 @@ class BodySizeLimit:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    from modelship.api.responses import dumps
-
-    body = dumps(BodyTooLarge(limit).as_json())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, BodyTooLarge(limit).as_json(), [(b"connection", b"close")])

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi.responses import JSONResponse
+from starlette.types import Send
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -17,3 +18,22 @@ def dumps(content: Any) -> bytes:
 class JSONBytes(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+async def send_json(
+    send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with JSON straight from ASGI middleware, before the app has run."""
+    body = dumps(content)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
