@@ -475,6 +475,29 @@ def build_servers(names: list[str], cache: Path, model: dict[str, Any]) -> list[
         "warning",
         "--no-access-log",
     ]
+
+    def plain_app(name: str, env: dict[str, str]) -> Server:
+        """A comparison app from bench/apps/<name>.py under plain uvicorn, same routes."""
+        return Server(
+            name=name,
+            command=lambda port, workers: [
+                *uvicorn_cmd,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                f"{name}:app",
+            ],
+            env=env,
+            ready_path="/health",
+            predict_path="/predict",
+            predict_body=record,
+            batch_path="/predict/batch",
+            batch_body=batch,
+            csv_path="/predict/csv",
+            headers=json_headers,
+        )
+
     servers: dict[str, Callable[[], Server]] = {
         "modelship": lambda: Server(
             name="modelship",
@@ -501,45 +524,9 @@ def build_servers(names: list[str], cache: Path, model: dict[str, Any]) -> list[
             csv_path="/predict/csv",
             headers={**json_headers, "X-API-Key": API_KEY},
         ),
-        "tutorial": lambda: Server(
-            name="tutorial",
-            command=lambda port, workers: [
-                *uvicorn_cmd,
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "tutorial:app",
-            ],
-            env={"BENCH_PIPELINE": str(model["pipeline"])},
-            ready_path="/health",
-            predict_path="/predict",
-            predict_body=record,
-            batch_path="/predict/batch",
-            batch_body=batch,
-            csv_path="/predict/csv",
-            headers=json_headers,
-        ),
+        "tutorial": lambda: plain_app("tutorial", {"BENCH_PIPELINE": str(model["pipeline"])}),
         "mlserver": lambda: _mlserver(cache, model, card, example, records),
-        "ceiling": lambda: Server(
-            name="ceiling",
-            command=lambda port, workers: [
-                *uvicorn_cmd,
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "ceiling:app",
-            ],
-            env={"BENCH_ARTIFACT": str(model["artifact"])},
-            ready_path="/health",
-            predict_path="/predict",
-            predict_body=record,
-            batch_path="/predict/batch",
-            batch_body=batch,
-            csv_path="/predict/csv",
-            headers=json_headers,
-        ),
+        "ceiling": lambda: plain_app("ceiling", {"BENCH_ARTIFACT": str(model["artifact"])}),
     }
     return [servers[name]() for name in names]
 
