@@ -20,6 +20,8 @@ RUN_AS_GROUP = 10001
 ARTIFACT_DIR = "/app/model"
 TMP_DIR = "/tmp"  # noqa: S108 - the one writable directory the service needs (an emptyDir/tmpfs)
 TMP_SIZE_LIMIT = "64Mi"
+# Serving from a cloud model URI keeps the downloaded version under /tmp (MODELSHIP_MODEL_CACHE).
+TMP_SIZE_LIMIT_WITH_MODEL_CACHE = "512Mi"
 API_KEY_DIR = "/var/run/secrets/modelship"
 API_KEY_FILE_NAME = "api-key"
 # Extra seconds beyond the service's own shutdown grace, for the load balancer to stop sending.
@@ -93,11 +95,16 @@ class ContainerSpec:
         return dict(self.env)
 
 
-def container_spec(settings: Settings, *, api_key_file: bool | None = None) -> ContainerSpec:
+def container_spec(
+    settings: Settings, *, api_key_file: bool | None = None, model_uri: str | None = None
+) -> ContainerSpec:
     """The container every target deploys, from the validated settings.
 
     The API-key file is mounted when `modelship:apiKey` is set; `api_key_file=True` says the
     target mounts one from elsewhere (an existing Secret), `False` that there is none.
+    `model_uri` (`modelship:modelUri`, as the container sees it) makes the service fetch and
+    verify that version at start-up instead of serving the model baked into the image; a new
+    value changes the environment, which rolls the service.
     """
     c = settings.container
     with_key = settings.api_key is not None if api_key_file is None else api_key_file
@@ -110,6 +117,8 @@ def container_spec(settings: Settings, *, api_key_file: bool | None = None) -> C
         "MODELSHIP_LOG_LEVEL": c.log_level,
         "MODELSHIP_SHUTDOWN_GRACE_SECONDS": str(c.shutdown_grace_seconds),
     }
+    if model_uri is not None:
+        env["MODELSHIP_MODEL_URI"] = model_uri
     if api_key_dir is not None:
         env["MODELSHIP_API_KEY_FILE"] = f"{api_key_dir}/{API_KEY_FILE_NAME}"
     s = settings.scaling
@@ -135,7 +144,7 @@ def container_spec(settings: Settings, *, api_key_file: bool | None = None) -> C
         run_as_user=RUN_AS_USER,
         run_as_group=RUN_AS_GROUP,
         tmp_dir=TMP_DIR,
-        tmp_size_limit=TMP_SIZE_LIMIT,
+        tmp_size_limit=TMP_SIZE_LIMIT if model_uri is None else TMP_SIZE_LIMIT_WITH_MODEL_CACHE,
         api_key_dir=api_key_dir,
         api_key_file_name=API_KEY_FILE_NAME,
         shutdown_grace_seconds=c.shutdown_grace_seconds,

@@ -65,10 +65,13 @@ class ServiceImageArgs(TypedDict):
     """Push to the registry (default). The local target builds without pushing."""
     load: NotRequired[bool]
     """Also load the image into the local Docker daemon (the local target runs it from there)."""
+    target: NotRequired[str]
+    """A Dockerfile stage to build instead of the last one (`training`: the training image)."""
 
 
 class ServiceImage(pulumi.ComponentResource):
-    """The service image, built with buildx and pushed; `ref` is pinned by digest."""
+    """The service image (or, with `target`, another stage of its Dockerfile), built with buildx
+    and pushed; `ref` is pinned by digest."""
 
     ref: pulumi.Output[str]
     tag: pulumi.Output[str]
@@ -94,6 +97,7 @@ class ServiceImage(pulumi.ComponentResource):
                     location=args.get("dockerfile", repo_path(DOCKERFILE))
                 ),
                 platforms=platforms,
+                target=args.get("target"),
                 registries=None
                 if registry is None
                 else [

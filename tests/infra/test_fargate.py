@@ -156,8 +156,10 @@ def test_tmp_is_a_task_volume_the_image_declares(run: StackRun) -> None:
         {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}
     ]
     dockerfile = (REPO_ROOT / "service" / "Dockerfile").read_text()
-    runtime = dockerfile[dockerfile.index("AS runtime\n") :]
-    assert 'VOLUME ["/tmp"]' in runtime
+    # Both images (service and training) inherit it from their shared base stage.
+    base = dockerfile[dockerfile.index("AS runtime-base\n") : dockerfile.index("AS training\n")]
+    assert 'VOLUME ["/tmp"]' in base
+    assert "FROM runtime-base AS runtime\n" in dockerfile
 
 
 def test_logs_go_to_the_log_group_with_retention(variant: StackRun) -> None:

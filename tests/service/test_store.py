@@ -124,3 +124,25 @@ def test_train_in_the_cloud_list_and_serve_over_http(
     assert_one_line_error(
         modelship("serve", "--model-uri", gone, cwd=tmp_path, env=env), 2, f"model {gone}"
     )
+
+
+def test_a_directory_store_publishes_lists_and_verifies(
+    regression_artifact: Path, tmp_path: Path
+) -> None:
+    """The local stack's store: a host directory, published into with file:///DIR."""
+    root = tmp_path / "model-store"
+    card = artifact.load(regression_artifact).card
+    uri = store.publish(regression_artifact, f"file://{root}")
+    assert uri == f"{root}/models/{card.name}/{card.artifact.onnx_sha256}/"
+    assert store.fetch(uri, tmp_path / "unused") == Path(uri)
+    assert [u for u, _ in store.versions(str(root))] == [uri]
+    assert [u for u, _ in store.versions(f"{root}/models/{card.name}")] == [uri]
+    with pytest.raises(StoreError, match="never overwritten"):
+        store.publish(regression_artifact, f"file://{root}")
+
+    renamed = root / "models" / card.name / ("0" * 64)
+    Path(uri).rename(renamed)
+    with pytest.raises(StoreError, match=f"model {renamed}: checksum mismatch"):
+        store.fetch(str(renamed), tmp_path / "unused")
+    with pytest.raises(StoreError, match="a file URI has no host"):
+        store.parse("file://host/dir")

@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         "-o",
         default=str(DEFAULT_ARTIFACT),
-        help="artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…) to "
-        "publish a new immutable version under models/<name>/<sha256>/",
+        help="artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…, "
+        "file:///DIR) to publish a new immutable version under models/<name>/<sha256>/",
     )
     train.add_argument(
         "--task",
@@ -118,8 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--artifact", type=Path, help="artifact directory (artifacts/default)")
     serve.add_argument(
         "--model-uri",
-        help="model version to fetch and verify at start-up: s3://BUCKET/models/NAME/SHA256/ or "
-        "gs://… (MODELSHIP_MODEL_URI); overrides --artifact",
+        help="model version to fetch and verify at start-up: s3://BUCKET/models/NAME/SHA256/, "
+        "gs://… or a version directory (MODELSHIP_MODEL_URI); overrides --artifact",
     )
     serve.add_argument("--host", help="interface to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (8080)")
@@ -147,7 +147,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ModelshipError(f"--poly must be 2, 3 or 4, got {args.poly}")
     with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
         data = _local_data(args.data, Path(scratch)) if args.data else BUNDLED_DATA
-        publish_to = args.output if store.is_remote(args.output) else None
+        publish_to = args.output if store.is_store_uri(args.output) else None
         output = Path(scratch) / "artifact" if publish_to else Path(args.output)
         card = train(_train_options(args, data, target, output), _say(args.quiet))  # type: ignore[arg-type]
         print(_summary(card.model_dump(mode="json"), card.version))

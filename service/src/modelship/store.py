@@ -173,6 +173,11 @@ def is_remote(uri: str) -> bool:
     return urlparse(uri).scheme in ("s3", "gs")
 
 
+def is_store_uri(uri: str) -> bool:
+    """A store root to publish into: s3://, gs:// or file:///DIR (a plain path is an artifact)."""
+    return urlparse(uri).scheme in SCHEMES
+
+
 def parse(uri: str) -> Location:
     parsed = urlparse(uri)
     scheme = parsed.scheme or "file"
@@ -182,6 +187,8 @@ def parse(uri: str) -> Location:
             "or a directory path"
         )
     if scheme == "file":
+        if parsed.scheme and parsed.netloc:
+            raise StoreError(f"model URI {uri!r}: a file URI has no host; use file:///ABSOLUTE/DIR")
         return Location(uri, "file", parsed.path if parsed.scheme else uri, "")
     return Location(uri, scheme, parsed.netloc, parsed.path.strip("/"))
 
@@ -198,6 +205,10 @@ def backend(location: Location) -> Backend:
             "install modelship[cloud]"
         ) from None
     return LocalBackend(Path(location.bucket))
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def version_key(location: Location, card: ModelCard) -> str:
@@ -238,7 +249,16 @@ def fetch(version_uri: str, cache: Path) -> Path:
     location = parse(version_uri)
     if location.scheme == "file":
         path = Path(location.bucket)
-        artifact.load(path)
+        named = path.name
+        try:
+            loaded = artifact.load(path)
+        except ModelshipError as exc:
+            raise StoreError(f"model {version_uri}: {exc}") from None
+        if _is_sha256(named) and named != loaded.card.artifact.onnx_sha256:
+            raise StoreError(
+                f"model {version_uri}: checksum mismatch: the directory says {named[:12]}…, "
+                f"model.onnx has sha256 {loaded.card.artifact.onnx_sha256[:12]}…"
+            )
         return path
     named = location.prefix.rstrip("/").rsplit("/", 1)[-1]
     if len(named) == 64 and artifact.exists(cache / named):
@@ -280,7 +300,8 @@ def versions(root_uri: str) -> list[tuple[str, ModelCard]]:
     """Every published version under a store root (or under one model's prefix), newest first."""
     location = parse(root_uri)
     store = backend(location)
-    base = location.key("models") if "/models" not in f"/{location.prefix}" else location.key()
+    within = location.bucket if location.scheme == "file" else location.prefix
+    base = location.key("models") if "/models" not in f"/{within}" else location.key()
     found: list[tuple[str, ModelCard]] = []
     try:
         for key in store.keys(base + "/" if base else ""):

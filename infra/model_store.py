@@ -1,0 +1,167 @@
+"""The model store and the training job: what every cloud target declares the same way.
+
+Each cloud stack owns one bucket (GCS on gke, S3 on fargate) laid out as the service's store
+(`modelship.store`): training CSVs under `data/`, model versions under
+`models/<name>/<sha256>/`. The training job runs `modelship train` in the training image, reads
+`data/…` and publishes a new immutable version under `models/`; the service fetches the version
+named by `modelship:modelUri` and verifies it before it reports ready. So the identities split:
+
+  serving   may read `models/` only;
+  training  may read `data/` and `models/` and create (never overwrite or delete) in `models/`.
+
+This module holds the config keys, their validation and the training command line; the targets
+turn them into buckets, IAM and a Kubernetes CronJob or an ECS task definition.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.settings import (
+    CPU_ALLOWED,
+    MEMORY_ALLOWED,
+    ConfigReader,
+    Settings,
+    parse_cpu_millicores,
+    parse_memory_bytes,
+)
+
+KEY_MODEL_URI = "modelship:modelUri"
+KEY_KEEP_MODEL_STORE = "modelship:keepModelStore"
+KEY_TRAINING_DATA_DAYS = "modelship:trainingDataDays"
+KEY_TRAINING_DATA = "modelship:trainingData"
+KEY_TRAINING_TARGET = "modelship:trainingTarget"
+KEY_TRAINING_CPU = "modelship:trainingCpu"
+KEY_TRAINING_MEMORY = "modelship:trainingMemory"
+KEY_TRAINING_TIMEOUT = "modelship:trainingTimeoutMinutes"
+
+DATA_PREFIX = "data/"
+MODELS_PREFIX = "models/"
+# Overwritten or deleted objects stay recoverable this long (bucket versioning), then go.
+NONCURRENT_VERSION_DAYS = 30
+TRAINING_IMAGE_NAME = "modelship-training"
+
+_BUCKET = r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"
+_VERSION = r"models/[A-Za-z0-9._-]+/[0-9a-f]{64}/?"
+DATA_KEY = re.compile(r"data/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+DATA_KEY_ALLOWED = (
+    "an object key under data/ in the stack's bucket, e.g. data/insurance.csv "
+    "(letters, digits, '.', '_', '-' and '/')"
+)
+COLUMN = re.compile(r"[^,\s][^,]*")
+
+
+def model_uri_pattern(scheme: str) -> re.Pattern[str]:
+    """A version URI in a stack's bucket: `<scheme>://BUCKET/models/NAME/SHA256/`."""
+    return re.compile(rf"{scheme}://{_BUCKET}/{_VERSION}")
+
+
+def model_uri_allowed(scheme: str) -> str:
+    return (
+        f"a model version in this stack's bucket: {scheme}://BUCKET/models/NAME/SHA256/ "
+        f"as printed by the training job or `modelship models list {scheme}://BUCKET` "
+        "(unset: serve the model baked into the image)"
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What the training job reads and how big it is."""
+
+    data_key: str = "data/insurance.csv"
+    target: str = "charges"
+    cpu: str = "1"
+    memory: str = "2Gi"
+    cpu_millicores: int = 1000
+    memory_bytes: int = 2 * 2**30
+    timeout_minutes: int = 60
+
+    @property
+    def timeout_seconds(self) -> int:
+        return self.timeout_minutes * 60
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory_bytes // 2**20
+
+
+@dataclass(frozen=True)
+class ModelStoreSettings:
+    """The stack's bucket, the model version to serve and the training job."""
+
+    model_uri: str | None = None
+    """The version to serve (`gs://…/models/NAME/SHA256/`), or None for the image's own model."""
+    keep: bool = False
+    """Keep the bucket on `pulumi destroy` (production); otherwise it is emptied and deleted."""
+    training_data_days: int = 90
+    """Objects under `data/` are deleted this many days after upload."""
+    training: TrainingSettings = TrainingSettings()
+
+
+def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> ModelStoreSettings:
+    """Read and check the model-store and training keys for a bucket of `scheme` (gs, s3)."""
+    model_uri = reader.matching(
+        KEY_MODEL_URI, "", model_uri_pattern(scheme), model_uri_allowed(scheme)
+    )
+    cpu = reader.string(KEY_TRAINING_CPU, TrainingSettings.cpu)
+    memory = reader.string(KEY_TRAINING_MEMORY, TrainingSettings.memory)
+    training = TrainingSettings(
+        data_key=reader.matching(
+            KEY_TRAINING_DATA, TrainingSettings.data_key, DATA_KEY, DATA_KEY_ALLOWED
+        ),
+        target=reader.matching(
+            KEY_TRAINING_TARGET,
+            TrainingSettings.target,
+            COLUMN,
+            "the name of the column to predict (no commas)",
+        ),
+        cpu=cpu,
+        memory=memory,
+        cpu_millicores=reader.parse(
+            KEY_TRAINING_CPU, TrainingSettings.cpu_millicores, parse_cpu_millicores, CPU_ALLOWED
+        ),
+        memory_bytes=reader.parse(
+            KEY_TRAINING_MEMORY, TrainingSettings.memory_bytes, parse_memory_bytes, MEMORY_ALLOWED
+        ),
+        timeout_minutes=reader.integer(
+            KEY_TRAINING_TIMEOUT, TrainingSettings.timeout_minutes, 5, 24 * 60
+        ),
+    )
+    return ModelStoreSettings(
+        model_uri=version_uri(model_uri) if model_uri else None,
+        keep=reader.boolean(KEY_KEEP_MODEL_STORE, settings.environment == "production"),
+        training_data_days=reader.integer(
+            KEY_TRAINING_DATA_DAYS, ModelStoreSettings.training_data_days, 1, 3650
+        ),
+        training=training,
+    )
+
+
+def version_uri(uri: str) -> str:
+    """One spelling per version (trailing slash), so a re-typed URI is not a change."""
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def store_root(scheme: str, bucket: pulumi.Input[str]) -> pulumi.Output[str]:
+    """`gs://BUCKET` / `s3://BUCKET`: where the training job publishes."""
+    return pulumi.Output.concat(f"{scheme}://", bucket)
+
+
+def training_command(
+    scheme: str, bucket: pulumi.Input[str], training: TrainingSettings
+) -> pulumi.Output[list[str]]:
+    """The container command of the training job (the image's entrypoint is `modelship`)."""
+    return store_root(scheme, bucket).apply(
+        lambda root: [
+            "train",
+            "--data",
+            f"{root}/{training.data_key}",
+            "--target",
+            training.target,
+            "--output",
+            root,
+        ]
+    )
