@@ -93,6 +93,7 @@ class DeclaredResource:
     ignore_changes: tuple[str, ...]
     delete_before_replace: bool
     custom_timeouts: Mapping[str, str]
+    retain_on_delete: bool = False
     secret_paths: frozenset[str] = frozenset()
     """Input paths (`stringData.api-key` style) whose values the program marked secret."""
 
@@ -161,6 +162,14 @@ class ModelshipMocks(pulumi.runtime.Mocks):
                 "region": "us-central1",
                 "zone": "us-central1-a",
             }, []
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":  # noqa: S105
+            project = args.args.get("project", "mock-project")
+            return {
+                "id": project,
+                "project": project,
+                "emailAddress": f"service-123456789012@gs-project-accounts.{project}.iam",
+                "member": f"serviceAccount:service-123456789012@gs-project-accounts.{project}.iam",
+            }, []
         if args.token.startswith("aws:"):
             return _aws_invoke(args.token, dict(args.args)), []
         raise NotImplementedError(
@@ -210,6 +219,7 @@ class ModelshipMocks(pulumi.runtime.Mocks):
             account = state.get("accountId", physical)
             project = state.get("project", "mock-project")
             state["email"] = f"{account}@{project}.iam.gserviceaccount.com"
+            state["name"] = f"projects/{project}/serviceAccounts/{state['email']}"
         elif typ == "gcp:compute/globalAddress:GlobalAddress":
             state["address"] = MOCK_LB_IP
         elif typ.startswith("aws:"):
@@ -344,6 +354,7 @@ class RecordingMonitor(MockMonitor):
                 dependencies=tuple(request.dependencies),
                 ignore_changes=tuple(request.ignoreChanges),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                retain_on_delete=bool(request.retainOnDelete),
                 custom_timeouts={
                     k: v
                     for k, v in {

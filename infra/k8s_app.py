@@ -58,6 +58,8 @@ class KubernetesAppArgs(TypedDict):
     """False: the namespace exists already (made by the cluster's owners); only use it."""
     patch_force: NotRequired[bool]
     """Annotate the Deployment `pulumi.com/patchForce` (default True); off for plain YAML."""
+    service_account_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
+    """On the pods' ServiceAccount (gke: the Workload Identity binding to a Google account)."""
 
 
 class KubernetesApp(pulumi.ComponentResource):
@@ -72,6 +74,7 @@ class KubernetesApp(pulumi.ComponentResource):
     api_key_secret: k8s.core.v1.Secret | None
     load_balancer_address: pulumi.Output[str]
     node_port: pulumi.Output[int | None]
+    service_account: k8s.core.v1.ServiceAccount
     objects: list[pulumi.CustomResource]
     """Every Kubernetes object declared, in declaration order (the k8s target renders them)."""
 
@@ -111,7 +114,9 @@ class KubernetesApp(pulumi.ComponentResource):
 
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
-            metadata=meta(app_name),
+            metadata=meta(
+                app_name, annotations=dict(args.get("service_account_annotations", {})) or None
+            ),
             automount_service_account_token=False,
             opts=child,
         )
@@ -181,16 +186,7 @@ class KubernetesApp(pulumi.ComponentResource):
                     sleep=k8s.core.v1.SleepActionArgs(seconds=PRE_STOP_SLEEP_SECONDS)
                 )
             ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                privileged=False,
-                read_only_root_filesystem=True,
-                run_as_non_root=True,
-                run_as_user=spec.run_as_user,
-                run_as_group=spec.run_as_group,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-            ),
+            security_context=container_security(spec.run_as_user, spec.run_as_group),
             volume_mounts=mounts,
         )
         pod = k8s.core.v1.PodSpecArgs(
@@ -202,13 +198,7 @@ class KubernetesApp(pulumi.ComponentResource):
             ]
             or None,
             termination_grace_period_seconds=spec.termination_grace_seconds,
-            security_context=k8s.core.v1.PodSecurityContextArgs(
-                run_as_non_root=True,
-                run_as_user=spec.run_as_user,
-                run_as_group=spec.run_as_group,
-                fs_group=spec.run_as_group,
-                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-            ),
+            security_context=pod_security(spec.run_as_user, spec.run_as_group),
             # Spread replicas over zones when possible (regional clusters), never block scheduling.
             topology_spread_constraints=[
                 k8s.core.v1.TopologySpreadConstraintArgs(
@@ -272,6 +262,7 @@ class KubernetesApp(pulumi.ComponentResource):
             ),
             opts=child_opts(self, opts, custom_timeouts=DEPLOY_TIMEOUTS),
         )
+        self.service_account = service_account
         self.namespace_name = pulumi.Output.from_input(namespace)
         self.load_balancer_address = self.service.status.apply(_ingress_address)
         self.node_port = self.service.spec.apply(_node_port)
@@ -325,7 +316,7 @@ class KubernetesApp(pulumi.ComponentResource):
             o
             for o in (
                 self.namespace,
-                service_account,
+                self.service_account,
                 self.api_key_secret,
                 self.deployment,
                 self.service,
@@ -354,6 +345,30 @@ def _check_args(args: KubernetesAppArgs) -> None:
         raise ValueError("Only one of `api_key` or `api_key_secret_name` can be provided")
     if args.get("image_pull_policy", "IfNotPresent") not in PULL_POLICIES:
         raise ValueError(f"image_pull_policy must be one of {', '.join(PULL_POLICIES)}")
+
+
+def container_security(user: int, group: int) -> k8s.core.v1.SecurityContextArgs:
+    """A container that meets the `restricted` Pod Security Standard, with a read-only root."""
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        privileged=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        run_as_user=user,
+        run_as_group=group,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def pod_security(user: int, group: int) -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=user,
+        run_as_group=group,
+        fs_group=group,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
 
 
 def _probe(probe: Probe, port: int) -> k8s.core.v1.ProbeArgs:

@@ -17,6 +17,9 @@ REQUIRED_APIS = (
     "compute.googleapis.com",
     "container.googleapis.com",
     "iam.googleapis.com",
+    # Workload Identity: the GKE metadata server mints the Google accounts' tokens through it.
+    "iamcredentials.googleapis.com",
+    "storage.googleapis.com",
 )
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from infra.model_store import (
+    KEY_TRAINING_CPU,
+    KEY_TRAINING_MEMORY,
+    ModelStoreSettings,
+    read_model_store,
+)
 from infra.settings import (
     DNS_LABEL,
     DNS_LABEL_ALLOWED,
@@ -38,6 +44,8 @@ KEY_NAMESPACE = "modelship:namespace"
 KEY_SUBNET_CIDR = "modelship:subnetCidr"
 KEY_PODS_CIDR = "modelship:podsCidr"
 KEY_SERVICES_CIDR = "modelship:servicesCidr"
+KEY_MODEL_STORE_KMS_KEY = "modelship:modelStoreKmsKey"
+KEY_TRAINING_SCHEDULE = "modelship:trainingSchedule"
 
 # Kubernetes versions the declared objects are validated against (tests/infra/test_k8s_schema.py):
 # the oldest minor still offered by GKE's release channels we support and the newest one, as
@@ -59,6 +67,24 @@ AUTOPILOT_MIN_MEMORY_BYTES = 512 * 2**20
 AUTOPILOT_MIN_GIB_PER_VCPU = 1.0
 AUTOPILOT_MAX_GIB_PER_VCPU = 6.5
 
+KMS_KEY = re.compile(
+    r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+"
+)
+KMS_KEY_ALLOWED = (
+    "a Cloud KMS key name, projects/P/locations/REGION/keyRings/R/cryptoKeys/K, in the "
+    "stack's region (unset: Google-managed encryption)"
+)
+# Kubernetes CronJob schedules: five cron fields (minute hour day-of-month month day-of-week)
+# or one of the macros the CronJob controller knows.
+_CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"
+CRON = re.compile(
+    rf"({_CRON_FIELD}\s+){{4}}{_CRON_FIELD}|@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+)
+CRON_ALLOWED = (
+    "a cron schedule in UTC, five fields such as '0 3 * * 1' (Mondays 03:00) or @weekly, @daily "
+    "(unset: the training job runs only when started)"
+)
+
 
 @dataclass(frozen=True)
 class GkeSettings:
@@ -78,6 +104,9 @@ class GkeSettings:
     subnet_cidr: str = "10.10.0.0/20"
     pods_cidr: str = "10.16.0.0/14"
     services_cidr: str = "10.20.0.0/20"
+    store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
+    kms_key: str | None = None
+    training_schedule: str | None = None
 
     @property
     def autopilot(self) -> bool:
@@ -142,10 +171,50 @@ def read_gke_settings(reader: ConfigReader, settings: Settings) -> GkeSettings:
         subnet_cidr=str(cidrs[KEY_SUBNET_CIDR]),
         pods_cidr=str(cidrs[KEY_PODS_CIDR]),
         services_cidr=str(cidrs[KEY_SERVICES_CIDR]),
+        store=read_model_store(reader, settings, "gs"),
+        kms_key=_read_kms_key(reader, region),
+        training_schedule=reader.matching(KEY_TRAINING_SCHEDULE, "", CRON, CRON_ALLOWED) or None,
     )
     if gke.autopilot:
-        _check_autopilot_resources(reader, settings)
+        c = settings.container
+        _check_autopilot_resources(
+            reader,
+            cpu_key=KEY_CPU,
+            cpu=c.cpu,
+            cpu_millicores=c.cpu_millicores,
+            memory_key=KEY_MEMORY,
+            memory=c.memory,
+            memory_bytes=c.memory_bytes,
+        )
+        t = gke.store.training
+        _check_autopilot_resources(
+            reader,
+            cpu_key=KEY_TRAINING_CPU,
+            cpu=t.cpu,
+            cpu_millicores=t.cpu_millicores,
+            memory_key=KEY_TRAINING_MEMORY,
+            memory=t.memory,
+            memory_bytes=t.memory_bytes,
+        )
     return gke
+
+
+def _read_kms_key(reader: ConfigReader, region: str) -> str | None:
+    key = reader.optional_string(KEY_MODEL_STORE_KMS_KEY)
+    if key is None:
+        return None
+    match = KMS_KEY.fullmatch(key)
+    if match is None:
+        reader.problem(KEY_MODEL_STORE_KMS_KEY, key, KMS_KEY_ALLOWED)
+        return None
+    if match["location"] != region:
+        reader.problem(
+            KEY_MODEL_STORE_KMS_KEY,
+            key,
+            f"must be in the bucket's location {region} (GCS uses only keys of its own region)",
+        )
+        return None
+    return key
 
 
 def _check_private(reader: ConfigReader, cidrs: dict[str, ipaddress.IPv4Network]) -> None:
@@ -154,21 +223,30 @@ def _check_private(reader: ConfigReader, cidrs: dict[str, ipaddress.IPv4Network]
             reader.problem(key, str(network), "must be a private (RFC 1918) range")
 
 
-def _check_autopilot_resources(reader: ConfigReader, settings: Settings) -> None:
-    c = settings.container
-    if not AUTOPILOT_MIN_CPU_MILLICORES <= c.cpu_millicores <= AUTOPILOT_MAX_CPU_MILLICORES:
+def _check_autopilot_resources(
+    reader: ConfigReader,
+    *,
+    cpu_key: str,
+    cpu: str,
+    cpu_millicores: int,
+    memory_key: str,
+    memory: str,
+    memory_bytes: int,
+) -> None:
+    """A container's requests must be inside Autopilot's bounds, or Autopilot rewrites them."""
+    if not AUTOPILOT_MIN_CPU_MILLICORES <= cpu_millicores <= AUTOPILOT_MAX_CPU_MILLICORES:
         reader.problem(
-            KEY_CPU, c.cpu, "on Autopilot must be from 250m to 30 (Autopilot would rewrite it)"
+            cpu_key, cpu, "on Autopilot must be from 250m to 30 (Autopilot would rewrite it)"
         )
-    if c.memory_bytes < AUTOPILOT_MIN_MEMORY_BYTES:
+    if memory_bytes < AUTOPILOT_MIN_MEMORY_BYTES:
         reader.problem(
-            KEY_MEMORY, c.memory, "on Autopilot must be at least 512Mi (Autopilot would rewrite it)"
+            memory_key, memory, "on Autopilot must be at least 512Mi (Autopilot would rewrite it)"
         )
-    gib_per_vcpu = (c.memory_bytes / 2**30) / (c.cpu_millicores / 1000)
+    gib_per_vcpu = (memory_bytes / 2**30) / (cpu_millicores / 1000)
     if not AUTOPILOT_MIN_GIB_PER_VCPU <= gib_per_vcpu <= AUTOPILOT_MAX_GIB_PER_VCPU:
         reader.problem(
-            KEY_MEMORY,
-            c.memory,
-            f"on Autopilot must be 1 to 6.5 GiB per vCPU of {KEY_CPU} ({c.cpu}); "
+            memory_key,
+            memory,
+            f"on Autopilot must be 1 to 6.5 GiB per vCPU of {cpu_key} ({cpu}); "
             f"this is {gib_per_vcpu:.2f}",
         )

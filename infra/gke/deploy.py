@@ -1,4 +1,5 @@
-"""Compose the gke target: APIs → registry + image → network → cluster → Kubernetes objects."""
+"""Compose the gke target: APIs → registry + images → network → cluster → model store →
+Kubernetes objects (the service, and the training job template)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from infra.gke.apis import ProjectApis
 from infra.gke.cluster import GkeCluster
 from infra.gke.config import GkeSettings
 from infra.gke.https import HttpsIngress, backend_config_name, service_annotations
+from infra.gke.model_store import ModelStore, workload_identity_annotation
 from infra.gke.network import Network
 from infra.gke.registry import ArtifactRepository, allow_pull
 from infra.image import IMAGE_NAME, ServiceImage
 from infra.k8s_app import KubernetesApp
+from infra.k8s_training import TrainingJob
 from infra.labels import app_selector, label_value, standard_labels
+from infra.model_store import TRAINING_IMAGE_NAME, training_command
 from infra.settings import Settings
 from infra.targets import TargetOutputs
 
@@ -24,6 +28,9 @@ ACCESS_TOKEN_USER = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a
 # (requests = limits, like cpu and memory) keeps Autopilot from rewriting the pod
 # (CLOUD-PITFALLS 22). Standard clusters get the same value, so both modes run the same pod.
 EPHEMERAL_STORAGE = "1Gi"
+# Training keeps the downloaded CSV and the new artifact under /tmp.
+TRAINING_EPHEMERAL_STORAGE = "2Gi"
+TRAINING_TMP_SIZE_LIMIT = "1Gi"
 
 
 def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
@@ -31,7 +38,8 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
     name = settings.project
     stack_id = label_value(f"{settings.project}-{settings.stack}")
     labels = standard_labels(settings.project, settings.stack)
-    spec = container_spec(settings)
+    spec = container_spec(settings, model_uri=gke.store.model_uri)
+    training_job_name = f"{name}-train"
 
     apis = ProjectApis(f"{name}-apis", {"project": gke.project})
     after_apis = pulumi.ResourceOptions(depends_on=apis.services)
@@ -62,6 +70,24 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "platform": settings.image.platform,
             "build_on_preview": settings.image.build_on_preview,
             "labels": labels,
+        },
+        opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
+    )
+    # The training image: the same Dockerfile's `training` stage (service + training libraries).
+    training_image = ServiceImage(
+        f"{name}-training-image",
+        {
+            "image_name": pulumi.Output.concat(registry.url, "/", TRAINING_IMAGE_NAME),
+            "tag": label_value(settings.stack),
+            "registry": {
+                "address": registry.host,
+                "username": ACCESS_TOKEN_USER,
+                "password": token,
+            },
+            "platform": settings.image.platform,
+            "build_on_preview": settings.image.build_on_preview,
+            "labels": labels,
+            "target": "training",
         },
         opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
     )
@@ -100,6 +126,24 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         f"{name}-registry-pull", registry, cluster.node_member, gke.project, gke.region
     )
 
+    store = ModelStore(
+        f"{name}-store",
+        {
+            "project": gke.project,
+            "region": gke.region,
+            "labels": labels,
+            "keep": gke.store.keep,
+            "training_data_days": gke.store.training_data_days,
+            "kms_key": gke.kms_key,
+            "serving_account_id": f"{stack_id[:23]}-serve",
+            "training_account_id": f"{stack_id[:23]}-train",
+            "namespace": gke.namespace,
+            "serving_kubernetes_account": name,
+            "training_kubernetes_account": training_job_name,
+        },
+        opts=after_apis,
+    )
+
     k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[pull])
     https = gke.domain is not None
     app = KubernetesApp(
@@ -115,6 +159,25 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "service_annotations": service_annotations(backend_config_name(name)) if https else {},
             "extra_resources": {"ephemeral-storage": EPHEMERAL_STORAGE},
             "api_key": settings.api_key,
+            "service_account_annotations": workload_identity_annotation(store.serving_account),
+        },
+        opts=k8s_opts,
+    )
+    training = TrainingJob(
+        f"{name}-training",
+        {
+            "namespace": app.namespace_name,
+            "job_name": training_job_name,
+            "image": training_image.ref,
+            "command": training_command("gs", store.bucket.name, gke.store.training),
+            "cpu": gke.store.training.cpu,
+            "memory": gke.store.training.memory,
+            "timeout_seconds": gke.store.training.timeout_seconds,
+            "labels": labels,
+            "schedule": gke.training_schedule,
+            "service_account_annotations": workload_identity_annotation(store.training_account),
+            "extra_resources": {"ephemeral-storage": TRAINING_EPHEMERAL_STORAGE},
+            "tmp_size_limit": TRAINING_TMP_SIZE_LIMIT,
         },
         opts=k8s_opts,
     )
@@ -126,6 +189,12 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         "registry": registry.url,
         "region": gke.region,
         "project_id": gke.project,
+        "model_store": store.uri,
+        "model_uri": gke.store.model_uri or "",
+        "training_image": training_image.ref,
+        "train_command": training.run_command,
+        "serving_service_account": store.serving_account.email,
+        "training_service_account": store.training_account.email,
     }
     if gke.domain is not None:
         ingress = HttpsIngress(

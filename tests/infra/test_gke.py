@@ -41,7 +41,7 @@ def test_deployment_runs_the_image_by_digest(gke_run: StackRun) -> None:
     image = container(gke_run)["image"]
     assert "@sha256:" in image
     assert image == gke_run.outputs["image"]
-    assert image == gke_run.one("docker-build:index:Image").state["ref"]
+    assert image == gke_run.named("modelship-image-build").state["ref"]
 
 
 def test_rolling_update_never_drops_below_the_desired_count(gke_run: StackRun) -> None:
@@ -196,6 +196,7 @@ def test_labels_are_on_everything(gke_variant: StackRun) -> None:
         elif r.type in {
             "gcp:artifactregistry/repository:Repository",
             "gcp:compute/globalAddress:GlobalAddress",
+            "gcp:storage/bucket:Bucket",
         }:
             labels = inputs["labels"]
         else:
@@ -261,7 +262,7 @@ def test_vpc_native_network_with_secondary_ranges(gke_run: StackRun) -> None:
 def test_nodes_pull_with_the_least_role(gke_run: StackRun) -> None:
     grant = gke_run.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember").inputs
     assert grant["role"] == "roles/artifactregistry.reader"
-    account = gke_run.one("gcp:serviceaccount/account:Account").state["email"]
+    account = gke_run.named("modelship-gke-nodes").state["email"]
     assert grant["member"] == f"serviceAccount:{account}"
     cluster = gke_run.one(CLUSTER).inputs
     defaults = cluster["clusterAutoscaling"]["autoProvisioningDefaults"]
