@@ -45,7 +45,11 @@ K8S_WORKLOADS = {
     "kubernetes:apps/v1:StatefulSet": "spec.template.spec",
     "kubernetes:apps/v1:DaemonSet": "spec.template.spec",
     "kubernetes:core/v1:Pod": "spec",
+    "kubernetes:batch/v1:Job": "spec.template.spec",
+    "kubernetes:batch/v1:CronJob": "spec.jobTemplate.spec.template.spec",
 }
+# Run-to-completion workloads: no traffic to be ready for, nothing to keep alive, so no probes.
+K8S_BATCH = frozenset({"kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"})
 ECS_TASK = "aws:ecs/taskDefinition:TaskDefinition"
 DOCKER_CONTAINER = "docker:index/container:Container"
 
@@ -85,7 +89,26 @@ GCP_LABELS = {
     "gcp:compute/globalAddress:GlobalAddress": "labels",
     "gcp:container/cluster:Cluster": "resourceLabels",
     "gcp:secretmanager/secret:Secret": "labels",
+    "gcp:storage/bucket:Bucket": "labels",
 }
+GCS_BUCKET = "gcp:storage/bucket:Bucket"
+S3_BUCKET = "aws:s3/bucket:Bucket"
+# pulumi-aws 7 names; the V2 names are the deprecated aliases of the same resources.
+S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_VERSIONING = (
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketVersioningV2:BucketVersioningV2",
+)
+S3_ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+S3_BLOCK_FLAGS = (
+    "blockPublicAcls",
+    "blockPublicPolicy",
+    "ignorePublicAcls",
+    "restrictPublicBuckets",
+)
 DOCKER_LABELLED = frozenset(
     {DOCKER_CONTAINER, "docker:index/network:Network", "docker:index/volume:Volume"}
 )
@@ -373,7 +396,9 @@ def ecs_containers(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [c for c in _items(raw) if isinstance(c, Mapping)]
 
 
-def _k8s_container_problems(pod: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
+def _k8s_container_problems(
+    pod: Mapping[str, Any], container: Mapping[str, Any], probes: bool = True
+) -> list[str]:
     pod_ctx = pod.get("securityContext") or {}
     ctx = container.get("securityContext") or {}
     non_root = ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is True
@@ -387,7 +412,7 @@ def _k8s_container_problems(pod: Mapping[str, Any], container: Mapping[str, Any]
     missing = [k for k in ("cpu", "memory") if not limits.get(k)]
     if missing:
         problems.append(f"has no {' or '.join(missing)} limit")
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe in ("livenessProbe", "readinessProbe") if probes else ():
         if not container.get(probe):
             problems.append(f"has no {probe}")
     return problems
@@ -436,7 +461,8 @@ def check_containers(resources: Sequence[PolicyResource]) -> Iterator[tuple[str,
         if r.resource_type in K8S_WORKLOADS:
             pod = get(r.props, K8S_WORKLOADS[r.resource_type], {})
             for c in _items(pod.get("containers")):
-                found.append((str(c.get("name")), _k8s_container_problems(pod, c)))
+                probes = r.resource_type not in K8S_BATCH
+                found.append((str(c.get("name")), _k8s_container_problems(pod, c, probes)))
         elif r.resource_type == ECS_TASK:
             for c in ecs_containers(r.props):
                 found.append(
@@ -447,6 +473,62 @@ def check_containers(resources: Sequence[PolicyResource]) -> Iterator[tuple[str,
         for name, problems in found:
             if problems:
                 yield r.urn, f"container {name} " + "; ".join(problems)
+
+
+def check_gcs_bucket(resource_type: str, props: Mapping[str, Any]) -> Iterator[str]:
+    """A GCS bucket is private (IAM only, public access prevented) and keeps object versions."""
+    if resource_type != GCS_BUCKET:
+        return
+    if props.get("publicAccessPrevention") != "enforced":
+        yield "set public_access_prevention='enforced': nothing in this bucket may become public"
+    if props.get("uniformBucketLevelAccess") is not True:
+        yield "set uniform_bucket_level_access=True: access by IAM only, no per-object ACLs"
+    if get(props, "versioning.enabled") is not True:
+        yield "enable versioning: an overwritten or deleted object must stay recoverable"
+
+
+def check_s3_buckets(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    """Every S3 bucket has its public access blocked, versioning and default encryption.
+
+    pulumi-aws 7 declares these as separate resources naming the bucket; their number must match
+    the buckets' (the link itself is an output, unknown at preview for a new bucket).
+    """
+    buckets = [r for r in resources if r.resource_type == S3_BUCKET]
+    if not buckets:
+        return
+    blocks = [
+        r
+        for r in resources
+        if r.resource_type == S3_PUBLIC_ACCESS_BLOCK
+        and all(r.props.get(flag) is True for flag in S3_BLOCK_FLAGS)
+    ]
+    versioned = [
+        r
+        for r in resources
+        if r.resource_type in S3_VERSIONING
+        and get(r.props, "versioningConfiguration.status") == "Enabled"
+    ]
+    encrypted = [
+        r
+        for r in resources
+        if r.resource_type in S3_ENCRYPTION
+        and any(
+            get(rule, "applyServerSideEncryptionByDefault.sseAlgorithm")
+            for rule in _items(r.props.get("rules"))
+        )
+    ]
+    missing = [
+        what
+        for what, found in (
+            ("a public access block with all four flags true", blocks),
+            ("versioning with status Enabled", versioned),
+            ("default server-side encryption", encrypted),
+        )
+        if len(found) < len(buckets)
+    ]
+    if missing:
+        for bucket in buckets:
+            yield bucket.urn, "every S3 bucket needs " + ", ".join(missing)
 
 
 def check_scanning_api(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
@@ -579,6 +661,18 @@ POLICIES: list[Policy] = [
         "Containers run images by digest, never by a movable tag.",
         MANDATORY,
         lambda a: check_image_digest(a.resource_type, a.props),
+    ),
+    _resource_policy(
+        "gcs-bucket-private",
+        "GCS buckets enforce public access prevention, uniform access and versioning.",
+        MANDATORY,
+        lambda a: check_gcs_bucket(a.resource_type, a.props),
+    ),
+    _stack_policy(
+        "s3-bucket-private",
+        "S3 buckets block public access and have versioning and default encryption.",
+        MANDATORY,
+        check_s3_buckets,
     ),
     _resource_policy(
         "local-port-on-loopback",

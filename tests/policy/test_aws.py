@@ -80,6 +80,21 @@ def fargate_like() -> list[Resource]:
             "type": "egress", "cidrBlocks": ["0.0.0.0/0"], "fromPort": 0.0, "toPort": 0.0,
             "protocol": "-1",
         }),
+        Resource("aws:s3/bucket:Bucket", "store", {"forceDestroy": True, "tags": dict(TAGS)}),
+        Resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "store-block", {
+            "bucket": "store-1234", "blockPublicAcls": True, "blockPublicPolicy": True,
+            "ignorePublicAcls": True, "restrictPublicBuckets": True,
+        }),
+        Resource("aws:s3/bucketVersioning:BucketVersioning", "store-versioning", {
+            "bucket": "store-1234", "versioningConfiguration": {"status": "Enabled"},
+        }),
+        Resource(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "store-encryption",
+            {"bucket": "store-1234", "rules": [
+                {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}
+            ]},
+        ),
     ]  # fmt: skip
 
 
@@ -223,3 +238,28 @@ def test_production_wants_the_load_balancer_protected() -> None:
     assert [v.urn.rsplit("::", 1)[-1] for v in fired if v.urn] == ["alb"]
     protected = _change("alb", lambda p: p.update(enableDeletionProtection=True))
     assert evaluate(protected, "production").violations == []
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "words"),
+    [
+        ("store-block", lambda p: p.__setitem__("blockPublicPolicy", False), "public access block"),
+        ("store-block", lambda p: p.clear(), "public access block"),
+        (
+            "store-versioning",
+            lambda p: p.__setitem__("versioningConfiguration", {"status": "Suspended"}),
+            "versioning with status Enabled",
+        ),
+        (
+            "store-encryption",
+            lambda p: p.__setitem__("rules", []),
+            "default server-side encryption",
+        ),
+    ],
+)
+def test_s3_buckets_stay_private_versioned_and_encrypted(
+    name: str, edit: Callable[[dict[str, Any]], object], words: str
+) -> None:
+    fired = evaluate(_change(name, edit)).of("s3-bucket-private")
+    assert [v.urn for v in fired] == ["urn:pulumi:test::modelship::aws:s3/bucket:Bucket::store"]
+    assert words in fired[0].message

@@ -52,6 +52,11 @@ def test_gcp_label_fields_exist(token: str, field: str) -> None:
         "aws:lb/targetGroup:TargetGroup",
         "gcp:compute/firewall:Firewall",
         "gcp:projects/service:Service",
+        rules.GCS_BUCKET,
+        rules.S3_BUCKET,
+        rules.S3_PUBLIC_ACCESS_BLOCK,
+        *rules.S3_VERSIONING,
+        *rules.S3_ENCRYPTION,
     ],
 )
 def test_other_rule_types_exist(token: str) -> None:

@@ -31,6 +31,8 @@ TASK = "aws:ecs/taskDefinition:TaskDefinition"
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 SG = "aws:ec2/securityGroup:SecurityGroup"
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+CRON_JOB = "kubernetes:batch/v1:CronJob"
+GCS_BUCKET = "gcp:storage/bucket:Bucket"
 # Advisory rules a stack may trip on purpose (documented in docs/policy.md).
 KNOWN_ADVISORIES = {"registry-scanning-api", "local-port-on-loopback"}
 
@@ -55,6 +57,11 @@ def _no_limits(props: dict[str, Any]) -> None:
 def _no_readiness(props: dict[str, Any]) -> None:
     for c in _pod(props)["containers"]:
         c.pop("readinessProbe", None)
+
+
+def _cron(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Apply a pod change to the pod template inside a CronJob's job template."""
+    return lambda props: change({"spec": props["spec"]["jobTemplate"]["spec"]})
 
 
 def _tagged_image(props: dict[str, Any]) -> None:
@@ -101,6 +108,37 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str, str]] = {
     "pod-without-limits": (DEPLOYMENT, _no_limits, "containers-hardened", "no cpu or memory limit"),
     "pod-without-readiness": (DEPLOYMENT, _no_readiness, "containers-hardened", "readinessProbe"),
     "pod-image-by-tag": (DEPLOYMENT, _tagged_image, "image-by-digest", "by tag"),
+    "training-job-runs-as-root": (
+        CRON_JOB,
+        _cron(_root_pod),
+        "containers-hardened",
+        "runs as root",
+    ),
+    "training-job-without-limits": (
+        CRON_JOB,
+        _cron(_no_limits),
+        "containers-hardened",
+        "no cpu or memory limit",
+    ),
+    "training-job-image-by-tag": (CRON_JOB, _cron(_tagged_image), "image-by-digest", "by tag"),
+    "bucket-public-access-inherited": (
+        GCS_BUCKET,
+        _set("publicAccessPrevention", "inherited"),
+        "gcs-bucket-private",
+        "public_access_prevention='enforced'",
+    ),
+    "bucket-object-acls": (
+        GCS_BUCKET,
+        _set("uniformBucketLevelAccess", False),
+        "gcs-bucket-private",
+        "uniform_bucket_level_access=True",
+    ),
+    "bucket-unversioned": (
+        GCS_BUCKET,
+        _drop("versioning"),
+        "gcs-bucket-private",
+        "enable versioning",
+    ),
     "service-on-8080": (SERVICE, _service_port, "no-open-ingress", "exposes port 8080"),
     "service-nodeport": (SERVICE, _node_port, "no-open-ingress", "NodePort"),
     "docker-as-root": (CONTAINER, _drop("user"), "containers-hardened", "runs as root"),
