@@ -36,12 +36,17 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, ready_within: float = 120
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    ready_within: float = 120,
+    python: str = sys.executable,
 ) -> Iterator[Server]:
+    """`python -m modelship serve ARGS` on a free port; `python` may be another environment's."""
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
             "modelship",
             "serve",

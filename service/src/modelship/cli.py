@@ -148,6 +148,8 @@ def _train(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
         data = _local_data(args.data, Path(scratch)) if args.data else BUNDLED_DATA
         publish_to = args.output if store.is_store_uri(args.output) else None
+        if publish_to:
+            store.parse(publish_to)  # a malformed store URI fails now, not after training
         output = Path(scratch) / "artifact" if publish_to else Path(args.output)
         card = train(_train_options(args, data, target, output), _say(args.quiet))  # type: ignore[arg-type]
         print(_summary(card.model_dump(mode="json"), card.version))
