@@ -341,3 +341,14 @@ def test_a_store_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     file.write_text("not a directory")
     with pytest.raises(ConfigError, match=r"modelship:modelStoreDir = '.*store\.txt': a directory"):
         run_stack("local", {KEY_MODEL_STORE_DIR: str(file)})
+
+
+def test_docs_list_every_local_key() -> None:
+    """docs/local.md stays true to the code: every key the local section reads is documented."""
+    from infra.local import config
+
+    docs = (REPO_ROOT / "docs" / "local.md").read_text()
+    keys = [value for name, value in vars(config).items() if name.startswith("KEY_")]
+    assert len(keys) >= 12
+    missing = [key for key in keys if f"`{key}`" not in docs]
+    assert not missing, f"not in docs/local.md: {missing}"
