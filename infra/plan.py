@@ -7,7 +7,9 @@
 The program runs under mocks (`infra.harness`) with the stack's `Pulumi.<stack>.yaml`. Each
 resource is one line (type, name, parent, provider, dependencies), followed by its inputs, one
 `path = value` per line; resources and properties are sorted, so any change to the declared
-infrastructure shows up as a small diff. Secret-looking values are masked.
+infrastructure shows up as a small diff. Secret-looking values are masked, and the checkout's
+own path (the local stack's model store is a host directory) is shown as `<repo>`, so the plan
+is the same on every machine.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ STACK_PLACEHOLDERS: dict[str, dict[str, str]] = {
 }
 # Input keys whose values are masked even when not marked secret (compared case-insensitively).
 SECRET_KEYS = frozenset({"password", "stringdata", "kubeconfig", "token", "accesstoken"})
+REPO_PLACEHOLDER = "<repo>"
 
 
 def plan_path(stack: str) -> Path:
@@ -82,7 +85,7 @@ def render(run: StackRun) -> str:
     for name, value in sorted(run.outputs.items()):
         shown = "[secret]" if name in run.secret_outputs else json.dumps(value, sort_keys=True)
         lines.append(f"    {name} = {shown}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).replace(str(REPO_ROOT), REPO_PLACEHOLDER) + "\n"
 
 
 def _header(resource: DeclaredResource, names: Mapping[str, str]) -> str:

@@ -1,17 +1,44 @@
-"""The local section of the settings: host port, bind address, restart policy, platform."""
+"""The local section of the settings: host port, bind address, restart policy, platform, and
+the model store (a directory on this machine) with the version to serve and the training run.
+
+A local stack can look at the disk it deploys to, so `modelship:modelUri` is checked at preview
+the way the service checks it at start-up (`modelship.store.fetch`): a version that is missing,
+incomplete or does not match its hash is a config error before the running container is touched.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from infra.image import REPO_ROOT
+from infra.model_store import (
+    COLUMN,
+    DATA_KEY,
+    DATA_PREFIX,
+    KEY_MODEL_URI,
+    KEY_TRAINING_CPU,
+    KEY_TRAINING_DATA,
+    KEY_TRAINING_MEMORY,
+    KEY_TRAINING_TARGET,
+    MODELS_PREFIX,
+    TrainingSettings,
+)
 from infra.settings import (
+    CPU_ALLOWED,
     KEY_MAX_REPLICAS,
     KEY_MIN_REPLICAS,
     KEY_PLATFORM,
+    MEMORY_ALLOWED,
     ConfigReader,
     Settings,
+    parse_cpu_millicores,
+    parse_memory_bytes,
 )
+from modelship import store
+from modelship.errors import ModelshipError
 
 KEY_HOST_PORT = "modelship:hostPort"
 KEY_BIND_ADDRESS = "modelship:bindAddress"
@@ -19,6 +46,56 @@ KEY_RESTART = "modelship:restart"
 # Docker's restart policies (`docker run --restart`); `on-failure` retries a crashing container.
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 BIND_ALLOWED = "an IPv4 address of this machine: 127.0.0.1 (only you) or 0.0.0.0 (your network)"
+
+KEY_MODEL_STORE_DIR = "modelship:modelStoreDir"
+DEFAULT_MODEL_STORE_DIR = "model-store"  # under the repository root; in .gitignore/.dockerignore
+DEFAULT_MODEL_STORE = (REPO_ROOT / DEFAULT_MODEL_STORE_DIR).resolve()
+STORE_DIR_ALLOWED = (
+    "a directory on this machine, absolute or relative to the repository root "
+    f"(default {DEFAULT_MODEL_STORE_DIR}); no ':' (Docker's volume syntax splits on it)"
+)
+# A version directory relative to the store: the layout of `modelship.store` and the buckets.
+VERSION_PATH = re.compile(rf"{MODELS_PREFIX}[A-Za-z0-9._-]+/[0-9a-f]{{64}}")
+MODEL_URI_ALLOWED = (
+    "a model version in the model store ({store}): the path printed by "
+    "`modelship train --output file://{store}` ({store}/models/NAME/SHA256/) or "
+    "models/NAME/SHA256/ relative to the store; `modelship models list {store}` lists them "
+    "(unset: serve the model baked into the image)"
+)
+TRAINING_DATA_ALLOWED = (
+    "a CSV file under data/ in the model store, e.g. data/insurance.csv "
+    "(letters, digits, '.', '_', '-' and '/')"
+)
+
+
+@dataclass(frozen=True)
+class LocalModelStore:
+    """The model store on this machine: a directory laid out like the cloud buckets.
+
+    `data/` holds training CSVs, `models/<name>/<sha256>/` the published versions. The service
+    container sees only the version it serves (read-only); the training run reads `data/` and
+    writes `models/`.
+    """
+
+    directory: Path = DEFAULT_MODEL_STORE
+    """Absolute (Docker bind mounts need one), symlinks resolved."""
+    version: str | None = None
+    """The version to serve, `models/<name>/<sha256>` relative to `directory`; None: the
+    model baked into the image."""
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    """What the training run reads (`data_key` under `directory`), predicts and may use."""
+
+    @property
+    def version_dir(self) -> Path | None:
+        return None if self.version is None else self.directory / self.version
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / DATA_PREFIX.rstrip("/")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.directory / MODELS_PREFIX.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -30,6 +107,7 @@ class LocalSettings:
     restart: str = "unless-stopped"
     native_platform: bool = True
     """Build for this machine's platform unless `modelship:platform` is set."""
+    model_store: LocalModelStore = field(default_factory=LocalModelStore)
 
     @property
     def url_host(self) -> str:
@@ -62,4 +140,77 @@ def read_local_settings(reader: ConfigReader, settings: Settings) -> LocalSettin
         ),
         restart=reader.choice(KEY_RESTART, LocalSettings.restart, RESTART_POLICIES),
         native_platform=reader.raw(KEY_PLATFORM) is None,
+        model_store=read_model_store(reader),
     )
+
+
+def _store_dir(value: str) -> Path:
+    if ":" in value:
+        raise ValueError(value)
+    path = Path(value).expanduser()
+    # Relative to the repository, not to the working directory (Pulumi runs us in infra/).
+    directory = (path if path.is_absolute() else REPO_ROOT / path).resolve()
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(value)
+    return directory
+
+
+def read_model_store(reader: ConfigReader) -> LocalModelStore:
+    """The store directory, the version to serve (checked on disk) and the training run.
+
+    Only the model-store keys that mean something on one machine are read: a directory has no
+    lifecycle rules, versioning or force-destroy (`pulumi destroy` never deletes it), so
+    `modelship:keepModelStore`, `trainingDataDays` and `trainingTimeoutMinutes` stay unknown keys.
+    """
+    directory = reader.parse(
+        KEY_MODEL_STORE_DIR, LocalModelStore.directory, _store_dir, STORE_DIR_ALLOWED
+    )
+    training = TrainingSettings(
+        data_key=reader.matching(
+            KEY_TRAINING_DATA, TrainingSettings.data_key, DATA_KEY, TRAINING_DATA_ALLOWED
+        ),
+        target=reader.matching(
+            KEY_TRAINING_TARGET,
+            TrainingSettings.target,
+            COLUMN,
+            "the name of the column to predict (no commas)",
+        ),
+        cpu=reader.string(KEY_TRAINING_CPU, TrainingSettings.cpu),
+        memory=reader.string(KEY_TRAINING_MEMORY, TrainingSettings.memory),
+        cpu_millicores=reader.parse(
+            KEY_TRAINING_CPU, TrainingSettings.cpu_millicores, parse_cpu_millicores, CPU_ALLOWED
+        ),
+        memory_bytes=reader.parse(
+            KEY_TRAINING_MEMORY, TrainingSettings.memory_bytes, parse_memory_bytes, MEMORY_ALLOWED
+        ),
+    )
+    return LocalModelStore(
+        directory=directory,
+        version=_read_version(reader, directory),
+        training=training,
+    )
+
+
+def _read_version(reader: ConfigReader, directory: Path) -> str | None:
+    """`modelship:modelUri` as a version path relative to the store, verified on disk."""
+    value = reader.raw(KEY_MODEL_URI)
+    if value is None:
+        return None
+    allowed = MODEL_URI_ALLOWED.format(store=directory)
+    given = Path(value.removeprefix("file://")).expanduser()
+    path = (given if given.is_absolute() else directory / given).resolve()
+    if not path.is_relative_to(directory):
+        reader.problem(KEY_MODEL_URI, value, f"is outside the model store; {allowed}")
+        return None
+    version = path.relative_to(directory).as_posix()
+    if not VERSION_PATH.fullmatch(version):
+        reader.problem(KEY_MODEL_URI, value, f"is not a version directory; {allowed}")
+        return None
+    try:
+        # The service's own start-up check: card and model present, hashes of the directory
+        # name, the card and model.onnx agree. A directory is read in place (no cache used).
+        store.fetch(str(path) + "/", cache=path)
+    except ModelshipError as exc:
+        reader.problem(KEY_MODEL_URI, value, f"{exc.message}; {allowed}")
+        return None
+    return version

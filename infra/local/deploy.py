@@ -1,4 +1,8 @@
-"""Compose the local target: build the image (no push) → network → container on localhost."""
+"""Compose the local target: build the images (no push) → network → container on localhost.
+
+The serving image runs as the container; the training image (`--target training` of the same
+Dockerfile) is only built and loaded, for the `docker run` line exported as `train_command`.
+"""
 
 from __future__ import annotations
 
@@ -8,51 +12,81 @@ from infra.container import container_spec
 from infra.image import IMAGE_NAME, ServiceImage
 from infra.labels import label_value, standard_labels
 from infra.local.config import LocalSettings
-from infra.local.docker_app import LocalService
+from infra.local.docker_app import LocalService, LocalServiceArgs, ReadOnlyMount
+from infra.local.training import train_command
+from infra.model_store import TRAINING_IMAGE_NAME
 from infra.settings import Settings
 from infra.targets import TargetOutputs
+
+# Where the service container sees the store: the version at `/store/models/<name>/<sha256>/`,
+# the same layout as under a bucket (only that one version directory is mounted).
+CONTAINER_STORE_DIR = "/store"
 
 
 def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
     """Declare every resource of the local target and return its outputs."""
     name = settings.project
     labels = standard_labels(settings.project, settings.stack)
-    spec = container_spec(settings)
+    model_store = local.model_store
+    mount: ReadOnlyMount | None = None
+    if model_store.version_dir is not None:
+        mount = {
+            "source": str(model_store.version_dir),
+            "target": f"{CONTAINER_STORE_DIR}/{model_store.version}",
+        }
+    # A new version changes MODELSHIP_MODEL_URI (and the mount): the container is replaced.
+    spec = container_spec(settings, model_uri=None if mount is None else mount["target"] + "/")
 
     # The same build component as the cloud targets, loaded into the local engine instead of
     # pushed. No registry host in the name: nothing is pushed, so nothing can reach Docker Hub.
+    platform = "" if local.native_platform else settings.image.platform
     image = ServiceImage(
         f"{name}-image",
         {
             "image_name": IMAGE_NAME,
             "tag": label_value(settings.stack),
-            "platform": "" if local.native_platform else settings.image.platform,
+            "platform": platform,
             "build_on_preview": settings.image.build_on_preview,
             "labels": labels,
             "push": False,
             "load": True,
         },
     )
-    app = LocalService(
-        f"{name}-local",
+    training_image = ServiceImage(
+        f"{name}-training-image",
         {
-            "image": image.tag,
-            "image_digest": image.digest,
-            "image_context_hash": image.context_hash,
-            "container": spec,
+            "image_name": TRAINING_IMAGE_NAME,
+            "tag": label_value(settings.stack),
+            "platform": platform,
+            "build_on_preview": settings.image.build_on_preview,
             "labels": labels,
-            "host_port": local.host_port,
-            "bind_address": local.bind_address,
-            "restart": local.restart,
-            "api_key": settings.api_key,
+            "push": False,
+            "load": True,
+            "target": "training",
         },
-        opts=pulumi.ResourceOptions(depends_on=[image]),
     )
+    args: LocalServiceArgs = {
+        "image": image.tag,
+        "image_digest": image.digest,
+        "image_context_hash": image.context_hash,
+        "container": spec,
+        "labels": labels,
+        "host_port": local.host_port,
+        "bind_address": local.bind_address,
+        "restart": local.restart,
+        "api_key": settings.api_key,
+    }
+    if mount is not None:
+        args["model_mount"] = mount
+    app = LocalService(f"{name}-local", args, opts=pulumi.ResourceOptions(depends_on=[image]))
     running = app.container is not None
     url = f"http://{local.url_host}:{local.host_port}" if running else ""
     extra: dict[str, pulumi.Input[object]] = {
         "network": app.network.name,
         "image_tag": image.tag,
+        "model_store": str(model_store.directory),
+        "training_image_tag": training_image.tag,
+        "train_command": training_image.tag.apply(lambda tag: train_command(model_store, tag)),
     }
     if app.container is not None:
         extra["container_name"] = app.container.name

@@ -5,12 +5,15 @@ container and an unchanged image leaves it alone), and one container with the po
 the host, a restart policy, a health check on the readiness path, the same environment, user,
 read-only root file system, writable `/tmp`, CPU and memory limits as in the cloud, and rotated
 logs. `pulumi up` waits until Docker reports the container healthy.
+
+With a model version to serve, that one version directory of the host's model store is
+bind-mounted read-only (`model_mount`) and the container spec names it in `MODELSHIP_MODEL_URI`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_docker as docker
@@ -33,6 +36,14 @@ def health_command(port: int, path: str) -> list[str]:
     return ["CMD", "python", "-c", script]
 
 
+class ReadOnlyMount(TypedDict):
+    """A host directory the container sees, read-only, at `target`."""
+
+    source: str
+    """Absolute host path (Docker refuses relative ones, and a missing one: checked at preview)."""
+    target: str
+
+
 class LocalServiceArgs(TypedDict):
     """Inputs of `LocalService`."""
 
@@ -48,6 +59,8 @@ class LocalServiceArgs(TypedDict):
     bind_address: str
     restart: str
     api_key: pulumi.Input[str] | None
+    model_mount: NotRequired[ReadOnlyMount]
+    """The model version to serve (`modelship:modelUri`); none: the image's own model."""
 
 
 class LocalService(pulumi.ComponentResource):
@@ -96,6 +109,16 @@ class LocalService(pulumi.ComponentResource):
                     pulumi.Output.secret(pulumi.Output.concat("MODELSHIP_API_KEY=", api_key))
                 )
             grace = spec.termination_grace_seconds
+            mount = args.get("model_mount")
+            mounts = (
+                None
+                if mount is None
+                else [
+                    docker.ContainerMountArgs(
+                        type="bind", source=mount["source"], target=mount["target"], read_only=True
+                    )
+                ]
+            )
             self.container = docker.Container(
                 f"{name}-container",
                 image=self.image.image_id,
@@ -125,6 +148,7 @@ class LocalService(pulumi.ComponentResource):
                 tmpfs={
                     spec.tmp_dir: f"rw,noexec,nosuid,size={parse_memory_bytes(spec.tmp_size_limit)}"
                 },
+                mounts=mounts,
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
                 security_opts=["no-new-privileges:true"],
                 memory=spec.memory_mib,
@@ -140,7 +164,11 @@ class LocalService(pulumi.ComponentResource):
                 # `up` returns once Docker reports the container healthy (or fails with its logs).
                 wait=True,
                 wait_timeout=spec.startup.period_seconds * spec.startup.failure_threshold + 30,
-                opts=child,
+                # Every change (new image, new model version) replaces the container, and the
+                # new one publishes the same host port: created first, it would fail with "port
+                # is already allocated" (pulumi/pulumi-docker#1356, by design). So the old one
+                # goes first; a bad version is refused at preview, before anything is deleted.
+                opts=child_opts(self, opts, delete_before_replace=True),
             )
         self.register_outputs(
             {

@@ -15,6 +15,7 @@ CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 BUILD = "docker-build:index:Image"
+SERVING_BUILD = "modelship-image-build"  # the other build is the training image
 STANDARD_LABELS = {"project": "modelship", "stack": "local", "managed-by": "pulumi"}
 
 
@@ -32,8 +33,9 @@ def env(run: StackRun) -> dict[str, str]:
 
 
 def test_image_is_built_with_the_shared_component_and_not_pushed(local_run: StackRun) -> None:
-    build = local_run.one(BUILD)
-    assert build.parent == local_run.one("modelship:image:ServiceImage").urn
+    build = local_run.named(SERVING_BUILD)
+    assert "target" not in build.inputs  # the Dockerfile's last stage: the service
+    assert build.parent == local_run.named("modelship-image").urn
     assert build.inputs["push"] is False
     assert build.inputs["load"] is True
     assert build.inputs["tags"] == ["modelship:local"]  # no registry host: nothing goes anywhere
@@ -44,7 +46,8 @@ def test_image_is_built_with_the_shared_component_and_not_pushed(local_run: Stac
 
 def test_platform_can_be_forced() -> None:
     run = run_stack("local", {"modelship:platform": "linux/arm64"})
-    assert run.one(BUILD).inputs["platforms"] == ["linux/arm64"]
+    # Both images: the training image runs on the same machine as the service.
+    assert [r.inputs["platforms"] for r in run.of_type(BUILD)] == [["linux/arm64"]] * 2
 
 
 def test_container_runs_the_build_by_image_id(local_run: StackRun) -> None:
@@ -52,7 +55,7 @@ def test_container_runs_the_build_by_image_id(local_run: StackRun) -> None:
     assert resolved.inputs["name"] == "modelship:local"
     assert resolved.inputs["keepLocally"] is True
     # A new build digest replaces the resolved image, and with it the container.
-    build = local_run.one(BUILD).state
+    build = local_run.named(SERVING_BUILD).state
     assert resolved.inputs["triggers"] == {
         "digest": build["digest"],
         "context": build["contextHash"],  # also when a loaded build reports no digest
