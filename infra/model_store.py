@@ -48,7 +48,7 @@ _BUCKET = r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"
 _VERSION = r"models/[A-Za-z0-9._-]+/[0-9a-f]{64}/?"
 DATA_KEY = re.compile(r"data/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 DATA_KEY_ALLOWED = (
-    "an object key under data/ in the stack's bucket, e.g. data/insurance.csv "
+    "a CSV file under data/ in the model store, e.g. data/insurance.csv "
     "(letters, digits, '.', '_', '-' and '/')"
 )
 COLUMN = re.compile(r"[^,\s][^,]*")
@@ -101,14 +101,10 @@ class ModelStoreSettings:
     training: TrainingSettings = TrainingSettings()
 
 
-def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> ModelStoreSettings:
-    """Read and check the model-store and training keys for a bucket of `scheme` (gs, s3)."""
-    model_uri = reader.matching(
-        KEY_MODEL_URI, "", model_uri_pattern(scheme), model_uri_allowed(scheme)
-    )
-    cpu = reader.string(KEY_TRAINING_CPU, TrainingSettings.cpu)
-    memory = reader.string(KEY_TRAINING_MEMORY, TrainingSettings.memory)
-    training = TrainingSettings(
+def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> TrainingSettings:
+    """The training keys: data, target column, size and (where the platform enforces one)
+    the deadline. The local target has no deadline to enforce, so it leaves that key unknown."""
+    return TrainingSettings(
         data_key=reader.matching(
             KEY_TRAINING_DATA, TrainingSettings.data_key, DATA_KEY, DATA_KEY_ALLOWED
         ),
@@ -118,8 +114,8 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
             COLUMN,
             "the name of the column to predict (no commas)",
         ),
-        cpu=cpu,
-        memory=memory,
+        cpu=reader.string(KEY_TRAINING_CPU, TrainingSettings.cpu),
+        memory=reader.string(KEY_TRAINING_MEMORY, TrainingSettings.memory),
         cpu_millicores=reader.parse(
             KEY_TRAINING_CPU, TrainingSettings.cpu_millicores, parse_cpu_millicores, CPU_ALLOWED
         ),
@@ -128,7 +124,16 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
         ),
         timeout_minutes=reader.integer(
             KEY_TRAINING_TIMEOUT, TrainingSettings.timeout_minutes, 5, 24 * 60
-        ),
+        )
+        if with_timeout
+        else TrainingSettings.timeout_minutes,
+    )
+
+
+def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> ModelStoreSettings:
+    """Read and check the model-store and training keys for a bucket of `scheme` (gs, s3)."""
+    model_uri = reader.matching(
+        KEY_MODEL_URI, "", model_uri_pattern(scheme), model_uri_allowed(scheme)
     )
     return ModelStoreSettings(
         model_uri=version_uri(model_uri) if model_uri else None,
@@ -136,7 +141,7 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
         training_data_days=reader.integer(
             KEY_TRAINING_DATA_DAYS, ModelStoreSettings.training_data_days, 1, 3650
         ),
-        training=training,
+        training=read_training(reader),
     )
 
 

@@ -15,27 +15,18 @@ from pathlib import Path
 
 from infra.image import REPO_ROOT
 from infra.model_store import (
-    COLUMN,
-    DATA_KEY,
     DATA_PREFIX,
     KEY_MODEL_URI,
-    KEY_TRAINING_CPU,
-    KEY_TRAINING_DATA,
-    KEY_TRAINING_MEMORY,
-    KEY_TRAINING_TARGET,
     MODELS_PREFIX,
     TrainingSettings,
+    read_training,
 )
 from infra.settings import (
-    CPU_ALLOWED,
     KEY_MAX_REPLICAS,
     KEY_MIN_REPLICAS,
     KEY_PLATFORM,
-    MEMORY_ALLOWED,
     ConfigReader,
     Settings,
-    parse_cpu_millicores,
-    parse_memory_bytes,
 )
 from modelship import store
 from modelship.errors import ModelshipError
@@ -61,10 +52,6 @@ MODEL_URI_ALLOWED = (
     "`modelship train --output file://{store}` ({store}/models/NAME/SHA256/) or "
     "models/NAME/SHA256/ relative to the store; `modelship models list {store}` lists them "
     "(unset: serve the model baked into the image)"
-)
-TRAINING_DATA_ALLOWED = (
-    "a CSV file under data/ in the model store, e.g. data/insurance.csv "
-    "(letters, digits, '.', '_', '-' and '/')"
 )
 
 
@@ -165,25 +152,7 @@ def read_model_store(reader: ConfigReader) -> LocalModelStore:
     directory = reader.parse(
         KEY_MODEL_STORE_DIR, LocalModelStore.directory, _store_dir, STORE_DIR_ALLOWED
     )
-    training = TrainingSettings(
-        data_key=reader.matching(
-            KEY_TRAINING_DATA, TrainingSettings.data_key, DATA_KEY, TRAINING_DATA_ALLOWED
-        ),
-        target=reader.matching(
-            KEY_TRAINING_TARGET,
-            TrainingSettings.target,
-            COLUMN,
-            "the name of the column to predict (no commas)",
-        ),
-        cpu=reader.string(KEY_TRAINING_CPU, TrainingSettings.cpu),
-        memory=reader.string(KEY_TRAINING_MEMORY, TrainingSettings.memory),
-        cpu_millicores=reader.parse(
-            KEY_TRAINING_CPU, TrainingSettings.cpu_millicores, parse_cpu_millicores, CPU_ALLOWED
-        ),
-        memory_bytes=reader.parse(
-            KEY_TRAINING_MEMORY, TrainingSettings.memory_bytes, parse_memory_bytes, MEMORY_ALLOWED
-        ),
-    )
+    training = read_training(reader, with_timeout=False)
     return LocalModelStore(
         directory=directory,
         version=_read_version(reader, directory),

@@ -453,7 +453,7 @@ def test_a_model_uri_rolls_the_deployment_and_nothing_else(gke_run: StackRun) ->
             "gs://BUCKET/models/NAME/SHA256/",
         ),
         ("modelship:modelUri", "gs://bucket/models/x/latest/", "gs://BUCKET/models/NAME/SHA256/"),
-        ("modelship:trainingData", "insurance.csv", "an object key under data/"),
+        ("modelship:trainingData", "insurance.csv", "a CSV file under data/"),
         ("modelship:trainingSchedule", "every monday", "a cron schedule in UTC"),
         ("modelship:trainingCpu", "100m", "on Autopilot must be from 250m to 30"),
         ("modelship:trainingTimeoutMinutes", 0, "an integer from 5 to 1440"),
