@@ -39,6 +39,7 @@ from .fargate import (
     VARIANTS,
     fargate_run,
     inputs,
+    named,
 )
 
 SESSION = botocore.session.get_session()
@@ -89,9 +90,9 @@ def aws_tags(tags: dict[str, str], key: str = "key", value: str = "value") -> li
 # --------------------------------------------------------------------------- ECS
 
 
-def register_task_definition(run: StackRun) -> dict[str, Any]:
+def register_task_definition(run: StackRun, suffix: str = "-app-task") -> dict[str, Any]:
     """The RegisterTaskDefinition request the provider makes from the declared inputs."""
-    task = inputs(run.one(TASK_DEFINITION))
+    task = inputs(named(run, TASK_DEFINITION, suffix))
     return {
         "family": task["family"],
         "taskRoleArn": task["taskRoleArn"],
