@@ -97,7 +97,7 @@ class FargateSettings:
     api_key_store: str = "ssm"
     api_key_secret_arn: str | None = None
     image_tag: str | None = None
-    store: ModelStoreSettings = ModelStoreSettings()
+    store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     """The S3 model store, the version to serve (`s3://…`) and the training task."""
 
     @property

@@ -226,7 +226,12 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         },
         # `train_command` works once `up` is done: grants, bucket settings and routes in place.
         opts=pulumi.ResourceOptions(
-            depends_on=[*roles.training_ready, *store.ready, *groups.rules, *network.egress_ready]
+            depends_on=[
+                *roles.training_ready,
+                *store.ready,
+                *groups.training_rules,
+                *network.egress_ready,
+            ]
         ),
     )
     extra: dict[str, pulumi.Input[object]] = {

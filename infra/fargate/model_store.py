@@ -171,9 +171,7 @@ class S3ModelStore(pulumi.ComponentResource):
             f"{name}-ownership",
             aws.s3.BucketOwnershipControlsArgs(
                 bucket=bucket,
-                rule=aws.s3.BucketOwnershipControlsRuleArgs(
-                    object_ownership="BucketOwnerEnforced"
-                ),
+                rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
             ),
             opts=child(),
         )

@@ -41,6 +41,8 @@ class SecurityGroups(pulumi.ComponentResource):
     tasks: aws.ec2.SecurityGroup
     training: aws.ec2.SecurityGroup
     rules: list[pulumi.Resource]
+    """The load balancer's and the service tasks' rules (the service waits for them)."""
+    training_rules: list[pulumi.Resource]
 
     def __init__(
         self, name: str, args: SecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None
@@ -144,7 +146,7 @@ class SecurityGroups(pulumi.ComponentResource):
                 opts=child,
             )
         )
-        self.rules.append(
+        self.training_rules = [
             aws.vpc.SecurityGroupEgressRule(
                 f"{name}-training-out-https",
                 aws.vpc.SecurityGroupEgressRuleArgs(
@@ -158,7 +160,7 @@ class SecurityGroups(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        )
+        ]
         self.register_outputs(
             {
                 "load_balancer_group": self.load_balancer.id,

@@ -77,7 +77,9 @@ def container_definitions(
     logs = log_configuration(log_group, region)
     env = {**spec.env_dict, **region_env(region)}
     environment = [
-        {"name": key, "value": value} for key, value in sorted(env.items()) if key != API_KEY_FILE_ENV
+        {"name": key, "value": value}
+        for key, value in sorted(env.items())
+        if key != API_KEY_FILE_ENV
     ]
     start_period = spec.startup.period_seconds * spec.startup.failure_threshold
     service: dict[str, Any] = {

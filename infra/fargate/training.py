@@ -171,9 +171,7 @@ class TrainingTask(pulumi.ComponentResource):
         region = args["region"]
         command = pulumi.Output.from_input(args["command"])
         definitions = pulumi.Output.all(args["image"], command, args["log_group"]).apply(
-            lambda values: [
-                training_container(values[0], values[1], training, values[2], region)
-            ]
+            lambda values: [training_container(values[0], values[1], training, values[2], region)]
         )
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",

@@ -19,6 +19,7 @@ from .fargate import (
     EGRESS_RULE,
     INGRESS_RULE,
     LISTENER,
+    REPOSITORY,
     ROLE,
     ROLE_POLICY,
     SCALING_POLICY,
@@ -30,7 +31,6 @@ from .fargate import (
     TASK_DEFINITION,
     TASK_POLICY,
     VARIANTS,
-    REPOSITORY,
     containers,
     fargate_run,
     inputs,
@@ -478,7 +478,9 @@ def test_api_key_in_secrets_manager_is_deleted_without_recovery_window() -> None
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.inputs["secretString"] == API_KEY
     assert "secretString" in version.secret_paths
-    (statement,) = json.loads(named(run, ROLE_POLICY, "-execution-api-key").inputs["policy"])["Statement"]
+    (statement,) = json.loads(named(run, ROLE_POLICY, "-execution-api-key").inputs["policy"])[
+        "Statement"
+    ]
     assert statement == {
         "Sid": "ReadTheApiKey",
         "Effect": "Allow",
@@ -494,7 +496,9 @@ def test_a_secret_of_your_own() -> None:
     assert containers(run)["api"]["secrets"] == [
         {"name": "MODELSHIP_API_KEY", "valueFrom": SSM_SECRET}
     ]
-    (statement,) = json.loads(named(run, ROLE_POLICY, "-execution-api-key").inputs["policy"])["Statement"]
+    (statement,) = json.loads(named(run, ROLE_POLICY, "-execution-api-key").inputs["policy"])[
+        "Statement"
+    ]
     assert statement["Resource"] == SSM_SECRET
 
 
@@ -542,6 +546,7 @@ def test_every_invoke_was_answered(variant: StackRun) -> None:
 
 def test_outputs(run: StackRun) -> None:
     assert set(run.outputs) >= {"url", "image", "cluster_name", "service_name", "log_group_name"}
+    assert set(run.outputs) >= {"model_store", "training_image", "train_command", "logs_command"}
     assert run.outputs["task_definition"] == run.one(SERVICE).inputs["taskDefinition"]
 
 
