@@ -96,6 +96,8 @@ class DeclaredResource:
     retain_on_delete: bool = False
     secret_paths: frozenset[str] = frozenset()
     """Input paths (`stringData.api-key` style) whose values the program marked secret."""
+    retain_on_delete: bool = False
+    """`pulumi destroy` drops it from the state and leaves it in the cloud (kept model stores)."""
 
     @property
     def provider_urn(self) -> str:
@@ -318,6 +320,11 @@ def _aws_outputs(typ: str, name: str, state: dict[str, Any]) -> tuple[str, dict[
     elif typ == "aws:secretsmanager/secret:Secret":
         prefix = state.get("namePrefix") or f"{physical}-"
         state["arn"] = f"arn:aws:secretsmanager:{region}:{account}:secret:{prefix}AbCdEf"
+    elif typ == "aws:s3/bucket:Bucket":
+        # Named from bucket_prefix plus a 26-character suffix, as the provider does; id = name.
+        bucket = state.get("bucket") or f"{state.get('bucketPrefix') or 'bucket-'}{short[:26]}"
+        state.update({"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"})
+        return bucket, state
     elif typ == "aws:ecs/taskDefinition:TaskDefinition":
         state["arn"] = f"arn:aws:ecs:{region}:{account}:task-definition/{state['family']}:1"
         state["revision"] = 1
@@ -365,6 +372,7 @@ class RecordingMonitor(MockMonitor):
                     if v
                 },
                 secret_paths=frozenset(secret_paths),
+                retain_on_delete=bool(request.retainOnDelete),
             )
         )
         return response

@@ -77,6 +77,7 @@ AWS_TAGGED = frozenset(
         "aws:lb/listener:Listener",
         "aws:lb/loadBalancer:LoadBalancer",
         "aws:lb/targetGroup:TargetGroup",
+        "aws:s3/bucket:Bucket",
         "aws:secretsmanager/secret:Secret",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",

@@ -13,6 +13,12 @@ import re
 from dataclasses import dataclass, field
 
 from infra.container import TERMINATION_SLACK_SECONDS
+from infra.model_store import (
+    KEY_TRAINING_CPU,
+    KEY_TRAINING_MEMORY,
+    ModelStoreSettings,
+    read_model_store,
+)
 from infra.settings import (
     AWS_REGION,
     AWS_REGION_ALLOWED,
@@ -91,6 +97,8 @@ class FargateSettings:
     api_key_store: str = "ssm"
     api_key_secret_arn: str | None = None
     image_tag: str | None = None
+    store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
+    """The S3 model store, the version to serve (`s3://…`) and the training task."""
 
     @property
     def https(self) -> bool:
@@ -215,6 +223,15 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
     if settings.container.memory_bytes % 2**20:
         reader.problem(KEY_MEMORY, settings.container.memory, "on Fargate must be whole MiB")
 
+    store = read_model_store(reader, settings, "s3")
+    # The training task is a Fargate task too: same size table, reported on the training keys.
+    training = store.training
+    check_fargate_size(
+        reader, KEY_TRAINING_CPU, KEY_TRAINING_MEMORY, training.cpu_millicores, training.memory_mib
+    )
+    if training.memory_bytes % 2**20:
+        reader.problem(KEY_TRAINING_MEMORY, training.memory, "on Fargate must be whole MiB")
+
     image_tag = reader.optional_string(KEY_IMAGE_TAG)
     if image_tag is not None and not IMAGE_TAG.fullmatch(image_tag):
         reader.problem(
@@ -249,6 +266,7 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
         api_key_store=reader.choice(KEY_API_KEY_STORE, defaults.api_key_store, API_KEY_STORES),
         api_key_secret_arn=secret_arn,
         image_tag=image_tag,
+        store=store,
     )
 
 

@@ -1,5 +1,6 @@
-"""Compose the fargate target: registry + image → network → security groups → load balancer →
-roles (+ API-key secret) → cluster → service with autoscaling."""
+"""Compose the fargate target: registries + images (service, training) → model store bucket →
+network → security groups → load balancer → roles (+ API-key secret) → cluster → service with
+autoscaling → training task definition and the command that runs it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from infra.fargate.cluster import EcsCluster
 from infra.fargate.config import FargateSettings
 from infra.fargate.iam import TaskRoles
 from infra.fargate.loadbalancer import LoadBalancer
+from infra.fargate.model_store import S3ModelStore, bucket_prefix
 from infra.fargate.network import VpcNetwork
 from infra.fargate.registry import EcrRepository
 from infra.fargate.secrets import ApiKeySecret
 from infra.fargate.security import SecurityGroups
 from infra.fargate.service import FargateService
+from infra.fargate.training import TrainingTask
 from infra.image import DOCKERFILE, REPO_ROOT, ServiceImage
 from infra.labels import label_value, standard_labels
+from infra.model_store import training_command
 from infra.settings import Settings
 from infra.targets import TargetOutputs
 
@@ -40,8 +44,12 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     name = settings.project
     stack_id = label_value(f"{settings.project}-{settings.stack}")
     labels = standard_labels(settings.project, settings.stack)
-    spec = container_spec(settings)
+    store_settings = fargate.store
+    # A new modelship:modelUri changes the container's environment, hence the task definition:
+    # the service rolls to it without a new image, under the circuit breaker.
+    spec = container_spec(settings, model_uri=store_settings.model_uri)
     production = settings.environment == "production"
+    tag = image_tag(settings, fargate, labels)
 
     registry = EcrRepository(
         f"{name}-registry",
@@ -56,13 +64,46 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         f"{name}-image",
         {
             "image_name": registry.url,
-            "tag": image_tag(settings, fargate, labels),
+            "tag": tag,
             "registry": registry.login,
             "platform": settings.image.platform,
             "build_on_preview": settings.image.build_on_preview,
             "labels": labels,
         },
         opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
+    )
+    # The training image (the Dockerfile's `training` stage) in its own repository, so the
+    # serving repository's lifecycle rule counts serving images only.
+    training_registry = EcrRepository(
+        f"{name}-training-registry",
+        {
+            "name": f"{stack_id}-training",
+            "keep_images": settings.image.keep_images,
+            "force_delete": not production,
+            "tags": labels,
+        },
+    )
+    training_image = ServiceImage(
+        f"{name}-training-image",
+        {
+            "image_name": training_registry.url,
+            "tag": tag,
+            "registry": training_registry.login,
+            "platform": settings.image.platform,
+            "build_on_preview": settings.image.build_on_preview,
+            "labels": labels,
+            "target": "training",
+        },
+        opts=pulumi.ResourceOptions(depends_on=[training_registry.repository]),
+    )
+    store = S3ModelStore(
+        f"{name}-store",
+        {
+            "bucket_prefix": bucket_prefix(stack_id),
+            "keep": store_settings.keep,
+            "training_data_days": store_settings.training_data_days,
+            "tags": labels,
+        },
     )
 
     public_a, public_b, private_a, private_b = fargate.subnet_cidrs
@@ -127,6 +168,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "account_id": identity.account_id,
             "api_key_secret_arn": api_key_arn,
             "task_policy_arns": fargate.task_policy_arns,
+            "bucket_arn": store.arn,
             "tags": labels,
         },
     )
@@ -164,6 +206,34 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "tags": labels,
         },
     )
+    training = TrainingTask(
+        f"{name}-train",
+        {
+            "family": f"{stack_id}-train",
+            "region": fargate.region,
+            "platform": settings.image.platform,
+            "training": store_settings.training,
+            "image": training_image.ref,
+            "command": training_command("s3", store.name, store_settings.training),
+            "log_group": app.log_group.name,
+            "execution_role_arn": roles.execution.arn,
+            "task_role_arn": roles.training.arn,
+            "cluster_name": cluster.cluster.name,
+            "subnet_ids": [s.id for s in network.task_subnets],
+            "security_group_id": groups.training.id,
+            "assign_public_ip": not fargate.private_subnets,
+            "tags": labels,
+        },
+        # `train_command` works once `up` is done: grants, bucket settings and routes in place.
+        opts=pulumi.ResourceOptions(
+            depends_on=[
+                *roles.training_ready,
+                *store.ready,
+                *groups.training_rules,
+                *network.egress_ready,
+            ]
+        ),
+    )
     extra: dict[str, pulumi.Input[object]] = {
         "cluster_name": cluster.cluster.name,
         "service_name": app.service.name,
@@ -173,5 +243,12 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         "task_definition": app.task_definition.arn,
         "registry": registry.url,
         "region": fargate.region,
+        "model_store": store.uri,
+        "model_uri": store_settings.model_uri,
+        "training_image": training_image.ref,
+        "training_task_definition": training.task_definition.arn,
+        # One string for a POSIX shell: run it with `eval "$(pulumi stack output train_command)"`.
+        "train_command": training.run_command,
+        "logs_command": training.logs_command,
     }
     return TargetOutputs(url=balancer.url, image=image.ref, extra=extra)

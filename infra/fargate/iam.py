@@ -1,13 +1,22 @@
-"""The two roles of the task, least privilege, with policies built from Python data.
+"""The roles of the tasks, least privilege, with policies built from Python data.
 
-execution role: what ECS itself uses to start the task (pull from ECR, write to CloudWatch Logs):
+execution role: what ECS itself uses to start a task (pull from ECR, write to CloudWatch Logs):
 the AWS managed `AmazonECSTaskExecutionRolePolicy` only, plus read access to exactly the one API-key
-secret when one is configured (ECS resolves `secrets` with this role). task role: what the service's
-own code may call: nothing, unless policy ARNs are configured. Each trusts `ecs-tasks` as AWS
-documents for it: the task role only for tasks of this account and region (confused-deputy
-protection with `aws:SourceAccount` / `aws:SourceArn`, as in the ECS task IAM role guide); the
-execution role without conditions, as in the task execution role guide, because the Fargate agent
-that assumes it is not documented to send those keys and a wrong guess would stop every task.
+secret when one is configured (ECS resolves `secrets` with this role); shared by the service and
+the training task. task role: what the service's own code may call: read model versions from the
+stack's bucket (`models/` only), plus any configured policy ARNs. training role: what
+`modelship train` may call: read `data/` and `models/`, create objects under `models/`. Nobody may
+delete an object or touch anything but the one bucket.
+
+Each role trusts `ecs-tasks` as AWS documents for it: the task and training roles only for tasks
+of this account and region (confused-deputy protection with `aws:SourceAccount` /
+`aws:SourceArn`, as in the ECS task IAM role guide); the execution role without conditions, as in
+the task execution role guide, because the Fargate agent that assumes it is not documented to send
+those keys and a wrong guess would stop every task.
+
+Why the serving role may list `models/`: without `s3:ListBucket` S3 answers 403 (not 404) for a
+key that does not exist, and the service could then not tell a user that the configured version
+does not exist.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components import child_opts
+from infra.model_store import DATA_PREFIX, MODELS_PREFIX
 
 POLICY_VERSION = "2012-10-17"
 ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
@@ -71,6 +81,56 @@ def secret_read_policy(secret_arn: str) -> dict[str, Any]:
     }
 
 
+def _list_prefixes(bucket_arn: str, prefixes: Sequence[str]) -> dict[str, Any]:
+    """ListBucket on the bucket, only for listings under `prefixes`."""
+    return {
+        "Sid": "ListOnly" + "And".join(p.rstrip("/").capitalize() for p in prefixes),
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": bucket_arn,
+        "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
+    }
+
+
+def serving_store_policy(bucket_arn: str) -> dict[str, Any]:
+    """The service reads model versions; nothing else in the bucket, and writes nothing."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "ReadModels",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"{bucket_arn}/{MODELS_PREFIX}*",
+            },
+            _list_prefixes(bucket_arn, [MODELS_PREFIX]),
+        ],
+    }
+
+
+def training_store_policy(bucket_arn: str) -> dict[str, Any]:
+    """Training reads data and models and creates models; it never deletes (and a published
+    version is never overwritten: the service writes with `If-None-Match: *`)."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "ReadDataAndModels",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"{bucket_arn}/{DATA_PREFIX}*", f"{bucket_arn}/{MODELS_PREFIX}*"],
+            },
+            {
+                "Sid": "WriteModels",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": f"{bucket_arn}/{MODELS_PREFIX}*",
+            },
+            _list_prefixes(bucket_arn, [DATA_PREFIX, MODELS_PREFIX]),
+        ],
+    }
+
+
 def managed_policy_arn(partition: str, name: str) -> str:
     return f"arn:{partition}:iam::aws:{name}"
 
@@ -81,15 +141,21 @@ class TaskRolesArgs(TypedDict):
     account_id: pulumi.Input[str]
     api_key_secret_arn: pulumi.Input[str] | None
     task_policy_arns: Sequence[str]
+    """Extra managed policies for the service's task role (`modelship:taskPolicyArns`)."""
+    bucket_arn: pulumi.Input[str]
+    """The model store: the service reads `models/`, training reads `data/` and writes `models/`."""
     tags: dict[str, str]
 
 
 class TaskRoles(pulumi.ComponentResource):
-    """`execution` and `task` roles; `ready` are the grants the first task start needs."""
+    """`execution`, `task` (service) and `training` roles; `ready` are the grants the first
+    service task needs, `training_ready` those of the first training run."""
 
     execution: aws.iam.Role
     task: aws.iam.Role
+    training: aws.iam.Role
     ready: list[pulumi.Resource]
+    training_ready: list[pulumi.Resource]
 
     def __init__(
         self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None
@@ -138,7 +204,7 @@ class TaskRoles(pulumi.ComponentResource):
         self.task = aws.iam.Role(
             f"{name}-task",
             aws.iam.RoleArgs(
-                description="modelship: the service's own AWS permissions (none by default)",
+                description="modelship: the service's own AWS permissions (read model versions)",
                 assume_role_policy=pulumi.Output.json_dumps(task_trust),
                 force_detach_policies=True,
                 tags=tags,
@@ -153,4 +219,41 @@ class TaskRoles(pulumi.ComponentResource):
                     opts=child_opts(self, opts),
                 )
             )
-        self.register_outputs({"execution": self.execution.arn, "task": self.task.arn})
+        bucket_arn = pulumi.Output.from_input(args["bucket_arn"])
+        self.ready.append(
+            aws.iam.RolePolicy(
+                f"{name}-task-models",
+                aws.iam.RolePolicyArgs(
+                    role=self.task.id,
+                    policy=pulumi.Output.json_dumps(bucket_arn.apply(serving_store_policy)),
+                ),
+                opts=child_opts(self, opts),
+            )
+        )
+        self.training = aws.iam.Role(
+            f"{name}-training",
+            aws.iam.RoleArgs(
+                description="modelship: the training task reads data/ and publishes to models/",
+                assume_role_policy=pulumi.Output.json_dumps(task_trust),
+                force_detach_policies=True,
+                tags=tags,
+            ),
+            opts=child_opts(self, opts),
+        )
+        self.training_ready = [
+            aws.iam.RolePolicy(
+                f"{name}-training-store",
+                aws.iam.RolePolicyArgs(
+                    role=self.training.id,
+                    policy=pulumi.Output.json_dumps(bucket_arn.apply(training_store_policy)),
+                ),
+                opts=child_opts(self, opts),
+            )
+        ]
+        self.register_outputs(
+            {
+                "execution": self.execution.arn,
+                "task": self.task.arn,
+                "training": self.training.arn,
+            }
+        )

@@ -2,7 +2,9 @@
 
 load balancer: in 80 (and 443 with HTTPS) from the configured CIDRs; out only to the tasks' group
 on the container port. tasks: in only from the load balancer's group on the container port; out
-only HTTPS (ECR, the image layers on S3, CloudWatch Logs, SSM/Secrets Manager). DNS to the VPC
+only HTTPS (ECR, the image layers on S3, CloudWatch Logs, SSM/Secrets Manager). training: no
+ingress at all (the training task serves nothing); out only HTTPS (ECR, the model store on S3,
+CloudWatch Logs). DNS to the VPC
 resolver is not filtered by security groups. Rules are separate resources (no inline rules that
 reference each other, CLOUD-PITFALLS 11) and groups revoke their rules before deletion.
 """
@@ -33,11 +35,14 @@ class SecurityGroupsArgs(TypedDict):
 
 
 class SecurityGroups(pulumi.ComponentResource):
-    """`load_balancer` and `tasks` security groups with their rules."""
+    """`load_balancer`, `tasks` and `training` security groups with their rules."""
 
     load_balancer: aws.ec2.SecurityGroup
     tasks: aws.ec2.SecurityGroup
+    training: aws.ec2.SecurityGroup
     rules: list[pulumi.Resource]
+    """The load balancer's and the service tasks' rules (the service waits for them)."""
+    training_rules: list[pulumi.Resource]
 
     def __init__(
         self, name: str, args: SecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None
@@ -63,6 +68,16 @@ class SecurityGroups(pulumi.ComponentResource):
                 description="modelship tasks: container port from the load balancer, HTTPS out",
                 revoke_rules_on_delete=True,
                 tags={**tags, "Name": f"{name}-tasks"},
+            ),
+            opts=group_opts,
+        )
+        self.training = aws.ec2.SecurityGroup(
+            f"{name}-training",
+            aws.ec2.SecurityGroupArgs(
+                vpc_id=args["vpc_id"],
+                description="modelship training task: no ingress, HTTPS out",
+                revoke_rules_on_delete=True,
+                tags={**tags, "Name": f"{name}-training"},
             ),
             opts=group_opts,
         )
@@ -131,6 +146,25 @@ class SecurityGroups(pulumi.ComponentResource):
                 opts=child,
             )
         )
+        self.training_rules = [
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-training-out-https",
+                aws.vpc.SecurityGroupEgressRuleArgs(
+                    security_group_id=self.training.id,
+                    description="HTTPS: image pull (ECR, S3), the model store (S3), logs",
+                    ip_protocol="tcp",
+                    from_port=HTTPS_PORT,
+                    to_port=HTTPS_PORT,
+                    cidr_ipv4=ANYWHERE,
+                    tags=tags,
+                ),
+                opts=child,
+            )
+        ]
         self.register_outputs(
-            {"load_balancer_group": self.load_balancer.id, "tasks_group": self.tasks.id}
+            {
+                "load_balancer_group": self.load_balancer.id,
+                "tasks_group": self.tasks.id,
+                "training_group": self.training.id,
+            }
         )

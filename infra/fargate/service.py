@@ -43,18 +43,26 @@ def health_check_command(spec: ContainerSpec) -> list[str]:
     return ["CMD", "python", "-c", code]
 
 
-def log_configuration(log_group: pulumi.Input[str], region: str) -> dict[str, Any]:
+def log_configuration(
+    log_group: pulumi.Input[str], region: str, stream_prefix: str = LOG_STREAM_PREFIX
+) -> dict[str, Any]:
+    """`awslogs` to the stack's log group; streams are named `PREFIX/CONTAINER/TASK-ID`."""
     return {
         "logDriver": "awslogs",
         "options": {
             "awslogs-group": log_group,
             "awslogs-region": region,
-            "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+            "awslogs-stream-prefix": stream_prefix,
             # A full log buffer drops lines instead of blocking the service's stdout.
             "mode": "non-blocking",
             "max-buffer-size": "25m",
         },
     }
+
+
+def region_env(region: str) -> dict[str, str]:
+    """The stack's region for the AWS SDK in the container (boto3 reads the model store with it)."""
+    return {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
 
 
 def container_definitions(
@@ -67,8 +75,11 @@ def container_definitions(
     """The task's containers as RegisterTaskDefinition's `containerDefinitions` expects them."""
     tmp_mount = {"sourceVolume": TMP_VOLUME, "containerPath": spec.tmp_dir, "readOnly": False}
     logs = log_configuration(log_group, region)
+    env = {**spec.env_dict, **region_env(region)}
     environment = [
-        {"name": key, "value": value} for key, value in spec.env if key != API_KEY_FILE_ENV
+        {"name": key, "value": value}
+        for key, value in sorted(env.items())
+        if key != API_KEY_FILE_ENV
     ]
     start_period = spec.startup.period_seconds * spec.startup.failure_threshold
     service: dict[str, Any] = {

@@ -14,6 +14,7 @@ API_KEY = "test-api-key-value"
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 SSM_SECRET = "arn:aws:ssm:us-east-1:123456789012:parameter/shared/modelship-key"  # noqa: S105
 TASK_POLICY = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
+MODEL_URI = "s3://modelship-fargate-models-example/models/insurance/" + "ab" * 32 + "/"
 
 # name → (config overrides, secret config)
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, str]]] = {
@@ -36,6 +37,10 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, str]]] = {
         {"modelship:platform": "linux/arm64", "modelship:taskPolicyArns": [TASK_POLICY]},
         {},
     ),
+    "model-uri-production": (
+        {"modelship:modelUri": MODEL_URI, "modelship:environment": "production"},
+        {},
+    ),
 }
 
 SERVICE = "aws:ecs/service:Service"
@@ -50,6 +55,9 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
+IMAGE = "docker-build:index:Image"
+REPOSITORY = "aws:ecr/repository:Repository"
+BUCKET = "aws:s3/bucket:Bucket"
 
 
 @functools.cache
@@ -63,12 +71,33 @@ def inputs(resource: DeclaredResource) -> dict[str, Any]:
     return result
 
 
-def containers(run: StackRun) -> dict[str, dict[str, Any]]:
-    """The task definition's container definitions by name."""
-    definitions = json.loads(run.one(TASK_DEFINITION).inputs["containerDefinitions"])
-    return {c["name"]: c for c in definitions}
-
-
 def named(run: StackRun, type_: str, suffix: str) -> DeclaredResource:
     (found,) = [r for r in run.of_type(type_) if r.name.endswith(suffix)]
     return found
+
+
+def service_task(run: StackRun) -> DeclaredResource:
+    """The service's task definition (the other one is the training task's)."""
+    return named(run, TASK_DEFINITION, "-app-task")
+
+
+def training_task(run: StackRun) -> DeclaredResource:
+    return named(run, TASK_DEFINITION, "-train-task")
+
+
+def service_image(run: StackRun) -> DeclaredResource:
+    return run.named("modelship-image-build")
+
+
+def training_image(run: StackRun) -> DeclaredResource:
+    return run.named("modelship-training-image-build")
+
+
+def definitions(task: DeclaredResource) -> dict[str, dict[str, Any]]:
+    """A task definition's container definitions by name."""
+    return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
+
+
+def containers(run: StackRun) -> dict[str, dict[str, Any]]:
+    """The service task definition's container definitions by name."""
+    return definitions(service_task(run))

@@ -19,6 +19,7 @@ from .fargate import (
     EGRESS_RULE,
     INGRESS_RULE,
     LISTENER,
+    REPOSITORY,
     ROLE,
     ROLE_POLICY,
     SCALING_POLICY,
@@ -34,6 +35,9 @@ from .fargate import (
     fargate_run,
     inputs,
     named,
+    service_image,
+    service_task,
+    training_task,
 )
 
 STANDARD_TAGS = {"project": "modelship", "stack": "fargate", "managed-by": "pulumi"}
@@ -60,14 +64,14 @@ def run() -> StackRun:
 
 
 def test_task_runs_the_image_by_digest(variant: StackRun) -> None:
-    ref = variant.one("docker-build:index:Image").state["ref"]
+    ref = service_image(variant).state["ref"]
     assert ref.startswith(f"{REGISTRY}/modelship-fargate@sha256:")
     assert {c["image"] for c in containers(variant).values()} == {ref}
     assert variant.outputs["image"] == ref
 
 
 def test_image_is_pushed_to_ecr_with_a_content_tag(run: StackRun) -> None:
-    image = inputs(run.one("docker-build:index:Image"))
+    image = inputs(service_image(run))
     assert image["push"] is True
     assert image["platforms"] == ["linux/amd64"]
     (tag,) = image["tags"]
@@ -76,23 +80,32 @@ def test_image_is_pushed_to_ecr_with_a_content_tag(run: StackRun) -> None:
     assert re.fullmatch(r"src-[0-9a-f]{16}", name), "a fixed tag is refused by immutable ECR"
     (login,) = image["registries"]
     assert login == {"address": REGISTRY, "username": "AWS", "password": MOCK_ECR_PASSWORD}
-    assert "registries" in run.one("docker-build:index:Image").secret_paths
+    assert "registries" in service_image(run).secret_paths
 
 
 def test_content_tag_follows_the_build_settings() -> None:
-    amd = inputs(fargate_run().one("docker-build:index:Image"))["tags"][0]
-    arm = inputs(fargate_run("arm64-policies").one("docker-build:index:Image"))["tags"][0]
+    amd = inputs(service_image(fargate_run()))["tags"][0]
+    arm = inputs(service_image(fargate_run("arm64-policies")))["tags"][0]
     assert amd != arm
     pinned = run_stack("fargate", {"modelship:imageTag": "v1.2.3"})
-    assert inputs(pinned.one("docker-build:index:Image"))["tags"][0].endswith(":v1.2.3")
+    assert inputs(service_image(pinned))["tags"][0].endswith(":v1.2.3")
 
 
-def test_registry_is_immutable_scanned_and_force_deleted(run: StackRun) -> None:
-    repo = inputs(run.one("aws:ecr/repository:Repository"))
+@pytest.mark.parametrize(
+    ("registry", "repository"),
+    [("-registry", "modelship-fargate"), ("-training-registry", "modelship-fargate-training")],
+)
+def test_registry_is_immutable_scanned_and_force_deleted(
+    run: StackRun, registry: str, repository: str
+) -> None:
+    """The service's and the training image's repository, from the same component."""
+    repo = inputs(run.named(f"modelship{registry}-repo"))
+    assert repo["name"] == repository
     assert repo["imageTagMutability"] == "IMMUTABLE"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["forceDelete"] is True
-    policy = json.loads(inputs(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy"))["policy"])
+    lifecycle = run.named(f"modelship{registry}-lifecycle")
+    policy = json.loads(inputs(lifecycle)["policy"])
     (rule,) = policy["rules"]
     assert rule["selection"] == {
         "tagStatus": "any",
@@ -106,7 +119,7 @@ def test_registry_is_immutable_scanned_and_force_deleted(run: StackRun) -> None:
 
 
 def test_task_definition_is_fargate_sized_and_linux_x86(run: StackRun) -> None:
-    task = inputs(run.one(TASK_DEFINITION))
+    task = inputs(service_task(run))
     assert task["requiresCompatibilities"] == ["FARGATE"]
     assert task["networkMode"] == "awsvpc"
     assert (task["cpu"], task["memory"]) == ("512", "1024")  # strings (CLOUD-PITFALLS 2)
@@ -119,8 +132,8 @@ def test_task_definition_is_fargate_sized_and_linux_x86(run: StackRun) -> None:
 
 def test_arm64_builds_and_runs_arm64() -> None:
     run = fargate_run("arm64-policies")
-    assert inputs(run.one(TASK_DEFINITION))["runtimePlatform"]["cpuArchitecture"] == "ARM64"
-    assert inputs(run.one("docker-build:index:Image"))["platforms"] == ["linux/arm64"]
+    assert inputs(service_task(run))["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    assert inputs(service_image(run))["platforms"] == ["linux/arm64"]
 
 
 def test_service_container_follows_the_contract(run: StackRun) -> None:
@@ -143,6 +156,9 @@ def test_service_container_follows_the_contract(run: StackRun) -> None:
         "MODELSHIP_ARTIFACT": "/app/model",
         "MODELSHIP_LOG_LEVEL": "info",
         "MODELSHIP_SHUTDOWN_GRACE_SECONDS": "20",
+        # For boto3 when the service fetches a model version from S3.
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     assert "secrets" not in api
 
@@ -282,7 +298,7 @@ def test_service_waits_for_the_listeners(variant: StackRun) -> None:
 def test_service_waits_for_the_execution_grants(variant: StackRun) -> None:
     service = variant.one(SERVICE)
     grants = {r.urn for r in variant.of_type(ATTACHMENT) if "execution" in r.name}
-    grants |= {r.urn for r in variant.of_type(ROLE_POLICY)}
+    grants |= {r.urn for r in variant.of_type(ROLE_POLICY) if "training" not in r.name}
     assert grants and grants <= set(service.dependencies)
 
 
@@ -402,20 +418,31 @@ def test_roles_are_least_privilege_by_default(run: StackRun) -> None:
     execution = named(run, ROLE, "-execution")
     assert attachment.inputs["role"] == execution.state["name"]
     assert attachment.inputs["policyArn"] == f"arn:aws:iam::aws:{EXECUTION_POLICY}"
-    assert run.of_type(ROLE_POLICY) == []
+    # Inline policies only for the model store (their content: test_model_store_access_*).
+    policies = {p.name: p.inputs["role"] for p in run.of_type(ROLE_POLICY)}
+    assert policies == {
+        "modelship-roles-task-models": f"{named(run, ROLE, '-task').state['name']}-id",
+        "modelship-roles-training-store": f"{named(run, ROLE, '-training').state['name']}-id",
+    }
+    assert len(run.of_type(ROLE)) == 3
     for role in run.of_type(ROLE):
         assert "managedPolicyArns" not in role.inputs and "inlinePolicies" not in role.inputs
         (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
         assert statement["Action"] == "sts:AssumeRole"
-    (task_trust,) = json.loads(named(run, ROLE, "-task").inputs["assumeRolePolicy"])["Statement"]
-    assert task_trust["Condition"] == {
-        "StringEquals": {"aws:SourceAccount": MOCK_AWS_ACCOUNT},
-        "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:us-east-1:{MOCK_AWS_ACCOUNT}:*"},
-    }
-    task = inputs(run.one(TASK_DEFINITION))
+    for own_role in ("-task", "-training"):
+        trust = json.loads(named(run, ROLE, own_role).inputs["assumeRolePolicy"])
+        (statement,) = trust["Statement"]
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": MOCK_AWS_ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:us-east-1:{MOCK_AWS_ACCOUNT}:*"},
+        }
+    task = inputs(service_task(run))
     assert task["executionRoleArn"] == execution.state["arn"]
     assert task["taskRoleArn"] == named(run, ROLE, "-task").state["arn"]
+    training = inputs(training_task(run))
+    assert training["executionRoleArn"] == execution.state["arn"]
+    assert training["taskRoleArn"] == named(run, ROLE, "-training").state["arn"]
 
 
 def test_task_policies_go_to_the_task_role_only() -> None:
@@ -435,8 +462,8 @@ def test_api_key_in_ssm_reaches_the_container_as_a_secret() -> None:
     api = containers(run)["api"]
     assert api["secrets"] == [{"name": "MODELSHIP_API_KEY", "valueFrom": parameter.state["arn"]}]
     assert "MODELSHIP_API_KEY_FILE" not in {e["name"] for e in api["environment"]}
-    assert API_KEY not in run.one(TASK_DEFINITION).inputs["containerDefinitions"]
-    (policy,) = run.of_type(ROLE_POLICY)
+    assert API_KEY not in service_task(run).inputs["containerDefinitions"]
+    policy = named(run, ROLE_POLICY, "-execution-api-key")
     document = json.loads(policy.inputs["policy"])
     (statement,) = document["Statement"]
     assert statement["Action"] == ["ssm:GetParameters"]
@@ -451,7 +478,9 @@ def test_api_key_in_secrets_manager_is_deleted_without_recovery_window() -> None
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.inputs["secretString"] == API_KEY
     assert "secretString" in version.secret_paths
-    (statement,) = json.loads(run.one(ROLE_POLICY).inputs["policy"])["Statement"]
+    (statement,) = json.loads(named(run, ROLE_POLICY, "-execution-api-key").inputs["policy"])[
+        "Statement"
+    ]
     assert statement == {
         "Sid": "ReadTheApiKey",
         "Effect": "Allow",
@@ -467,7 +496,9 @@ def test_a_secret_of_your_own() -> None:
     assert containers(run)["api"]["secrets"] == [
         {"name": "MODELSHIP_API_KEY", "valueFrom": SSM_SECRET}
     ]
-    (statement,) = json.loads(run.one(ROLE_POLICY).inputs["policy"])["Statement"]
+    (statement,) = json.loads(named(run, ROLE_POLICY, "-execution-api-key").inputs["policy"])[
+        "Statement"
+    ]
     assert statement["Resource"] == SSM_SECRET
 
 
@@ -515,6 +546,7 @@ def test_every_invoke_was_answered(variant: StackRun) -> None:
 
 def test_outputs(run: StackRun) -> None:
     assert set(run.outputs) >= {"url", "image", "cluster_name", "service_name", "log_group_name"}
+    assert set(run.outputs) >= {"model_store", "training_image", "train_command", "logs_command"}
     assert run.outputs["task_definition"] == run.one(SERVICE).inputs["taskDefinition"]
 
 
@@ -539,6 +571,6 @@ def test_plan_masks_the_registry_password_and_pins_the_tag() -> None:
 def test_deletion_follows_the_stack_environment(environment: str, protected: bool) -> None:
     run = run_stack("fargate", {"modelship:environment": environment})
     alb = inputs(run.one("aws:lb/loadBalancer:LoadBalancer"))
-    repository = inputs(run.one("aws:ecr/repository:Repository"))
     assert alb["enableDeletionProtection"] is protected
-    assert repository["forceDelete"] is not protected
+    for repository in run.of_type(REPOSITORY):
+        assert inputs(repository)["forceDelete"] is not protected

@@ -54,6 +54,47 @@ def test_fargate_sizes(cpu: str, memory: str, expected: str) -> None:
     assert expected in config_error({"modelship:cpu": cpu, "modelship:memory": memory})
 
 
+@pytest.mark.parametrize(
+    ("cpu", "memory", "expected"),
+    [
+        ("3", "8Gi", "modelship:trainingCpu = '3000m': on Fargate must be 250m, 500m, 1, 2, 4"),
+        ("1", "1Gi", "modelship:trainingMemory = '1024Mi': on Fargate with 1000m CPU must be"),
+        ("1", "2.5G", "modelship:trainingMemory = '2.5G': on Fargate must be whole MiB"),
+    ],
+)
+def test_training_sizes_are_fargate_sizes(cpu: str, memory: str, expected: str) -> None:
+    """The training task is checked against the same table, reported on the training keys."""
+    message = config_error({"modelship:trainingCpu": cpu, "modelship:trainingMemory": memory})
+    assert expected in message
+    assert "modelship:cpu " not in message and "modelship:memory " not in message
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "gs://bucket/models/insurance/" + "ab" * 32 + "/",  # another cloud's store
+        "s3://bucket/models/insurance/latest/",  # not a content-addressed version
+        "s3://bucket/data/insurance.csv",
+    ],
+)
+def test_model_uri_is_an_s3_version(uri: str) -> None:
+    message = config_error({"modelship:modelUri": uri})
+    assert f"modelship:modelUri = '{uri}': a model version in this stack's bucket: s3://" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("modelship:keepModelStore", "maybe", "must be true or false"),
+        ("modelship:trainingDataDays", 0, "must be an integer from 1 to 3650"),
+        ("modelship:trainingTimeoutMinutes", 2, "must be an integer from 5 to 1440"),
+        ("modelship:trainingData", "insurance.csv", "an object key under data/"),
+    ],
+)
+def test_model_store_keys(key: str, value: object, expected: str) -> None:
+    assert f"{key} = '{value}': {expected}" in config_error({key: value})
+
+
 def test_memory_in_whole_mib() -> None:
     message = config_error({"modelship:cpu": "1", "modelship:memory": "2G"})
     assert "modelship:memory = '2G': on Fargate must be whole MiB" in message
@@ -197,14 +238,14 @@ def test_all_problems_at_once() -> None:
 
 
 def test_every_key_is_documented() -> None:
-    from infra import settings
+    from infra import model_store, settings
     from infra.fargate import config
     from infra.harness import REPO_ROOT
 
     doc = (REPO_ROOT / "docs" / "fargate.md").read_text()
     keys = {
         value
-        for module in (settings, config)
+        for module in (settings, config, model_store)
         for name, value in vars(module).items()
         if name.startswith("KEY_") and isinstance(value, str)
     } - {settings.KEY_TARGET}

@@ -1,13 +1,16 @@
 """The fargate declarations checked against outside references, not against our own assumptions.
 
 - botocore's AWS API models (the service definitions the AWS SDKs and CLI are generated from):
-  the task definition as a `RegisterTaskDefinition` request, the service as `CreateService`, the
-  target group / listeners / load balancer as their elbv2 calls, the autoscaling target and policies
-  as their application-autoscaling calls. `ParamValidator` catches unknown and missing keys and
-  wrong types; the enum values and numeric ranges of the model are checked by `model_problems`.
+  the task definitions (service and training) as `RegisterTaskDefinition` requests, the service
+  as `CreateService`, the target group / listeners / load balancer as their elbv2 calls, the
+  autoscaling target and policies as their application-autoscaling calls. `ParamValidator`
+  catches unknown and missing keys and wrong types; the enum values and numeric ranges of the
+  model are checked by `model_problems`.
 - The Fargate CPU/memory table and the CloudWatch Logs retention periods, parsed from the same
   models' documentation, against `FARGATE_MEMORY_MIB` and `LOG_RETENTION_DAYS`.
 - Every IAM policy document with parliament (an IAM linter with AWS's action and resource list).
+- The model store's bucket settings, the training task and the `train_command` output: in
+  test_fargate_model_store.py (S3 and ECS RunTask models, parliament).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .fargate import (
     VARIANTS,
     fargate_run,
     inputs,
+    named,
 )
 
 SESSION = botocore.session.get_session()
@@ -89,9 +93,9 @@ def aws_tags(tags: dict[str, str], key: str = "key", value: str = "value") -> li
 # --------------------------------------------------------------------------- ECS
 
 
-def register_task_definition(run: StackRun) -> dict[str, Any]:
+def register_task_definition(run: StackRun, suffix: str = "-app-task") -> dict[str, Any]:
     """The RegisterTaskDefinition request the provider makes from the declared inputs."""
-    task = inputs(run.one(TASK_DEFINITION))
+    task = inputs(named(run, TASK_DEFINITION, suffix))
     return {
         "family": task["family"],
         "taskRoleArn": task["taskRoleArn"],
@@ -107,8 +111,10 @@ def register_task_definition(run: StackRun) -> dict[str, Any]:
     }
 
 
-def test_task_definition_is_a_valid_register_task_definition(variant: StackRun) -> None:
-    assert_valid("ecs", "RegisterTaskDefinition", register_task_definition(variant))
+@pytest.mark.parametrize("task", ["-app-task", "-train-task"])
+def test_task_definition_is_a_valid_register_task_definition(variant: StackRun, task: str) -> None:
+    """The service's and the training job's task definitions."""
+    assert_valid("ecs", "RegisterTaskDefinition", register_task_definition(variant, task))
 
 
 def test_the_model_check_is_real() -> None:
@@ -128,7 +134,8 @@ def test_fargate_stop_timeout_and_health_check_limits(variant: StackRun) -> None
     stop_doc = docs.members["stopTimeout"].documentation
     assert "the max stop timeout value is 120 seconds" in stop_doc
     health_doc = SESSION.get_service_model("ecs").shape_for("HealthCheck")
-    for container in register_task_definition(variant)["containerDefinitions"]:
+    tasks = [register_task_definition(variant, task) for task in ("-app-task", "-train-task")]
+    for container in [c for task in tasks for c in task["containerDefinitions"]]:
         assert container.get("stopTimeout", 30) <= 120
         check = container.get("healthCheck")
         if check:

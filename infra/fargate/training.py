@@ -1,0 +1,219 @@
+"""The training job on Fargate: a task definition that runs `modelship train` once, on demand.
+
+Nothing runs it at `pulumi up`: the stack exports `train_command`, the exact `aws ecs run-task`
+line (cluster, task family, the tasks' subnets, the training security group, the container's
+command as an override so the data key can be edited) that starts one run. Runs are tagged
+`--started-by modelship-train`, so `aws ecs list-tasks --started-by modelship-train` finds them.
+
+The container is the training image (the service image's `training` stage): same user 10001,
+read-only root filesystem with the `/tmp` task volume, `awslogs` to the stack's log group under
+the stream prefix `train`, no port and no health check (it serves nothing), and the training
+task role (read `data/` and `models/`, create under `models/`).
+
+Deadline: ECS has no per-task time limit (`stopTimeout` is only the grace between SIGTERM and
+SIGKILL once a task is stopped, at most 120 s on Fargate). So the container's entry point is
+coreutils' `timeout` (in the image's Debian base) in front of `modelship`: after
+`modelship:trainingTimeoutMinutes` the run gets SIGTERM, then SIGKILL 30 s later, and the task
+stops with exit code 124, like the Kubernetes Job's `activeDeadlineSeconds` on gke.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components import child_opts
+from infra.container import RUN_AS_GROUP, RUN_AS_USER, TMP_DIR
+from infra.fargate.service import ARCHITECTURES, TMP_VOLUME, log_configuration, region_env
+from infra.model_store import TrainingSettings
+from infra.settings import fargate_cpu_units
+
+CONTAINER_NAME = "train"
+LOG_STREAM_PREFIX = "train"
+STARTED_BY = "modelship-train"
+KILL_AFTER_SECONDS = 30
+
+
+def entry_point(training: TrainingSettings) -> list[str]:
+    """`timeout` in front of the image's entry point: the run's deadline (see the module doc)."""
+    return [
+        "timeout",
+        f"--kill-after={KILL_AFTER_SECONDS}s",
+        f"{training.timeout_minutes}m",
+        "modelship",
+    ]
+
+
+def training_container(
+    image: pulumi.Input[str],
+    command: Sequence[str],
+    training: TrainingSettings,
+    log_group: pulumi.Input[str],
+    region: str,
+) -> dict[str, Any]:
+    """The one container of the training task, as RegisterTaskDefinition expects it."""
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+        "entryPoint": entry_point(training),
+        "command": list(command),
+        "environment": [{"name": k, "value": v} for k, v in sorted(region_env(region).items())],
+        "user": f"{RUN_AS_USER}:{RUN_AS_GROUP}",
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": TMP_DIR, "readOnly": False}],
+        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+        "logConfiguration": log_configuration(log_group, region, LOG_STREAM_PREFIX),
+    }
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def run_task_command(
+    *,
+    cluster: str,
+    family: str,
+    subnet_ids: Sequence[str],
+    security_group_id: str,
+    assign_public_ip: bool,
+    command: Sequence[str],
+    region: str,
+) -> str:
+    """The `aws ecs run-task` line that starts one training run (quoted for a POSIX shell)."""
+    network = {
+        "awsvpcConfiguration": {
+            "subnets": list(subnet_ids),
+            "securityGroups": [security_group_id],
+            "assignPublicIp": "ENABLED" if assign_public_ip else "DISABLED",
+        }
+    }
+    overrides = {"containerOverrides": [{"name": CONTAINER_NAME, "command": list(command)}]}
+    return shlex.join(
+        [
+            "aws",
+            "ecs",
+            "run-task",
+            "--cluster",
+            cluster,
+            # The family without a revision: the latest ACTIVE revision, i.e. what `up` declared.
+            "--task-definition",
+            family,
+            "--launch-type",
+            "FARGATE",
+            "--network-configuration",
+            _compact_json(network),
+            "--overrides",
+            _compact_json(overrides),
+            "--started-by",
+            STARTED_BY,
+            "--propagate-tags",
+            "TASK_DEFINITION",
+            "--region",
+            region,
+        ]
+    )
+
+
+def logs_command(log_group: str, region: str) -> str:
+    """Follow the training runs' log streams."""
+    return shlex.join(
+        [
+            "aws",
+            "logs",
+            "tail",
+            log_group,
+            "--log-stream-name-prefix",
+            LOG_STREAM_PREFIX,
+            "--follow",
+            "--region",
+            region,
+        ]
+    )
+
+
+class TrainingTaskArgs(TypedDict):
+    family: str
+    region: str
+    platform: str
+    training: TrainingSettings
+    image: pulumi.Input[str]
+    command: pulumi.Input[Sequence[str]]
+    """The container command (`train --data … --output s3://BUCKET`, infra.model_store)."""
+    log_group: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]
+    task_role_arn: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    assign_public_ip: bool
+    tags: Mapping[str, str]
+
+
+class TrainingTask(pulumi.ComponentResource):
+    """The training task definition; `run_command` / `logs_command` are what a user types."""
+
+    task_definition: aws.ecs.TaskDefinition
+    run_command: pulumi.Output[str]
+    logs_command: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: TrainingTaskArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("modelship:fargate:TrainingTask", name, None, opts)
+        training = args["training"]
+        region = args["region"]
+        command = pulumi.Output.from_input(args["command"])
+        definitions = pulumi.Output.all(args["image"], command, args["log_group"]).apply(
+            lambda values: [training_container(values[0], values[1], training, values[2], region)]
+        )
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            aws.ecs.TaskDefinitionArgs(
+                family=args["family"],
+                requires_compatibilities=["FARGATE"],
+                network_mode="awsvpc",
+                cpu=str(fargate_cpu_units(training.cpu_millicores)),
+                memory=str(training.memory_mib),
+                runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                    operating_system_family="LINUX",
+                    cpu_architecture=ARCHITECTURES[args["platform"]],
+                ),
+                execution_role_arn=args["execution_role_arn"],
+                task_role_arn=args["task_role_arn"],
+                volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)],
+                container_definitions=pulumi.Output.json_dumps(definitions),
+                tags=dict(args["tags"]),
+            ),
+            opts=child_opts(self, opts),
+        )
+        assign_public_ip = args["assign_public_ip"]
+        self.run_command = pulumi.Output.all(
+            args["cluster_name"],
+            self.task_definition.family,
+            pulumi.Output.all(*args["subnet_ids"]),
+            args["security_group_id"],
+            command,
+        ).apply(
+            lambda values: run_task_command(
+                cluster=values[0],
+                family=values[1],
+                subnet_ids=values[2],
+                security_group_id=values[3],
+                assign_public_ip=assign_public_ip,
+                command=values[4],
+                region=region,
+            )
+        )
+        self.logs_command = pulumi.Output.from_input(args["log_group"]).apply(
+            lambda group: logs_command(group, region)
+        )
+        self.register_outputs(
+            {"task_definition": self.task_definition.arn, "run_command": self.run_command}
+        )
