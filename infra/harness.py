@@ -93,7 +93,6 @@ class DeclaredResource:
     ignore_changes: tuple[str, ...]
     delete_before_replace: bool
     custom_timeouts: Mapping[str, str]
-    retain_on_delete: bool = False
     secret_paths: frozenset[str] = frozenset()
     """Input paths (`stringData.api-key` style) whose values the program marked secret."""
     retain_on_delete: bool = False
@@ -372,7 +371,6 @@ class RecordingMonitor(MockMonitor):
                     if v
                 },
                 secret_paths=frozenset(secret_paths),
-                retain_on_delete=bool(request.retainOnDelete),
             )
         )
         return response

@@ -88,7 +88,7 @@ def test_model_uri_is_an_s3_version(uri: str) -> None:
         ("modelship:keepModelStore", "maybe", "must be true or false"),
         ("modelship:trainingDataDays", 0, "must be an integer from 1 to 3650"),
         ("modelship:trainingTimeoutMinutes", 2, "must be an integer from 5 to 1440"),
-        ("modelship:trainingData", "insurance.csv", "an object key under data/"),
+        ("modelship:trainingData", "insurance.csv", "a CSV file under data/"),
     ],
 )
 def test_model_store_keys(key: str, value: object, expected: str) -> None:
