@@ -15,8 +15,10 @@ the task execution role guide, because the Fargate agent that assumes it is not 
 those keys and a wrong guess would stop every task.
 
 Why the serving role may list `models/`: without `s3:ListBucket` S3 answers 403 (not 404) for a
-key that does not exist, and the service could then not tell a user that the configured version
-does not exist.
+key that does not exist. Whether S3 applies the `s3:prefix` condition to that implicit check is
+not documented, so the service does not depend on it: a 403 is reported as "does not exist or may
+not be read" with the URI, and publishing relies on conditional writes, not on 404s
+(`modelship.store.S3Backend`).
 """
 
 from __future__ import annotations

@@ -146,3 +146,32 @@ def test_a_directory_store_publishes_lists_and_verifies(
         store.fetch(str(renamed), tmp_path / "unused")
     with pytest.raises(StoreError, match="a file URI has no host"):
         store.parse("file://host/dir")
+
+
+def test_s3_access_denied_reads_as_missing_or_forbidden_not_a_crash(
+    regression_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a narrow IAM policy (no s3:ListBucket on the key), S3 answers 403 for a missing key.
+
+    botocore's Stubber plays S3's answers: the service's fetch names the URI; publishing treats
+    "denied" as "not known to exist" and relies on the conditional write.
+    """
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    uri = f"s3://bucket/models/insurance-charges/{'a' * 64}/"
+    backend = store.S3Backend("bucket")
+    with Stubber(backend.client) as stub:
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        stub.add_client_error("head_object", "403", "Forbidden", 403)
+        monkeypatch.setattr(store, "backend", lambda location: backend)
+        with pytest.raises(StoreError) as caught:
+            store.fetch(uri, tmp_path / "cache")
+        assert str(caught.value) == (
+            f"model {uri}: {uri}model-card.json does not exist or this identity may not read "
+            "it (access denied)"
+        )
+        assert backend.exists("models/x/model-card.json") is False
+        stub.assert_no_pending_responses()

@@ -47,6 +47,10 @@ class ExistsError(Exception):
     pass
 
 
+class DeniedError(Exception):
+    """Access denied to a key; for S3 without list permission also what a missing key looks like."""
+
+
 class LocalBackend:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,6 +81,9 @@ class LocalBackend:
 
 
 class S3Backend:
+    """S3 by boto3. Without `s3:ListBucket` on a key's prefix, S3 answers 403 (not 404) for a key
+    that does not exist; both are handled, so a narrow IAM policy still gets clear errors."""
+
     def __init__(self, bucket: str) -> None:
         import boto3
 
@@ -84,10 +91,17 @@ class S3Backend:
         self.client: Any = boto3.client("s3")
 
     def read(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
         try:
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            raise MissingObjectError(key) from None
+        except ClientError as exc:
+            code = _s3_code(exc)
+            if code in _S3_MISSING:
+                raise MissingObjectError(key) from None
+            if code in _S3_DENIED:
+                raise DeniedError(key) from None
+            raise
         return body
 
     def exists(self, key: str) -> bool:
@@ -96,7 +110,9 @@ class S3Backend:
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            # Denied: unknown, so "not known to exist"; the conditional write that follows
+            # still refuses to replace an object that does exist.
+            if _s3_code(exc) in _S3_MISSING + _S3_DENIED:
                 return False
             raise
         return True
@@ -107,7 +123,7 @@ class S3Backend:
         try:  # S3 conditional write: refused if the key exists, atomically
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            if _s3_code(exc) in ("PreconditionFailed", "412"):
                 raise ExistsError(key) from None
             raise
 
@@ -118,6 +134,14 @@ class S3Backend:
         ):
             found.extend(item["Key"] for item in page.get("Contents", []))
         return sorted(found)
+
+
+_S3_MISSING = ("404", "NoSuchKey", "NotFound")
+_S3_DENIED = ("403", "AccessDenied", "Forbidden")
+
+
+def _s3_code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class GcsBackend:
@@ -272,6 +296,11 @@ def fetch(version_uri: str, cache: Path) -> Path:
         raise StoreError(
             f"model {version_uri}: {location.uri_of(str(exc))} does not exist"
         ) from None
+    except DeniedError as exc:
+        raise StoreError(
+            f"model {version_uri}: {location.uri_of(str(exc))} does not exist or this identity "
+            "may not read it (access denied)"
+        ) from None
     except ValueError as exc:
         raise StoreError(f"model {version_uri}: the model card is unreadable: {exc}") from None
     except Exception as exc:
@@ -327,5 +356,7 @@ def read_object(uri: str) -> bytes:
         return backend(location).read(location.prefix)
     except MissingObjectError:
         raise StoreError(f"{uri} does not exist") from None
+    except DeniedError:
+        raise StoreError(f"{uri} does not exist or this identity may not read it") from None
     except Exception as exc:
         raise StoreError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from exc
