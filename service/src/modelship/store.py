@@ -152,16 +152,23 @@ class GcsBackend:
         self.bucket: Any = self.client.bucket(bucket)
 
     def read(self, key: str) -> bytes:
-        from google.api_core.exceptions import NotFound
+        from google.api_core.exceptions import Forbidden, NotFound
 
         try:
             data: bytes = self.bucket.blob(key).download_as_bytes()
         except NotFound:
             raise MissingObjectError(key) from None
+        except Forbidden:
+            raise DeniedError(key) from None
         return data
 
     def exists(self, key: str) -> bool:
-        return bool(self.bucket.blob(key).exists())
+        from google.api_core.exceptions import Forbidden
+
+        try:
+            return bool(self.bucket.blob(key).exists())
+        except Forbidden:  # not known to exist; the conditional write decides
+            return False
 
     def write_once(self, key: str, data: bytes) -> None:
         from google.api_core.exceptions import PreconditionFailed
