@@ -20,7 +20,7 @@ from infra.fargate.secrets import ApiKeySecret
 from infra.fargate.security import SecurityGroups
 from infra.fargate.service import FargateService
 from infra.fargate.training import TrainingTask
-from infra.image import DOCKERFILE, REPO_ROOT, ServiceImage
+from infra.image import DOCKERFILE, REPO_ROOT, ServiceImage, ServiceImageArgs
 from infra.labels import label_value, standard_labels
 from infra.model_store import training_command
 from infra.settings import Settings
@@ -60,18 +60,23 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "tags": labels,
         },
     )
-    image = ServiceImage(
-        f"{name}-image",
-        {
-            "image_name": registry.url,
+
+    def push(resource_name: str, repository: EcrRepository, target: str | None) -> ServiceImage:
+        args: ServiceImageArgs = {
+            "image_name": repository.url,
             "tag": tag,
-            "registry": registry.login,
+            "registry": repository.login,
             "platform": settings.image.platform,
             "build_on_preview": settings.image.build_on_preview,
             "labels": labels,
-        },
-        opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
-    )
+        }
+        if target is not None:
+            args["target"] = target
+        return ServiceImage(
+            resource_name, args, opts=pulumi.ResourceOptions(depends_on=[repository.repository])
+        )
+
+    image = push(f"{name}-image", registry, None)
     # The training image (the Dockerfile's `training` stage) in its own repository, so the
     # serving repository's lifecycle rule counts serving images only.
     training_registry = EcrRepository(
@@ -83,19 +88,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "tags": labels,
         },
     )
-    training_image = ServiceImage(
-        f"{name}-training-image",
-        {
-            "image_name": training_registry.url,
-            "tag": tag,
-            "registry": training_registry.login,
-            "platform": settings.image.platform,
-            "build_on_preview": settings.image.build_on_preview,
-            "labels": labels,
-            "target": "training",
-        },
-        opts=pulumi.ResourceOptions(depends_on=[training_registry.repository]),
-    )
+    training_image = push(f"{name}-training-image", training_registry, "training")
     store = S3ModelStore(
         f"{name}-store",
         {

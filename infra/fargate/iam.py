@@ -203,15 +203,22 @@ class TaskRoles(pulumi.ComponentResource):
                     opts=child_opts(self, opts),
                 )
             )
-        self.task = aws.iam.Role(
-            f"{name}-task",
-            aws.iam.RoleArgs(
-                description="modelship: the service's own AWS permissions (read model versions)",
-                assume_role_policy=pulumi.Output.json_dumps(task_trust),
-                force_detach_policies=True,
-                tags=tags,
-            ),
-            opts=child_opts(self, opts),
+
+        def task_role(role: str, description: str) -> aws.iam.Role:
+            """A role ECS tasks of this account and region may assume (confused deputy)."""
+            return aws.iam.Role(
+                f"{name}-{role}",
+                aws.iam.RoleArgs(
+                    description=description,
+                    assume_role_policy=pulumi.Output.json_dumps(task_trust),
+                    force_detach_policies=True,
+                    tags=tags,
+                ),
+                opts=child_opts(self, opts),
+            )
+
+        self.task = task_role(
+            "task", "modelship: the service's own AWS permissions (read model versions)"
         )
         for index, arn in enumerate(args["task_policy_arns"]):
             self.ready.append(
@@ -232,15 +239,8 @@ class TaskRoles(pulumi.ComponentResource):
                 opts=child_opts(self, opts),
             )
         )
-        self.training = aws.iam.Role(
-            f"{name}-training",
-            aws.iam.RoleArgs(
-                description="modelship: the training task reads data/ and publishes to models/",
-                assume_role_policy=pulumi.Output.json_dumps(task_trust),
-                force_detach_policies=True,
-                tags=tags,
-            ),
-            opts=child_opts(self, opts),
+        self.training = task_role(
+            "training", "modelship: the training task reads data/ and publishes to models/"
         )
         self.training_ready = [
             aws.iam.RolePolicy(

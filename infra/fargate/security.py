@@ -51,36 +51,24 @@ class SecurityGroups(pulumi.ComponentResource):
         tags = dict(args["tags"])
         port = args["container_port"]
         group_opts = child_opts(self, opts, custom_timeouts=GROUP_TIMEOUTS)
-        self.load_balancer = aws.ec2.SecurityGroup(
-            f"{name}-alb",
-            aws.ec2.SecurityGroupArgs(
-                vpc_id=args["vpc_id"],
-                description="modelship load balancer: HTTP(S) in, container port out",
-                revoke_rules_on_delete=True,
-                tags={**tags, "Name": f"{name}-alb"},
-            ),
-            opts=group_opts,
+
+        def group(role: str, description: str) -> aws.ec2.SecurityGroup:
+            return aws.ec2.SecurityGroup(
+                f"{name}-{role}",
+                aws.ec2.SecurityGroupArgs(
+                    vpc_id=args["vpc_id"],
+                    description=description,
+                    revoke_rules_on_delete=True,
+                    tags={**tags, "Name": f"{name}-{role}"},
+                ),
+                opts=group_opts,
+            )
+
+        self.load_balancer = group("alb", "modelship load balancer: HTTP(S) in, container port out")
+        self.tasks = group(
+            "tasks", "modelship tasks: container port from the load balancer, HTTPS out"
         )
-        self.tasks = aws.ec2.SecurityGroup(
-            f"{name}-tasks",
-            aws.ec2.SecurityGroupArgs(
-                vpc_id=args["vpc_id"],
-                description="modelship tasks: container port from the load balancer, HTTPS out",
-                revoke_rules_on_delete=True,
-                tags={**tags, "Name": f"{name}-tasks"},
-            ),
-            opts=group_opts,
-        )
-        self.training = aws.ec2.SecurityGroup(
-            f"{name}-training",
-            aws.ec2.SecurityGroupArgs(
-                vpc_id=args["vpc_id"],
-                description="modelship training task: no ingress, HTTPS out",
-                revoke_rules_on_delete=True,
-                tags={**tags, "Name": f"{name}-training"},
-            ),
-            opts=group_opts,
-        )
+        self.training = group("training", "modelship training task: no ingress, HTTPS out")
         child = child_opts(self, opts)
         self.rules = []
         listener_ports = [HTTP_PORT, HTTPS_PORT] if args["https"] else [HTTP_PORT]
@@ -131,12 +119,15 @@ class SecurityGroups(pulumi.ComponentResource):
                 opts=child,
             )
         )
-        self.rules.append(
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-tasks-out-https",
+
+        def https_out(
+            rule_name: str, group: aws.ec2.SecurityGroup, description: str
+        ) -> pulumi.Resource:
+            return aws.vpc.SecurityGroupEgressRule(
+                f"{name}-{rule_name}",
                 aws.vpc.SecurityGroupEgressRuleArgs(
-                    security_group_id=self.tasks.id,
-                    description="HTTPS: image pull (ECR, S3), logs, secrets",
+                    security_group_id=group.id,
+                    description=description,
                     ip_protocol="tcp",
                     from_port=HTTPS_PORT,
                     to_port=HTTPS_PORT,
@@ -145,20 +136,15 @@ class SecurityGroups(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+
+        self.rules.append(
+            https_out("tasks-out-https", self.tasks, "HTTPS: image pull (ECR, S3), logs, secrets")
         )
         self.training_rules = [
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-training-out-https",
-                aws.vpc.SecurityGroupEgressRuleArgs(
-                    security_group_id=self.training.id,
-                    description="HTTPS: image pull (ECR, S3), the model store (S3), logs",
-                    ip_protocol="tcp",
-                    from_port=HTTPS_PORT,
-                    to_port=HTTPS_PORT,
-                    cidr_ipv4=ANYWHERE,
-                    tags=tags,
-                ),
-                opts=child,
+            https_out(
+                "training-out-https",
+                self.training,
+                "HTTPS: image pull (ECR, S3), the model store (S3), logs",
             )
         ]
         self.register_outputs(

@@ -115,6 +115,43 @@ def container_definitions(
     return [service]
 
 
+def fargate_task_definition(
+    name: str,
+    *,
+    family: str,
+    cpu_millicores: int,
+    memory_mib: int,
+    platform: str,
+    execution_role_arn: pulumi.Input[str],
+    task_role_arn: pulumi.Input[str],
+    definitions: pulumi.Input[Any],
+    tags: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> aws.ecs.TaskDefinition:
+    """A Fargate task definition (service or training) with the `/tmp` task volume."""
+    return aws.ecs.TaskDefinition(
+        name,
+        aws.ecs.TaskDefinitionArgs(
+            family=family,
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            # Task-level sizes as strings, from the checked Fargate table (CLOUD-PITFALLS 2).
+            cpu=str(fargate_cpu_units(cpu_millicores)),
+            memory=str(memory_mib),
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX",
+                cpu_architecture=ARCHITECTURES[platform],
+            ),
+            execution_role_arn=execution_role_arn,
+            task_role_arn=task_role_arn,
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)],
+            container_definitions=pulumi.Output.json_dumps(definitions),
+            tags=dict(tags),
+        ),
+        opts=opts,
+    )
+
+
 class FargateServiceArgs(TypedDict):
     family: str
     region: str
@@ -167,25 +204,16 @@ class FargateService(pulumi.ComponentResource):
         definitions = container_definitions(
             spec, args["image"], self.log_group.name, args["region"], args["api_key_arn"]
         )
-        self.task_definition = aws.ecs.TaskDefinition(
+        self.task_definition = fargate_task_definition(
             f"{name}-task",
-            aws.ecs.TaskDefinitionArgs(
-                family=args["family"],
-                requires_compatibilities=["FARGATE"],
-                network_mode="awsvpc",
-                # Task-level sizes as strings, from the checked Fargate table (CLOUD-PITFALLS 2).
-                cpu=str(fargate_cpu_units(spec.cpu_millicores)),
-                memory=str(spec.memory_mib),
-                runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                    operating_system_family="LINUX",
-                    cpu_architecture=ARCHITECTURES[args["platform"]],
-                ),
-                execution_role_arn=args["execution_role_arn"],
-                task_role_arn=args["task_role_arn"],
-                volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)],
-                container_definitions=pulumi.Output.json_dumps(definitions),
-                tags=tags,
-            ),
+            family=args["family"],
+            cpu_millicores=spec.cpu_millicores,
+            memory_mib=spec.memory_mib,
+            platform=args["platform"],
+            execution_role_arn=args["execution_role_arn"],
+            task_role_arn=args["task_role_arn"],
+            definitions=definitions,
+            tags=tags,
             opts=child_opts(self, opts),
         )
 

@@ -29,9 +29,13 @@ import pulumi_aws as aws
 
 from infra.components import child_opts
 from infra.container import RUN_AS_GROUP, RUN_AS_USER, TMP_DIR
-from infra.fargate.service import ARCHITECTURES, TMP_VOLUME, log_configuration, region_env
+from infra.fargate.service import (
+    TMP_VOLUME,
+    fargate_task_definition,
+    log_configuration,
+    region_env,
+)
 from infra.model_store import TrainingSettings
-from infra.settings import fargate_cpu_units
 
 CONTAINER_NAME = "train"
 LOG_STREAM_PREFIX = "train"
@@ -173,24 +177,16 @@ class TrainingTask(pulumi.ComponentResource):
         definitions = pulumi.Output.all(args["image"], command, args["log_group"]).apply(
             lambda values: [training_container(values[0], values[1], training, values[2], region)]
         )
-        self.task_definition = aws.ecs.TaskDefinition(
+        self.task_definition = fargate_task_definition(
             f"{name}-task",
-            aws.ecs.TaskDefinitionArgs(
-                family=args["family"],
-                requires_compatibilities=["FARGATE"],
-                network_mode="awsvpc",
-                cpu=str(fargate_cpu_units(training.cpu_millicores)),
-                memory=str(training.memory_mib),
-                runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                    operating_system_family="LINUX",
-                    cpu_architecture=ARCHITECTURES[args["platform"]],
-                ),
-                execution_role_arn=args["execution_role_arn"],
-                task_role_arn=args["task_role_arn"],
-                volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)],
-                container_definitions=pulumi.Output.json_dumps(definitions),
-                tags=dict(args["tags"]),
-            ),
+            family=args["family"],
+            cpu_millicores=training.cpu_millicores,
+            memory_mib=training.memory_mib,
+            platform=args["platform"],
+            execution_role_arn=args["execution_role_arn"],
+            task_role_arn=args["task_role_arn"],
+            definitions=definitions,
+            tags=args["tags"],
             opts=child_opts(self, opts),
         )
         assign_public_ip = args["assign_public_ip"]

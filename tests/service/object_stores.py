@@ -5,8 +5,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 BUCKET = "modelship-test-models"
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    """A boto3 S3 client for the server `s3_server` yielded `env` for."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - moto accepts any key
+    )
 
 
 @contextlib.contextmanager
@@ -23,15 +37,7 @@ def s3_server() -> Iterator[dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - moto accepts any key
-    ).create_bucket(Bucket=BUCKET)
+    s3_client(env).create_bucket(Bucket=BUCKET)
     try:
         yield env
     finally:

@@ -13,7 +13,7 @@ import pytest
 
 from scripts.image_contents import TRAINING_EXTRAS, build_runtime_venv, build_venv
 from tests.conftest import REPO
-from tests.service.object_stores import BUCKET, s3_server
+from tests.service.object_stores import BUCKET, s3_client, s3_server
 from tests.service.server import running_server
 
 DOCKERFILE = REPO / "service" / "Dockerfile"
@@ -83,15 +83,9 @@ def test_the_training_image_publishes_what_the_service_image_serves(
     training = build_venv(tmp_path / "training", TRAINING_EXTRAS)
     runtime = build_runtime_venv(tmp_path / "runtime")
     with s3_server() as env:
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",  # noqa: S106 - moto accepts any key
-        ).put_object(Bucket=BUCKET, Key="data/insurance.csv", Body=insurance_csv.read_bytes())
+        s3_client(env).put_object(
+            Bucket=BUCKET, Key="data/insurance.csv", Body=insurance_csv.read_bytes()
+        )
         root = f"s3://{BUCKET}"
         # What the training job runs (infra.model_store.training_command), with a quick model.
         trained = subprocess.run(
