@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+
 BUCKET = "modelship-test-models"
 
 
@@ -37,6 +39,8 @@ def s3_server() -> Iterator[dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    # Moto keeps its state per process, not per server: start every server from an empty account.
+    httpx.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset").raise_for_status()
     s3_client(env).create_bucket(Bucket=BUCKET)
     try:
         yield env
