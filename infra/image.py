@@ -25,6 +25,9 @@ from infra.components import child_opts
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = Path("service") / "Dockerfile"
 IMAGE_NAME = "modelship"
+# The Dockerfile's `training` stage: the service image plus the training libraries.
+TRAINING_IMAGE_NAME = "modelship-training"
+TRAINING_TARGET = "training"
 
 
 def repo_path(relative: Path | str = ".") -> str:
@@ -67,6 +70,19 @@ class ServiceImageArgs(TypedDict):
     """Also load the image into the local Docker daemon (the local target runs it from there)."""
     target: NotRequired[str]
     """A Dockerfile stage to build instead of the last one (`training`: the training image)."""
+
+
+def training_image_args(
+    service: ServiceImageArgs,
+    image_name: pulumi.Input[str],
+    registry: RegistryLogin | None = None,
+) -> ServiceImageArgs:
+    """The training image's build: the service image's, for the `training` stage, under its own
+    name (and registry login, where it has its own repository)."""
+    args: ServiceImageArgs = {**service, "image_name": image_name, "target": TRAINING_TARGET}
+    if registry is not None:
+        args["registry"] = registry
+    return args
 
 
 class ServiceImage(pulumi.ComponentResource):

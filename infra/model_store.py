@@ -42,7 +42,6 @@ DATA_PREFIX = "data/"
 MODELS_PREFIX = "models/"
 # Overwritten or deleted objects stay recoverable this long (bucket versioning), then go.
 NONCURRENT_VERSION_DAYS = 30
-TRAINING_IMAGE_NAME = "modelship-training"
 
 _BUCKET = r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"
 _VERSION = r"models/[A-Za-z0-9._-]+/[0-9a-f]{64}/?"

@@ -20,7 +20,13 @@ from infra.fargate.secrets import ApiKeySecret
 from infra.fargate.security import SecurityGroups
 from infra.fargate.service import FargateService
 from infra.fargate.training import TrainingTask
-from infra.image import DOCKERFILE, REPO_ROOT, ServiceImage, ServiceImageArgs
+from infra.image import (
+    DOCKERFILE,
+    REPO_ROOT,
+    ServiceImage,
+    ServiceImageArgs,
+    training_image_args,
+)
 from infra.labels import label_value, standard_labels
 from infra.model_store import training_command
 from infra.settings import Settings
@@ -61,22 +67,19 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         },
     )
 
-    def push(resource_name: str, repository: EcrRepository, target: str | None) -> ServiceImage:
-        args: ServiceImageArgs = {
-            "image_name": repository.url,
-            "tag": tag,
-            "registry": repository.login,
-            "platform": settings.image.platform,
-            "build_on_preview": settings.image.build_on_preview,
-            "labels": labels,
-        }
-        if target is not None:
-            args["target"] = target
-        return ServiceImage(
-            resource_name, args, opts=pulumi.ResourceOptions(depends_on=[repository.repository])
-        )
-
-    image = push(f"{name}-image", registry, None)
+    image_args: ServiceImageArgs = {
+        "image_name": registry.url,
+        "tag": tag,
+        "registry": registry.login,
+        "platform": settings.image.platform,
+        "build_on_preview": settings.image.build_on_preview,
+        "labels": labels,
+    }
+    image = ServiceImage(
+        f"{name}-image",
+        image_args,
+        opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
+    )
     # The training image (the Dockerfile's `training` stage) in its own repository, so the
     # serving repository's lifecycle rule counts serving images only.
     training_registry = EcrRepository(
@@ -88,7 +91,11 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "tags": labels,
         },
     )
-    training_image = push(f"{name}-training-image", training_registry, "training")
+    training_image = ServiceImage(
+        f"{name}-training-image",
+        training_image_args(image_args, training_registry.url, training_registry.login),
+        opts=pulumi.ResourceOptions(depends_on=[training_registry.repository]),
+    )
     store = S3ModelStore(
         f"{name}-store",
         {

@@ -14,11 +14,17 @@ from infra.gke.https import HttpsIngress, backend_config_name, service_annotatio
 from infra.gke.model_store import ModelStore, workload_identity_annotation
 from infra.gke.network import Network
 from infra.gke.registry import ArtifactRepository, allow_pull
-from infra.image import IMAGE_NAME, ServiceImage, ServiceImageArgs
+from infra.image import (
+    IMAGE_NAME,
+    TRAINING_IMAGE_NAME,
+    ServiceImage,
+    ServiceImageArgs,
+    training_image_args,
+)
 from infra.k8s_app import KubernetesApp
 from infra.k8s_training import TrainingJob
 from infra.labels import app_selector, label_value, standard_labels
-from infra.model_store import TRAINING_IMAGE_NAME, training_command
+from infra.model_store import training_command
 from infra.settings import Settings
 from infra.targets import TargetOutputs
 
@@ -58,28 +64,23 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
     # The identity running Pulumi pushes with its own short-lived OAuth access token.
     token = gcp.organizations.get_client_config_output().access_token
 
-    def push(resource_name: str, image_name: str, target: str | None = None) -> ServiceImage:
-        args: ServiceImageArgs = {
-            "image_name": pulumi.Output.concat(registry.url, "/", image_name),
-            "tag": label_value(settings.stack),
-            "registry": {
-                "address": registry.host,
-                "username": ACCESS_TOKEN_USER,
-                "password": token,
-            },
-            "platform": settings.image.platform,
-            "build_on_preview": settings.image.build_on_preview,
-            "labels": labels,
-        }
-        if target is not None:
-            args["target"] = target
-        return ServiceImage(
-            resource_name, args, opts=pulumi.ResourceOptions(depends_on=[registry.repository])
-        )
-
-    image = push(f"{name}-image", IMAGE_NAME)
-    # The training image: the same Dockerfile's `training` stage (service + training libraries).
-    training_image = push(f"{name}-training-image", TRAINING_IMAGE_NAME, "training")
+    image_args: ServiceImageArgs = {
+        "image_name": pulumi.Output.concat(registry.url, "/", IMAGE_NAME),
+        "tag": label_value(settings.stack),
+        "registry": {"address": registry.host, "username": ACCESS_TOKEN_USER, "password": token},
+        "platform": settings.image.platform,
+        "build_on_preview": settings.image.build_on_preview,
+        "labels": labels,
+    }
+    after_registry = pulumi.ResourceOptions(depends_on=[registry.repository])
+    image = ServiceImage(f"{name}-image", image_args, opts=after_registry)
+    training_image = ServiceImage(
+        f"{name}-training-image",
+        training_image_args(
+            image_args, pulumi.Output.concat(registry.url, "/", TRAINING_IMAGE_NAME)
+        ),
+        opts=after_registry,
+    )
 
     network = Network(
         f"{name}-network",

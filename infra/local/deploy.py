@@ -9,12 +9,17 @@ from __future__ import annotations
 import pulumi
 
 from infra.container import container_spec
-from infra.image import IMAGE_NAME, ServiceImage
+from infra.image import (
+    IMAGE_NAME,
+    TRAINING_IMAGE_NAME,
+    ServiceImage,
+    ServiceImageArgs,
+    training_image_args,
+)
 from infra.labels import label_value, standard_labels
 from infra.local.config import LocalSettings
 from infra.local.docker_app import LocalService, LocalServiceArgs, ReadOnlyMount
 from infra.local.training import train_command
-from infra.model_store import TRAINING_IMAGE_NAME
 from infra.settings import Settings
 from infra.targets import TargetOutputs
 
@@ -40,30 +45,18 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
     # The same build component as the cloud targets, loaded into the local engine instead of
     # pushed. No registry host in the name: nothing is pushed, so nothing can reach Docker Hub.
     platform = "" if local.native_platform else settings.image.platform
-    image = ServiceImage(
-        f"{name}-image",
-        {
-            "image_name": IMAGE_NAME,
-            "tag": label_value(settings.stack),
-            "platform": platform,
-            "build_on_preview": settings.image.build_on_preview,
-            "labels": labels,
-            "push": False,
-            "load": True,
-        },
-    )
+    image_args: ServiceImageArgs = {
+        "image_name": IMAGE_NAME,
+        "tag": label_value(settings.stack),
+        "platform": platform,
+        "build_on_preview": settings.image.build_on_preview,
+        "labels": labels,
+        "push": False,
+        "load": True,
+    }
+    image = ServiceImage(f"{name}-image", image_args)
     training_image = ServiceImage(
-        f"{name}-training-image",
-        {
-            "image_name": TRAINING_IMAGE_NAME,
-            "tag": label_value(settings.stack),
-            "platform": platform,
-            "build_on_preview": settings.image.build_on_preview,
-            "labels": labels,
-            "push": False,
-            "load": True,
-            "target": "training",
-        },
+        f"{name}-training-image", training_image_args(image_args, TRAINING_IMAGE_NAME)
     )
     args: LocalServiceArgs = {
         "image": image.tag,
