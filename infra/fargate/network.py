@@ -100,32 +100,42 @@ class VpcNetwork(pulumi.ComponentResource):
             ),
             opts=child_opts(self, opts),
         )
-        self.public_subnets = []
-        public_associations: list[pulumi.Resource] = []
-        for index, cidr in enumerate(args["public_cidrs"][:ZONES]):
-            letter = "ab"[index]
-            subnet = aws.ec2.Subnet(
-                f"{name}-public-{letter}",
-                aws.ec2.SubnetArgs(
-                    vpc_id=self.vpc.id,
-                    cidr_block=cidr,
-                    availability_zone=_zone(zones, index),
-                    # ECS assigns public IPs explicitly (assignPublicIp); nothing else gets one.
-                    map_public_ip_on_launch=False,
-                    tags=tags(f"public-{letter}"),
-                ),
-                opts=child_opts(self, opts),
-            )
-            public_associations.append(
-                aws.ec2.RouteTableAssociation(
-                    f"{name}-public-{letter}-rt",
-                    aws.ec2.RouteTableAssociationArgs(
-                        subnet_id=subnet.id, route_table_id=public_table.id
+
+        def subnets(
+            kind: str, cidrs: Sequence[str], table: aws.ec2.RouteTable
+        ) -> tuple[list[aws.ec2.Subnet], list[pulumi.Resource]]:
+            """One subnet per zone (`<kind>-a`, `<kind>-b`), each associated with `table`."""
+            created: list[aws.ec2.Subnet] = []
+            associations: list[pulumi.Resource] = []
+            for index, cidr in enumerate(cidrs[:ZONES]):
+                letter = "ab"[index]
+                subnet = aws.ec2.Subnet(
+                    f"{name}-{kind}-{letter}",
+                    aws.ec2.SubnetArgs(
+                        vpc_id=self.vpc.id,
+                        cidr_block=cidr,
+                        availability_zone=_zone(zones, index),
+                        # ECS assigns public IPs explicitly (assignPublicIp); nothing else gets one.
+                        map_public_ip_on_launch=False,
+                        tags=tags(f"{kind}-{letter}"),
                     ),
                     opts=child_opts(self, opts),
                 )
-            )
-            self.public_subnets.append(subnet)
+                associations.append(
+                    aws.ec2.RouteTableAssociation(
+                        f"{name}-{kind}-{letter}-rt",
+                        aws.ec2.RouteTableAssociationArgs(
+                            subnet_id=subnet.id, route_table_id=table.id
+                        ),
+                        opts=child_opts(self, opts),
+                    )
+                )
+                created.append(subnet)
+            return created, associations
+
+        self.public_subnets, public_associations = subnets(
+            "public", args["public_cidrs"], public_table
+        )
         # An internet-facing load balancer or NAT gateway needs the gateway attached and routed.
         self.internet_ready = [gateway, public_route, *public_associations]
 
@@ -161,30 +171,9 @@ class VpcNetwork(pulumi.ComponentResource):
                 ),
                 opts=child_opts(self, opts),
             )
-            private_associations: list[pulumi.Resource] = []
-            for index, cidr in enumerate(args["private_cidrs"][:ZONES]):
-                letter = "ab"[index]
-                subnet = aws.ec2.Subnet(
-                    f"{name}-private-{letter}",
-                    aws.ec2.SubnetArgs(
-                        vpc_id=self.vpc.id,
-                        cidr_block=cidr,
-                        availability_zone=_zone(zones, index),
-                        map_public_ip_on_launch=False,
-                        tags=tags(f"private-{letter}"),
-                    ),
-                    opts=child_opts(self, opts),
-                )
-                private_associations.append(
-                    aws.ec2.RouteTableAssociation(
-                        f"{name}-private-{letter}-rt",
-                        aws.ec2.RouteTableAssociationArgs(
-                            subnet_id=subnet.id, route_table_id=private_table.id
-                        ),
-                        opts=child_opts(self, opts),
-                    )
-                )
-                self.private_subnets.append(subnet)
+            self.private_subnets, private_associations = subnets(
+                "private", args["private_cidrs"], private_table
+            )
             self.egress_ready = [nat, private_route, *private_associations]
         self.task_subnets = self.private_subnets if args["private"] else self.public_subnets
         self.register_outputs(
