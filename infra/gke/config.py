@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from infra.model_store import (
     KEY_TRAINING_CPU,
@@ -176,26 +177,11 @@ def read_gke_settings(reader: ConfigReader, settings: Settings) -> GkeSettings:
         training_schedule=reader.matching(KEY_TRAINING_SCHEDULE, "", CRON, CRON_ALLOWED) or None,
     )
     if gke.autopilot:
-        c = settings.container
-        _check_autopilot_resources(
-            reader,
-            cpu_key=KEY_CPU,
-            cpu=c.cpu,
-            cpu_millicores=c.cpu_millicores,
-            memory_key=KEY_MEMORY,
-            memory=c.memory,
-            memory_bytes=c.memory_bytes,
-        )
-        t = gke.store.training
-        _check_autopilot_resources(
-            reader,
-            cpu_key=KEY_TRAINING_CPU,
-            cpu=t.cpu,
-            cpu_millicores=t.cpu_millicores,
-            memory_key=KEY_TRAINING_MEMORY,
-            memory=t.memory,
-            memory_bytes=t.memory_bytes,
-        )
+        for cpu_key, memory_key, size in (
+            (KEY_CPU, KEY_MEMORY, settings.container),
+            (KEY_TRAINING_CPU, KEY_TRAINING_MEMORY, gke.store.training),
+        ):
+            _check_autopilot_resources(reader, cpu_key, memory_key, size)
     return gke
 
 
@@ -223,17 +209,25 @@ def _check_private(reader: ConfigReader, cidrs: dict[str, ipaddress.IPv4Network]
             reader.problem(key, str(network), "must be a private (RFC 1918) range")
 
 
+class _Size(Protocol):
+    """A container's CPU and memory as configured and as numbers (service or training)."""
+
+    @property
+    def cpu(self) -> str: ...
+    @property
+    def memory(self) -> str: ...
+    @property
+    def cpu_millicores(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+
+
 def _check_autopilot_resources(
-    reader: ConfigReader,
-    *,
-    cpu_key: str,
-    cpu: str,
-    cpu_millicores: int,
-    memory_key: str,
-    memory: str,
-    memory_bytes: int,
+    reader: ConfigReader, cpu_key: str, memory_key: str, size: _Size
 ) -> None:
     """A container's requests must be inside Autopilot's bounds, or Autopilot rewrites them."""
+    cpu, memory = size.cpu, size.memory
+    cpu_millicores, memory_bytes = size.cpu_millicores, size.memory_bytes
     if not AUTOPILOT_MIN_CPU_MILLICORES <= cpu_millicores <= AUTOPILOT_MAX_CPU_MILLICORES:
         reader.problem(
             cpu_key, cpu, "on Autopilot must be from 250m to 30 (Autopilot would rewrite it)"
