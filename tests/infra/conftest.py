@@ -9,6 +9,15 @@ from infra.harness import StackRun, run_stack
 # The one value Pulumi.gke.yaml leaves to the user.
 GKE_PROJECT = {"gcp:project": "modelship-test"}
 API_KEY = "test-api-key-value"
+# The service container's environment by default, the same on every target (infra.container).
+SERVICE_CONTRACT_ENV = {
+    "MODELSHIP_HOST": "0.0.0.0",
+    "MODELSHIP_PORT": "8080",
+    "MODELSHIP_WORKERS": "1",
+    "MODELSHIP_ARTIFACT": "/app/model",
+    "MODELSHIP_LOG_LEVEL": "info",
+    "MODELSHIP_SHUTDOWN_GRACE_SECONDS": "20",
+}
 
 # name → (config overrides, secret config)
 GKE_VARIANTS: dict[str, tuple[dict[str, object], dict[str, str]]] = {

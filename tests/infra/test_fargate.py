@@ -12,6 +12,7 @@ import pytest
 from infra.fargate.iam import EXECUTION_POLICY
 from infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
 
+from .conftest import SERVICE_CONTRACT_ENV
 from .fargate import (
     API_KEY,
     ATTACHMENT,
@@ -150,12 +151,7 @@ def test_service_container_follows_the_contract(run: StackRun) -> None:
     assert api["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e["value"] for e in api["environment"]}
     assert env == {
-        "MODELSHIP_HOST": "0.0.0.0",
-        "MODELSHIP_PORT": "8080",
-        "MODELSHIP_WORKERS": "1",
-        "MODELSHIP_ARTIFACT": "/app/model",
-        "MODELSHIP_LOG_LEVEL": "info",
-        "MODELSHIP_SHUTDOWN_GRACE_SECONDS": "20",
+        **SERVICE_CONTRACT_ENV,
         # For boto3 when the service fetches a model version from S3.
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",

@@ -10,7 +10,7 @@ import pytest
 from infra.gke.apis import REQUIRED_APIS
 from infra.harness import MOCK_LB_IP, StackRun
 
-from .conftest import API_KEY
+from .conftest import API_KEY, SERVICE_CONTRACT_ENV
 from .k8s import (
     CLUSTER,
     DEPLOYMENT,
@@ -84,14 +84,7 @@ def test_probes_hit_the_service_paths_on_the_container_port(gke_run: StackRun) -
 
 def test_environment_follows_the_service_contract(gke_run: StackRun) -> None:
     env = {e["name"]: e["value"] for e in container(gke_run)["env"]}
-    assert env == {
-        "MODELSHIP_HOST": "0.0.0.0",
-        "MODELSHIP_PORT": "8080",
-        "MODELSHIP_WORKERS": "1",
-        "MODELSHIP_ARTIFACT": "/app/model",
-        "MODELSHIP_LOG_LEVEL": "info",
-        "MODELSHIP_SHUTDOWN_GRACE_SECONDS": "20",
-    }
+    assert env == SERVICE_CONTRACT_ENV
     pod = manifest(gke_run, DEPLOYMENT)["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > 20
 

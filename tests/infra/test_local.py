@@ -9,7 +9,7 @@ import pytest
 from infra.harness import StackRun, run_stack
 from infra.settings import ConfigError
 
-from .conftest import API_KEY
+from .conftest import API_KEY, SERVICE_CONTRACT_ENV
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -80,14 +80,7 @@ def test_host_port_and_bind_address_are_config() -> None:
 
 
 def test_environment_is_the_cloud_one(local_run: StackRun) -> None:
-    assert env(local_run) == {
-        "MODELSHIP_HOST": "0.0.0.0",
-        "MODELSHIP_PORT": "8080",
-        "MODELSHIP_WORKERS": "1",
-        "MODELSHIP_ARTIFACT": "/app/model",
-        "MODELSHIP_LOG_LEVEL": "info",
-        "MODELSHIP_SHUTDOWN_GRACE_SECONDS": "20",
-    }
+    assert env(local_run) == SERVICE_CONTRACT_ENV
 
 
 def test_health_check_restart_and_wait(local_run: StackRun) -> None:
