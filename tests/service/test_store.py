@@ -42,7 +42,8 @@ def test_publish_fetch_list(
     assert uri == f"{root}/team-a/models/{card.name}/{card.artifact.onnx_sha256}/"
 
     fetched = store.fetch(uri, tmp_path / "cache")
-    assert artifact.load(fetched).card == card
+    assert fetched.card == card
+    assert artifact.load(fetched.path).card == card
 
     with pytest.raises(
         StoreError, match="already exists: a published version is never overwritten"
@@ -134,7 +135,7 @@ def test_a_directory_store_publishes_lists_and_verifies(
     card = artifact.load(regression_artifact).card
     uri = store.publish(regression_artifact, f"file://{root}")
     assert uri == f"{root}/models/{card.name}/{card.artifact.onnx_sha256}/"
-    assert store.fetch(uri, tmp_path / "unused") == Path(uri)
+    assert store.fetch(uri, tmp_path / "unused").path == Path(uri)
     assert [u for u, _ in store.versions(str(root))] == [uri]
     assert [u for u, _ in store.versions(f"{root}/models/{card.name}")] == [uri]
     with pytest.raises(StoreError, match="never overwritten"):

@@ -261,7 +261,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.model_uri:
         # Fetched and verified once here, so a bad URI stops start-up with a clear message
         # and the workers find the version in the cache.
-        path = store.fetch(settings.model_uri, settings.model_cache)
+        path = store.fetch(settings.model_uri, settings.model_cache).path
         print(f"Serving {settings.model_uri} (verified, cached at {path})", file=sys.stderr)
     elif not artifact.exists(settings.artifact):
         if settings.artifact != DEFAULT_ARTIFACT:

@@ -238,8 +238,10 @@ def backend(location: Location) -> Backend:
     return LocalBackend(Path(location.bucket))
 
 
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+def _claims_sha256(name: str) -> bool:
+    """A version directory's name is the SHA-256 of its model: 64 characters claim a hash,
+    which must then match (anything else is not a content-addressed version)."""
+    return len(name) == 64
 
 
 def version_key(location: Location, card: ModelCard) -> str:
@@ -271,8 +273,8 @@ def publish(directory: Path, root_uri: str) -> str:
     return uri
 
 
-def fetch(version_uri: str, cache: Path) -> Path:
-    """Download a version into `cache` and verify it before anyone loads it.
+def fetch(version_uri: str, cache: Path) -> artifact.Artifact:
+    """Download a version into `cache`, verify it and return it loaded (read and hashed once).
 
     The hash in the URI, the hash in the card and the hash of the downloaded model must all
     agree; anything else is a start-up error naming the URI.
@@ -285,15 +287,15 @@ def fetch(version_uri: str, cache: Path) -> Path:
             loaded = artifact.load(path)
         except ModelshipError as exc:
             raise StoreError(f"model {version_uri}: {exc}") from None
-        if _is_sha256(named) and named != loaded.card.artifact.onnx_sha256:
+        if _claims_sha256(named) and named != loaded.card.artifact.onnx_sha256:
             raise StoreError(
                 f"model {version_uri}: checksum mismatch: the directory says {named[:12]}…, "
                 f"model.onnx has sha256 {loaded.card.artifact.onnx_sha256[:12]}…"
             )
-        return path
+        return loaded
     named = location.prefix.rstrip("/").rsplit("/", 1)[-1]
-    if len(named) == 64 and artifact.exists(cache / named):
-        return artifact.load(cache / named).path  # fetched before (another worker, a restart)
+    if _claims_sha256(named) and artifact.exists(cache / named):
+        return artifact.load(cache / named)  # fetched before (another worker, a restart)
     store = backend(location)
     try:
         card_bytes = store.read(location.key(artifact.CARD_FILE))
@@ -313,7 +315,7 @@ def fetch(version_uri: str, cache: Path) -> Path:
     except Exception as exc:
         raise StoreError(f"model {version_uri}: cannot read: {type(exc).__name__}: {exc}") from exc
     actual = hashlib.sha256(onnx_bytes).hexdigest()
-    if actual != card.artifact.onnx_sha256 or (len(named) == 64 and named != actual):
+    if actual != card.artifact.onnx_sha256 or (_claims_sha256(named) and named != actual):
         raise StoreError(
             f"model {version_uri}: checksum mismatch: model.onnx has sha256 {actual[:12]}…, "
             f"its card says {card.artifact.onnx_sha256[:12]}…, the URI says {named[:12]}…"
@@ -328,8 +330,7 @@ def fetch(version_uri: str, cache: Path) -> Path:
         staging.rename(target)
     else:
         shutil.rmtree(staging)
-    artifact.load(target)
-    return target
+    return artifact.load(target)
 
 
 def versions(root_uri: str) -> list[tuple[str, ModelCard]]:

@@ -67,8 +67,10 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (`--factory`): settings from MODELSHIP_* variables, model from disk."""
     settings = load_settings()
-    path = settings.artifact
-    if settings.model_uri:
-        path = store.fetch(settings.model_uri, settings.model_cache)
-    predictor = Predictor(artifact.load(path), threads=settings.onnx_threads)
+    loaded = (
+        store.fetch(settings.model_uri, settings.model_cache)
+        if settings.model_uri
+        else artifact.load(settings.artifact)
+    )
+    predictor = Predictor(loaded, threads=settings.onnx_threads)
     return create_app(settings, predictor)
