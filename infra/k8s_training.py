@@ -52,7 +52,8 @@ class TrainingJobArgs(TypedDict):
     service_account_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
     extra_resources: NotRequired[Mapping[str, str]]
     """More quantities beside cpu/memory, requested = limited (gke: ephemeral-storage)."""
-    tmp_size_limit: NotRequired[str]
+    tmp_size_limit: str
+    """Of the /tmp emptyDir (the downloaded CSV and the new artifact)."""
 
 
 class TrainingJob(pulumi.ComponentResource):
@@ -112,7 +113,7 @@ class TrainingJob(pulumi.ComponentResource):
                 k8s.core.v1.VolumeArgs(
                     name=TMP_VOLUME,
                     empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                        size_limit=args.get("tmp_size_limit", "1Gi")
+                        size_limit=args["tmp_size_limit"]
                     ),
                 )
             ],
