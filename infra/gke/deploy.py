@@ -130,11 +130,20 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "namespace": gke.namespace,
             "serving_kubernetes_account": name,
             "training_kubernetes_account": training_job_name,
+            "cluster": cluster.cluster,
         },
         opts=after_apis,
     )
 
+    # Pods pull their image and (modelship:modelUri, training) read the bucket as their Google
+    # account as soon as they start: every grant they use must exist first.
     k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[pull])
+    serving_opts = pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(depends_on=store.serving_ready)
+    )
+    training_opts = pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(depends_on=store.training_ready)
+    )
     https = gke.domain is not None
     app = KubernetesApp(
         f"{name}-app",
@@ -151,7 +160,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "api_key": settings.api_key,
             "service_account_annotations": workload_identity_annotation(store.serving_account),
         },
-        opts=k8s_opts,
+        opts=serving_opts,
     )
     training = TrainingJob(
         f"{name}-training",
@@ -169,7 +178,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "extra_resources": {"ephemeral-storage": TRAINING_EPHEMERAL_STORAGE},
             "tmp_size_limit": TRAINING_TMP_SIZE_LIMIT,
         },
-        opts=k8s_opts,
+        opts=training_opts,
     )
 
     extra: dict[str, pulumi.Input[object]] = {

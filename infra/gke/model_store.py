@@ -49,6 +49,10 @@ class ModelStoreArgs(TypedDict):
     namespace: str
     serving_kubernetes_account: str
     training_kubernetes_account: str
+    cluster: pulumi.Resource
+    """The cluster whose creation makes the project's workload pool (`PROJECT.svc.id.goog`):
+    in a fresh project the pool does not exist before it, and a binding to a member of the pool
+    fails with `Identity Pool does not exist`."""
 
 
 def prefix_condition(bucket: pulumi.Input[str], *prefixes: str) -> pulumi.Output[str]:
@@ -74,6 +78,11 @@ class ModelStore(pulumi.ComponentResource):
     serving_account: gcp.serviceaccount.Account
     training_account: gcp.serviceaccount.Account
     grants: list[gcp.storage.BucketIAMMember]
+    serving_ready: list[pulumi.Resource]
+    """What a serving pod needs before it starts: its Workload Identity binding and bucket grant
+    (a pod started earlier crash-loops on a 403 reading modelship:modelUri)."""
+    training_ready: list[pulumi.Resource]
+    """The same for a training pod: its binding and its read and publish grants."""
 
     def __init__(
         self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
@@ -177,10 +186,10 @@ class ModelStore(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.grants = [
-            grant(
-                "serving-read", self.serving_account, OBJECT_VIEWER, "read models", MODELS_PREFIX
-            ),
+        serving_read = grant(
+            "serving-read", self.serving_account, OBJECT_VIEWER, "read models", MODELS_PREFIX
+        )
+        training_grants = [
             grant(
                 "training-read",
                 self.training_account,
@@ -197,19 +206,32 @@ class ModelStore(pulumi.ComponentResource):
                 MODELS_PREFIX,
             ),
         ]
+        self.grants = [serving_read, *training_grants]
 
         namespace = args["namespace"]
-        for role_name, account, kubernetes_account in (
-            ("serving", self.serving_account, args["serving_kubernetes_account"]),
-            ("training", self.training_account, args["training_kubernetes_account"]),
-        ):
-            gcp.serviceaccount.IAMMember(
+        after_cluster = child_opts(self, opts, depends_on=[args["cluster"]])
+
+        def workload_identity(
+            role_name: str, account: gcp.serviceaccount.Account, kubernetes_account: str
+        ) -> gcp.serviceaccount.IAMMember:
+            return gcp.serviceaccount.IAMMember(
                 f"{name}-{role_name}-workload-identity",
                 service_account_id=account.name,
                 role=WORKLOAD_IDENTITY_USER,
                 member=workload_identity_member(project, namespace, kubernetes_account),
-                opts=child,
+                opts=after_cluster,
             )
+
+        self.serving_ready = [
+            workload_identity("serving", self.serving_account, args["serving_kubernetes_account"]),
+            serving_read,
+        ]
+        self.training_ready = [
+            workload_identity(
+                "training", self.training_account, args["training_kubernetes_account"]
+            ),
+            *training_grants,
+        ]
         self.register_outputs(
             {
                 "uri": self.uri,

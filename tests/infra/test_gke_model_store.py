@@ -485,3 +485,51 @@ def test_the_api_check_catches_misspelled_fields(gke_run: StackRun) -> None:
         validate(api, {"$ref": "Bucket"}, "Bucket")
     with pytest.raises(AssertionError, match="expected a boolean"):
         validate({"versioning": {"enabled": "yes"}}, {"$ref": "Bucket"}, "Bucket")
+
+
+# --------------------------------------------------------------------------- ordering on a fresh project
+
+
+def _transitive(run: StackRun, urn: str) -> set[str]:
+    seen: set[str] = set()
+    pending = [urn]
+    while pending:
+        for dep in run.by_urn(pending.pop()).dependencies:
+            if dep not in seen:
+                seen.add(dep)
+                pending.append(dep)
+    return seen
+
+
+def _workload_identity_bindings(run: StackRun) -> list[Any]:
+    return [
+        r
+        for r in run.of_type(ACCOUNT_GRANT)
+        if r.inputs["role"] == "roles/iam.workloadIdentityUser"
+    ]
+
+
+def test_workload_identity_bindings_wait_for_the_cluster(gke_variant: StackRun) -> None:
+    """`PROJECT.svc.id.goog` exists only once the project's first Workload Identity cluster does:
+    a binding declared before it fails with `Identity Pool does not exist` on a fresh project."""
+    cluster = gke_variant.one("gcp:container/cluster:Cluster")
+    bindings = _workload_identity_bindings(gke_variant)
+    assert len(bindings) == 2
+    for binding in bindings:
+        assert cluster.urn in _transitive(gke_variant, binding.urn), binding.name
+
+
+@pytest.mark.parametrize(("workload", "role"), [(DEPLOYMENT, "serving"), (CRON_JOB, "training")])
+def test_pods_wait_for_their_identity_and_bucket_grants(
+    gke_variant: StackRun, workload: str, role: str
+) -> None:
+    """With modelship:modelUri (and always for training) the pods read the bucket as their Google
+    account at start: their Workload Identity binding and bucket grants must exist before them."""
+    needed = {
+        r.urn
+        for r in [*_workload_identity_bindings(gke_variant), *gke_variant.of_type(BUCKET_GRANT)]
+        if r.name.startswith(f"modelship-store-{role}-")
+    }
+    assert len(needed) == {"serving": 2, "training": 3}[role]
+    missing = needed - _transitive(gke_variant, gke_variant.one(workload).urn)
+    assert not missing, sorted(gke_variant.by_urn(u).name for u in missing)
