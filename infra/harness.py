@@ -422,20 +422,23 @@ def run_stack(
     secrets: Mapping[str, str] | None = None,
     unset: tuple[str, ...] = (),
     preview: bool = False,
+    stack_name: str | None = None,
 ) -> StackRun:
     """Run `infra/` for `stack` with its `Pulumi.<stack>.yaml` (plus overrides) under mocks.
 
     `overrides` replace or add config keys, `secrets` add secret config keys, `unset` removes keys.
-    Exceptions the program raises (e.g. `ConfigError`) propagate.
+    `stack_name` is the name the program sees (default `stack`): a stack named `gke_prod` with
+    the gke stack's config. Exceptions the program raises (e.g. `ConfigError`) propagate.
     """
+    name = stack_name or stack
     config = {**load_stack_config(stack), **(overrides or {}), **(secrets or {})}
     for key in unset:
         config.pop(key, None)
 
-    mocks = ModelshipMocks(stack, preview=preview)
+    mocks = ModelshipMocks(name, preview=preview)
     monitor = RecordingMonitor(mocks)
     runtime_settings.set_root_resource(cast("Any", None))  # a fresh Stack resource per run
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=name, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(
         {key: _config_string(value) for key, value in config.items()},
         secret_keys=list(secrets or {}),
@@ -457,7 +460,7 @@ def run_stack(
     with _working_directory(PROGRAM_DIR):
         _sync_await(run_pulumi_func(program))
     return StackRun(
-        stack=stack,
+        stack=name,
         resources=sorted(monitor.records, key=lambda r: r.urn),
         outputs=outputs,
         secret_outputs=secret_outputs,

@@ -12,14 +12,16 @@ from infra.container import container_spec
 from infra.fargate.cluster import EcsCluster
 from infra.fargate.config import FargateSettings
 from infra.fargate.iam import TaskRoles
+from infra.fargate.ids import BUCKET_PREFIX, REPOSITORY_NAME, TASK_FAMILY
 from infra.fargate.loadbalancer import LoadBalancer
-from infra.fargate.model_store import S3ModelStore, bucket_prefix
+from infra.fargate.model_store import S3ModelStore
 from infra.fargate.network import VpcNetwork
 from infra.fargate.registry import EcrRepository
 from infra.fargate.secrets import ApiKeySecret
 from infra.fargate.security import SecurityGroups
 from infra.fargate.service import FargateService
 from infra.fargate.training import TrainingTask
+from infra.ids import make_id
 from infra.image import (
     DOCKERFILE,
     REPO_ROOT,
@@ -48,7 +50,7 @@ def image_tag(settings: Settings, fargate: FargateSettings, labels: dict[str, st
 def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutputs:
     """Declare every resource of the fargate target and return its outputs."""
     name = settings.project
-    stack_id = label_value(f"{settings.project}-{settings.stack}")
+    stack_names = (settings.project, settings.stack)
     labels = standard_labels(settings.project, settings.stack)
     store_settings = fargate.store
     # A new modelship:modelUri changes the container's environment, hence the task definition:
@@ -60,7 +62,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     registry = EcrRepository(
         f"{name}-registry",
         {
-            "name": stack_id,
+            "name": make_id(REPOSITORY_NAME, *stack_names),
             "keep_images": settings.image.keep_images,
             "force_delete": not production,
             "tags": labels,
@@ -85,7 +87,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     training_registry = EcrRepository(
         f"{name}-training-registry",
         {
-            "name": f"{stack_id}-training",
+            "name": make_id(REPOSITORY_NAME, *stack_names, role="training"),
             "keep_images": settings.image.keep_images,
             "force_delete": not production,
             "tags": labels,
@@ -99,7 +101,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     store = S3ModelStore(
         f"{name}-store",
         {
-            "bucket_prefix": bucket_prefix(stack_id),
+            "bucket_prefix": make_id(BUCKET_PREFIX, *stack_names, role="models"),
             "keep": store_settings.keep,
             "training_data_days": store_settings.training_data_days,
             "tags": labels,
@@ -178,7 +180,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     app = FargateService(
         f"{name}-app",
         {
-            "family": stack_id,
+            "family": make_id(TASK_FAMILY, *stack_names),
             "region": fargate.region,
             "platform": settings.image.platform,
             "container": spec,
@@ -209,7 +211,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     training = TrainingTask(
         f"{name}-train",
         {
-            "family": f"{stack_id}-train",
+            "family": make_id(TASK_FAMILY, *stack_names, role="train"),
             "region": fargate.region,
             "platform": settings.image.platform,
             "training": store_settings.training,

@@ -30,16 +30,8 @@ from infra.components import child_opts
 from infra.fargate.iam import POLICY_VERSION
 from infra.model_store import DATA_PREFIX, NONCURRENT_VERSION_DAYS
 
-# S3 bucket_prefix may be at most 37 characters (the provider adds a 26-character suffix).
-BUCKET_PREFIX_MAX = 37
 ABORT_MULTIPART_DAYS = 1
 SSE_ALGORITHM = "AES256"
-
-
-def bucket_prefix(stack_id: str) -> str:
-    """`<stack id>-models-`, shortened so that S3 accepts it as a bucket name prefix."""
-    suffix = "-models-"
-    return stack_id[: BUCKET_PREFIX_MAX - len(suffix)].rstrip("-_.") + suffix
 
 
 def tls_only_policy(bucket_arn: str) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from infra.gke.apis import ProjectApis
 from infra.gke.cluster import GkeCluster
 from infra.gke.config import GkeSettings
 from infra.gke.https import HttpsIngress, backend_config_name, service_annotations
+from infra.gke.ids import REPOSITORY_ID, SERVICE_ACCOUNT_ID
 from infra.gke.model_store import ModelStore, workload_identity_annotation
 from infra.gke.network import Network
 from infra.gke.registry import ArtifactRepository, allow_pull
+from infra.ids import make_id
 from infra.image import (
     IMAGE_NAME,
     TRAINING_IMAGE_NAME,
@@ -42,7 +44,11 @@ TRAINING_TMP_SIZE_LIMIT = "1Gi"
 def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
     """Declare every resource of the gke target and return its outputs."""
     name = settings.project
-    stack_id = label_value(f"{settings.project}-{settings.stack}")
+    stack_names = (settings.project, settings.stack)
+
+    def account_id(role: str) -> str:
+        return make_id(SERVICE_ACCOUNT_ID, *stack_names, role=role)
+
     labels = standard_labels(settings.project, settings.stack)
     spec = container_spec(settings, model_uri=gke.store.model_uri)
     training_job_name = f"{name}-train"
@@ -55,7 +61,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         {
             "project": gke.project,
             "region": gke.region,
-            "repository_id": stack_id,
+            "repository_id": make_id(REPOSITORY_ID, *stack_names),
             "keep_images": settings.image.keep_images,
             "labels": labels,
         },
@@ -106,7 +112,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "node_min_count": gke.node_min_count,
             "node_max_count": gke.node_max_count,
             "spot": gke.spot,
-            "service_account_id": f"{stack_id[:24]}-nodes",
+            "service_account_id": account_id("nodes"),
             "labels": labels,
             "depends_on": apis.services,
         },
@@ -125,8 +131,8 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "keep": gke.store.keep,
             "training_data_days": gke.store.training_data_days,
             "kms_key": gke.kms_key,
-            "serving_account_id": f"{stack_id[:23]}-serve",
-            "training_account_id": f"{stack_id[:23]}-train",
+            "serving_account_id": account_id("serve"),
+            "training_account_id": account_id("train"),
             "namespace": gke.namespace,
             "serving_kubernetes_account": name,
             "training_kubernetes_account": training_job_name,

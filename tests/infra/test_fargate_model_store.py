@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from botocore.validate import ParamValidator
 
-from infra.fargate.model_store import bucket_prefix
 from infra.harness import MOCK_AWS_ACCOUNT, StackRun, run_stack
 from infra.model_store import NONCURRENT_VERSION_DAYS
 
@@ -86,12 +85,6 @@ def test_bucket_is_named_from_the_stack_and_emptied_on_destroy(run: StackRun) ->
     assert inputs(bucket)["forceDestroy"] is True
     assert not any(r.retain_on_delete for r in run.resources)
     assert run.outputs["model_store"] == f"s3://{bucket_name(run)}"
-
-
-def test_bucket_prefix_fits_s3_limits() -> None:
-    long = bucket_prefix("modelship-" + "a-very-long-stack-name" * 3)
-    assert len(long) <= 37 and long.endswith("-models-")
-    assert bucket_prefix("x") == "x-models-"
 
 
 @pytest.mark.parametrize(
