@@ -257,6 +257,18 @@ def _service_status(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- AWS answers
 
 
+# What DescribeAvailabilityZones answers a (made-up, older) account: zone names map to zone ids
+# per account, so names in order do not give ids in order; us-west-1 and ap-northeast-1 include
+# the zone id where Fargate does not run (usw1-az2, apne1-az3), as older accounts have it.
+MOCK_ZONES: dict[str, list[tuple[str, str]]] = {
+    "us-east-1": [("a", "use1-az4"), ("b", "use1-az6"), ("c", "use1-az1"), ("d", "use1-az2"),
+                  ("e", "use1-az3"), ("f", "use1-az5")],
+    "us-west-1": [("a", "usw1-az2"), ("b", "usw1-az3"), ("c", "usw1-az1")],
+    "ap-northeast-1": [("a", "apne1-az4"), ("b", "apne1-az3"), ("c", "apne1-az1"),
+                       ("d", "apne1-az2")],
+}  # fmt: skip
+
+
 def _aws_region() -> str:
     return pulumi.Config("aws").get("region") or "us-east-1"
 
@@ -266,12 +278,16 @@ def _aws_invoke(invoke: str, args: dict[str, Any]) -> dict[str, Any]:
     region = _aws_region()
     account = MOCK_AWS_ACCOUNT
     if invoke == "aws:index/getAvailabilityZones:getAvailabilityZones":
-        names = [f"{region}{zone}" for zone in "abc"]
+        country, *words, number = region.split("-")
+        code = country + "".join(word[0] for word in words) + number
+        zones = MOCK_ZONES.get(
+            region, [(letter, f"{code}-az{i}") for i, letter in enumerate("abc", 1)]
+        )
         return {
             "id": region,
-            "names": names,
-            "zoneIds": [f"use1-az{i}" for i in (1, 2, 4)],
-            "groupNames": [region] * 3,
+            "names": [f"{region}{letter}" for letter, _ in zones],
+            "zoneIds": [zone_id for _, zone_id in zones],
+            "groupNames": [region] * len(zones),
             "state": args.get("state"),
         }
     if invoke == "aws:index/getCallerIdentity:getCallerIdentity":

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from infra.container import TERMINATION_SLACK_SECONDS
+from infra.fargate.network import FARGATE_ZONE_IDS, ZONES
 from infra.model_store import (
     KEY_TRAINING_CPU,
     KEY_TRAINING_MEMORY,
@@ -48,6 +49,7 @@ KEY_TASK_POLICY_ARNS = "modelship:taskPolicyArns"
 KEY_API_KEY_STORE = "modelship:apiKeyStore"
 KEY_API_KEY_SECRET_ARN = "modelship:apiKeySecretArn"  # noqa: S105 - a key name
 KEY_IMAGE_TAG = "modelship:imageTag"
+KEY_ZONE_IDS = "modelship:availabilityZoneIds"
 
 DEFAULT_REGION = "us-east-1"
 CONTAINER_INSIGHTS = ("disabled", "enabled", "enhanced")
@@ -76,6 +78,21 @@ SECRET_ARN = re.compile(
 )
 POLICY_ARN = re.compile(_PARTITION + r":iam::(aws|" + _ACCOUNT + r"):policy/[A-Za-z0-9/_+=,.@-]+")
 IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+ZONE_ID = re.compile(r"(?P<code>[a-z]+[0-9])-az[0-9]+")
+# Zone ids start with a code of the region: us-west-1 → usw1, ap-northeast-1 → apne1.
+_DIRECTION_CODES = {
+    "north": "n", "south": "s", "east": "e", "west": "w", "central": "c",
+    "northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw", "gov": "g",
+}  # fmt: skip
+
+
+def zone_id_code(region: str) -> str | None:
+    """The zone id prefix of `region` (`usw1` for us-west-1), or None if it cannot be derived."""
+    country, *words, number = region.split("-")
+    codes = [_DIRECTION_CODES.get(word) for word in words]
+    if any(code is None for code in codes):
+        return None
+    return country + "".join(code for code in codes if code) + number
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class FargateSettings:
     api_key_store: str = "ssm"
     api_key_secret_arn: str | None = None
     image_tag: str | None = None
+    zone_ids: tuple[str, ...] = ()
+    """The two availability zone ids of the subnets; empty: chosen at deploy time."""
     store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     """The S3 model store, the version to serve (`s3://…`) and the training task."""
 
@@ -244,6 +263,7 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
 
     return FargateSettings(
         region=region,
+        zone_ids=_read_zone_ids(reader, region),
         vpc_cidr=str(vpc),
         private_subnets=reader.boolean(KEY_PRIVATE_SUBNETS, defaults.private_subnets),
         ingress_cidrs=ingress,
@@ -268,6 +288,42 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
         image_tag=image_tag,
         store=store,
     )
+
+
+def _read_zone_ids(reader: ConfigReader, region: str) -> tuple[str, ...]:
+    raw = reader.raw(KEY_ZONE_IDS)
+    if raw is None:
+        return ()
+    code = zone_id_code(region)
+    example = f"{code}-az1" if code else "use1-az1"
+    allowed = (
+        f"two different availability zone ids of {region}, like {example} (ids, not zone names "
+        f"like {region}a: each account maps a name to a zone of its own)"
+    )
+    try:
+        zone_ids = _parse_list(raw)
+    except ValueError:
+        reader.problem(KEY_ZONE_IDS, raw, allowed)
+        return ()
+    matches = [ZONE_ID.fullmatch(zone) for zone in zone_ids]
+    if (
+        len(set(zone_ids)) != len(zone_ids)
+        or len(zone_ids) != ZONES
+        or not all(m is not None and (code is None or m["code"] == code) for m in matches)
+    ):
+        reader.problem(KEY_ZONE_IDS, raw, allowed)
+        return ()
+    supported = FARGATE_ZONE_IDS.get(region)
+    unsupported = [zone for zone in zone_ids if supported is not None and zone not in supported]
+    if supported is not None and unsupported:
+        reader.problem(
+            KEY_ZONE_IDS,
+            raw,
+            f"Fargate runs in {region} only in {', '.join(sorted(supported))} "
+            f"({', '.join(unsupported)} is not one of them)",
+        )
+        return ()
+    return zone_ids
 
 
 def _read_ingress_cidrs(reader: ConfigReader) -> tuple[str, ...]:

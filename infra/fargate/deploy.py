@@ -112,6 +112,8 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     network = VpcNetwork(
         f"{name}-network",
         {
+            "region": fargate.region,
+            "zone_ids": fargate.zone_ids,
             "cidr": fargate.vpc_cidr,
             "public_cidrs": [public_a, public_b],
             "private_cidrs": [private_a, private_b],

@@ -1,5 +1,11 @@
 """A dedicated VPC over two availability zones (CLOUD-PITFALLS 7: never the default VPC).
 
+Zones are chosen by zone id (`use1-az1`), which names the same place in every account, not by
+zone name (`us-east-1a`), which each account maps to its own zone. In some regions Fargate runs
+only in some zone ids (`FARGATE_ZONE_IDS`); a subnet elsewhere fails every task placement. Without
+`modelship:availabilityZoneIds` the first two zone ids (sorted) that the account has and Fargate
+supports are taken; with it, exactly those (checked against the account's zones at deploy time).
+
 Public subnets (route to an internet gateway) hold the load balancer and, by default, the tasks
 with a public IP: no NAT gateway to pay for, and the tasks' security group admits only the load
 balancer. With `private` the tasks get two private subnets whose default route goes through one
@@ -20,7 +26,41 @@ ZONES = 2
 ANYWHERE = "0.0.0.0/0"
 
 
+# The regions where Fargate (Linux) runs only in some zone ids, from AWS's table "Linux
+# containers on AWS Fargate" (Supported Regions for Amazon ECS on AWS Fargate). Every other
+# region: all its zones.
+FARGATE_ZONE_IDS: dict[str, frozenset[str]] = {
+    "us-west-1": frozenset({"usw1-az1", "usw1-az3"}),
+    "ap-northeast-1": frozenset({"apne1-az1", "apne1-az2", "apne1-az4"}),
+}
+
+
+def choose_zone_ids(region: str, available: Sequence[str], configured: Sequence[str]) -> list[str]:
+    """The zone ids of the two subnet pairs: `configured` if given, else the first two available
+    ones (sorted) where Fargate runs. ValueError, naming what is available, if there are none."""
+    if configured:
+        missing = [zone for zone in configured if zone not in available]
+        if missing:
+            raise ValueError(
+                f"modelship:availabilityZoneIds: {', '.join(missing)} not available to this "
+                f"account in {region}; available zone ids: {', '.join(sorted(available))}"
+            )
+        return list(configured)
+    supported = FARGATE_ZONE_IDS.get(region)
+    candidates = sorted(z for z in available if supported is None or z in supported)
+    if len(candidates) < ZONES:
+        raise ValueError(
+            f"the region {region} offers {len(candidates)} availability zone(s) where Fargate "
+            f"runs to this account ({', '.join(candidates) or 'none'}); the fargate stack needs "
+            f"{ZONES}"
+        )
+    return candidates[:ZONES]
+
+
 class VpcNetworkArgs(TypedDict):
+    region: str
+    zone_ids: Sequence[str]
+    """`modelship:availabilityZoneIds`, or empty: choose them (see `choose_zone_ids`)."""
     cidr: str
     public_cidrs: Sequence[str]
     private_cidrs: Sequence[str]
@@ -28,17 +68,8 @@ class VpcNetworkArgs(TypedDict):
     tags: Mapping[str, str]
 
 
-def _pick_zone(names: Sequence[str], index: int) -> str:
-    if len(names) < ZONES:
-        raise ValueError(
-            f"the region offers {len(names)} availability zone(s) to this account; "
-            f"the fargate stack needs {ZONES}"
-        )
-    return sorted(names)[index]
-
-
-def _zone(names: pulumi.Output[list[str]], index: int) -> pulumi.Output[str]:
-    return names.apply(lambda found: _pick_zone(found, index))
+def _zone(zone_ids: pulumi.Output[list[str]], index: int) -> pulumi.Output[str]:
+    return zone_ids.apply(lambda chosen: chosen[index])
 
 
 class VpcNetwork(pulumi.ComponentResource):
@@ -48,6 +79,7 @@ class VpcNetwork(pulumi.ComponentResource):
     public_subnets: list[aws.ec2.Subnet]
     private_subnets: list[aws.ec2.Subnet]
     task_subnets: list[aws.ec2.Subnet]
+    zone_ids: pulumi.Output[list[str]]
     internet_ready: list[pulumi.Resource]
     """What must exist before anything reaches the internet from the public subnets."""
     egress_ready: list[pulumi.Resource]
@@ -72,15 +104,17 @@ class VpcNetwork(pulumi.ComponentResource):
             ),
             opts=child_opts(self, opts),
         )
-        # Zones available to this account without opting in, looked up at deploy time.
-        zones = aws.get_availability_zones_output(
+        # Zones available to this account without opting in, looked up at deploy time (and at
+        # preview: an unusable choice fails there).
+        region, configured = args["region"], list(args["zone_ids"])
+        zone_ids = aws.get_availability_zones_output(
             state="available",
             filters=[
                 aws.GetAvailabilityZonesFilterArgs(
                     name="opt-in-status", values=["opt-in-not-required"]
                 )
             ],
-        ).names
+        ).zone_ids.apply(lambda available: choose_zone_ids(region, available, configured))
         gateway = aws.ec2.InternetGateway(
             f"{name}-igw",
             aws.ec2.InternetGatewayArgs(vpc_id=self.vpc.id, tags=tags("igw")),
@@ -114,7 +148,7 @@ class VpcNetwork(pulumi.ComponentResource):
                     aws.ec2.SubnetArgs(
                         vpc_id=self.vpc.id,
                         cidr_block=cidr,
-                        availability_zone=_zone(zones, index),
+                        availability_zone_id=_zone(zone_ids, index),
                         # ECS assigns public IPs explicitly (assignPublicIp); nothing else gets one.
                         map_public_ip_on_launch=False,
                         tags=tags(f"{kind}-{letter}"),
@@ -176,8 +210,10 @@ class VpcNetwork(pulumi.ComponentResource):
             )
             self.egress_ready = [nat, private_route, *private_associations]
         self.task_subnets = self.private_subnets if args["private"] else self.public_subnets
+        self.zone_ids = zone_ids
         self.register_outputs(
             {
+                "zone_ids": zone_ids,
                 "vpc_id": self.vpc.id,
                 "public_subnet_ids": [s.id for s in self.public_subnets],
                 "task_subnet_ids": [s.id for s in self.task_subnets],

@@ -374,13 +374,42 @@ def test_dedicated_vpc_over_two_zones(run: StackRun) -> None:
     assert vpc["cidrBlock"] == "10.0.0.0/16"
     assert vpc["enableDnsHostnames"] is True
     subnets = [inputs(s) for s in run.of_type("aws:ec2/subnet:Subnet")]
-    assert sorted(s["availabilityZone"] for s in subnets) == ["us-east-1a", "us-east-1b"]
+    # By zone id (the same place in every account), the first two sorted: not by zone name.
+    assert sorted(s["availabilityZoneId"] for s in subnets) == ["use1-az1", "use1-az2"]
+    assert not any("availabilityZone" in s for s in subnets)
     assert all(s["mapPublicIpOnLaunch"] is False for s in subnets)
     assert "aws:index/getAvailabilityZones:getAvailabilityZones" in run.invokes
     (route,) = run.of_type("aws:ec2/route:Route")
     assert route.inputs["destinationCidrBlock"] == "0.0.0.0/0"
     assert "gatewayId" in route.inputs
     assert run.of_type("aws:ec2/natGateway:NatGateway") == []
+
+
+# Where Fargate (Linux) runs, per AWS's "Supported Regions for Amazon ECS on AWS Fargate" table
+# (read for this test; the harness's account also has the zone without Fargate in each region).
+FARGATE_ZONES_FROM_AWS_TABLE = {
+    "us-west-1": {"usw1-az1", "usw1-az3"},
+    "ap-northeast-1": {"apne1-az1", "apne1-az2", "apne1-az4"},
+}
+
+
+@pytest.mark.parametrize("region", sorted(FARGATE_ZONES_FROM_AWS_TABLE))
+def test_subnets_are_in_zones_where_fargate_runs(region: str) -> None:
+    run = run_stack("fargate", {"aws:region": region, "modelship:privateSubnets": True})
+    zones = [str(s.inputs["availabilityZoneId"]) for s in run.of_type("aws:ec2/subnet:Subnet")]
+    assert len(zones) == 4 and len(set(zones)) == 2
+    assert set(zones) <= FARGATE_ZONES_FROM_AWS_TABLE[region]
+
+
+def test_configured_zone_ids_are_used_and_must_exist_in_the_account() -> None:
+    run = run_stack("fargate", {"modelship:availabilityZoneIds": ["use1-az6", "use1-az4"]})
+    subnets = {s.name: s.inputs["availabilityZoneId"] for s in run.of_type("aws:ec2/subnet:Subnet")}
+    assert subnets == {
+        "modelship-network-public-a": "use1-az6",
+        "modelship-network-public-b": "use1-az4",
+    }
+    with pytest.raises(Exception, match="use1-az9 not available to this account in us-east-1"):
+        run_stack("fargate", {"modelship:availabilityZoneIds": ["use1-az1", "use1-az9"]})
 
 
 def test_private_subnets_go_out_through_one_nat_gateway() -> None:

@@ -106,6 +106,35 @@ def test_region_format(region: str) -> None:
     assert f"aws:region = '{region}': an AWS region such as us-east-1" in message
 
 
+@pytest.mark.parametrize(
+    ("region", "zones", "expected"),
+    [
+        (
+            "us-west-1",
+            ["us-west-1a", "us-west-1b"],
+            "two different availability zone ids of us-west-1, like usw1-az1",
+        ),
+        ("us-west-1", ["usw1-az1"], "two different availability zone ids"),
+        ("us-west-1", ["usw1-az1", "usw1-az1"], "two different availability zone ids"),
+        ("us-west-1", ["use1-az1", "use1-az2"], "two different availability zone ids of us-west-1"),
+        (
+            "us-west-1",
+            ["usw1-az1", "usw1-az2"],
+            "Fargate runs in us-west-1 only in usw1-az1, usw1-az3 (usw1-az2 is not one of them)",
+        ),
+        (
+            "ap-northeast-1",
+            "apne1-az3,apne1-az1",
+            "Fargate runs in ap-northeast-1 only in apne1-az1, apne1-az2, apne1-az4",
+        ),
+    ],
+)
+def test_availability_zone_ids(region: str, zones: object, expected: str) -> None:
+    message = config_error({"aws:region": region, "modelship:availabilityZoneIds": zones})
+    assert "modelship:availabilityZoneIds = " in message
+    assert expected in message
+
+
 def test_vpc_cidr_format() -> None:
     message = config_error({"modelship:vpcCidr": "10.0.0.1/16"})
     assert "modelship:vpcCidr = '10.0.0.1/16': an IPv4 CIDR block without host bits" in message

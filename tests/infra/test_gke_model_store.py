@@ -487,7 +487,7 @@ def test_the_api_check_catches_misspelled_fields(gke_run: StackRun) -> None:
         validate({"versioning": {"enabled": "yes"}}, {"$ref": "Bucket"}, "Bucket")
 
 
-# --------------------------------------------------------------------------- ordering on a fresh project
+# --------------------------------------------------------------------------- fresh project order
 
 
 def _transitive(run: StackRun, urn: str) -> set[str]:

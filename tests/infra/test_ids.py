@@ -96,8 +96,11 @@ def test_names_that_fit_keep_their_ids_and_changed_ones_stay_distinct(rule: IdRu
     assert make_id(rule, "modelship", long[0]) != make_id(rule, "modelship", long[1])
 
 
-def _gke_ids(run: StackRun) -> list[tuple[str, str, Callable[[str], bool]]]:
-    ids = [
+Checked = list[tuple[str, str, Callable[[str], bool]]]
+
+
+def _gke_ids(run: StackRun) -> Checked:
+    ids: Checked = [
         (r.name, str(r.inputs["accountId"]), _gcp_service_account)
         for r in run.of_type("gcp:serviceaccount/account:Account")
     ]
@@ -108,8 +111,8 @@ def _gke_ids(run: StackRun) -> list[tuple[str, str, Callable[[str], bool]]]:
     return ids
 
 
-def _fargate_ids(run: StackRun) -> list[tuple[str, str, Callable[[str], bool]]]:
-    ids = [
+def _fargate_ids(run: StackRun) -> Checked:
+    ids: Checked = [
         (r.name, str(r.inputs["name"]), _ecr_repository)
         for r in run.of_type("aws:ecr/repository:Repository")
     ]
