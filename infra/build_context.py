@@ -1,11 +1,11 @@
 """A tag derived from what goes into the image: the build context (per `.dockerignore`), the
 Dockerfile and the build settings.
 
-Registries with immutable tags (ECR in the fargate stack) refuse a second push of the same tag, even
-of the same image. A fixed tag such as `:fargate` would therefore fail on the second `pulumi up`
-that rebuilds. A content tag changes exactly when the image's inputs change, which is also when
-`pulumi-docker-build` rebuilds, so every push uses a tag the registry has not seen. Targets still
-deploy the digest (`ServiceImage.ref`), never the tag.
+The fargate stack tags its images with it, so a tag in ECR names the sources it was built from.
+It is not the builder's own rebuild decision: pulumi-docker-build also hashes file modes, so the
+same sources checked out with another umask rebuild and push the same tag again. That is why the
+repository's tags are mutable (infra/fargate/registry.py); targets deploy the digest
+(`ServiceImage.ref`), never the tag.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         {
             "name": make_id(REPOSITORY_NAME, *stack_names),
             "keep_images": settings.image.keep_images,
-            "force_delete": not production,
+            "keep": store_settings.keep,
             "tags": labels,
         },
     )
@@ -89,7 +89,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         {
             "name": make_id(REPOSITORY_NAME, *stack_names, role="training"),
             "keep_images": settings.image.keep_images,
-            "force_delete": not production,
+            "keep": store_settings.keep,
             "tags": labels,
         },
     )

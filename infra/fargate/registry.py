@@ -1,5 +1,13 @@
-"""ECR repository for the service image: scan on push, immutable tags, keep the last N images,
-force-deleted with its images on `pulumi destroy` (CLOUD-PITFALLS 1)."""
+"""ECR repository for the service image: scan on push, keep the last N images, and on `pulumi
+destroy` either force-deleted with its images (CLOUD-PITFALLS 1) or, with `keep`, left in the
+account with them, like the model store (one rule for everything that holds data).
+
+Tags are mutable. The stack deploys the digest (`ServiceImage.ref`), never the tag, so tag
+immutability protects nothing here, and it breaks `up`: pulumi-docker-build rebuilds when its own
+hash of the build context changes, and that hash includes file modes (a checkout with another
+umask), which the content tag does not; the rebuilt image then pushes a tag the repository already
+has, and an immutable repository refuses it until the sources change.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +24,9 @@ from infra.image import RegistryLogin
 class EcrRepositoryArgs(TypedDict):
     name: str
     keep_images: int
-    force_delete: bool
-    """Delete the repository with its images on `pulumi destroy` (off for production stacks)."""
+    keep: bool
+    """Leave the repository and its images in the account on `pulumi destroy` (production);
+    otherwise delete it with its images."""
     tags: Mapping[str, str]
 
 
@@ -54,17 +63,17 @@ class EcrRepository(pulumi.ComponentResource):
             f"{name}-repo",
             aws.ecr.RepositoryArgs(
                 name=args["name"],
-                # Tags never move: the stack pushes a content-derived tag and deploys the digest.
-                image_tag_mutability="IMMUTABLE",
+                # The stack deploys by digest; a re-push of a tag must not fail `up` (see above).
+                image_tag_mutability="MUTABLE",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                     scan_on_push=True
                 ),
                 # `pulumi destroy` deletes the repository even with images in it (CLOUD-PITFALLS 1),
-                # except in a production stack, where the images are kept.
-                force_delete=args["force_delete"],
+                # unless it is kept: then it stays, with its images, and leaves the state.
+                force_delete=not args["keep"],
                 tags=dict(args["tags"]),
             ),
-            opts=child_opts(self, opts),
+            opts=child_opts(self, opts, retain_on_delete=args["keep"] or None),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
@@ -72,7 +81,7 @@ class EcrRepository(pulumi.ComponentResource):
                 repository=self.repository.name,
                 policy=pulumi.Output.json_dumps(lifecycle_policy(args["keep_images"])),
             ),
-            opts=child_opts(self, opts),
+            opts=child_opts(self, opts, retain_on_delete=args["keep"] or None),
         )
         self.url = self.repository.repository_url
         # The identity running Pulumi pushes with a 12-hour token from ECR (CLOUD-PITFALLS 9);

@@ -6,9 +6,11 @@ import importlib
 import inspect
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from infra.build_context import content_tag
 from infra.fargate.iam import EXECUTION_POLICY
 from infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
 
@@ -16,6 +18,7 @@ from .conftest import SERVICE_CONTRACT_ENV
 from .fargate import (
     API_KEY,
     ATTACHMENT,
+    BUCKET,
     CERTIFICATE,
     EGRESS_RULE,
     INGRESS_RULE,
@@ -96,13 +99,13 @@ def test_content_tag_follows_the_build_settings() -> None:
     ("registry", "repository"),
     [("-registry", "modelship-fargate"), ("-training-registry", "modelship-fargate-training")],
 )
-def test_registry_is_immutable_scanned_and_force_deleted(
+def test_registry_is_mutable_scanned_and_force_deleted(
     run: StackRun, registry: str, repository: str
 ) -> None:
     """The service's and the training image's repository, from the same component."""
     repo = inputs(run.named(f"modelship{registry}-repo"))
     assert repo["name"] == repository
-    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageTagMutability"] == "MUTABLE"  # see the test below
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["forceDelete"] is True
     lifecycle = run.named(f"modelship{registry}-lifecycle")
@@ -599,3 +602,47 @@ def test_deletion_follows_the_stack_environment(environment: str, protected: boo
     assert alb["enableDeletionProtection"] is protected
     for repository in run.of_type(REPOSITORY):
         assert inputs(repository)["forceDelete"] is not protected
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"modelship:environment": "production"},
+        {"modelship:environment": "production", "modelship:keepModelStore": False},
+        {"modelship:keepModelStore": True},
+    ],
+    ids=["development", "production", "production-not-kept", "kept"],
+)
+def test_destroy_treats_everything_that_holds_data_alike(overrides: dict[str, object]) -> None:
+    """A `pulumi destroy` neither fails on a non-empty store nor deletes one store and fails on
+    the other: the bucket and both ECR repositories are all force-deleted, or all kept (left in
+    the account, out of the state)."""
+    run = run_stack("fargate", overrides)
+    holders = [*run.of_type(REPOSITORY), *run.of_type(BUCKET)]
+    assert len(holders) == 3
+    force = {"forceDelete", "forceDestroy"}
+    outcomes = set()
+    for holder in holders:
+        forced = any(inputs(holder).get(key) is True for key in force)
+        assert forced != holder.retain_on_delete, holder.name  # deletable, or kept: never stuck
+        outcomes.add(holder.retain_on_delete)
+    assert len(outcomes) == 1, "one behaviour for everything that holds data"
+    lifecycles = run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    assert {r.retain_on_delete for r in lifecycles} == outcomes
+
+
+def test_a_rebuild_the_content_tag_cannot_see_can_push_its_tag_again(tmp_path: Path) -> None:
+    """pulumi-docker-build rebuilds when its context hash changes, and that hash includes file
+    modes (provider/internal/context.go, hashFile writes `fileMode.String()`); the content tag
+    hashes paths and bytes only. The same sources with another umask (a laptop, then CI) are a
+    rebuild under the same tag, so the repository must accept a tag pushed again."""
+    (tmp_path / "app.py").write_text("print('hello')\n")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM scratch\n")
+    (tmp_path / "app.py").chmod(0o644)
+    before = content_tag(tmp_path, dockerfile, {})
+    (tmp_path / "app.py").chmod(0o664)
+    assert content_tag(tmp_path, dockerfile, {}) == before  # the builder's hash differs here
+    for repository in fargate_run().of_type(REPOSITORY):
+        assert inputs(repository)["imageTagMutability"] == "MUTABLE", repository.name

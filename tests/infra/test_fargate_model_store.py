@@ -104,7 +104,15 @@ def test_keep_model_store_retains_the_bucket_and_its_settings(
     assert inputs(run.one(BUCKET))["forceDestroy"] is not kept
     for type_ in (BUCKET, *BUCKET_SETTINGS):
         assert run.one(type_).retain_on_delete is kept, type_
-    assert not any(r.retain_on_delete for r in run.resources if not r.type.startswith("aws:s3"))
+    # What else holds data (the ECR repositories) follows the same rule; nothing else is kept.
+    kept_elsewhere = {
+        r.type for r in run.resources if r.retain_on_delete and not r.type.startswith("aws:s3")
+    }
+    assert kept_elsewhere == (
+        {"aws:ecr/repository:Repository", "aws:ecr/lifecyclePolicy:LifecyclePolicy"}
+        if kept
+        else set()
+    )
 
 
 def test_bucket_settings_apply_to_the_bucket(run: StackRun) -> None:
