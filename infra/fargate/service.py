@@ -255,7 +255,10 @@ class FargateService(pulumi.ComponentResource):
                 deployment_controller=aws.ecs.ServiceDeploymentControllerArgs(type="ECS"),
                 # A changed capacity provider (spot on/off) applies only with a new deployment.
                 force_new_deployment=True,
-                # `up` waits for the deployment and fails with ECS's reason if it is rolled back.
+                # `up` waits until the service is steady. A deployment the circuit breaker rolled
+                # back is steady too: the provider counts ROLLBACK_SUCCESSFUL as success, so `up`
+                # ends green on the old revision. The deploy workflow compares the service's
+                # primary task definition with `task_definition` and fails on a mismatch.
                 wait_for_steady_state=True,
                 propagate_tags="SERVICE",
                 enable_ecs_managed_tags=True,

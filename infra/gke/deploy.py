@@ -189,6 +189,8 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
 
     extra: dict[str, pulumi.Input[object]] = {
         "cluster_name": cluster.cluster.name,
+        # The destroy workflow sweeps what GKE leaves on this network (docs/cost.md).
+        "network": network.network.name,
         "kubeconfig": cluster.kubeconfig,
         "namespace": gke.namespace,
         "registry": registry.url,

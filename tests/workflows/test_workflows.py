@@ -150,9 +150,16 @@ def _check_gate(job: dict[str, Any], notice: str) -> None:
         assert "steps.gate.outputs.configured == 'true'" in step["if"], step
 
 
-def _pulumi(job: dict[str, Any]) -> dict[str, Any]:
-    (step,) = uses(job, "pulumi/actions")
-    result: dict[str, Any] = step["with"]
+def _pulumi(job: dict[str, Any], command: str | None = None) -> dict[str, Any]:
+    """The `with:` of the job's pulumi/actions step (the first one running `command`)."""
+    found = [
+        s["with"]
+        for s in uses(job, "pulumi/actions")
+        if command is None or s["with"]["command"] == command
+    ]
+    if command is None:
+        assert len(found) == 1, found
+    result: dict[str, Any] = found[0]
     assert result["stack-name"] == "${{ matrix.stack }}"
     return result
 
@@ -199,4 +206,218 @@ def test_destroy_is_confirmed_by_hand_or_scheduled_outside_production() -> None:
     # The same group as deploy: an `up` and a `destroy` of one stack never overlap.
     assert job["concurrency"] == load("deploy.yml")["jobs"]["up"]["concurrency"]
     _check_oidc(job)
-    assert _pulumi(job)["command"] == "destroy"
+    assert _pulumi(job, "destroy")["command"] == "destroy"
+
+
+# --------------------------------------------------------------------------- what the steps do
+# The steps' shell scripts are run as GitHub runs them (bash -eo pipefail), with `aws`, `gcloud`
+# and `pulumi` replaced by stubs that answer from a table and log every call.
+
+
+def step_named(job: dict[str, Any], prefix: str) -> tuple[int, dict[str, Any]]:
+    found = [(i, s) for i, s in enumerate(steps(job)) if str(s.get("name", "")).startswith(prefix)]
+    assert len(found) == 1, (prefix, [s.get("name") for s in steps(job)])
+    return found[0]
+
+
+def pulumi_index(job: dict[str, Any], command: str) -> int:
+    return next(
+        i
+        for i, s in enumerate(steps(job))
+        if str(s.get("uses", "")).startswith("pulumi/actions@") and s["with"]["command"] == command
+    )
+
+
+STUB = """#!/usr/bin/env bash
+printf '%s\n' "$(basename "$0") $*" >> "$STUB_LOG"
+key="$(basename "$0") $*"
+while IFS= read -r -d '' pattern && IFS= read -r -d '' answer; do
+  case "$key" in $pattern) printf '%s' "$answer"; exit 0;; esac
+done < "$STUB_ANSWERS"
+exit 0
+"""
+
+
+def run_step(
+    script: str, tmp_path: Path, answers: dict[str, str], env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run `script` with stub `aws`, `gcloud` and `pulumi`; `answers`: a call's glob → stdout."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("aws", "gcloud", "pulumi"):
+        stub = bin_dir / tool
+        stub.write_text(STUB)
+        stub.chmod(0o755)
+    table = tmp_path / "answers"
+    table.write_bytes(b"".join(f"{k}\0{v}\0".encode() for k, v in answers.items()))
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    (tmp_path / "step.sh").write_text(script)
+    environment = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "STUB_LOG": str(log),
+        "STUB_ANSWERS": str(table),
+        "GITHUB_OUTPUT": str(tmp_path / "github_output"),
+        "STACK": "fargate",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "step.sh")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    return result, log.read_text().splitlines()
+
+
+@pytest.mark.parametrize("workflow", ["preview.yml", "deploy.yml"])
+def test_the_policy_pack_gets_its_virtualenv_before_pulumi_runs(workflow: str) -> None:
+    """The Python host starts a local pack from `policy/<virtualenv>/bin/python` and creates
+    nothing (pulumi-language-python RunPlugin); without this step every job stops at
+    `fork/exec .../policy/venv/bin/python: no such file or directory`."""
+    job = _cloud_job(workflow, "preview" if workflow == "preview.yml" else "up")
+    pack = yaml.safe_load((REPO_ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    venv = f"policy/{pack['runtime']['options']['virtualenv']}"
+    index, step = step_named(job, "The policy pack's virtualenv")
+    assert index < pulumi_index(job, "preview" if workflow == "preview.yml" else "up")
+    assert f"uv venv --seed {venv}" in step["run"]
+    assert f"--python {venv}/bin/python -r policy/requirements.txt" in step["run"]
+    assert _pulumi(job)["policyPacks"] == "policy"
+
+
+@pytest.mark.slow
+def test_the_virtualenv_step_makes_an_environment_that_can_start_the_pack(tmp_path: Path) -> None:
+    """Run the step itself (real uv, PyPI) on a copy of policy/: the interpreter the host execs
+    exists and imports what `python -m pulumi.policy` and the pack's rules need."""
+    _, step = step_named(_cloud_job("deploy.yml", "up"), "The policy pack's virtualenv")
+    shutil.copytree(
+        REPO_ROOT / "policy", tmp_path / "policy", ignore=shutil.ignore_patterns("venv")
+    )
+    uv = shutil.which("uv")
+    assert uv is not None
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]], cwd=tmp_path, check=True, timeout=300
+    )
+    python = tmp_path / "policy" / "venv" / "bin" / "python"
+    check = "import pulumi.policy, pulumi_policy, sys; sys.path.insert(0, '.'); import policy.rules"
+    subprocess.run([str(python), "-c", check], cwd=tmp_path, check=True, timeout=120)
+
+
+DECLARED = "arn:aws:ecs:us-west-1:123456789012:task-definition/modelship-fargate:7"
+OUTPUTS = {
+    "pulumi stack output region --stack fargate": "us-west-1",
+    "pulumi stack output cluster_name --stack fargate": "modelship-ecs-cluster-1",
+    "pulumi stack output service_name --stack fargate": "modelship-app-service-1",
+    "pulumi stack output task_definition --stack fargate": DECLARED,
+    "pulumi stack output log_group_name --stack fargate": "/ecs/modelship-fargate",
+}
+
+
+@pytest.mark.parametrize(
+    ("primary", "fails"), [(DECLARED, False), (DECLARED.replace(":7", ":6"), True)]
+)
+def test_deploy_fails_when_the_circuit_breaker_rolled_the_service_back(
+    tmp_path: Path, primary: str, fails: bool
+) -> None:
+    """terraform-provider-aws treats ROLLBACK_SUCCESSFUL as success (service_deployment_wait), so
+    `up` is green on the old revision; the step after it is not."""
+    job = _cloud_job("deploy.yml", "up")
+    index, step = step_named(job, "The service runs the task definition `up` declared")
+    assert index > pulumi_index(job, "up")
+    assert "matrix.stack == 'fargate'" in step["if"]
+    answers = {
+        **OUTPUTS,
+        "aws ecs describe-services *deployments*": primary,
+        "aws ecs describe-services *events*": "2026-12-01 (service) rolling back",
+    }
+    result, calls = run_step(step["run"], tmp_path, answers)
+    assert (result.returncode != 0) is fails, result.stderr
+    assert any(
+        "--cluster modelship-ecs-cluster-1 --services modelship-app-service-1" in c for c in calls
+    )
+    if fails:
+        assert "::error title=fargate deployment rolled back::" in result.stdout
+        assert "rolling back" in result.stdout
+
+
+def test_destroy_stops_running_training_tasks_before_the_cluster_goes(tmp_path: Path) -> None:
+    job = load("destroy.yml")["jobs"]["destroy"]
+    index, step = step_named(job, "Stop the stack's training tasks")
+    assert pulumi_index(job, "output") < index < pulumi_index(job, "destroy")
+    tasks = "arn:aws:ecs:us-west-1:1:task/c/aaa\tarn:aws:ecs:us-west-1:1:task/c/bbb"
+    answers = {**OUTPUTS, "aws ecs list-tasks *--started-by modelship-train*": tasks}
+    result, calls = run_step(step["run"], tmp_path, answers)
+    assert result.returncode == 0, result.stderr
+    stops = [c for c in calls if c.startswith("aws ecs stop-task")]
+    assert [c.split("--task ")[1].split()[0] for c in stops] == tasks.split("\t")
+    assert any(
+        c.startswith("aws ecs wait tasks-stopped")
+        and c.endswith("aaa arn:aws:ecs:us-west-1:1:task/c/bbb")
+        for c in calls
+    )
+    # An empty cluster, and a stack without outputs (never deployed), stop nothing and pass.
+    for answers in ({**OUTPUTS, "aws ecs list-tasks *": "None"}, {}):
+        result, calls = run_step(step["run"], tmp_path, answers)
+        assert result.returncode == 0, result.stderr
+        assert not any("stop-task" in c for c in calls)
+
+
+def test_gke_destroy_sweeps_firewall_rules_and_negs_of_its_network_then_retries(
+    tmp_path: Path,
+) -> None:
+    """GKE's own firewall rules and NEGs can outlive the cluster and block deleting the network
+    (terraform-provider-google#5948, #7637): after a failed destroy they are deleted, by the
+    network they belong to, and the destroy runs again."""
+    job = load("destroy.yml")["jobs"]["destroy"]
+    network_index, network = step_named(job, "Remember the stack's network")
+    first = pulumi_index(job, "destroy")
+    sweep_index, sweep = step_named(job, "Sweep what GKE left on the stack's network")
+    again_index, again = step_named(job, "pulumi destroy --yes (again")
+    assert network_index < first < sweep_index < again_index
+    destroy = steps(job)[first]
+    assert (
+        destroy["id"] == "destroy"
+        and destroy["continue-on-error"] == "${{ matrix.stack == 'gke' }}"
+    )
+    assert "steps.destroy.outcome == 'failure'" in sweep["if"]
+    assert "steps.destroy.outcome == 'failure'" in again["if"]
+    assert again["with"]["command"] == "destroy"
+
+    result, _ = run_step(
+        network["run"],
+        tmp_path,
+        {"pulumi stack output network --stack gke": "modelship-network-vpc-1"},
+        {"STACK": "gke"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "github_output").read_text() == "name=modelship-network-vpc-1\n"
+
+    answers = {
+        "gcloud compute firewall-rules list *": "gke-modelship-1-all\nk8s-fw-l7--abc\n",
+        "gcloud compute network-endpoint-groups list *": "k8s1-neg-a\tus-central1-a\n",
+    }
+    env = {"PROJECT": "example-project", "NETWORK": "modelship-network-vpc-1", "STACK": "gke"}
+    result, calls = run_step(sweep["run"], tmp_path, answers, env)
+    assert result.returncode == 0, result.stderr
+    lists = [c for c in calls if " list " in c]
+    assert lists and all("network ~ /networks/modelship-network-vpc-1$" in c for c in lists)
+    deletes = [
+        c.removesuffix(" --project example-project --quiet") for c in calls if " delete " in c
+    ]
+    assert deletes == [
+        "gcloud compute firewall-rules delete gke-modelship-1-all",
+        "gcloud compute firewall-rules delete k8s-fw-l7--abc",
+        "gcloud compute network-endpoint-groups delete k8s1-neg-a --zone us-central1-a",
+    ]
+
+
+def test_the_manual_sweep_is_documented() -> None:
+    cost = (REPO_ROOT / "docs" / "cost.md").read_text()
+    for command in (
+        "gcloud compute firewall-rules list",
+        "gcloud compute network-endpoint-groups list",
+    ):
+        assert command in cost
+    assert "pulumi stack output network" in cost
