@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelship.footprint import Footprint
+
 Task = Literal["regression", "classification"]
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -85,6 +87,11 @@ class ModelCard(_Frozen):
     created_at: str
     examples: list[dict[str, Any]]
     artifact: ArtifactFiles
+    footprint: Footprint | None = Field(
+        default=None,
+        description="What serving the model costs, measured at training time (absent on models "
+        "made before modelship measured it)",
+    )
 
     @property
     def version(self) -> str:
