@@ -29,6 +29,15 @@ def test_measures_size_latency_and_memory_of_a_serving_process(regression_artifa
     assert "MB per worker" in footprint.summary()
 
 
+def test_memory_is_the_serving_process_own_not_its_parents(regression_artifact: Path) -> None:
+    # Linux keeps ru_maxrss across exec: measured naively, a child of a large training process
+    # reports the parent's size. Make this process large and check the child does not.
+    ballast = b"x" * (600 * 2**20)
+    footprint = measure_footprint(regression_artifact)
+    assert footprint.serving_rss_mb < 400
+    del ballast
+
+
 def test_a_model_that_cannot_be_served_fails_the_measurement(
     regression_artifact: Path, tmp_path: Path
 ) -> None:

@@ -71,6 +71,20 @@ class ArtifactFiles(_Frozen):
     onnx_bytes: int
 
 
+class SearchInfo(_Frozen):
+    """How the model search ran: its budgets, what it skipped or excluded, and why it chose."""
+
+    time_budget_seconds: float
+    seconds: float
+    folds: int
+    parallel_tasks: int
+    max_model_mb: float
+    max_serving_mb: float
+    selection: str = Field(description="Why the chosen model won")
+    skipped: list[str] = Field(default=[], description="Candidates not tried: budget spent")
+    excluded: list[str] = Field(default=[], description="Candidates over the footprint budget")
+
+
 class ModelCard(_Frozen):
     schema_version: int = CARD_SCHEMA_VERSION
     name: str
@@ -91,6 +105,9 @@ class ModelCard(_Frozen):
         default=None,
         description="What serving the model costs, measured at training time (absent on models "
         "made before modelship measured it)",
+    )
+    search: SearchInfo | None = Field(
+        default=None, description="The model search's budgets and choice (absent for one --model)"
     )
 
     @property

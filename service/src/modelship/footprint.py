@@ -6,8 +6,8 @@ the warm-up call), times predictions in onnxruntime and reports the process's pe
 memory. A fresh process, because memory is only meaningful for a process that holds nothing
 else: the training process that calls this holds scikit-learn, pandas and the data.
 
-This module imports only the standard library (and modelship's errors) at the top, so the measuring process pays for
-nothing the server would not load.
+This module imports only the standard library (and modelship's errors) at the top, so the
+measuring process pays for nothing the server would not load.
 """
 
 from __future__ import annotations
@@ -61,6 +61,49 @@ class Footprint:
 
 class FootprintError(ExportError):
     """The measuring process failed: the artifact cannot be served as it is."""
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# cgroup v1 reports "no limit" as a huge number (the page-rounded maximum of a signed 64 bit).
+_V1_UNLIMITED = 2**60
+
+
+def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
+    """This container's memory limit in bytes (cgroup v2 `memory.max`, or v1
+    `memory/memory.limit_in_bytes`); None when there is none or it cannot be read."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text == "max" or not text.isdigit() or int(text) >= _V1_UNLIMITED:
+            return None
+        return int(text)
+    return None
+
+
+def memory_shortfall(
+    name: str, footprint: Footprint, workers: int, limit_bytes: int, limit_key: str
+) -> str | None:
+    """Why `workers` workers of this model do not fit in `limit_bytes`, or None if they do.
+
+    One wording for `pulumi preview` (where `limit_key` is `modelship:memory`) and for the
+    service's readiness check, so the operator sees the same figures in both places.
+    """
+    needed_mb = footprint.serving_rss_mb * workers
+    limit_mb = limit_bytes / 2**20
+    if needed_mb <= limit_mb:
+        return None
+    return (
+        f"{limit_key} ({limit_mb:.0f}Mi) is too small for model {name}: {workers} worker(s) x "
+        f"{footprint.serving_rss_mb:.0f} MB measured per worker need {needed_mb:.0f}Mi "
+        f"(the model: {footprint.summary()}); set at least {_round_up_mi(needed_mb)}"
+    )
+
+
+def _round_up_mi(mb: float) -> str:
+    """A memory quantity above `mb` MiB, rounded up to 64Mi steps."""
+    return f"{int(-(-mb // 64) * 64)}Mi"
 
 
 def measure_footprint(artifact_dir: Path) -> Footprint:
@@ -143,7 +186,16 @@ def _median_ms(call: Any, repeats: int, budget_seconds: float) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (the figure an OOM killer compares)."""
+    """This process's peak resident set size in MiB (the figure an OOM killer compares).
+
+    On Linux from /proc (VmHWM): getrusage's ru_maxrss survives exec, so a process started by
+    a large one (the training process) would report its parent's size.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
