@@ -54,7 +54,16 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "many-classes.csv"
     many_classes_table(args.rows).to_csv(data, index=False)
-    command = [sys.executable, "-m", "modelship", "train", "--data", str(data), "--target", "letter"]
+    command = [
+        sys.executable,
+        "-m",
+        "modelship",
+        "train",
+        "--data",
+        str(data),
+        "--target",
+        "letter",
+    ]
     command += ["-o", str(args.out / "model")]
     if args.budget:
         command += ["--time-budget", args.budget]
