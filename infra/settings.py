@@ -18,6 +18,9 @@ from typing import TypeVar
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from modelship.card import ModelCard
+from modelship.footprint import memory_shortfall
+
 PROJECT_NAMESPACE = "modelship"
 T = TypeVar("T")
 
@@ -311,6 +314,18 @@ def check_fargate_size(
         reader.problem(
             memory_key, f"{memory_mib}Mi", f"on Fargate with {cpu_millicores}m CPU must be {shown}"
         )
+
+
+def check_model_fits(reader: ConfigReader, container: ContainerSettings, card: ModelCard) -> None:
+    """The served model's measured worker memory x `modelship:workers` must fit in
+    `modelship:memory`: otherwise every pod is OOM-killed under load, after the rollout."""
+    if card.footprint is None:  # a model trained before modelship measured footprints
+        return
+    shortfall = memory_shortfall(
+        card.name, card.footprint, container.workers, container.memory_bytes, KEY_MEMORY
+    )
+    if shortfall is not None:
+        reader.problem(KEY_MEMORY, container.memory, shortfall)
 
 
 # --------------------------------------------------------------------------- shared settings

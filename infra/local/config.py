@@ -26,7 +26,9 @@ from infra.settings import (
     KEY_MIN_REPLICAS,
     KEY_PLATFORM,
     ConfigReader,
+    ContainerSettings,
     Settings,
+    check_model_fits,
 )
 from modelship import store
 from modelship.errors import ModelshipError
@@ -127,7 +129,7 @@ def read_local_settings(reader: ConfigReader, settings: Settings) -> LocalSettin
         ),
         restart=reader.choice(KEY_RESTART, LocalSettings.restart, RESTART_POLICIES),
         native_platform=reader.raw(KEY_PLATFORM) is None,
-        model_store=read_model_store(reader),
+        model_store=read_model_store(reader, settings.container),
     )
 
 
@@ -142,7 +144,7 @@ def _store_dir(value: str) -> Path:
     return directory
 
 
-def read_model_store(reader: ConfigReader) -> LocalModelStore:
+def read_model_store(reader: ConfigReader, container: ContainerSettings) -> LocalModelStore:
     """The store directory, the version to serve (checked on disk) and the training run.
 
     Only the model-store keys that mean something on one machine are read: a directory has no
@@ -155,13 +157,16 @@ def read_model_store(reader: ConfigReader) -> LocalModelStore:
     training = read_training(reader, with_timeout=False)
     return LocalModelStore(
         directory=directory,
-        version=_read_version(reader, directory),
+        version=_read_version(reader, directory, container),
         training=training,
     )
 
 
-def _read_version(reader: ConfigReader, directory: Path) -> str | None:
-    """`modelship:modelUri` as a version path relative to the store, verified on disk."""
+def _read_version(
+    reader: ConfigReader, directory: Path, container: ContainerSettings
+) -> str | None:
+    """`modelship:modelUri` as a version path relative to the store, verified on disk, and its
+    measured footprint checked against `modelship:memory`."""
     value = reader.raw(KEY_MODEL_URI)
     if value is None:
         return None
@@ -178,8 +183,9 @@ def _read_version(reader: ConfigReader, directory: Path) -> str | None:
     try:
         # The service's own start-up check: card and model present, hashes of the directory
         # name, the card and model.onnx agree. A directory is read in place (no cache used).
-        store.fetch(str(path) + "/", cache=path)
+        loaded = store.fetch(str(path) + "/", cache=path)
     except ModelshipError as exc:
         reader.problem(KEY_MODEL_URI, value, f"{exc.message}; {allowed}")
         return None
+    check_model_fits(reader, container, loaded.card)
     return version

@@ -20,7 +20,7 @@ from infra.harness import REPO_ROOT, StackRun, run_stack
 from infra.image import TRAINING_IMAGE_NAME
 from infra.local.config import KEY_MODEL_STORE_DIR
 from infra.model_store import KEY_MODEL_URI
-from infra.settings import ConfigError
+from infra.settings import KEY_MEMORY, KEY_WORKERS, ConfigError
 from modelship import artifact, cli, store
 from policy.stack_config import declared_environment
 from tests.policy.evaluate import evaluate, resources_of
@@ -263,6 +263,23 @@ def own_store(store_dir: Path, tmp_path: Path) -> Path:
     root = tmp_path / "model-store"
     shutil.copytree(store_dir, root)
     return root.resolve()
+
+
+def test_a_version_that_does_not_fit_the_memory_is_refused(
+    store_dir: Path, insurance: str, regression_artifact: Path
+) -> None:
+    footprint = artifact.load(regression_artifact).card.footprint
+    assert footprint is not None
+    with pytest.raises(ConfigError) as info:
+        serving(store_dir, insurance, **{KEY_MEMORY: "64Mi", KEY_WORKERS: "2"})
+    message = str(info.value)
+    needed = footprint.serving_rss_mb * 2
+    assert f"{KEY_MEMORY} = '64Mi': {KEY_MEMORY} (64Mi) is too small for model insurance" in message
+    assert f"2 worker(s) x {footprint.serving_rss_mb:.0f} MB measured per worker" in message
+    assert f"need {needed:.0f}Mi" in message
+    assert footprint.summary() in message
+    # The same version with the default 512Mi fits.
+    assert serving(store_dir, insurance).outputs
 
 
 def test_a_version_outside_the_store_is_refused(tmp_path: Path, insurance: str) -> None:

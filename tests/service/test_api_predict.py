@@ -51,7 +51,7 @@ def _sklearn_pipeline(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
     from sklearn.model_selection import train_test_split
 
     from modelship.training.data import model_frame
-    from modelship.training.models import REGRESSION, build_pipeline
+    from modelship.training.models import REGRESSION, Sizing, build_pipeline
 
     x = frame.drop(columns="charges").astype(str)
     kinds = {
@@ -71,7 +71,7 @@ def _sklearn_pipeline(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
         ["age", "bmi", "children"],
         ["sex", "smoker", "region"],
         None,
-        42,
+        Sizing(rows=len(x_train), classes=0, seed=42, threads=1, max_model_bytes=40 * 2**20),
     )
     return pipeline.fit(x_train, y_train)
 
@@ -82,7 +82,7 @@ def test_classifier_answers_labels_and_probabilities(
     from sklearn.model_selection import train_test_split
 
     from modelship.training.data import model_frame, read_csv
-    from modelship.training.models import CLASSIFICATION, build_pipeline
+    from modelship.training.models import CLASSIFICATION, Sizing, build_pipeline
 
     raw = read_csv(iris_csv).frame
     names = [c for c in raw.columns if c != "species"]
@@ -90,7 +90,9 @@ def test_classifier_answers_labels_and_probabilities(
     x_train, _, y_train, _ = train_test_split(
         features, raw["species"], test_size=0.2, random_state=42, stratify=raw["species"]
     )
-    pipeline = build_pipeline(CLASSIFICATION["logistic"], names, [], None, 42).fit(x_train, y_train)
+    sizing = Sizing(rows=len(x_train), classes=3, seed=42, threads=1, max_model_bytes=40 * 2**20)
+    pipeline = build_pipeline(CLASSIFICATION["logistic"], names, [], None, sizing)
+    pipeline.fit(x_train, y_train)
 
     records = pd.read_csv(iris_csv).drop(columns="species").to_dict(orient="records")
     body = iris_client.post("/predict/batch", json=records).json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 from modelship import artifact
 from modelship.errors import ArtifactError, ExportError, TrainingError
+from modelship.training.models import CLASSIFICATION, REGRESSION
 from modelship.training.train import TrainOptions, train
 
 MESSAGES: list[str] = []
@@ -62,22 +64,82 @@ def test_classification_card(classification_artifact: Path) -> None:
     assert (feature.name, feature.input_name) == ("sepal length (cm)", "sepal_length__cm_")
 
 
-def test_auto_compares_every_candidate_and_keeps_the_best(iris_csv: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_auto_weighs_every_candidate_and_keeps_the_best(iris_csv: Path, tmp_path: Path) -> None:
     MESSAGES.clear()
-    card = train(
-        TrainOptions(data=iris_csv, target="species", output=tmp_path, cv_folds=3), collect
+    options = TrainOptions(
+        data=iris_csv,
+        target="species",
+        output=tmp_path,
+        cv_folds=3,
+        time_budget_seconds=1800,  # all of them, however busy the machine
+        max_model_mb=0.1,  # the linear models fit, most tree ensembles do not
     )
+    card = train(options, collect)
     assert card.leaderboard is not None
     ranked = [row["model"] for row in card.leaderboard]
-    assert sorted(ranked) == ["gradient_boosting", "lda", "logistic", "mlp", "random_forest"]
+    assert sorted(ranked) == sorted(CLASSIFICATION)
+    too_large = [row["model"] for row in card.leaderboard if row["model_mb"] > 0.1]
+    assert too_large, "the test needs some candidates above the model budget"
+    assert card.search is not None
+    assert [entry.split(" ")[0] for entry in card.search.excluded] == too_large
+    for row in card.leaderboard:
+        if row["model"] in too_large:
+            assert row["status"].startswith("too large: model"), row
     scores = [row["macro_f1"] for row in card.leaderboard]
     assert scores == sorted(scores, reverse=True)
-    assert card.model.kind == ranked[0]
+    assert "Excluded for size: " in "\n".join(MESSAGES)
+    # Every candidate was exported and weighed in a serving process.
+    for row in card.leaderboard:
+        assert row["model_mb"] > 0 and 40 < row["serving_rss_mb"] < 400, row
+        assert 0 < row["latency_row_ms"] < row["latency_batch_ms"], row
+    chosen = [row for row in card.leaderboard if row["status"] == "chosen"]
+    assert [row["model"] for row in chosen] == [card.model.kind]
+    assert card.footprint is not None and card.search is not None
+    assert card.footprint.model_bytes == card.artifact.onnx_bytes
+    assert card.search.folds == 3 and card.search.skipped == []
+    best = max(
+        (row for row in card.leaderboard if row["model"] not in too_large),
+        key=lambda row: row["macro_f1"],
+    )
+    winner = chosen[0]
+    # The winner is the best, or a smaller model within one standard error of it.
+    assert winner["macro_f1"] >= best["macro_f1"] - best["macro_f1_std"] / 3**0.5
+    assert winner["model_mb"] <= best["model_mb"]
     output = "\n".join(MESSAGES)
     assert "Task: classification (inferred: the target holds text labels" in output
-    assert "Comparing 5 models with 3-fold cross-validation" in output
-    assert "[5/5]" in output
-    assert "rank  model" in output
+    assert f"Comparing {len(CLASSIFICATION)} models with 3-fold cross-validation" in output
+    assert "size MB  RSS MB  1 row ms 1k rows ms  status" in output
+    assert f"Chosen: {card.model.kind} " in output
+
+
+def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
+    insurance_csv: Path, tmp_path: Path
+) -> None:
+    MESSAGES.clear()
+    started = time.perf_counter()
+    card = train(
+        TrainOptions(
+            data=insurance_csv, target="charges", output=tmp_path, time_budget_seconds=0.5
+        ),
+        collect,
+    )
+    # The first candidate always runs (there must be a model); none starts after the budget.
+    assert card.search is not None and card.leaderboard is not None
+    tried = [row["model"] for row in card.leaderboard]
+    assert tried == ["ridge"]
+    assert card.search.skipped == [key for key in REGRESSION if key != "ridge"]
+    assert f"not tried {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
+    assert card.search.seconds < time.perf_counter() - started
+
+
+def test_nothing_fits_a_tiny_memory_budget(iris_csv: Path, tmp_path: Path) -> None:
+    options = TrainOptions(
+        data=iris_csv, target="species", output=tmp_path / "m", model="lda", max_serving_mb=10
+    )
+    with pytest.raises(TrainingError, match=r"lda does not fit the footprint budget: worker \d+"):
+        train(options, collect)
+    assert not (tmp_path / "m").exists()
 
 
 def test_features_drop_and_overrides(insurance_csv: Path, tmp_path: Path) -> None:
@@ -144,8 +206,8 @@ def test_export_beyond_tolerance_fails_loudly(insurance_csv: Path, tmp_path: Pat
     [
         ({"target": "price"}, "target column 'price' is not in insurance.csv"),
         (
-            {"model": "xgboost"},
-            "unknown --model 'xgboost' for regression; choose one of: auto, ridge",
+            {"model": "catboost"},
+            "unknown --model 'catboost' for regression; choose one of: auto, ridge",
         ),
         ({"features": ["age", "height"]}, "unknown column(s) height"),
         ({"features": ["charges"]}, "the target column 'charges' cannot also be a feature"),

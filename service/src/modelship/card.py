@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelship.footprint import Footprint
+
 Task = Literal["regression", "classification"]
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -69,6 +71,20 @@ class ArtifactFiles(_Frozen):
     onnx_bytes: int
 
 
+class SearchInfo(_Frozen):
+    """How the model search ran: its budgets, what it skipped or excluded, and why it chose."""
+
+    time_budget_seconds: float
+    seconds: float
+    folds: int
+    parallel_tasks: int
+    max_model_mb: float
+    max_serving_mb: float
+    selection: str = Field(description="Why the chosen model won")
+    skipped: list[str] = Field(default=[], description="Candidates not tried: budget spent")
+    excluded: list[str] = Field(default=[], description="Candidates over the footprint budget")
+
+
 class ModelCard(_Frozen):
     schema_version: int = CARD_SCHEMA_VERSION
     name: str
@@ -85,6 +101,14 @@ class ModelCard(_Frozen):
     created_at: str
     examples: list[dict[str, Any]]
     artifact: ArtifactFiles
+    footprint: Footprint | None = Field(
+        default=None,
+        description="What serving the model costs, measured at training time (absent on models "
+        "made before modelship measured it)",
+    )
+    search: SearchInfo | None = Field(
+        default=None, description="The model search's budgets and choice (absent for one --model)"
+    )
 
     @property
     def version(self) -> str:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     api_key_file: Path | None = Field(
         None, description="File holding the API key (a mounted secret); used instead of api_key"
     )
+    memory_limit_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Memory the service may use, checked against the model card's measured "
+        "footprint x workers before it reports ready; default: the container's cgroup limit",
+    )
     access_log: bool = Field(True, description="One JSON log line per request")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics")
 

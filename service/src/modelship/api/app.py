@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,8 @@ from modelship.api.routes import health, model, predict
 from modelship.api.routes.v2 import register_v2_routes
 from modelship.api.telemetry import RequestTelemetry, install_metrics
 from modelship.api.web import install_web_page
+from modelship.card import ModelCard
+from modelship.footprint import cgroup_memory_limit, memory_shortfall
 from modelship.predictor import Predictor
 from modelship.settings import Settings, load_settings
 
@@ -25,10 +28,16 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     card = predictor.card
     api_key = configured_key(settings)
 
+    unfit = memory_problem(settings, card)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor.warm_up()
-        app.state.ready = True
+        if unfit is None:
+            app.state.ready = True
+        else:
+            # Not ready, so a rollout stops here instead of pods being OOM-killed under load.
+            logging.getLogger("modelship").error("not ready: %s", unfit)
         yield
         app.state.ready = False
 
@@ -46,6 +55,7 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     app.state.predictor = predictor
     app.state.settings = settings
     app.state.ready = False
+    app.state.unfit = unfit
     install_error_handlers(app)
     # Routes are matched in order: the prediction routes first (the profiler saw matching).
     app.include_router(predict.router)
@@ -62,6 +72,16 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
         app.add_middleware(ApiKeyAuth, key=api_key)
     app.add_middleware(RequestTelemetry, metrics=settings.metrics, log_requests=settings.access_log)
     return app
+
+
+def memory_problem(settings: Settings, card: ModelCard) -> str | None:
+    """Why the model's measured footprint does not fit this container's memory, or None."""
+    limit = settings.memory_limit_bytes or cgroup_memory_limit()
+    if card.footprint is None or limit is None:
+        return None
+    return memory_shortfall(
+        card.name, card.footprint, settings.workers, limit, "the container's memory limit"
+    )
 
 
 def app_from_env() -> FastAPI:

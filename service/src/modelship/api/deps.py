@@ -21,7 +21,8 @@ async def get_predictor(request: Request) -> Predictor:
 def predictor_of(request: Request) -> Predictor:
     """The loaded predictor, or 503 while it is loading (also called directly on the hot path)."""
     if not request.app.state.ready:
-        raise NotReady("the model is still loading; retry when /readyz answers 200")
+        unfit = request.app.state.unfit
+        raise NotReady(unfit or "the model is still loading; retry when /readyz answers 200")
     predictor: Predictor = request.app.state.predictor
     return predictor
 

@@ -12,9 +12,12 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str = Field(description="ready, or loading (with status 503)")
+    status: str = Field(description="ready, or loading / does not fit (with status 503)")
     model: str | None = None
     version: str | None = None
+    message: str | None = Field(
+        None, description="Why the model does not fit: its measured memory and the limit"
+    )
 
 
 class WarningItem(BaseModel):

@@ -9,12 +9,50 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 import pandas as pd
-from skl2onnx import to_onnx
+from lightgbm import LGBMClassifier, LGBMRegressor
+from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+from skl2onnx import get_latest_tested_opset_version, to_onnx, update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.common.shape_calculator import (
+    calculate_linear_classifier_output_shapes,
+    calculate_linear_regressor_output_shapes,
+)
 from sklearn.pipeline import Pipeline
+from xgboost import XGBRegressor
 
 from modelship.card import FeatureKind, Parity, Task
 from modelship.errors import ExportError
+from modelship.training.models import LabelledXGBClassifier
+
+# onnxmltools' tree converters write version 3 of the ONNX-ML operators; every model uses it,
+# so all tree models share one operator version (onnxruntime runs it natively).
+TARGET_OPSET = {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}
+
+# skl2onnx converts scikit-learn; LightGBM and XGBoost inside a pipeline need onnxmltools'
+# converters registered with it (the recipe of skl2onnx's own LightGBM/XGBoost examples).
+_CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+for _kind, _alias, _convert in (
+    (LGBMClassifier, "LightGbmLGBMClassifier", convert_lightgbm),
+    (LabelledXGBClassifier, "XGBoostXGBClassifier", convert_xgboost),
+):
+    update_registered_converter(
+        _kind,
+        _alias,
+        calculate_linear_classifier_output_shapes,
+        _convert,
+        options=_CLASSIFIER_OPTIONS,
+    )
+update_registered_converter(
+    LGBMRegressor,
+    "LightGbmLGBMRegressor",
+    calculate_linear_regressor_output_shapes,
+    convert_lightgbm,
+    options={"split": None},
+)
+update_registered_converter(
+    XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost
+)
 
 # Tie margin: two classes whose probabilities differ by less than this may swap labels in float32.
 TIE_MARGIN = 1e-4
@@ -36,7 +74,12 @@ def export_onnx(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = to_onnx(pipeline, initial_types=initial_types, options=options)
+            model = to_onnx(
+                pipeline,
+                initial_types=initial_types,
+                options=options,
+                target_opset=TARGET_OPSET,
+            )
     except Exception as exc:  # skl2onnx raises many unrelated types for "cannot convert"
         raise ExportError(
             f"cannot export {type(estimator).__name__} to ONNX ({type(exc).__name__}: {exc}); "

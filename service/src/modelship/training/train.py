@@ -1,13 +1,13 @@
-"""Training end to end: data → (model comparison) → fit → ONNX export → parity → artifact."""
+"""Training end to end: data → model search (or one model) → ONNX export → parity → footprint
+→ artifact."""
 
 from __future__ import annotations
 
 import hashlib
 import platform
 import re
+import tempfile
 import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
 
 from modelship import artifact
 from modelship.card import (
@@ -27,32 +27,38 @@ from modelship.card import (
     ModelCard,
     ModelInfo,
     NumericStats,
+    SearchInfo,
     Task,
     TrainingData,
 )
 from modelship.codec import MISSING_TOKENS
 from modelship.errors import TrainingError
+from modelship.footprint import Footprint, measure_footprint
 from modelship.metrics import classification_metrics, regression_metrics
 from modelship.training import data as datamod
+from modelship.training.data import RawData
 from modelship.training.export import export_onnx, measure_parity
-from modelship.training.models import MENU, Candidate, build_pipeline
+from modelship.training.models import MENU, Candidate, Sizing, build_pipeline
+from modelship.training.search import (
+    CV_SCORERS,
+    Limits,
+    Say,
+    Search,
+    cores,
+    fit_quietly,
+    folds_for,
+    leaderboard_rows,
+    leaderboard_table,
+    select,
+)
 
-Say = Callable[[str], None]
 EXAMPLE_ROWS = 5
-
-# Cross-validation scorers per task: (column title, scikit-learn scorer, sign to report it with).
-CV_SCORERS: dict[Task, list[tuple[str, str, float]]] = {
-    "regression": [
-        ("r2", "r2", 1.0),
-        ("mae", "neg_mean_absolute_error", -1.0),
-        ("rmse", "neg_root_mean_squared_error", -1.0),
-    ],
-    "classification": [
-        ("macro_f1", "f1_macro", 1.0),
-        ("accuracy", "accuracy", 1.0),
-        ("log_loss", "neg_log_loss", -1.0),
-    ],
-}
+# Sized so that a 20,000-row, 26-class table is searched in about a minute on 2 cores.
+DEFAULT_TIME_BUDGET_SECONDS = 60.0
+# The stacks' smallest default container is 512Mi with one worker: a worker of at most 320 MB
+# leaves room for request bodies (up to 64 MB) and their parsed copies.
+DEFAULT_MAX_SERVING_MB = 320.0
+DEFAULT_MAX_MODEL_MB = 40.0
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,17 @@ class TrainOptions:
     categorical: list[str] = field(default_factory=list)
     polynomial_degree: int | None = None
     test_size: float = 0.2
-    cv_folds: int = 5
+    cv_folds: int | None = None  # None: 5, or 3 on 10,000+ training rows
     seed: int = 42
     parity_tolerance: float = 1e-4
     name: str | None = None
+    time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS
+    max_model_mb: float = DEFAULT_MAX_MODEL_MB
+    max_serving_mb: float = DEFAULT_MAX_SERVING_MB
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.time_budget_seconds, self.max_model_mb, self.max_serving_mb)
 
 
 def model_name(text: str) -> str:
@@ -80,8 +93,193 @@ def model_name(text: str) -> str:
     return cleaned or "model"
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything a candidate's export needs besides the fitted pipeline."""
+
+    options: TrainOptions
+    raw: RawData
+    rows_used: int
+    task: Task
+    kinds: dict[str, FeatureKind]
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+    def export(self, candidate: Candidate, pipeline: Pipeline, directory: Path) -> ModelCard:
+        """Export, check parity on the test split, and write an artifact with its card."""
+        options, task, kinds = self.options, self.task, self.kinds
+        onnx_bytes, input_names = export_onnx(pipeline, kinds, task)
+        target_scale = float(np.std(self.y_train)) if task == "regression" else 1.0
+        parity, outputs = measure_parity(
+            onnx_bytes=onnx_bytes,
+            pipeline=pipeline,
+            frame=self.x_test,
+            kinds=kinds,
+            input_names=input_names,
+            task=task,
+            target_scale=target_scale,
+            tolerance=options.parity_tolerance,
+        )
+        classes = [str(c) for c in pipeline.classes_] if task == "classification" else None
+        if task == "regression":
+            test_metrics: dict[str, Any] = regression_metrics(self.y_test, outputs[0].reshape(-1))
+        else:
+            assert classes is not None
+            test_metrics = classification_metrics(
+                list(self.y_test), list(outputs[0].astype(str)), outputs[1], classes
+            )
+        estimator = pipeline.steps[-1][1]
+        card = ModelCard(
+            name=model_name(options.name or f"{options.data.stem}-{options.target}"),
+            task=task,
+            target=options.target,
+            features=_features(self.x_train, kinds, input_names),
+            classes=classes,
+            model=ModelInfo(
+                kind=candidate.key,
+                estimator=type(estimator).__name__,
+                params=_plain_params(estimator.get_params()),
+                polynomial_degree=options.polynomial_degree if candidate.scaled else None,
+            ),
+            metrics={"test": test_metrics},
+            parity=parity,
+            training_data=TrainingData(
+                source=self.raw.source,
+                sha256=self.raw.sha256,
+                rows=len(self.raw.frame),
+                rows_used=self.rows_used,
+                train_rows=len(self.x_train),
+                test_rows=len(self.x_test),
+            ),
+            versions=_versions(),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            examples=_examples(self.x_test, kinds),
+            artifact=ArtifactFiles(
+                onnx_file=artifact.ONNX_FILE,
+                onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+                onnx_bytes=len(onnx_bytes),
+            ),
+        )
+        artifact.save(directory, card, onnx_bytes)
+        return card
+
+
 def train(options: TrainOptions, say: Say) -> ModelCard:
     started = time.perf_counter()
+    prepared = _prepare(options, say)
+    task = prepared.task
+    candidates = _candidates(task, options.model)
+    numeric = [n for n, k in prepared.kinds.items() if k == "numeric"]
+    categorical = [n for n, k in prepared.kinds.items() if k == "categorical"]
+    if options.polynomial_degree and not any(c.scaled for c in candidates):
+        say("Note: --poly applies to linear models, LDA and MLP; tree models do not use it")
+    _check_limits(options)
+    searching = len(candidates) > 1
+    sizing = Sizing(
+        rows=len(prepared.x_train),
+        classes=int(prepared.y_train.nunique()) if task == "classification" else 0,
+        seed=options.seed,
+        # The search runs one single-threaded task per core; a lone fit may use every core.
+        threads=1 if searching else cores(),
+        max_model_bytes=int(options.max_model_mb * 2**20),
+    )
+
+    def pipeline_of(candidate: Candidate) -> Pipeline:
+        return build_pipeline(candidate, numeric, categorical, options.polynomial_degree, sizing)
+
+    with tempfile.TemporaryDirectory(prefix="modelship-train-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        if searching:
+            chosen_dir, footprint, leaderboard, search_info = _search(
+                prepared, candidates, pipeline_of, scratch, say
+            )
+        else:
+            chosen = candidates[0]
+            say(f"Fitting {chosen.key} ({chosen.description}) on the training split")
+            pipeline = fit_quietly(pipeline_of(chosen), prepared.x_train, prepared.y_train)
+            say("Exporting to ONNX and checking parity with scikit-learn on the test split")
+            chosen_dir = scratch / chosen.key
+            prepared.export(chosen, pipeline, chosen_dir)
+            say("Measuring the model's footprint in a fresh serving process")
+            footprint = measure_footprint(chosen_dir)
+            excess = options.limits.excess(footprint)
+            if excess:
+                raise TrainingError(
+                    f"{chosen.key} does not fit the footprint budget: {excess}; raise the "
+                    "limit or choose a smaller --model"
+                )
+            leaderboard, search_info = None, None
+        loaded = artifact.load(chosen_dir)
+        card = loaded.card.model_copy(
+            update={"leaderboard": leaderboard, "footprint": footprint, "search": search_info}
+        )
+        say(f"Footprint: {footprint.summary()}")
+        artifact.save(options.output, card, loaded.onnx_bytes)
+    say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
+    return card
+
+
+def _check_limits(options: TrainOptions) -> None:
+    for flag, value in (
+        ("--time-budget", options.time_budget_seconds),
+        ("--max-model-mb", options.max_model_mb),
+        ("--max-serving-mb", options.max_serving_mb),
+    ):
+        if not value > 0:
+            raise TrainingError(f"{flag} must be more than 0, got {value:g}")
+
+
+def _search(
+    prepared: _Prepared,
+    candidates: list[Candidate],
+    pipeline_of: Any,
+    scratch: Path,
+    say: Say,
+) -> tuple[Path, Footprint, list[dict[str, Any]], SearchInfo]:
+    options, task = prepared.options, prepared.task
+    folds = folds_for(len(prepared.x_train), options.cv_folds)
+    if task == "classification":
+        folds = min(folds, int(prepared.y_train.value_counts().min()))
+    if folds < 2:
+        raise TrainingError(f"--cv must be at least 2, got {options.cv_folds}")
+    by_key = {c.key: c for c in candidates}
+    search = Search(
+        task=task,
+        x=prepared.x_train,
+        y=prepared.y_train,
+        folds=folds,
+        seed=options.seed,
+        limits=options.limits,
+        export=lambda key, pipeline, directory: prepared.export(by_key[key], pipeline, directory),
+        say=say,
+        scratch=scratch,
+    )
+    results = search.run([(c.key, pipeline_of(c)) for c in candidates])
+    choice = select(results, task, folds, options.limits)
+    leaderboard = leaderboard_rows(results, task)
+    say(leaderboard_table(leaderboard, [t for t, _, _ in CV_SCORERS[task]]))
+    for excluded in choice.excluded:
+        say(f"Excluded for size: {excluded}")
+    say(f"Chosen: {choice.reason}")
+    winner = choice.winner
+    assert winner.artifact is not None and winner.footprint is not None
+    info = SearchInfo(
+        time_budget_seconds=options.time_budget_seconds,
+        seconds=round(search.seconds, 1),
+        folds=folds,
+        parallel_tasks=search.workers,
+        max_model_mb=options.max_model_mb,
+        max_serving_mb=options.max_serving_mb,
+        selection=choice.reason,
+        skipped=search.skipped,
+        excluded=choice.excluded,
+    )
+    return winner.artifact, winner.footprint, leaderboard, info
+
+
+def _prepare(options: TrainOptions, say: Say) -> _Prepared:
     raw = datamod.read_csv(options.data)
     frame = raw.frame
     if options.target not in frame.columns:
@@ -110,91 +308,17 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
 
     x_train, x_test, y_train, y_test = _split(x_all, y_all, task, options)
     say(f"Split: {len(x_train)} training rows, {len(x_test)} held-out test rows")
-
-    candidates = _candidates(task, options.model)
-    numeric = [n for n, k in kinds.items() if k == "numeric"]
-    categorical = [n for n, k in kinds.items() if k == "categorical"]
-    if options.polynomial_degree and not any(c.scaled for c in candidates):
-        say("Note: --poly applies to linear models, LDA and MLP; tree models do not use it")
-    leaderboard = None
-    if len(candidates) > 1:
-        leaderboard = _compare(
-            candidates=candidates,
-            x=x_train,
-            y=y_train,
-            task=task,
-            numeric=numeric,
-            categorical=categorical,
-            options=options,
-            say=say,
-        )
-        chosen = MENU[task][leaderboard[0]["model"]]
-    else:
-        chosen = candidates[0]
-
-    say(f"Fitting {chosen.key} ({chosen.description}) on the training split")
-    pipeline = build_pipeline(chosen, numeric, categorical, options.polynomial_degree, options.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        pipeline.fit(x_train, y_train)
-
-    say("Exporting to ONNX and checking parity with scikit-learn on the test split")
-    onnx_bytes, input_names = export_onnx(pipeline, kinds, task)
-    target_scale = float(np.std(y_train)) if task == "regression" else 1.0
-    parity, outputs = measure_parity(
-        onnx_bytes=onnx_bytes,
-        pipeline=pipeline,
-        frame=x_test,
+    return _Prepared(
+        options=options,
+        raw=raw,
+        rows_used=len(frame),
+        task=task,
         kinds=kinds,
-        input_names=input_names,
-        task=task,
-        target_scale=target_scale,
-        tolerance=options.parity_tolerance,
+        x_train=x_train,
+        x_test=x_test,
+        y_train=y_train,
+        y_test=y_test,
     )
-    classes = [str(c) for c in pipeline.classes_] if task == "classification" else None
-    if task == "regression":
-        test_metrics: dict[str, Any] = regression_metrics(y_test, outputs[0].reshape(-1))
-    else:
-        assert classes is not None
-        test_metrics = classification_metrics(
-            list(y_test), list(outputs[0].astype(str)), outputs[1], classes
-        )
-
-    card = ModelCard(
-        name=model_name(options.name or f"{options.data.stem}-{options.target}"),
-        task=task,
-        target=options.target,
-        features=_features(x_train, kinds, input_names),
-        classes=classes,
-        model=ModelInfo(
-            kind=chosen.key,
-            estimator=type(pipeline.steps[-1][1]).__name__,
-            params=_plain_params(pipeline.steps[-1][1].get_params()),
-            polynomial_degree=options.polynomial_degree if chosen.scaled else None,
-        ),
-        metrics={"test": test_metrics},
-        leaderboard=leaderboard,
-        parity=parity,
-        training_data=TrainingData(
-            source=raw.source,
-            sha256=raw.sha256,
-            rows=len(raw.frame),
-            rows_used=len(frame),
-            train_rows=len(x_train),
-            test_rows=len(x_test),
-        ),
-        versions=_versions(),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        examples=_examples(x_test, kinds),
-        artifact=ArtifactFiles(
-            onnx_file=artifact.ONNX_FILE,
-            onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-            onnx_bytes=len(onnx_bytes),
-        ),
-    )
-    artifact.save(options.output, card, onnx_bytes)
-    say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
-    return card
 
 
 def _decide_task(target: pd.Series, requested: str, say: Say) -> Task:
@@ -260,70 +384,6 @@ def _candidates(task: Task, model: str) -> list[Candidate]:
             f"unknown --model {model!r} for {task}; choose one of: auto, {', '.join(menu)}"
         )
     return [menu[model]]
-
-
-def _compare(
-    *,
-    candidates: list[Candidate],
-    x: pd.DataFrame,
-    y: pd.Series,
-    task: Task,
-    numeric: list[str],
-    categorical: list[str],
-    options: TrainOptions,
-    say: Say,
-) -> list[dict[str, Any]]:
-    folds = options.cv_folds
-    if task == "classification":
-        folds = min(folds, int(y.value_counts().min()))
-    if folds < 2:
-        raise TrainingError(f"--cv must be at least 2, got {options.cv_folds}")
-    splitter = (
-        StratifiedKFold(folds, shuffle=True, random_state=options.seed)
-        if task == "classification"
-        else KFold(folds, shuffle=True, random_state=options.seed)
-    )
-    scorers = CV_SCORERS[task]
-    say(f"Comparing {len(candidates)} models with {folds}-fold cross-validation:")
-    rows: list[dict[str, Any]] = []
-    for number, candidate in enumerate(candidates, 1):
-        started = time.perf_counter()
-        pipeline = build_pipeline(
-            candidate, numeric, categorical, options.polynomial_degree, options.seed
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores = cross_validate(
-                pipeline, x, y, cv=splitter, scoring={t: s for t, s, _ in scorers}, n_jobs=1
-            )
-        row: dict[str, Any] = {"model": candidate.key}
-        for title, _, sign in scorers:
-            values = sign * scores[f"test_{title}"]
-            row[title] = float(np.mean(values))
-            row[f"{title}_std"] = float(np.std(values))
-        row["seconds"] = round(time.perf_counter() - started, 2)
-        rows.append(row)
-        main = scorers[0][0]
-        say(
-            f"  [{number}/{len(candidates)}] {candidate.key:<24} {main} {row[main]:.4f} "
-            f"± {row[main + '_std']:.4f}  ({row['seconds']:.1f} s)"
-        )
-    primary = scorers[0][0]
-    rows.sort(key=lambda r: -r[primary])
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    say(leaderboard_table(rows, [t for t, _, _ in scorers]))
-    say(f"Best: {rows[0]['model']}")
-    return rows
-
-
-def leaderboard_table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
-    header = f"  {'rank':>4}  {'model':<24}" + "".join(f"{m:>22}" for m in metrics) + f"{'time':>9}"
-    lines = [header, "  " + "-" * (len(header) - 2)]
-    for row in rows:
-        cells = "".join(f"{row[m]:>13.4f} ± {row[m + '_std']:<6.4f}" for m in metrics)
-        lines.append(f"  {row['rank']:>4}  {row['model']:<24}{cells}{row['seconds']:>8.1f}s")
-    return "\n".join(lines)
 
 
 def _features(

@@ -19,9 +19,18 @@ async def healthz() -> Response:
 @router.get(
     "/readyz",
     summary="Readiness: the model is loaded and warmed up",
-    responses={**ok(Readiness), 503: {"model": Readiness, "description": "Still loading"}},
+    responses={
+        **ok(Readiness),
+        503: {
+            "model": Readiness,
+            "description": "Still loading, or the model does not fit the container's memory",
+        },
+    },
 )
 async def readyz(request: Request) -> Response:
+    if request.app.state.unfit is not None:
+        message = request.app.state.unfit
+        return JSONBytes({"status": "does not fit", "message": message}, status_code=503)
     if not request.app.state.ready:
         return JSONBytes({"status": "loading"}, status_code=503)
     card = request.app.state.predictor.card
