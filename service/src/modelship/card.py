@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelship.footprint import Footprint
+
 Task = Literal["regression", "classification"]
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -107,6 +109,11 @@ class ModelCard(_Frozen):
     examples: list[dict[str, Any]]
     artifact: ArtifactFiles
     provenance: Provenance | None = None
+    footprint: Footprint | None = Field(
+        default=None,
+        description="What serving the model costs, measured at training time (absent on models "
+        "made before modelship measured it)",
+    )
 
     @property
     def version(self) -> str:
