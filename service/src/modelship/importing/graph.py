@@ -523,3 +523,21 @@ class OriginalOnnx:
 
 def _key(row: dict[Any, float], label: str) -> Any:
     return label if label in row else int(label)
+
+
+def text_labels(onnx_bytes: bytes) -> bytes:
+    """Class labels as text, as in trained models (whose card lists classes as strings): an
+    int64 label output gets a Cast to string at the end of the graph."""
+    model = onnx.load_model_from_string(onnx_bytes)
+    label = model.graph.output[0]
+    if label.type.tensor_type.elem_type != TensorProto.INT64:
+        return onnx_bytes
+    taken = _names_in(model.graph)
+    text = _fresh(f"{label.name}_text", taken)
+    model.graph.node.append(helper.make_node("Cast", [label.name], [text], to=TensorProto.STRING))
+    dims = [d.dim_value or None for d in label.type.tensor_type.shape.dim]
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info(text, TensorProto.STRING, dims))
+    if not any(o.domain in ("", "ai.onnx") for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("", _DEFAULT_OPSET))
+        model.ir_version = max(model.ir_version, 7)
+    return bytes(model.SerializeToString())

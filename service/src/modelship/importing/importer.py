@@ -16,7 +16,9 @@ from modelship import artifact
 from modelship.card import ArtifactFiles, ModelCard, ModelInfo, Provenance, TrainingData
 from modelship.codec import MISSING_TOKENS
 from modelship.errors import ModelImportError
+from modelship.footprint import measure_footprint
 from modelship.importing.formats import CONVERTERS, Request
+from modelship.importing.graph import text_labels
 from modelship.importing.sources import PICKLE_FORMATS, read_source
 from modelship.metrics import classification_metrics, regression_metrics
 from modelship.training import data as datamod
@@ -75,6 +77,9 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
     )
     conversion = CONVERTERS[source.format](source, request)
     task = conversion.task
+    onnx_bytes = (
+        text_labels(conversion.onnx_bytes) if task == "classification" else conversion.onnx_bytes
+    )
     say(
         f"Model: {conversion.estimator} ({conversion.library}), {task}, features: "
         + ", ".join(
@@ -99,7 +104,7 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
     else:
         scale = 1.0
     parity, outputs = measure_parity(
-        onnx_bytes=conversion.onnx_bytes,
+        onnx_bytes=onnx_bytes,
         pipeline=conversion.original,
         frame=x,
         kinds=conversion.kinds,
@@ -128,7 +133,6 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
                 conversion.classes,
             )
 
-    onnx_bytes = conversion.onnx_bytes
     card = ModelCard(
         name=model_name(options.name or options.model.stem),
         task=task,
@@ -171,6 +175,11 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
         ),
     )
     artifact.save(options.output, card, onnx_bytes)
+    say("Measuring the serving footprint (a fresh process loads the artifact as a worker does)")
+    card = card.model_copy(update={"footprint": measure_footprint(options.output)})
+    artifact.save(options.output, card, onnx_bytes)
+    assert card.footprint is not None
+    say(f"Footprint: {card.footprint.summary()}")
     say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
     return card
 

@@ -148,6 +148,6 @@ def measure_parity(
             f"the ONNX export differs from {wording.original} on {wording.rows}: probabilities "
             f"by up to {max_abs:.3g} (tolerance {tolerance:g}), labels agree on "
             f"{agree.mean():.2%} of rows; worst at row {frame.index[worst]} (label "
-            f"{expected_labels[worst]!r} vs {str(outputs[0][worst])!r}); {wording.advice}"
+            f"{str(expected_labels[worst])!r} vs {str(outputs[0][worst])!r}); {wording.advice}"
         )
     return parity, outputs
