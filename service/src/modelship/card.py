@@ -40,7 +40,11 @@ class Feature(_Frozen):
 
 
 class Parity(_Frozen):
-    """How closely the exported ONNX model reproduces scikit-learn on the held-out test split."""
+    """How closely the exported ONNX model reproduces the original model.
+
+    Trained models: scikit-learn on the held-out test split. Imported models: the original
+    library (or the original ONNX file) on the import sample.
+    """
 
     rows: int
     max_abs_diff: float
@@ -63,6 +67,23 @@ class ModelInfo(_Frozen):
     estimator: str
     params: dict[str, Any]
     polynomial_degree: int | None = None
+
+
+class Provenance(_Frozen):
+    """Where an imported model came from (absent for models trained by modelship)."""
+
+    source_file: str = Field(description="The model file's name as given to `modelship import`")
+    source_sha256: str
+    source_bytes: int
+    format: str = Field(description="skops, joblib, pickle, xgboost-json, xgboost-ubj, ...")
+    library: str = Field(description="The library the model was made with")
+    library_version: str | None = Field(
+        default=None, description="The version that wrote the file, where the file records it"
+    )
+    converter: str = Field(description="What turned it into the served ONNX graph")
+    trusted_pickle: bool = Field(
+        default=False, description="The file was unpickled (--trust-pickle) during the import"
+    )
 
 
 class ArtifactFiles(_Frozen):
@@ -101,6 +122,7 @@ class ModelCard(_Frozen):
     created_at: str
     examples: list[dict[str, Any]]
     artifact: ArtifactFiles
+    provenance: Provenance | None = None
     footprint: Footprint | None = Field(
         default=None,
         description="What serving the model costs, measured at training time (absent on models "

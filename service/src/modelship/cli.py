@@ -1,4 +1,4 @@
-"""The `modelship` command: train, predict, info, serve."""
+"""The `modelship` command: train, import, predict, info, serve, models."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,13 @@ from modelship.errors import ModelshipError
 from modelship.settings import DEFAULT_ARTIFACT, load_settings
 
 if TYPE_CHECKING:
+    from modelship.card import ModelCard
     from modelship.training.train import TrainOptions
+
+OUTPUT_HELP = (
+    "artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…, "
+    "file:///DIR) to publish a new immutable version under models/<name>/<sha256>/"
+)
 
 
 def _names(text: str) -> list[str]:
@@ -62,13 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data", help="training CSV: a path, s3:// or gs:// (default: bundled insurance.csv)"
     )
     train.add_argument("--target", help="column to predict (default for bundled data: charges)")
-    train.add_argument(
-        "--output",
-        "-o",
-        default=str(DEFAULT_ARTIFACT),
-        help="artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…, "
-        "file:///DIR) to publish a new immutable version under models/<name>/<sha256>/",
-    )
+    train.add_argument("--output", "-o", default=str(DEFAULT_ARTIFACT), help=OUTPUT_HELP)
     train.add_argument(
         "--task",
         choices=["auto", "regression", "classification"],
@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name (default: <data file>-<target>)")
     train.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
+    _import_parser(commands)
+
     predict = commands.add_parser(
         "predict",
         help="predict a CSV offline (artifact + CSV in, CSV out)",
@@ -176,6 +178,89 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mapping(text: str) -> dict[str, str]:
+    pairs = [part.strip() for part in text.split(",") if part.strip()]
+    mapping = {}
+    for pair in pairs:
+        column, sep, name = pair.partition("=")
+        if not sep or not column.strip() or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected COLUMN=INPUT pairs, got {pair!r}")
+        mapping[column.strip()] = name.strip()
+    if not mapping:
+        raise argparse.ArgumentTypeError("expected COLUMN=INPUT pairs, comma-separated")
+    return mapping
+
+
+def _import_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from modelship.importing.sources import EXTENSIONS, FORMAT_CHOICES
+
+    command = commands.add_parser(
+        "import",
+        help="import a model trained elsewhere (skops, joblib, XGBoost, LightGBM, ONNX)",
+        description="Turn a model trained elsewhere into the artifact `train` writes (model.onnx "
+        "+ model-card.json), checking that the ONNX export gives the original model's "
+        "predictions on a sample of data. Formats by extension: "
+        + ", ".join(f"{ext} ({fmt})" for ext, fmt in EXTENSIONS.items())
+        + ". The server only ever loads the ONNX file.",
+    )
+    command.add_argument("model", help="the model file: a path, s3:// or gs://")
+    command.add_argument(
+        "--sample",
+        required=True,
+        help="CSV of training-like rows with the feature columns (and optionally the target): "
+        "schema, ranges, categories, example rows, parity and (with the target) metrics come "
+        "from it; a path, s3:// or gs://",
+    )
+    command.add_argument(
+        "--target",
+        help="the target column in the sample, if it has one (metrics are measured on it); it "
+        "also names the prediction column (default: target)",
+    )
+    command.add_argument(
+        "--task",
+        choices=["auto", "regression", "classification"],
+        default="auto",
+        help="what the model predicts, when the file does not say (only ONNX files may not)",
+    )
+    command.add_argument(
+        "--format", choices=list(FORMAT_CHOICES), help="the file's format, if not its extension's"
+    )
+    command.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a joblib/pickle file: loading a pickle RUNS CODE from the file with your "
+        "permissions, so pass this only for files you trust; it is unpickled only in this "
+        "import process, never by the server (prefer skops files)",
+    )
+    command.add_argument(
+        "--trust",
+        type=_names,
+        default=[],
+        metavar="TYPES",
+        help="skops: also load these types the file contains (comma-separated, as the error "
+        "about untrusted types lists them)",
+    )
+    command.add_argument(
+        "--input-map",
+        type=_mapping,
+        default={},
+        metavar="COLUMN=INPUT,...",
+        help="ONNX: which graph input takes which sample column, where the names differ",
+    )
+    command.add_argument("--numeric", type=_names, default=[], help="treat these as numeric")
+    command.add_argument("--categorical", type=_names, default=[], help="treat these as categories")
+    command.add_argument(
+        "--parity-tolerance",
+        type=float,
+        default=1e-4,
+        help="largest ONNX vs original difference accepted (x target std for regression, "
+        "absolute on probabilities for classification)",
+    )
+    command.add_argument("--name", help="model name (default: the model file's name)")
+    command.add_argument("--output", "-o", default=str(DEFAULT_ARTIFACT), help=OUTPUT_HELP)
+    command.add_argument("--quiet", "-q", action="store_true", help="print only the result")
+
+
 def _say(quiet: bool) -> object:
     def say(message: str) -> None:
         if not quiet:
@@ -195,21 +280,60 @@ def _train(args: argparse.Namespace) -> int:
         raise ModelshipError(f"--poly must be 2, 3 or 4, got {args.poly}")
     with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
         data = _local_data(args.data, Path(scratch)) if args.data else BUNDLED_DATA
-        publish_to = args.output if store.is_store_uri(args.output) else None
-        if publish_to:
-            store.parse(publish_to)  # a malformed store URI fails now, not after training
-        output = Path(scratch) / "artifact" if publish_to else Path(args.output)
-        card = train(_train_options(args, data, target, output), _say(args.quiet))  # type: ignore[arg-type]
-        print(_summary(card.model_dump(mode="json"), card.version))
-        if publish_to:
-            print(f"published: {store.publish(output, publish_to)}")
-        else:
-            print(f"artifact: {output}")
+        _write(
+            args.output,
+            Path(scratch),
+            lambda output: train(_train_options(args, data, target, output), _say(args.quiet)),  # type: ignore[arg-type]
+        )
+    return 0
+
+
+def _write(output_arg: str, scratch: Path, make: Callable[[Path], ModelCard]) -> None:
+    """Write an artifact to a directory, or build it in `scratch` and publish it to a store."""
+    publish_to = output_arg if store.is_store_uri(output_arg) else None
+    if publish_to:
+        store.parse(publish_to)  # a malformed store URI fails now, not after the work
+    output = scratch / "artifact" if publish_to else Path(output_arg)
+    card = make(output)
+    print(_summary(card.model_dump(mode="json"), card.version))
+    if publish_to:
+        print(f"published: {store.publish(output, publish_to)}")
+    else:
+        print(f"artifact: {output}")
+
+
+def _import(args: argparse.Namespace) -> int:
+    from modelship.importing.importer import ImportOptions, import_model
+
+    with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
+        model = _local_data(args.model, Path(scratch))
+        sample = _local_data(args.sample, Path(scratch))
+
+        def make(output: Path) -> ModelCard:
+            options = ImportOptions(
+                model=model,
+                sample=sample,
+                output=output,
+                target=args.target,
+                task=args.task,
+                format=args.format,
+                trust_pickle=args.trust_pickle,
+                trust=args.trust,
+                input_map=args.input_map,
+                numeric=args.numeric,
+                categorical=args.categorical,
+                parity_tolerance=args.parity_tolerance,
+                name=args.name,
+            )
+            return import_model(options, _say(args.quiet))  # type: ignore[arg-type]
+
+        _write(args.output, Path(scratch), make)
     return 0
 
 
 def _local_data(data: str, scratch: Path) -> Path:
-    """A remote training CSV is downloaded first; its file name is kept for the model card."""
+    """A remote file (training CSV, model, sample) is downloaded first; its name is kept for
+    the model card."""
     if not store.is_remote(data):
         return Path(data)
     local = scratch / Path(store.parse(data).prefix).name
@@ -245,13 +369,14 @@ def _train_options(args: argparse.Namespace, data: Path, target: str, output: Pa
 def _summary(card: dict[str, object], version: str) -> str:
     metrics = card["metrics"]
     assert isinstance(metrics, dict)
-    test = {k: v for k, v in metrics["test"].items() if k != "per_class"}
+    test = {k: v for k, v in metrics.get("test", {}).items() if k != "per_class"}
     model = card["model"]
     assert isinstance(model, dict)
     shown = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in test.items()
     )
-    return f"model {card['name']} ({model['kind']}, version {version}): test {shown}"
+    measured = f"test {shown}" if test else "no metrics (the sample has no target)"
+    return f"model {card['name']} ({model['kind']}, version {version}): {measured}"
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -373,6 +498,7 @@ def _models(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": _train,
+    "import": _import,
     "predict": _predict,
     "info": _info,
     "serve": _serve,

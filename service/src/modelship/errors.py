@@ -139,6 +139,13 @@ class TrainingError(ModelshipError):
     exit_code = 2
 
 
+class ModelImportError(ModelshipError):
+    """A model file cannot be imported: wrong format, unsupported, or not matching the sample."""
+
+    error_type = "import_error"
+    exit_code = 2
+
+
 class ExportError(ModelshipError):
     """The fitted pipeline cannot be exported faithfully."""
 

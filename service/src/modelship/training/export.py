@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -58,8 +59,29 @@ update_registered_converter(
 TIE_MARGIN = 1e-4
 
 
+class FittedModel(Protocol):
+    """What parity compares the export against: a scikit-learn pipeline, or an imported
+    model's original library behind the same two methods."""
+
+    def predict(self, frame: pd.DataFrame) -> Any: ...
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ParityWording:
+    """How a parity failure names the original, the rows and the way out."""
+
+    original: str = "scikit-learn"
+    rows: str = "the test split"
+    advice: str = "choose another --model or raise --parity-tolerance"
+
+
 def export_onnx(
-    pipeline: Pipeline, kinds: dict[str, FeatureKind], task: Task
+    pipeline: Pipeline,
+    kinds: dict[str, FeatureKind],
+    task: Task,
+    advice: str = "choose another --model",
 ) -> tuple[bytes, dict[str, str]]:
     """One ONNX input per feature: float32 [N, 1] for numbers, string [N, 1] for categories.
 
@@ -83,7 +105,7 @@ def export_onnx(
     except Exception as exc:  # skl2onnx raises many unrelated types for "cannot convert"
         raise ExportError(
             f"cannot export {type(estimator).__name__} to ONNX ({type(exc).__name__}: {exc}); "
-            "choose another --model"
+            f"{advice}"
         ) from exc
     inputs = [i.name for i in model.graph.input]
     return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
@@ -110,15 +132,18 @@ def run_onnx(onnx_bytes: bytes, feeds: dict[str, npt.NDArray[Any]]) -> list[npt.
 def measure_parity(
     *,
     onnx_bytes: bytes,
-    pipeline: Pipeline,
+    pipeline: FittedModel,
     frame: pd.DataFrame,
     kinds: dict[str, FeatureKind],
     input_names: dict[str, str],
     task: Task,
     target_scale: float,
     tolerance: float,
+    wording: ParityWording = ParityWording(),
 ) -> tuple[Parity, list[npt.NDArray[Any]]]:
-    """Compare scikit-learn and ONNX on `frame`; raise ExportError when beyond `tolerance`.
+    """Compare the original model and ONNX on `frame`; raise ExportError beyond `tolerance`.
+
+    The error names the worst row by `frame`'s index label.
 
     Regression differences are judged relative to the target's spread (`target_scale`), so
     the tolerance means the same for prices in dollars and for rates near zero.
@@ -135,10 +160,12 @@ def measure_parity(
             rows=len(frame), max_abs_diff=max_abs, max_rel_diff=max_rel, tolerance=tolerance
         )
         if max_abs > tolerance * max(target_scale, 1e-12):
+            worst = int(diff.argmax())
             raise ExportError(
-                f"the ONNX export differs from scikit-learn by up to {max_abs:.6g} on the test "
-                f"split, more than {tolerance:g} x the target's standard deviation "
-                f"({target_scale:.6g}); choose another --model or raise --parity-tolerance"
+                f"the ONNX export differs from {wording.original} by up to {max_abs:.6g} on "
+                f"{wording.rows}, more than {tolerance:g} x the target's standard deviation "
+                f"({target_scale:.6g}); worst at row {frame.index[worst]} "
+                f"({expected[worst]:.6g} vs {actual[worst]:.6g}); {wording.advice}"
             )
         return parity, outputs
     expected_proba = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
@@ -157,10 +184,13 @@ def measure_parity(
         tolerance=tolerance,
         label_agreement=float(agree.mean()),
     )
-    if max_abs > tolerance or bool(np.any(~agree & ~near_tie)):
+    flipped = ~agree & ~near_tie
+    if max_abs > tolerance or bool(np.any(flipped)):
+        worst = int(np.argmax(flipped)) if flipped.any() else int(diff.max(axis=1).argmax())
         raise ExportError(
-            f"the ONNX export differs from scikit-learn on the test split: probabilities by up "
-            f"to {max_abs:.3g} (tolerance {tolerance:g}), labels agree on {agree.mean():.2%} of "
-            "rows; choose another --model or raise --parity-tolerance"
+            f"the ONNX export differs from {wording.original} on {wording.rows}: probabilities "
+            f"by up to {max_abs:.3g} (tolerance {tolerance:g}), labels agree on "
+            f"{agree.mean():.2%} of rows; worst at row {frame.index[worst]} (label "
+            f"{str(expected_labels[worst])!r} vs {str(outputs[0][worst])!r}); {wording.advice}"
         )
     return parity, outputs
