@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components import child_opts
 from infra.container import PRE_STOP_SLEEP_SECONDS, ContainerSpec, Probe
+from infra.monitoring import POD_MONITOR_OFF, POD_MONITORS, pod_monitor_manifest, scrape_annotations
 
 API_KEY_VOLUME = "api-key"
 TMP_VOLUME = "tmp"
@@ -60,6 +61,9 @@ class KubernetesAppArgs(TypedDict):
     """Annotate the Deployment `pulumi.com/patchForce` (default True); off for plain YAML."""
     service_account_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
     """On the pods' ServiceAccount (gke: the Workload Identity binding to a Google account)."""
+    pod_monitor: NotRequired[str]
+    """`off` (default: the pods' prometheus.io annotations only), `prometheus-operator` (a
+    PodMonitor) or `gke-managed` (a PodMonitoring); see infra/monitoring.py."""
 
 
 class KubernetesApp(pulumi.ComponentResource):
@@ -71,6 +75,7 @@ class KubernetesApp(pulumi.ComponentResource):
     service: k8s.core.v1.Service
     autoscaler: k8s.autoscaling.v2.HorizontalPodAutoscaler | None
     disruption_budget: k8s.policy.v1.PodDisruptionBudget
+    pod_monitor: k8s.apiextensions.CustomResource | None
     api_key_secret: k8s.core.v1.Secret | None
     load_balancer_address: pulumi.Output[str]
     node_port: pulumi.Output[int | None]
@@ -237,7 +242,9 @@ class KubernetesApp(pulumi.ComponentResource):
                 progress_deadline_seconds=600,
                 revision_history_limit=5,
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels, annotations=scrape_annotations(spec.port)
+                    ),
                     spec=pod,
                 ),
             ),
@@ -312,6 +319,19 @@ class KubernetesApp(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.pod_monitor = None
+        monitor_kind = args.get("pod_monitor", POD_MONITOR_OFF)
+        if monitor_kind != POD_MONITOR_OFF:
+            monitor = pod_monitor_manifest(monitor_kind, spec.port_name, selector)
+            self.pod_monitor = k8s.apiextensions.CustomResource(
+                f"{name}-pod-monitor",
+                api_version=monitor["api_version"],
+                kind=monitor["kind"],
+                metadata=meta(app_name),
+                spec=monitor["spec"],
+                opts=child,
+            )
+
         self.objects = [
             o
             for o in (
@@ -322,6 +342,7 @@ class KubernetesApp(pulumi.ComponentResource):
                 self.service,
                 self.autoscaler,
                 self.disruption_budget,
+                self.pod_monitor,
             )
             if o is not None
         ]
@@ -343,6 +364,8 @@ def _check_args(args: KubernetesAppArgs) -> None:
         raise ValueError("node_port can only be given with service_type NodePort")
     if args.get("api_key") is not None and args.get("api_key_secret_name") is not None:
         raise ValueError("Only one of `api_key` or `api_key_secret_name` can be provided")
+    if args.get("pod_monitor", POD_MONITOR_OFF) not in POD_MONITORS:
+        raise ValueError(f"pod_monitor must be one of {', '.join(POD_MONITORS)}")
     if args.get("image_pull_policy", "IfNotPresent") not in PULL_POLICIES:
         raise ValueError(f"image_pull_policy must be one of {', '.join(PULL_POLICIES)}")
 

@@ -50,6 +50,7 @@ KEY_API_KEY_STORE = "modelship:apiKeyStore"
 KEY_API_KEY_SECRET_ARN = "modelship:apiKeySecretArn"  # noqa: S105 - a key name
 KEY_IMAGE_TAG = "modelship:imageTag"
 KEY_ZONE_IDS = "modelship:availabilityZoneIds"
+KEY_ALARM_TOPIC_ARN = "modelship:alarmTopicArn"
 
 DEFAULT_REGION = "us-east-1"
 CONTAINER_INSIGHTS = ("disabled", "enabled", "enhanced")
@@ -77,6 +78,7 @@ SECRET_ARN = re.compile(
     + r":(secret:[A-Za-z0-9/_+=.@-]+|parameter/[A-Za-z0-9/_.-]+)"
 )
 POLICY_ARN = re.compile(_PARTITION + r":iam::(aws|" + _ACCOUNT + r"):policy/[A-Za-z0-9/_+=,.@-]+")
+SNS_TOPIC_ARN = re.compile(_PARTITION + r":sns:[a-z0-9-]+:" + _ACCOUNT + r":[A-Za-z0-9_-]{1,256}")
 IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 ZONE_ID = re.compile(r"(?P<code>[a-z]+[0-9])-az[0-9]+")
 # Zone ids start with a code of the region: us-west-1 → usw1, ap-northeast-1 → apne1.
@@ -116,6 +118,8 @@ class FargateSettings:
     image_tag: str | None = None
     zone_ids: tuple[str, ...] = ()
     """The two availability zone ids of the subnets; empty: chosen at deploy time."""
+    alarm_topic_arn: str | None = None
+    """SNS topic the CloudWatch alarms notify (none: they only show in the console)."""
     store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     """The S3 model store, the version to serve (`s3://…`) and the training task."""
 
@@ -286,6 +290,13 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
         api_key_store=reader.choice(KEY_API_KEY_STORE, defaults.api_key_store, API_KEY_STORES),
         api_key_secret_arn=secret_arn,
         image_tag=image_tag,
+        alarm_topic_arn=reader.matching(
+            KEY_ALARM_TOPIC_ARN,
+            "",
+            SNS_TOPIC_ARN,
+            "an SNS topic ARN: arn:aws:sns:REGION:ACCOUNT:NAME",
+        )
+        or None,
         store=store,
     )
 

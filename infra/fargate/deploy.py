@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from infra.build_context import content_tag
 from infra.container import container_spec
+from infra.fargate.alarms import ServiceAlarms
 from infra.fargate.cluster import EcsCluster
 from infra.fargate.config import FargateSettings
 from infra.fargate.iam import TaskRoles
@@ -208,6 +209,14 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
                 *network.egress_ready,
             ],
             "tags": labels,
+        },
+    )
+    ServiceAlarms(
+        f"{name}-alarms",
+        {
+            "service": stack_id,  # the task family: what the service writes as its dimension
+            "tags": labels,
+            "alarm_actions": [fargate.alarm_topic_arn] if fargate.alarm_topic_arn else [],
         },
     )
     training = TrainingTask(

@@ -22,6 +22,7 @@ import pulumi_aws as aws
 
 from infra.components import child_opts
 from infra.container import ContainerSpec
+from infra.fargate.alarms import cloudwatch_metrics_env
 from infra.fargate.cluster import FARGATE, FARGATE_SPOT, EcsCluster
 from infra.settings import fargate_cpu_units
 
@@ -71,11 +72,19 @@ def container_definitions(
     log_group: pulumi.Input[str],
     region: str,
     api_key_arn: pulumi.Input[str] | None,
+    *,
+    metrics_service: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The task's containers as RegisterTaskDefinition's `containerDefinitions` expects them."""
+    """The task's containers as RegisterTaskDefinition's `containerDefinitions` expects them.
+
+    With `metrics_service`, the service also writes its monitoring signals as CloudWatch metric
+    lines under that Service dimension (the alarms of infra/fargate/alarms.py select it).
+    """
     tmp_mount = {"sourceVolume": TMP_VOLUME, "containerPath": spec.tmp_dir, "readOnly": False}
     logs = log_configuration(log_group, region)
     env = {**spec.env_dict, **region_env(region)}
+    if metrics_service is not None:
+        env |= cloudwatch_metrics_env(metrics_service)
     environment = [
         {"name": key, "value": value}
         for key, value in sorted(env.items())
@@ -202,7 +211,12 @@ class FargateService(pulumi.ComponentResource):
             opts=child_opts(self, opts),
         )
         definitions = container_definitions(
-            spec, args["image"], self.log_group.name, args["region"], args["api_key_arn"]
+            spec,
+            args["image"],
+            self.log_group.name,
+            args["region"],
+            args["api_key_arn"],
+            metrics_service=args["family"],
         )
         self.task_definition = fargate_task_definition(
             f"{name}-task",

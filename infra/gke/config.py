@@ -13,6 +13,7 @@ from infra.model_store import (
     ModelStoreSettings,
     read_model_store,
 )
+from infra.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import (
     DNS_LABEL,
     DNS_LABEL_ALLOWED,
@@ -108,6 +109,7 @@ class GkeSettings:
     store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     kms_key: str | None = None
     training_schedule: str | None = None
+    pod_monitor: str = POD_MONITOR_OFF
 
     @property
     def autopilot(self) -> bool:
@@ -175,6 +177,7 @@ def read_gke_settings(reader: ConfigReader, settings: Settings) -> GkeSettings:
         store=read_model_store(reader, settings, "gs"),
         kms_key=_read_kms_key(reader, region),
         training_schedule=reader.matching(KEY_TRAINING_SCHEDULE, "", CRON, CRON_ALLOWED) or None,
+        pod_monitor=reader.choice(KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS),
     )
     if gke.autopilot:
         for cpu_key, memory_key, size in (

@@ -165,6 +165,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "extra_resources": {"ephemeral-storage": EPHEMERAL_STORAGE},
             "api_key": settings.api_key,
             "service_account_annotations": workload_identity_annotation(store.serving_account),
+            "pod_monitor": gke.pod_monitor,
         },
         opts=serving_opts,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import (
     DNS_LABEL,
     DNS_LABEL_ALLOWED,
@@ -123,6 +124,7 @@ class K8sSettings:
     service_annotations: Mapping[str, str] = field(default_factory=dict)
     ingress: IngressSettings | None = None
     render_dir: str | None = None
+    pod_monitor: str = POD_MONITOR_OFF
 
     @property
     def service_type(self) -> str:
@@ -258,6 +260,7 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
         ),
         ingress=ingress,
         render_dir=render_dir,
+        pod_monitor=reader.choice(KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS),
     )
 
 

@@ -63,6 +63,7 @@ def deploy_k8s(settings: Settings, cfg: K8sSettings) -> TargetOutputs:
             "image_pull_policy": "IfNotPresent" if cfg.pinned else "Always",
             "image_pull_secrets": [cfg.pull_secret] if cfg.pull_secret else [],
             "patch_force": render_dir is None,
+            "pod_monitor": cfg.pod_monitor,
         },
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

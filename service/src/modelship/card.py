@@ -5,7 +5,7 @@ The server derives its request schema, examples and metadata from this card alon
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,33 @@ class NumericStats(_Frozen):
     missing: int = Field(description="Rows where the value was missing in the training data")
 
 
+class NumericDistribution(_Frozen):
+    """A numeric column's training distribution, the reference that drift is measured against.
+
+    Bin i holds edges[i-1] <= x < edges[i] (the first bin everything below edges[0], the last
+    everything from edges[-1] up); missing values are a bin of their own.
+    """
+
+    kind: Literal["numeric"] = "numeric"
+    rows: int = Field(description="Rows the distribution was computed from")
+    edges: list[float] = Field(description="Bin edges: training quantiles, duplicates removed")
+    proportions: list[float] = Field(description="Share of rows per bin: len(edges) + 1 values")
+    missing: float = Field(description="Share of rows with no value")
+
+
+class CategoricalDistribution(_Frozen):
+    """A categorical column's training distribution: the most frequent categories' shares and
+    one "other" share for the rest (categories unseen in training fall there when serving)."""
+
+    kind: Literal["categorical"] = "categorical"
+    rows: int = Field(description="Rows the distribution was computed from")
+    frequencies: dict[str, float] = Field(description="Share of rows per frequent category")
+    other: float = Field(description="Share of rows of every other category")
+
+
+Distribution = Annotated[NumericDistribution | CategoricalDistribution, Field(discriminator="kind")]
+
+
 class Feature(_Frozen):
     name: str
     kind: FeatureKind
@@ -36,6 +63,9 @@ class Feature(_Frozen):
     numeric: NumericStats | None = None
     categories: list[str] | None = Field(
         default=None, description="Categories seen in training; others are accepted and ignored"
+    )
+    distribution: Distribution | None = Field(
+        default=None, description="Training distribution (absent in artifacts made before it)"
     )
 
 
@@ -130,6 +160,11 @@ class ModelCard(_Frozen):
     )
     search: SearchInfo | None = Field(
         default=None, description="The model search's budgets and choice (absent for one --model)"
+    )
+    prediction_distribution: Distribution | None = Field(
+        default=None,
+        description="Distribution of the model's predictions on the held-out test split "
+        "(predicted classes for classification)",
     )
 
     @property

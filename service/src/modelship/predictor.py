@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +14,9 @@ from modelship.artifact import Artifact
 from modelship.card import ModelCard
 from modelship.codec import Batch, FeatureSchema
 from modelship.errors import ArtifactError, InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from modelship.monitoring.monitor import Monitor
 
 _ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
 
@@ -70,6 +73,8 @@ class Predictor:
         self.is_classifier = artifact.card.task == "classification"
         # Told the number of rows of every prediction (the service counts them for /metrics).
         self.on_predict: Callable[[int], None] | None = None
+        # Told every served batch's inputs and predictions (data quality and drift, /model/drift).
+        self.monitor: Monitor | None = None
 
     def _check_inputs(self) -> None:
         declared = {i.name: i.type for i in self._session.get_inputs()}
@@ -84,6 +89,8 @@ class Predictor:
         result = self._predict(batch)
         if self.on_predict is not None:
             self.on_predict(len(result))
+        if self.monitor is not None:
+            self.monitor.observe(batch.feeds, result)
         return result
 
     def _predict(self, batch: Batch) -> Predictions:

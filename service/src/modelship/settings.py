@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelship.errors import ModelshipError
@@ -63,6 +63,69 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="One JSON log line per request")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics")
+    monitoring: bool = Field(
+        True,
+        description="Count missing, out-of-range and unseen values per feature and measure drift "
+        "against the model card's training distributions (/model/drift, /metrics)",
+    )
+    drift_window_rows: int = Field(
+        2_000,
+        ge=100,
+        le=1_000_000,
+        description="Recent rows drift is measured over, shared out evenly among the workers",
+    )
+    drift_min_rows: int = Field(
+        200, ge=10, description="Below this many rows in the window, drift is 'insufficient_data'"
+    )
+    drift_threshold: float = Field(
+        0.2,
+        gt=0,
+        le=100,
+        description="PSI of a feature above which it is in drift (PSI under 0.1 is usually read "
+        "as stable, above 0.25 as a major shift)",
+    )
+    drift_feature_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-feature thresholds overriding drift_threshold, as JSON: {"bmi": 0.3}',
+    )
+    prediction_drift_threshold: float = Field(
+        0.2, gt=0, le=100, description="PSI of the predictions above which they are in drift"
+    )
+    monitor_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each worker folds the rows it served into its drift window "
+        "(off the request path)",
+    )
+    cloudwatch_metrics: bool = Field(
+        False,
+        description="Print the drift and error signals as CloudWatch embedded-metric-format log "
+        "lines (the fargate stack turns it on)",
+    )
+    cloudwatch_service: str = Field(
+        "modelship",
+        min_length=1,
+        max_length=250,
+        description="Value of the Service dimension of the CloudWatch metrics (alarms select it)",
+    )
+    cloudwatch_interval_seconds: float = Field(
+        60.0, ge=1, le=3600, description="Seconds between CloudWatch metric lines"
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_min_rows(self) -> Settings:
+        if self.drift_min_rows > self.drift_window_rows:
+            raise ValueError(
+                f"drift_min_rows ({self.drift_min_rows}) cannot exceed drift_window_rows "
+                f"({self.drift_window_rows})"
+            )
+        for name, value in self.drift_feature_thresholds.items():
+            if not 0 < value <= 100:
+                raise ValueError(
+                    f"drift_feature_thresholds[{name!r}] = {value}: must be above 0, at most 100"
+                )
+        return self
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -71,7 +134,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "settings"
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise ModelshipError(f"settings: {first['msg']}") from exc
+        name = str(first["loc"][0])
         raise ModelshipError(
             f"setting MODELSHIP_{name.upper()} = {first.get('input')!r}: {first['msg']}"
         ) from exc

@@ -14,12 +14,14 @@ from modelship.api.errors import install_error_handlers
 from modelship.api.limits import BodySizeLimit
 from modelship.api.openapi import install_openapi
 from modelship.api.responses import JSONBytes
-from modelship.api.routes import health, model, predict
+from modelship.api.routes import drift, health, model, predict
 from modelship.api.routes.v2 import register_v2_routes
 from modelship.api.telemetry import RequestTelemetry, install_metrics
 from modelship.api.web import install_web_page
 from modelship.card import ModelCard
 from modelship.footprint import cgroup_memory_limit, memory_shortfall
+from modelship.monitoring.monitor import DriftCollector
+from modelship.monitoring.setup import create_monitor
 from modelship.predictor import Predictor
 from modelship.settings import Settings, load_settings
 
@@ -27,12 +29,16 @@ from modelship.settings import Settings, load_settings
 def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     card = predictor.card
     api_key = configured_key(settings)
+    monitor = create_monitor(card, settings)
+    predictor.monitor = monitor
 
     unfit = memory_problem(settings, card)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor.warm_up()
+        if monitor is not None:
+            monitor.start()
         if unfit is None:
             app.state.ready = True
         else:
@@ -40,6 +46,8 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
             logging.getLogger("modelship").error("not ready: %s", unfit)
         yield
         app.state.ready = False
+        if monitor is not None:
+            monitor.stop()
 
     app = FastAPI(
         title=f"modelship · {card.name}",
@@ -56,14 +64,16 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     app.state.unfit = unfit
+    app.state.monitor = monitor
     install_error_handlers(app)
     # Routes are matched in order: the prediction routes first (the profiler saw matching).
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)
+    app.include_router(drift.router)
     register_v2_routes(app, predictor)
     if settings.metrics:
-        install_metrics(app, predictor)
+        install_metrics(app, predictor, DriftCollector(monitor) if monitor else None)
     install_web_page(app, card, needs_key=api_key is not None)
     install_openapi(app, card, settings)
     # Added innermost first: telemetry sees every answer, 401s and 413s included.

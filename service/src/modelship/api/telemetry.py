@@ -24,6 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelship import __version__
@@ -62,8 +63,8 @@ def _observe_rows(rows: int) -> None:
     BATCH_ROWS.observe(rows)
 
 
-def install_metrics(app: FastAPI, predictor: Predictor) -> None:
-    """`GET /metrics`, the model-info sample, and counting of predicted rows."""
+def install_metrics(app: FastAPI, predictor: Predictor, drift: Collector | None = None) -> None:
+    """`GET /metrics`, the model-info sample, counting of predicted rows, and the drift view."""
     card = predictor.card
     MODEL_INFO.labels(
         card.name, card.version, card.task, card.training_data.sha256, __version__
@@ -83,6 +84,10 @@ def install_metrics(app: FastAPI, predictor: Predictor) -> None:
             payload = generate_latest(registry)
         else:
             payload = generate_latest(REGISTRY)
+        if drift is not None:  # computed from every worker's window, the same on each
+            computed = CollectorRegistry()
+            computed.register(drift)
+            payload += generate_latest(computed)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)

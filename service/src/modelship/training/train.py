@@ -35,6 +35,7 @@ from modelship.codec import MISSING_TOKENS
 from modelship.errors import TrainingError
 from modelship.footprint import Footprint, measure_footprint
 from modelship.metrics import classification_metrics, regression_metrics
+from modelship.monitoring.distribution import categorical_reference, numeric_reference
 from modelship.training import data as datamod
 from modelship.training.data import RawData
 from modelship.training.export import export_onnx, measure_parity
@@ -130,6 +131,12 @@ class _Prepared:
             test_metrics = classification_metrics(
                 list(self.y_test), list(outputs[0].astype(str)), outputs[1], classes
             )
+        # Predictions on rows the model never trained on: what live traffic should look like.
+        predicted = (
+            numeric_reference(outputs[0].reshape(-1))
+            if task == "regression"
+            else categorical_reference(outputs[0].astype(str))
+        )
         estimator = pipeline.steps[-1][1]
         card = ModelCard(
             name=model_name(options.name or f"{options.data.stem}-{options.target}"),
@@ -161,6 +168,7 @@ class _Prepared:
                 onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                 onnx_bytes=len(onnx_bytes),
             ),
+            prediction_distribution=predicted,
         )
         artifact.save(directory, card, onnx_bytes)
         return card
@@ -402,12 +410,24 @@ def _features(
                 missing=int(column.isna().sum()),
             )
             features.append(
-                Feature(name=name, kind=kind, input_name=input_names[name], numeric=stats)
+                Feature(
+                    name=name,
+                    kind=kind,
+                    input_name=input_names[name],
+                    numeric=stats,
+                    distribution=numeric_reference(column.to_numpy(dtype=np.float64)),
+                )
             )
         else:
             categories = sorted({str(v) for v in column})
             features.append(
-                Feature(name=name, kind=kind, input_name=input_names[name], categories=categories)
+                Feature(
+                    name=name,
+                    kind=kind,
+                    input_name=input_names[name],
+                    categories=categories,
+                    distribution=categorical_reference(column),
+                )
             )
     return features
 

@@ -1,0 +1,47 @@
+"""`GET /model/drift`: data drift of every feature and of the predictions, from all workers."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from modelship.api.deps import PredictorDep
+from modelship.api.openapi import ERROR_REF
+from modelship.api.responses import JSONBytes
+from modelship.errors import NotFound
+from modelship.monitoring.monitor import Monitor
+
+router = APIRouter(prefix="/model", tags=["model"])
+
+
+@router.get(
+    "/drift",
+    summary="Drift of each feature and of the predictions over the recent-rows window",
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+        404: {
+            "description": "Monitoring is off",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
+    },
+)
+async def drift(request: Request, predictor: PredictorDep) -> Response:
+    monitor: Monitor | None = request.app.state.monitor
+    if monitor is None:
+        raise NotFound("monitoring is off on this server (MODELSHIP_MONITORING=false)")
+    signals = [signal.as_json() for signal in monitor.drift()]
+    settings = monitor.settings
+    return JSONBytes(
+        {
+            "model_version": predictor.card.version,
+            # Every worker answers with the window of all workers; this says which one answered.
+            "worker_pid": os.getpid(),
+            "statistic": "psi",
+            "window_rows": settings.drift_window_rows,
+            "min_rows": settings.drift_min_rows,
+            "features": [s for s in signals if s["kind"] == "feature"],
+            "prediction": next(s for s in signals if s["kind"] == "prediction"),
+        }
+    )

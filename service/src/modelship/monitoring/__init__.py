@@ -1,0 +1,1 @@
+"""Production monitoring: data quality and drift against the card's training distributions."""
