@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
+from sklearn.pipeline import Pipeline
 
 from modelship import artifact
 from modelship.card import (
@@ -33,6 +35,8 @@ from modelship.card import (
 from modelship.codec import MISSING_TOKENS
 from modelship.errors import TrainingError
 from modelship.metrics import classification_metrics, regression_metrics
+from modelship.report import REPORT_PAGE, Evaluation, build_report, write_report
+from modelship.report.numbers import Outputs
 from modelship.training import data as datamod
 from modelship.training.export import export_onnx, measure_parity
 from modelship.training.models import MENU, Candidate, build_pipeline
@@ -192,9 +196,40 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
             onnx_bytes=len(onnx_bytes),
         ),
     )
+    say("Drawing the training report")
+    report = build_report(
+        card,
+        Evaluation(
+            onnx_bytes=onnx_bytes,
+            training=x_train,
+            training_target=y_train,
+            held_out=x_test,
+            truth=y_test,
+            reference=_reference_outputs(pipeline, x_test, task),
+            predictions=_onnx_predictions(outputs, task),
+            seed=options.seed,
+        ),
+    )
+    card = card.model_copy(update={"report": write_report(report, options.output)})
     artifact.save(options.output, card, onnx_bytes)
-    say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
+    say(
+        f"Wrote {options.output} in {time.perf_counter() - started:.1f} s "
+        f"(the report took {report.seconds:.1f} s: {options.output / REPORT_PAGE})"
+    )
     return card
+
+
+def _reference_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> npt.NDArray[Any]:
+    """What scikit-learn predicts on the test split, for the report's parity plot."""
+    if task == "regression":
+        return np.asarray(pipeline.predict(frame), dtype=np.float64)
+    return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+
+
+def _onnx_predictions(outputs: list[npt.NDArray[Any]], task: Task) -> Outputs:
+    if task == "regression":
+        return outputs[0].reshape(-1), None
+    return outputs[0].reshape(-1).astype(str), outputs[1]
 
 
 def _decide_task(target: pd.Series, requested: str, say: Say) -> Task:
