@@ -339,7 +339,7 @@ class _Builder:
             scale = float(spread) or 1.0
             diffs = np.abs(values.astype(np.float64) - reference.astype(np.float64)) / scale
             unit = f"x the sd of {card.target} in training"
-            summary = f"max {parity.max_abs_diff:.3g} in {card.target}'s units"
+            summary = f"max {parity.max_abs_diff:.3g} ({card.target})"
         else:
             assert probabilities is not None
             diffs = np.abs(probabilities.astype(np.float64) - reference).max(axis=1)
