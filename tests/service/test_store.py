@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,9 @@ def test_publish_fetch_list(
     fetched = store.fetch(uri, tmp_path / "cache")
     assert fetched.card == card
     assert artifact.load(fetched.path).card == card
+    assert card.report is not None  # the training report travels with the version, verified
+    for name, sha256 in card.report.files.items():
+        assert hashlib.sha256((fetched.path / name).read_bytes()).hexdigest() == sha256
 
     with pytest.raises(
         StoreError, match="already exists: a published version is never overwritten"

@@ -123,3 +123,39 @@ def test_csv_errors_are_listed(page: Page, tmp_path: Path) -> None:
     page.click("#csv-button")
     expect(page.locator("#csv-error")).to_contain_text("region")
     expect(page.locator("#csv-result")).to_be_hidden()
+
+
+REPORT_SCREENSHOT = REPO / "docs" / "images" / "model-report.png"
+
+
+def test_key_plots_beside_the_form_and_the_link_opens_the_report(
+    page: Page, base_url: str, regression_predictor: Predictor
+) -> None:
+    report_files = regression_predictor.card.report
+    assert report_files is not None
+    expect(page.locator(".key-plots img")).to_have_count(sum(p.key for p in report_files.plots))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.key-plots img')]"
+        ".every((img) => img.complete && img.naturalWidth > 0)"
+    )
+    requested: list[str] = []
+    console: list[str] = []
+    page.context.on("request", lambda request: requested.append(request.url))
+    with page.context.expect_page() as opened:
+        page.click("#report-link")
+    report = opened.value
+    report.on("console", lambda message: console.append(message.text))
+    report.wait_for_load_state("load")
+    assert report.url == f"{base_url}/model/report"
+    expect(report.locator("h1")).to_have_text("Training report: insurance-charges")
+    figures = report.locator("figure")
+    expect(figures).to_have_count(len(report_files.plots))
+    for index in range(len(report_files.plots)):
+        box = figures.nth(index).locator("svg").bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 150
+    expect(report.locator("#importance")).to_contain_text("Feature importance")
+    assert requested == [f"{base_url}/model/report"]  # everything else is inside the page
+    assert console == []  # no Content-Security-Policy violation, no error
+    if os.environ.get("MODELSHIP_UPDATE_SCREENSHOT"):
+        report.set_viewport_size({"width": 1280, "height": 900})
+        report.screenshot(path=str(REPORT_SCREENSHOT), full_page=True)

@@ -136,6 +136,29 @@ class SearchInfo(_Frozen):
     excluded: list[str] = Field(default=[], description="Candidates over the footprint budget")
 
 
+class ReportPlot(_Frozen):
+    """One plot of the training report, also kept as its own SVG file."""
+
+    name: str = Field(description="Short identifier, e.g. confusion-matrix")
+    title: str
+    file: str = Field(description="Path of the SVG file, relative to the artifact directory")
+    sha256: str
+    key: bool = Field(False, description="Shown on the web page next to the form")
+
+
+class ReportFiles(_Frozen):
+    """The training report stored in the artifact: a self-contained HTML page and its plots."""
+
+    page: str = Field(description="The HTML page, relative to the artifact directory")
+    page_sha256: str
+    plots: list[ReportPlot]
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Every file of the report (relative path -> SHA-256), the page first."""
+        return {self.page: self.page_sha256, **{p.file: p.sha256 for p in self.plots}}
+
+
 class ModelCard(_Frozen):
     schema_version: int = CARD_SCHEMA_VERSION
     name: str
@@ -165,6 +188,9 @@ class ModelCard(_Frozen):
         default=None,
         description="Distribution of the model's predictions on the held-out test split "
         "(predicted classes for classification)",
+    )
+    report: ReportFiles | None = Field(
+        None, description="The training report; None for artifacts made before reports existed"
     )
 
     @property

@@ -67,6 +67,7 @@ class Predictor:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ArtifactError(f"{artifact.path}: the ONNX model cannot be loaded: {exc}") from exc
         self.card: ModelCard = artifact.card
+        self.artifact_path = artifact.path  # files beside the model (the report) are served
         self.schema = FeatureSchema(artifact.card)
         self._check_inputs()
         self._outputs = [output.name for output in self._session.get_outputs()]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -244,6 +244,26 @@ def _claims_sha256(name: str) -> bool:
     return len(name) == 64
 
 
+def _report_files(card: ModelCard) -> dict[str, str]:
+    """The training report's files (relative path -> SHA-256), checked to stay in the version."""
+    if card.report is None:
+        return {}
+    files = card.report.files
+    for name in files:
+        parts = PurePosixPath(name).parts
+        if PurePosixPath(name).is_absolute() or ".." in parts or not parts:
+            raise StoreError(f"the model card lists a report file outside its version: {name!r}")
+    return files
+
+
+def _check_report(version_uri: str, card: ModelCard, report: dict[str, bytes]) -> None:
+    for name, expected in _report_files(card).items():
+        if hashlib.sha256(report[name]).hexdigest() != expected:
+            raise StoreError(
+                f"model {version_uri}: checksum mismatch: {name} is not the file its card describes"
+            )
+
+
 def version_key(location: Location, card: ModelCard) -> str:
     return location.key("models", card.name, card.artifact.onnx_sha256)
 
@@ -259,8 +279,10 @@ def publish(directory: Path, root_uri: str) -> str:
     try:
         if store.exists(card_key):
             raise StoreError(f"{uri} already exists: a published version is never overwritten")
-        # The model first, the card last: a version with a card is always complete.
+        # The model and its report first, the card last: a version with a card is complete.
         store.write_once(f"{prefix}/{loaded.card.artifact.onnx_file}", loaded.onnx_bytes)
+        for name in _report_files(loaded.card):
+            store.write_once(f"{prefix}/{name}", (directory / name).read_bytes())
         store.write_once(card_key, (directory / artifact.CARD_FILE).read_bytes())
     except ExistsError:
         raise StoreError(
@@ -301,6 +323,7 @@ def fetch(version_uri: str, cache: Path) -> artifact.Artifact:
         card_bytes = store.read(location.key(artifact.CARD_FILE))
         card = ModelCard.model_validate_json(card_bytes)
         onnx_bytes = store.read(location.key(card.artifact.onnx_file))
+        report = {name: store.read(location.key(name)) for name in _report_files(card)}
     except MissingObjectError as exc:
         raise StoreError(
             f"model {version_uri}: {location.uri_of(str(exc))} does not exist"
@@ -320,11 +343,15 @@ def fetch(version_uri: str, cache: Path) -> artifact.Artifact:
             f"model {version_uri}: checksum mismatch: model.onnx has sha256 {actual[:12]}…, "
             f"its card says {card.artifact.onnx_sha256[:12]}…, the URI says {named[:12]}…"
         )
+    _check_report(version_uri, card, report)
     target = cache / actual
     staging = cache / f".{actual}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     (staging / card.artifact.onnx_file).write_bytes(onnx_bytes)
+    for name, content in report.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(content)
     (staging / artifact.CARD_FILE).write_bytes(card_bytes)
     if not target.exists():
         staging.rename(target)

@@ -12,7 +12,8 @@ from modelship.api.responses import send_json
 from modelship.errors import ModelshipError
 from modelship.settings import Settings
 
-# Open with or without a key: probes, metrics, the page and its assets, the API docs.
+# Open with or without a key: probes, metrics, the page and its assets (the training report and
+# its plots among them: a browser's link or <img> cannot send a key), the API docs.
 OPEN_PATHS = frozenset(
     {
         "/",
@@ -24,12 +25,13 @@ OPEN_PATHS = frozenset(
         "/redoc",
         "/openapi.json",
         "/favicon.ico",
+        "/model/report",
         "/v2",
         "/v2/health/live",
         "/v2/health/ready",
     }
 )
-OPEN_PREFIXES = ("/ui/",)
+OPEN_PREFIXES = ("/ui/", "/model/report/")
 V2_MODEL_READY = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/ready$")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -36,6 +37,8 @@ from modelship.errors import TrainingError
 from modelship.footprint import Footprint, measure_footprint
 from modelship.metrics import classification_metrics, regression_metrics
 from modelship.monitoring.distribution import categorical_reference, numeric_reference
+from modelship.report import REPORT_PAGE, Evaluation, build_report, write_report
+from modelship.report.numbers import Outputs
 from modelship.training import data as datamod
 from modelship.training.data import RawData
 from modelship.training.export import export_onnx, measure_parity
@@ -107,6 +110,9 @@ class _Prepared:
     x_test: pd.DataFrame
     y_train: pd.Series
     y_test: pd.Series
+    # Each exported candidate's fitted pipeline and ONNX test-split outputs, by artifact
+    # directory: the report is drawn for the winner only, once the search has chosen it.
+    exported: dict[Path, tuple[Pipeline, list[npt.NDArray[Any]]]] = field(default_factory=dict)
 
     def export(self, candidate: Candidate, pipeline: Pipeline, directory: Path) -> ModelCard:
         """Export, check parity on the test split, and write an artifact with its card."""
@@ -171,7 +177,28 @@ class _Prepared:
             prediction_distribution=predicted,
         )
         artifact.save(directory, card, onnx_bytes)
+        self.exported[directory] = (pipeline, outputs)
         return card
+
+    def report(self, card: ModelCard, onnx_bytes: bytes, directory: Path, say: Say) -> ModelCard:
+        """Draw the training report of the exported candidate in `directory` into the output."""
+        pipeline, outputs = self.exported[directory]
+        say("Drawing the training report")
+        report = build_report(
+            card,
+            Evaluation(
+                onnx_bytes=onnx_bytes,
+                training=self.x_train,
+                training_target=self.y_train,
+                held_out=self.x_test,
+                truth=self.y_test,
+                reference=_reference_outputs(pipeline, self.x_test, self.task),
+                predictions=_onnx_predictions(outputs, self.task),
+                seed=self.options.seed,
+            ),
+        )
+        say(f"The report took {report.seconds:.1f} s: {self.options.output / REPORT_PAGE}")
+        return card.model_copy(update={"report": write_report(report, self.options.output)})
 
 
 def train(options: TrainOptions, say: Say) -> ModelCard:
@@ -224,6 +251,7 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
             update={"leaderboard": leaderboard, "footprint": footprint, "search": search_info}
         )
         say(f"Footprint: {footprint.summary()}")
+        card = prepared.report(card, loaded.onnx_bytes, chosen_dir, say)
         artifact.save(options.output, card, loaded.onnx_bytes)
     say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
     return card
@@ -458,3 +486,16 @@ def _versions() -> dict[str, str]:
     found = {name: version(name) for name in packages}
     found["python"] = platform.python_version()
     return found
+
+
+def _reference_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> npt.NDArray[Any]:
+    """What scikit-learn predicts on the test split, for the report's parity plot."""
+    if task == "regression":
+        return np.asarray(pipeline.predict(frame), dtype=np.float64)
+    return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+
+
+def _onnx_predictions(outputs: list[npt.NDArray[Any]], task: Task) -> Outputs:
+    if task == "regression":
+        return outputs[0].reshape(-1), None
+    return outputs[0].reshape(-1).astype(str), outputs[1]

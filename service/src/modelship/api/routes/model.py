@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from modelship.api.deps import PredictorDep
 from modelship.api.openapi import ERROR_REF, RECORD_REF
 from modelship.api.responses import JSONBytes
+from modelship.card import ReportFiles
 from modelship.errors import NotFound
+from modelship.predictor import Predictor
+
+# The report is data: no script runs and nothing is fetched, and the browser is told so.
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+NOT_FOUND = {
+    "description": "No report in this artifact",
+    "content": {"application/json": {"schema": ERROR_REF}},
+}
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -53,3 +68,46 @@ async def example(index: int, predictor: PredictorDep) -> Response:
     if not 0 <= index < len(rows):
         raise NotFound(f"no example {index}: examples are numbered 0 to {len(rows) - 1}")
     return JSONBytes(rows[index])
+
+
+@router.get(
+    "/report",
+    summary="The training report: one self-contained HTML page of plots",
+    responses={200: {"content": {"text/html": {}}}, 404: NOT_FOUND},
+)
+async def report(predictor: PredictorDep) -> Response:
+    files = _report_files(predictor)
+    return _artifact_file(predictor, files.page, "text/html; charset=utf-8")
+
+
+@router.get(
+    "/report/{file_name}",
+    summary="One plot of the training report, as SVG (the names are in the card's report.plots)",
+    responses={200: {"content": {"image/svg+xml": {}}}, 404: NOT_FOUND},
+)
+async def report_plot(file_name: str, predictor: PredictorDep) -> Response:
+    files = _report_files(predictor)
+    by_name = {PurePosixPath(p.file).name: p.file for p in files.plots}
+    if file_name not in by_name:
+        raise NotFound(
+            f"the report has no plot {file_name!r}; it has: {', '.join(sorted(by_name))}"
+        )
+    return _artifact_file(predictor, by_name[file_name], "image/svg+xml")
+
+
+def _report_files(predictor: Predictor) -> ReportFiles:
+    files = predictor.card.report
+    if files is None:
+        raise NotFound(
+            "this model has no training report: its artifact was made before modelship wrote "
+            "reports; train it again to get one"
+        )
+    return files
+
+
+def _artifact_file(predictor: Predictor, relative: str, media_type: str) -> Response:
+    root = predictor.artifact_path.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NotFound(f"the artifact's card lists {relative}, but the file is missing")
+    return FileResponse(path, media_type=media_type, headers=REPORT_HEADERS)

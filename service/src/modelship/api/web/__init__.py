@@ -7,7 +7,7 @@ nothing fetched at run time, so it works offline.
 from __future__ import annotations
 
 from html import escape
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import orjson
 from fastapi import FastAPI
@@ -67,6 +67,27 @@ def _field(feature: Feature) -> str:
     )
 
 
+def _report_links(card: ModelCard) -> tuple[str, str]:
+    """The header's link to the training report, and the key plots shown beside the form."""
+    if card.report is None:
+        return "", ""
+    link = ' · <a id="report-link" href="/model/report" target="_blank">Training report</a>'
+    figures = "".join(
+        f'<figure><img src="/model/report/{escape(PurePosixPath(p.file).name)}" '
+        f'alt="{escape(p.title)}" loading="lazy">'
+        f"<figcaption>{escape(p.title)}</figcaption></figure>"
+        for p in card.report.plots
+        if p.key
+    )
+    aside = (
+        '<aside class="key-plots" aria-labelledby="plots-title">'
+        '<h2 id="plots-title">How the model does</h2>'
+        f'{figures}<p class="hint">On the held-out test split; every plot is in the '
+        '<a href="/model/report" target="_blank">training report</a>.</p></aside>'
+    )
+    return link, aside
+
+
 def render_page(card: ModelCard, needs_key: bool) -> str:
     """The whole page, built once at start-up from the card."""
     data = {
@@ -93,6 +114,7 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
         f"{k} {v:.4g}" for k, v in card.metrics.get("test", {}).items() if isinstance(v, float)
     )
     title = escape(card.name)
+    report_link, key_plots = _report_links(card)
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -106,10 +128,11 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
   <h1>{title}</h1>
   <p>{escape(card.task.capitalize())} of <b>{escape(card.target)}</b> with
   {escape(card.model.estimator)} · version <code>{escape(card.version)}</code>
-  · test {escape(metric)} · <a href="/docs">API docs</a></p>
+  · test {escape(metric)} · <a href="/docs">API docs</a>{report_link}</p>
 </header>
 <main>
 {key_box}
+<div class="{"with-plots" if key_plots else ""}">
 <section aria-labelledby="one-title">
   <h2 id="one-title">Predict one row</h2>
   <form id="predict-form" novalidate>
@@ -124,6 +147,8 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
   </form>
   <div id="result" class="result" aria-live="polite" hidden></div>
 </section>
+{key_plots}
+</div>
 <section aria-labelledby="csv-title">
   <h2 id="csv-title">Predict a CSV file</h2>
   <form id="csv-form" novalidate>

@@ -1,0 +1,30 @@
+"""The training report: plots of how the model was chosen and how it does, in the artifact.
+
+Made when a model is trained (or imported), with matplotlib, which only the `train` extra
+installs: the server never imports this package, it serves the files written here.
+
+    report = build_report(card, Evaluation(onnx_bytes, training=x_train, ...))
+    card = card.model_copy(update={"report": write_report(report, artifact_dir)})
+"""
+
+from modelship.report.build import (
+    PLOTS_DIR,
+    REPORT_PAGE,
+    Evaluation,
+    Plot,
+    Report,
+    build_report,
+    served_model,
+    write_report,
+)
+
+__all__ = [
+    "PLOTS_DIR",
+    "REPORT_PAGE",
+    "Evaluation",
+    "Plot",
+    "Report",
+    "build_report",
+    "served_model",
+    "write_report",
+]
