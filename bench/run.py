@@ -565,11 +565,12 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
     import pandas as pd
 
     from modelship import artifact
+    from modelship.codecs.records import RecordsCodec
     from modelship.predictor import Predictor
 
     predictor = Predictor(artifact.load(model["artifact"]))
     example = model["card"]["examples"][0]
-    batch = predictor.schema.from_records([example])
+    batch = RecordsCodec(predictor.schema).decode([example])
     pipeline = joblib.load(model["pipeline"])
 
     def median_us(call: Callable[[], object], n: int) -> float:
@@ -585,7 +586,7 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
     return {
         "onnx_us": median_us(lambda: predictor.predict(batch), repeats),
         "validate_and_predict_us": median_us(
-            lambda: predictor.predict(predictor.schema.from_records([example])), repeats
+            lambda: predictor.predict(RecordsCodec(predictor.schema).decode([example])), repeats
         ),
         "sklearn_dataframe_us": median_us(
             lambda: pipeline.predict(pd.DataFrame([example])), max(20, repeats // 50)

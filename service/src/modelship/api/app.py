@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from modelship import __version__, artifact, store
-from modelship.api.auth import ApiKeyAuth, configured_key
+from modelship.api.auth import configured_key
+from modelship.api.dataplane import DataPlane
 from modelship.api.errors import install_error_handlers
-from modelship.api.limits import BodySizeLimit
+from modelship.api.middleware import ServingMiddleware
 from modelship.api.openapi import install_openapi
 from modelship.api.responses import JSONBytes
 from modelship.api.routes import health, model, predict
 from modelship.api.routes.v2 import register_v2_routes
-from modelship.api.telemetry import RequestTelemetry, install_metrics
+from modelship.api.telemetry import install_metrics
 from modelship.api.web import install_web_page
 from modelship.predictor import Predictor
 from modelship.settings import Settings, load_settings
@@ -24,13 +25,13 @@ from modelship.settings import Settings, load_settings
 def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     card = predictor.card
     api_key = configured_key(settings)
+    dataplane = DataPlane(settings, predictor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        predictor.warm_up()
-        app.state.ready = True
+        dataplane.start()
         yield
-        app.state.ready = False
+        dataplane.stop()
 
     app = FastAPI(
         title=f"modelship · {card.name}",
@@ -43,24 +44,25 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONBytes,
     )
-    app.state.predictor = predictor
-    app.state.settings = settings
-    app.state.ready = False
+    app.state.dataplane = dataplane
     install_error_handlers(app)
     # Routes are matched in order: the prediction routes first (the profiler saw matching).
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    register_v2_routes(app, predictor)
+    register_v2_routes(app, dataplane)
     if settings.metrics:
-        install_metrics(app, predictor)
+        install_metrics(app, card)
     install_web_page(app, card, needs_key=api_key is not None)
     install_openapi(app, card, settings)
-    # Added innermost first: telemetry sees every answer, 401s and 413s included.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    if api_key is not None:
-        app.add_middleware(ApiKeyAuth, key=api_key)
-    app.add_middleware(RequestTelemetry, metrics=settings.metrics, log_requests=settings.access_log)
+    app.add_middleware(
+        ServingMiddleware,
+        dataplane=dataplane,
+        key=api_key,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=settings.metrics,
+        log_requests=settings.access_log,
+    )
     return app
 
 

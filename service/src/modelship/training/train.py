@@ -30,9 +30,9 @@ from modelship.card import (
     Task,
     TrainingData,
 )
-from modelship.codec import MISSING_TOKENS
+from modelship.codecs.base import MISSING_TOKENS
 from modelship.errors import TrainingError
-from modelship.metrics import classification_metrics, regression_metrics
+from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.training import data as datamod
 from modelship.training.export import export_onnx, measure_parity
 from modelship.training.models import MENU, Candidate, build_pipeline

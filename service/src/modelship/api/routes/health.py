@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
+from modelship.api.deps import DataPlaneDep
 from modelship.api.responses import JSONBytes
-from modelship.api.schemas import Health, Readiness, ok
+from modelship.api.schemas.native import Health, Readiness, ok
 
 router = APIRouter(tags=["health"])
 
@@ -21,8 +22,8 @@ async def healthz() -> Response:
     summary="Readiness: the model is loaded and warmed up",
     responses={**ok(Readiness), 503: {"model": Readiness, "description": "Still loading"}},
 )
-async def readyz(request: Request) -> Response:
-    if not request.app.state.ready:
+async def readyz(dataplane: DataPlaneDep) -> Response:
+    if not dataplane.ready:
         return JSONBytes({"status": "loading"}, status_code=503)
-    card = request.app.state.predictor.card
+    card = dataplane.card
     return JSONBytes({"status": "ready", "model": card.name, "version": card.version})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from modelship.api.deps import PredictorDep
+from modelship.api.deps import ReadyDataPlaneDep
 from modelship.api.openapi import ERROR_REF, RECORD_REF
 from modelship.api.responses import JSONBytes
 from modelship.errors import NotFound
@@ -18,8 +18,8 @@ router = APIRouter(prefix="/model", tags=["model"])
     summary="The model card: features, metrics, parity, provenance",
     responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def model_card(predictor: PredictorDep) -> Response:
-    return JSONBytes({**predictor.card.model_dump(mode="json"), "version": predictor.card.version})
+async def model_card(dataplane: ReadyDataPlaneDep) -> Response:
+    return JSONBytes({**dataplane.card.model_dump(mode="json"), "version": dataplane.card.version})
 
 
 @router.get(
@@ -29,8 +29,8 @@ async def model_card(predictor: PredictorDep) -> Response:
         200: {"content": {"application/json": {"schema": {"type": "array", "items": RECORD_REF}}}}
     },
 )
-async def examples(predictor: PredictorDep) -> Response:
-    return JSONBytes(predictor.card.examples)
+async def examples(dataplane: ReadyDataPlaneDep) -> Response:
+    return JSONBytes(dataplane.card.examples)
 
 
 @router.get(
@@ -48,8 +48,8 @@ async def examples(predictor: PredictorDep) -> Response:
         },
     },
 )
-async def example(index: int, predictor: PredictorDep) -> Response:
-    rows = predictor.card.examples
+async def example(index: int, dataplane: ReadyDataPlaneDep) -> Response:
+    rows = dataplane.card.examples
     if not 0 <= index < len(rows):
         raise NotFound(f"no example {index}: examples are numbered 0 to {len(rows) - 1}")
     return JSONBytes(rows[index])
