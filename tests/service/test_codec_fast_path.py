@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from modelship.codecs.csv import CsvCodec
+from modelship.codecs.csv import CsvChunk, CsvCodec
 from modelship.codecs.records import RecordsCodec
 from modelship.errors import InvalidInput
 from modelship.predictor import Predictor
@@ -17,11 +17,13 @@ HEADER = ["age", "sex", "bmi", "children", "smoker", "region"]
 POSITIONS = {name: i for i, name in enumerate(HEADER)}
 
 
-def rows(*ages: str) -> list[tuple[int, list[str]]]:
-    return [
-        (line, [age, "male", " 30.5 ", "1", "no", "southwest"])
-        for line, age in enumerate(ages, start=2)
-    ]
+def rows(*ages: str) -> CsvChunk:
+    return CsvChunk.from_rows(
+        [
+            (line, [age, "male", " 30.5 ", "1", "no", "southwest"])
+            for line, age in enumerate(ages, start=2)
+        ]
+    )
 
 
 def test_clean_columns_take_the_fast_path(regression_predictor: Predictor) -> None:
@@ -64,7 +66,7 @@ def test_bad_cells_are_still_reported_by_line(
 
 def test_unseen_categories_are_still_warned_about(regression_predictor: Predictor) -> None:
     data = rows("19", "20")
-    data[1][1][5] = "mars"
+    data.columns[5][1] = "mars"
     batch = CsvCodec(regression_predictor.schema).decode(data, POSITIONS)
     [warning] = batch.warnings.as_json()
     assert warning["field"] == "region"

@@ -80,8 +80,9 @@ def test_same_byte_limit_each_in_its_shape(small: TestClient) -> None:
     padding = {"id": "x" * 5000}
     native = native_error(small.post("/predict/batch", json=[ROW, padding]), 413)
     assert native["type"] == "body_too_large"
-    assert v2_error(small.post(INFER, json={**v2_request([ROW]), **padding}), 413) == (
-        native["message"]
+    assert (
+        v2_error(small.post(INFER, json={**v2_request([ROW]), **padding}), 413)
+        == (native["message"])
     )
 
 

@@ -56,9 +56,14 @@ def predict_csv(
     for chunk in reader.chunks():
         batch = codec.decode(chunk, reader.positions)
         columns = [column.astype(str).tolist() for column in predict(batch).columns()]
-        writer.writerows(
-            [*cells, *extra] for (_, cells), *extra in zip(chunk, *columns, strict=True)
-        )
+        if chunk.texts is not None:  # rows without quotes: their text, then the predictions
+            # map/zip/join run in C: no Python step per row
+            sink.write("\n".join(map(",".join, zip(chunk.texts, *columns, strict=True))))
+            sink.write("\n")
+        else:
+            writer.writerows(
+                [*cells, *extra] for cells, *extra in zip(chunk.rows(), *columns, strict=True)
+            )
         summary.rows += batch.rows
         summary.warnings.merge(batch.warnings)
     return summary
@@ -79,7 +84,8 @@ def score_csv(
     warnings = Warnings()
     for chunk in reader.chunks():
         labels = [
-            _target_value(cells[target_at], line, card.task, card.target) for line, cells in chunk
+            _target_value(cell, line, card.task, card.target)
+            for line, cell in zip(chunk.lines, chunk.columns[target_at], strict=True)
         ]
         batch = codec.decode(chunk, reader.positions)
         result = predict(batch)

@@ -101,7 +101,7 @@ class Batch:
     feeds: dict[str, npt.NDArray[Any]]
     rows: int
     warnings: Warnings
-    row_locs: list[Location]  # where each row came from, for errors found after validation
+    row_locs: Sequence[Location]  # where each row came from, for errors found after validation
 
 
 class FeatureSchema:
