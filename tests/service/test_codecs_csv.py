@@ -52,5 +52,5 @@ def test_wrong_width_and_bad_utf8_are_named_by_line() -> None:
     with pytest.raises(InvalidInput) as caught:
         read((HEADER + ROW * 6 + "1,2,3\n").encode())
     assert caught.value.problems[0].loc == ("file", "line 8")
-    with pytest.raises(MalformedBody, match="not valid UTF-8 on line 7, column 4"):
+    with pytest.raises(MalformedBody, match="not valid UTF-8 on line 7, column 5"):
         read((HEADER + ROW * 5).encode() + b"40,m\xe9le,28.5,1,no,northwest\n")
