@@ -86,7 +86,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     for label, settings in variants.items():
         app = create_app(Settings.model_validate(settings), predictor)
-        app.state.ready = True
+        app.state.dataplane.ready = True
         predictor.warm_up()
         headers = [(b"x-api-key", KEY.encode())] if "api_key" in settings else []
         print(f"{label:34s} {loop.run_until_complete(drive(app, record, headers, n)):6.1f} µs")

@@ -40,6 +40,7 @@ APPS = ROOT / "bench" / "apps"
 PYTHON = sys.executable
 API_KEY = "bench-key-0123456789abcdef"
 MODEL = "insurance-charges"
+OVERLOAD_CLIENTS = 2_000
 MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 
 
@@ -49,9 +50,11 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # non-2xx answers plus socket errors
     client_cpu: float  # wrk's CPU seconds per wall second (how much of the 2 cores it took)
     server_cpu_us: float = float("nan")  # server CPU per request: robust to a busy machine
+    socket_errors: int = 0  # connect, read, write errors and timeouts
+    non_2xx: int = 0
 
 
 @dataclass
@@ -66,6 +69,9 @@ class Result:
     batch_ms: float | None = None
     csv_s: float | None = None
     csv_growth_mb: float | None = None
+    shed_at_32: float | None = None  # requests shed during the 32-client runs (want 0)
+    overload: Load | None = None  # OVERLOAD_CLIENTS connections
+    healthy_after: bool | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -206,10 +212,12 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * scale
 
 
-def run_wrk(port: int, path: str, script: Path, clients: int, seconds: float) -> Load:
+def run_wrk(
+    port: int, path: str, script: Path, clients: int, seconds: float, *, threads: int = 1
+) -> Load:
     argv = [
         "wrk",
-        "-t1",
+        f"-t{threads}",
         f"-c{clients}",
         f"-d{max(1, round(seconds))}s",
         "--latency",
@@ -234,16 +242,28 @@ def run_wrk(port: int, path: str, script: Path, clients: int, seconds: float) ->
     rps = float(found_rps.group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    if socket_errors:
-        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
+    refused = int(non_2xx.group(1)) if non_2xx else 0
+    broken = sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
     return Load(
         rps=rps,
         p50_ms=parse_duration(percentiles["50"]),
         p99_ms=parse_duration(percentiles["99"]),
-        errors=errors,
+        errors=refused + broken,
         client_cpu=(usage.ru_utime + usage.ru_stime) / wall,
+        socket_errors=broken,
+        non_2xx=refused,
     )
+
+
+def shed_count(port: int) -> float | None:
+    """modelship's count of requests shed for overload (None for servers without it)."""
+    status, body = request(port, "GET", "/metrics")
+    if status != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith("modelship_requests_shed_total "):
+            return float(line.split()[1])
+    return 0.0 if b"modelship_" in body else None
 
 
 def timed(port: int, path: str, body: bytes, headers: dict[str, str], repeats: int) -> float:
@@ -313,6 +333,7 @@ def measure(
             )
         run_wrk(port, server.predict_path, script, min(32, 4 * workers), args.warmup)
         ones, manys = [], []
+        shed_before = shed_count(port)
         for _ in range(args.repeat):  # best of N: other processes on the machine only slow it
             ones.append(run_wrk(port, server.predict_path, script, 1, args.seconds))
             cpu_before = tree_cpu(pid)
@@ -322,6 +343,17 @@ def measure(
             manys.append(many)
         result.one = min(ones, key=lambda load: load.p50_ms)
         result.many = max(manys, key=lambda load: load.rps)
+        shed_after = shed_count(port)
+        if shed_before is not None and shed_after is not None:
+            result.shed_at_32 = shed_after - shed_before
+        if workers == 2 and args.overload:
+            result.overload = run_wrk(
+                port, server.predict_path, script, OVERLOAD_CLIENTS, args.seconds, threads=2
+            )
+            time.sleep(1)
+            ready = request(port, "GET", server.ready_path)[0] == 200
+            answer = request(port, "POST", server.predict_path, server.predict_body, server.headers)
+            result.healthy_after = ready and answer[0] == 200
         result.rss_mb, result.rss_total_mb = tree_rss(pid)
         if heavy:
             result.batch_ms = timed(
@@ -565,11 +597,12 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
     import pandas as pd
 
     from modelship import artifact
+    from modelship.codecs.records import RecordsCodec
     from modelship.predictor import Predictor
 
     predictor = Predictor(artifact.load(model["artifact"]))
     example = model["card"]["examples"][0]
-    batch = predictor.schema.from_records([example])
+    batch = RecordsCodec(predictor.schema).decode([example])
     pipeline = joblib.load(model["pipeline"])
 
     def median_us(call: Callable[[], object], n: int) -> float:
@@ -585,7 +618,7 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
     return {
         "onnx_us": median_us(lambda: predictor.predict(batch), repeats),
         "validate_and_predict_us": median_us(
-            lambda: predictor.predict(predictor.schema.from_records([example])), repeats
+            lambda: predictor.predict(RecordsCodec(predictor.schema).decode([example])), repeats
         ),
         "sklearn_dataframe_us": median_us(
             lambda: pipeline.predict(pd.DataFrame([example])), max(20, repeats // 50)
@@ -635,6 +668,26 @@ def report(results: list[Result], floors: dict[str, float], args: argparse.Names
                 f"| {r.server} | {r.batch_ms:.1f} | {fmt(r.csv_s, '.2f')} "
                 f"| {fmt(r.csv_growth_mb, '.0f')} |"
             )
+    overloaded = [r for r in results if r.overload is not None]
+    if overloaded:
+        lines += [
+            "",
+            f"Overload: {OVERLOAD_CLIENTS:,} connections, 2 workers, single-row POSTs for "
+            f"{args.seconds:g} s (503s are the shed answers; want p99 <= 250 ms, no socket errors, "
+            "healthy after).",
+            "",
+            "| server | answers/s | p50 (ms) | p99 (ms) | 503 / non-2xx | socket errors "
+            "| healthy after | shed @32 clients |",
+            "|---|---:|---:|---:|---:|---:|---|---:|",
+        ]
+        for r in overloaded:
+            o = r.overload
+            assert o is not None
+            shed32 = "n/a" if r.shed_at_32 is None else f"{r.shed_at_32:.0f}"
+            lines.append(
+                f"| {r.server} | {o.rps:,.0f} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.non_2xx:,} "
+                f"| {o.socket_errors:,} | {'yes' if r.healthy_after else 'NO'} | {shed32} |"
+            )
     lines += [
         "",
         "In-process floor, one row, no HTTP (median): "
@@ -655,6 +708,13 @@ def report(results: list[Result], floors: dict[str, float], args: argparse.Names
                 "",
                 f"modelship at 32 clients, {ours.workers} worker(s): " + ", ".join(ratios) + ".",
             ]
+    csv_ours, csv_tutorial = by.get(("modelship", 1)), by.get(("tutorial", 1))
+    if csv_ours and csv_tutorial and csv_ours.csv_s and csv_tutorial.csv_s:
+        lines += [
+            "",
+            f"CSV upload: modelship is {csv_tutorial.csv_s / csv_ours.csv_s:.2f}× as fast as the "
+            "tutorial server (pandas).",
+        ]
     return "\n".join(lines)
 
 
@@ -678,6 +738,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv-rows", type=int, default=100_000)
     parser.add_argument("--cache", type=Path, default=ROOT / ".bench-cache")
     parser.add_argument("--output", type=Path, help="also write the table (Markdown) here")
+    parser.add_argument(
+        "--no-overload",
+        dest="overload",
+        action="store_false",
+        help=f"skip the {OVERLOAD_CLIENTS:,}-connection run (2 workers)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.servers, args.workers, args.seconds, args.warmup = "modelship,ceiling", "1", 1, 1
@@ -704,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                 | {
                     "one": r.one.__dict__ if r.one else None,
                     "many": r.many.__dict__ if r.many else None,
+                    "overload": r.overload.__dict__ if r.overload else None,
                 }
                 for r in results
             ]

@@ -151,7 +151,7 @@ def test_csv_of_100k_rows(client: TestClient, insurance_csv: Path) -> None:
 def test_score_matches_training_metrics_on_the_same_rows(
     client: TestClient, iris_client: TestClient, insurance_csv: Path, iris_csv: Path
 ) -> None:
-    from modelship.metrics import regression_metrics
+    from modelship.model_quality import regression_metrics
 
     answer = client.post("/score", files={"file": ("x.csv", insurance_csv.read_bytes())}).json()
     predicted = pd.read_csv(

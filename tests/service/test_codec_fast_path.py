@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from modelship.codecs.csv import CsvChunk, CsvCodec
+from modelship.codecs.records import RecordsCodec
 from modelship.errors import InvalidInput
 from modelship.predictor import Predictor
 
@@ -15,15 +17,17 @@ HEADER = ["age", "sex", "bmi", "children", "smoker", "region"]
 POSITIONS = {name: i for i, name in enumerate(HEADER)}
 
 
-def rows(*ages: str) -> list[tuple[int, list[str]]]:
-    return [
-        (line, [age, "male", " 30.5 ", "1", "no", "southwest"])
-        for line, age in enumerate(ages, start=2)
-    ]
+def rows(*ages: str) -> CsvChunk:
+    return CsvChunk.from_rows(
+        [
+            (line, [age, "male", " 30.5 ", "1", "no", "southwest"])
+            for line, age in enumerate(ages, start=2)
+        ]
+    )
 
 
 def test_clean_columns_take_the_fast_path(regression_predictor: Predictor) -> None:
-    batch = regression_predictor.schema.from_csv_rows(rows("19", "64.0", "1e1"), POSITIONS)
+    batch = CsvCodec(regression_predictor.schema).decode(rows("19", "64.0", "1e1"), POSITIONS)
     ages = batch.feeds[regression_predictor.card.feature("age").input_name]
     assert ages.dtype == np.float32
     assert ages.shape == (3, 1)
@@ -37,7 +41,7 @@ def test_clean_columns_take_the_fast_path(regression_predictor: Predictor) -> No
 def test_missing_values_are_still_imputed_with_a_warning(
     regression_predictor: Predictor, missing: str
 ) -> None:
-    batch = regression_predictor.schema.from_csv_rows(rows("19", missing), POSITIONS)
+    batch = CsvCodec(regression_predictor.schema).decode(rows("19", missing), POSITIONS)
     ages = batch.feeds[regression_predictor.card.feature("age").input_name].reshape(-1)
     assert ages[0] == 19.0
     assert math.isnan(ages[1])
@@ -54,7 +58,7 @@ def test_bad_cells_are_still_reported_by_line(
     regression_predictor: Predictor, cell: str, problem: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        regression_predictor.schema.from_csv_rows(rows("19", cell), POSITIONS)
+        CsvCodec(regression_predictor.schema).decode(rows("19", cell), POSITIONS)
     [found] = caught.value.problems
     assert found.loc == ("file", "line 3", "age")
     assert problem in found.problem
@@ -62,8 +66,8 @@ def test_bad_cells_are_still_reported_by_line(
 
 def test_unseen_categories_are_still_warned_about(regression_predictor: Predictor) -> None:
     data = rows("19", "20")
-    data[1][1][5] = "mars"
-    batch = regression_predictor.schema.from_csv_rows(data, POSITIONS)
+    data.columns[5][1] = "mars"
+    batch = CsvCodec(regression_predictor.schema).decode(data, POSITIONS)
     [warning] = batch.warnings.as_json()
     assert warning["field"] == "region"
     assert warning["rows"] == [3]
@@ -80,10 +84,10 @@ def _records(n: int) -> list[dict[str, object]]:
 def test_clean_json_batches_equal_the_record_by_record_path(
     regression_predictor: Predictor,
 ) -> None:
-    schema = regression_predictor.schema
+    codec = RecordsCodec(regression_predictor.schema)
     records = _records(40)
-    fast = schema.from_records(records, ("body",))
-    slow = schema.from_records(records[:31], ("body",))  # below the fast-path size
+    fast = codec.decode(records, ("body",))
+    slow = codec.decode(records[:31], ("body",))  # below the fast-path size
     for name, column in slow.feeds.items():
         np.testing.assert_array_equal(fast.feeds[name][:31], column)
         assert fast.feeds[name].dtype == column.dtype
@@ -100,7 +104,7 @@ def test_batches_needing_a_warning_get_it(
 ) -> None:
     records = _records(40)
     records[33][field] = value
-    batch = regression_predictor.schema.from_records(records, ("body",))
+    batch = RecordsCodec(regression_predictor.schema).decode(records, ("body",))
     [found] = batch.warnings.as_json()
     assert found["problem"].startswith(warning)
     assert found["rows"] == [33]
@@ -113,7 +117,7 @@ def test_bad_values_in_big_batches_are_reported_by_row(
     records = _records(40)
     records[35]["age"] = value
     with pytest.raises(InvalidInput) as caught:
-        regression_predictor.schema.from_records(records, ("body",))
+        RecordsCodec(regression_predictor.schema).decode(records, ("body",))
     assert caught.value.problems[0].loc == ("body", 35, "age")
 
 
@@ -122,5 +126,5 @@ def test_missing_or_extra_keys_in_big_batches_are_reported(regression_predictor:
     del records[2]["sex"]
     records[3]["pet"] = "cat"
     with pytest.raises(InvalidInput) as caught:
-        regression_predictor.schema.from_records(records, ("body",))
+        RecordsCodec(regression_predictor.schema).decode(records, ("body",))
     assert [p.loc for p in caught.value.problems] == [("body", 2, "sex"), ("body", 3, "pet")]

@@ -27,7 +27,7 @@ def _schema(path: Path) -> schemathesis.schemas.BaseSchema:
     predictor = Predictor(artifact.load(path))
     app = create_app(Settings(max_batch_rows=50), predictor)
     predictor.warm_up()
-    app.state.ready = True  # what the lifespan does; the ASGI transport does not run it
+    app.state.dataplane.ready = True  # what the lifespan does; the ASGI transport does not run it
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelship import artifact, cli
+from modelship.codecs.records import RecordsCodec
 from modelship.predictor import Predictor
 from tests.service.object_stores import BUCKET, s3_server
 from tests.service.server import running_server
@@ -54,7 +55,7 @@ def _served(out: Path, frame: pd.DataFrame) -> Any:
     """What the server's predictor answers for these rows (the same code path as HTTP)."""
     predictor = Predictor(artifact.load(out))
     records = frame[[f.name for f in predictor.card.features]].to_dict(orient="records")
-    return predictor.predict(predictor.schema.from_records(records))
+    return predictor.predict(RecordsCodec(predictor.schema).decode(records))
 
 
 def _import(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

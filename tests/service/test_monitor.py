@@ -12,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelship import artifact
+from modelship.api.dataplane import DataPlane
+from modelship.codecs.records import RecordsCodec
 from modelship.errors import ModelshipError
 from modelship.monitoring.distribution import (
     categorical_reference,
@@ -75,7 +77,7 @@ def test_the_window_holds_exactly_the_most_recent_rows(regression_artifact: Path
     served: list[np.ndarray] = []
     for size in (30, 50, 1, 70, 250, 20):
         ages = rng.uniform(18, 64, size).astype(np.float32)
-        batch = predictor.schema.from_records(
+        batch = RecordsCodec(predictor.schema).decode(
             [{**predictor.card.examples[0], "age": float(a)} for a in ages]
         )
         monitor.observe(batch.feeds, predictor.predict(batch))
@@ -114,7 +116,7 @@ def test_monitoring_off_answers_404_and_observes_nothing(regression_artifact: Pa
         response = client.get("/model/drift")
         assert response.status_code == 404
         assert "MODELSHIP_MONITORING=false" in response.json()["error"]["message"]
-        assert client.app.state.predictor.monitor is None  # type: ignore[attr-defined]
+        assert client.app.state.monitor is None  # type: ignore[attr-defined]
 
 
 def test_per_feature_thresholds_are_checked_against_the_card(regression_artifact: Path) -> None:
@@ -147,9 +149,10 @@ def test_classifier_predictions_drift_by_predicted_class(classification_artifact
 
 def test_predictions_feed_the_monitor_once_per_batch(regression_artifact: Path) -> None:
     monitor, predictor = _regression_monitor(regression_artifact)
-    predictor.monitor = monitor
-    batch = predictor.schema.from_records(predictor.card.examples)
-    result = predictor.predict(batch)
+    dataplane = DataPlane(Settings.model_validate({}), predictor)
+    dataplane.quality_hooks.append(lambda batch, result: monitor.observe(batch.feeds, result))
+    batch = RecordsCodec(predictor.schema).decode(predictor.card.examples)
+    result = dataplane.predict(batch)
     assert isinstance(result, Predictions)
     monitor.fold()
     assert sum(monitor.window_counts()[("prediction", "charges")]) == len(batch.row_locs)

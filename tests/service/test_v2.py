@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from modelship.api.app import create_app
+from modelship.codecs.records import RecordsCodec
 from modelship.predictor import Predictor
 from modelship.settings import Settings
 from tests.service.live import serve_in_thread
@@ -56,7 +57,7 @@ def _native(predictor: Predictor) -> np.ndarray:
         },
         {"age": 52, "sex": "female", "bmi": 31.5, "children": 2, "smoker": "yes", "region": "mars"},
     ]
-    result = predictor.predict(predictor.schema.from_records(rows))
+    result = predictor.predict(RecordsCodec(predictor.schema).decode(rows))
     assert result.values is not None
     return result.values
 

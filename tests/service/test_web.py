@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from modelship.api.app import create_app
+from modelship.codecs.records import RecordsCodec
 from modelship.predictor import Predictor
 from modelship.settings import Settings
 from tests.conftest import REPO
@@ -69,7 +70,9 @@ def test_form_predicts_the_example_row(page: Page, regression_predictor: Predict
     value = page.locator("#prediction-value")
     expect(value).to_be_visible()
     example = regression_predictor.card.examples[0]
-    result = regression_predictor.predict(regression_predictor.schema.from_records([example]))
+    result = regression_predictor.predict(
+        RecordsCodec(regression_predictor.schema).decode([example])
+    )
     assert result.values is not None
     shown = float(value.inner_text().replace(",", ""))
     assert shown == pytest.approx(float(result.values[0]), abs=1e-3)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
 
-from modelship.codec import MISSING_TOKENS, CsvReader, Warnings
+from modelship.codecs.base import MISSING_TOKENS, Batch, Warnings
+from modelship.codecs.csv import CsvCodec, CsvReader
 from modelship.errors import InvalidInput, Problem
-from modelship.metrics import classification_metrics, regression_metrics
-from modelship.predictor import Predictor
+from modelship.model_quality import classification_metrics, regression_metrics
+from modelship.predictor import Predictions, Predictor
+
+# How a chunk is predicted: the predictor's own `predict`, or the service's data plane (which
+# also counts it and runs its data-quality hooks).
+PredictFn = Callable[[Batch], Predictions]
 
 
 @dataclass
@@ -22,11 +28,16 @@ class CsvSummary:
 
 
 def predict_csv(
-    predictor: Predictor, source: IO[bytes], sink: IO[str], chunk_rows: int
+    predictor: Predictor,
+    source: IO[bytes],
+    sink: IO[str],
+    chunk_rows: int,
+    predict: PredictFn | None = None,
 ) -> CsvSummary:
     """Append the prediction column(s) to every row of `source`, writing CSV text to `sink`."""
-    schema = predictor.schema
-    reader = _open(predictor, source, chunk_rows, schema.names)
+    predict = predict or predictor.predict
+    codec = CsvCodec(predictor.schema)
+    reader = _open(codec, source, chunk_rows, predictor.schema.names)
     clashing = [c for c in predictor.card.prediction_columns if c in reader.positions]
     if clashing:
         raise InvalidInput(
@@ -43,20 +54,29 @@ def predict_csv(
     writer.writerow([*reader.header, *predictor.card.prediction_columns])
     summary = CsvSummary()
     for chunk in reader.chunks():
-        batch = schema.from_csv_rows(chunk, reader.positions)
-        columns = [column.astype(str).tolist() for column in predictor.predict(batch).columns()]
-        writer.writerows(
-            [*cells, *extra] for (_, cells), *extra in zip(chunk, *columns, strict=True)
-        )
+        batch = codec.decode(chunk, reader.positions)
+        columns = [column.astype(str).tolist() for column in predict(batch).columns()]
+        if chunk.texts is not None:  # rows without quotes: their text, then the predictions
+            # map/zip/join run in C: no Python step per row
+            sink.write("\n".join(map(",".join, zip(chunk.texts, *columns, strict=True))))
+            sink.write("\n")
+        else:
+            writer.writerows(
+                [*cells, *extra] for cells, *extra in zip(chunk.rows(), *columns, strict=True)
+            )
         summary.rows += batch.rows
         summary.warnings.merge(batch.warnings)
     return summary
 
 
-def score_csv(predictor: Predictor, source: IO[bytes], chunk_rows: int) -> dict[str, Any]:
+def score_csv(
+    predictor: Predictor, source: IO[bytes], chunk_rows: int, predict: PredictFn | None = None
+) -> dict[str, Any]:
     """The training metrics, computed on a labelled CSV (it must have the target column)."""
+    predict = predict or predictor.predict
     card = predictor.card
-    reader = _open(predictor, source, chunk_rows, [*predictor.schema.names, card.target])
+    codec = CsvCodec(predictor.schema)
+    reader = _open(codec, source, chunk_rows, [*predictor.schema.names, card.target])
     target_at = reader.positions[card.target]
     truth: list[Any] = []
     predicted: list[Any] = []
@@ -64,10 +84,11 @@ def score_csv(predictor: Predictor, source: IO[bytes], chunk_rows: int) -> dict[
     warnings = Warnings()
     for chunk in reader.chunks():
         labels = [
-            _target_value(cells[target_at], line, card.task, card.target) for line, cells in chunk
+            _target_value(cell, line, card.task, card.target)
+            for line, cell in zip(chunk.lines, chunk.columns[target_at], strict=True)
         ]
-        batch = predictor.schema.from_csv_rows(chunk, reader.positions)
-        result = predictor.predict(batch)
+        batch = codec.decode(chunk, reader.positions)
+        result = predict(batch)
         truth.extend(labels)
         warnings.merge(batch.warnings)
         if result.values is not None:
@@ -100,11 +121,9 @@ def score_csv(predictor: Predictor, source: IO[bytes], chunk_rows: int) -> dict[
     }
 
 
-def _open(
-    predictor: Predictor, source: IO[bytes], chunk_rows: int, required: list[str]
-) -> CsvReader:
+def _open(codec: CsvCodec, source: IO[bytes], chunk_rows: int, required: list[str]) -> CsvReader:
     reader = CsvReader(source, required, chunk_rows)
-    problems = predictor.schema.csv_header_problems(reader.header, required)
+    problems = codec.header_problems(reader.header, required)
     if problems:
         raise InvalidInput(problems)
     return reader

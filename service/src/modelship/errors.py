@@ -1,9 +1,9 @@
-"""One error root for everything a user can get wrong, and one JSON shape to report it."""
+"""One error root for everything a user can get wrong. Each wire protocol renders these in its
+own shape at one place (`modelship.api.errors`); the CLI prints the message."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 Location = tuple[str | int, ...]
 
@@ -21,17 +21,11 @@ class Problem:
         text = f"{where}: {self.problem}" if where else self.problem
         return f"{text} (allowed: {self.allowed})" if self.allowed else text
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"loc": list(self.loc), "problem": self.problem}
-        if self.allowed is not None:
-            out["allowed"] = self.allowed
-        return out
-
 
 def _describe_location(loc: Location) -> str:
     parts: list[str] = []
     for item in loc:
-        if item in ("body", "query", "file", "path", "header"):
+        if item in ("body", "inputs", "query", "file", "path", "header"):
             continue
         if isinstance(item, int):
             parts.append(f"row {item}")
@@ -43,26 +37,17 @@ def _describe_location(loc: Location) -> str:
 
 
 class ModelshipError(Exception):
-    """Base of every error a user can cause. The HTTP layer turns it into one JSON shape."""
+    """Base of every error a user can cause. The HTTP layer renders it in the protocol's shape."""
 
     status_code = 400
     error_type = "bad_request"
     exit_code = 2  # CLI: 2 for bad input or arguments, 1 for failures of the tool itself
+    headers: tuple[tuple[str, str], ...] = ()  # HTTP headers the answer carries (Retry-After)
 
     def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.problems = problems or []
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "status": self.status_code,
-            "type": self.error_type,
-            "message": self.message,
-        }
-        if self.problems:
-            body["details"] = [p.as_json() for p in self.problems]
-        return {"error": body}
 
 
 class InvalidInput(ModelshipError):
@@ -107,6 +92,46 @@ class BodyTooLarge(ModelshipError):
         )
         error.args = (error.message,)
         return error
+
+
+class InvalidTensor(ModelshipError):
+    """An Open Inference Protocol request whose tensors do not fit the model's inputs."""
+
+    status_code = 400
+    error_type = "invalid_tensor"
+
+
+class Unauthorized(ModelshipError):
+    status_code = 401
+    error_type = "unauthorized"
+    headers = (("WWW-Authenticate", 'Bearer realm="modelship"'),)
+
+
+class Overloaded(ModelshipError):
+    """More requests in flight than this worker admits: answered at once, so retrying elsewhere
+    (or a moment later) is fast, and the load balancer and autoscaler see the pressure."""
+
+    status_code = 503
+    error_type = "overloaded"
+    headers = (("Retry-After", "1"),)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the server is at its limit of {limit} requests in flight per worker; retry after "
+            "1 second (MODELSHIP_MAX_IN_FLIGHT sets the limit)"
+        )
+
+
+class TimedOut(ModelshipError):
+    status_code = 503
+    error_type = "timeout"
+    headers = (("Retry-After", "1"),)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the request took longer than {seconds:g} s (MODELSHIP_REQUEST_TIMEOUT_SECONDS): "
+            "send fewer rows per request"
+        )
 
 
 class UnsupportedMediaType(ModelshipError):

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelship.codecs.records import RecordsCodec
 from modelship.errors import ExportError
 
 if TYPE_CHECKING:
@@ -145,8 +146,8 @@ def _measure_here(artifact_dir: Path) -> Footprint:
     create_app(settings, predictor)
     predictor.warm_up()
     rows = synthetic_rows(loaded.card, BATCH_ROWS)
-    one = predictor.schema.from_records(rows[:1])
-    many = predictor.schema.from_records(rows)
+    one = RecordsCodec(predictor.schema).decode(rows[:1])
+    many = RecordsCodec(predictor.schema).decode(rows)
     row_ms = _median_ms(lambda: predictor.predict(one), ROW_REPEATS, ROW_SECONDS)
     batch_ms = _median_ms(lambda: predictor.predict(many), BATCH_REPEATS, BATCH_SECONDS)
     return Footprint(

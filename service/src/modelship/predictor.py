@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +11,12 @@ import onnxruntime as ort
 
 from modelship.artifact import Artifact
 from modelship.card import ModelCard
-from modelship.codec import Batch, FeatureSchema
+from modelship.codecs.base import Batch, FeatureSchema
+from modelship.codecs.records import RecordsCodec
 from modelship.errors import ArtifactError, InvalidInput, Problem
 
 if TYPE_CHECKING:
-    from modelship.monitoring.monitor import Monitor
+    pass
 
 _ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
 
@@ -72,10 +72,6 @@ class Predictor:
         self._check_inputs()
         self._outputs = [output.name for output in self._session.get_outputs()]
         self.is_classifier = artifact.card.task == "classification"
-        # Told the number of rows of every prediction (the service counts them for /metrics).
-        self.on_predict: Callable[[int], None] | None = None
-        # Told every served batch's inputs and predictions (data quality and drift, /model/drift).
-        self.monitor: Monitor | None = None
 
     def _check_inputs(self) -> None:
         declared = {i.name: i.type for i in self._session.get_inputs()}
@@ -87,14 +83,6 @@ class Predictor:
             )
 
     def predict(self, batch: Batch) -> Predictions:
-        result = self._predict(batch)
-        if self.on_predict is not None:
-            self.on_predict(len(result))
-        if self.monitor is not None:
-            self.monitor.observe(batch.feeds, result)
-        return result
-
-    def _predict(self, batch: Batch) -> Predictions:
         outputs = self._session.run(self._outputs, batch.feeds)
         if self.is_classifier:
             result = Predictions(labels=outputs[0], probabilities=outputs[1])
@@ -129,5 +117,4 @@ class Predictor:
 
     def warm_up(self) -> None:
         """Run the card's example rows once, so the first real request pays no first-call cost."""
-        batch = self.schema.from_records(self.card.examples)
-        self._predict(batch)
+        self.predict(RecordsCodec(self.schema).decode(self.card.examples))

@@ -38,7 +38,23 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)"
     )
     max_batch_rows: int = Field(
-        10_000, ge=1, description="Most records accepted by /predict/batch (413 above)"
+        10_000,
+        ge=1,
+        description="Most rows per JSON batch (/predict/batch) or V2 inference request (413 above)",
+    )
+    max_in_flight: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Requests a worker works on at once; beyond it the answer is 503 with "
+        "Retry-After at once (probes and /metrics are never refused)",
+    )
+    request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest a large batch or CSV upload may compute before a 503 (small "
+        "requests run inline and are not cut short)",
     )
     csv_chunk_rows: int = Field(
         5_000, ge=100, le=1_000_000, description="CSV rows predicted at a time (bounds memory)"

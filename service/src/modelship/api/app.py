@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from modelship import __version__, artifact, store
-from modelship.api.auth import ApiKeyAuth, configured_key
+from modelship.api.auth import configured_key
+from modelship.api.dataplane import DataPlane
 from modelship.api.errors import install_error_handlers
-from modelship.api.limits import BodySizeLimit
+from modelship.api.middleware import ServingMiddleware
 from modelship.api.openapi import install_openapi
 from modelship.api.responses import JSONBytes
 from modelship.api.routes import drift, health, model, predict
 from modelship.api.routes.v2 import register_v2_routes
-from modelship.api.telemetry import RequestTelemetry, install_metrics
+from modelship.api.telemetry import install_metrics
 from modelship.api.web import install_web_page
 from modelship.card import ModelCard
 from modelship.footprint import cgroup_memory_limit, memory_shortfall
@@ -30,22 +31,20 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     card = predictor.card
     api_key = configured_key(settings)
     monitor = create_monitor(card, settings)
-    predictor.monitor = monitor
-
-    unfit = memory_problem(settings, card)
+    dataplane = DataPlane(settings, predictor, unfit=memory_problem(settings, card))
+    if monitor is not None:
+        dataplane.quality_hooks.append(lambda batch, result: monitor.observe(batch.feeds, result))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        predictor.warm_up()
         if monitor is not None:
             monitor.start()
-        if unfit is None:
-            app.state.ready = True
-        else:
+        dataplane.start()
+        if dataplane.unfit is not None:
             # Not ready, so a rollout stops here instead of pods being OOM-killed under load.
-            logging.getLogger("modelship").error("not ready: %s", unfit)
+            logging.getLogger("modelship").error("not ready: %s", dataplane.unfit)
         yield
-        app.state.ready = False
+        dataplane.stop()
         if monitor is not None:
             monitor.stop()
 
@@ -60,10 +59,7 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONBytes,
     )
-    app.state.predictor = predictor
-    app.state.settings = settings
-    app.state.ready = False
-    app.state.unfit = unfit
+    app.state.dataplane = dataplane
     app.state.monitor = monitor
     install_error_handlers(app)
     # Routes are matched in order: the prediction routes first (the profiler saw matching).
@@ -71,16 +67,19 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     app.include_router(health.router)
     app.include_router(model.router)
     app.include_router(drift.router)
-    register_v2_routes(app, predictor)
+    register_v2_routes(app, dataplane)
     if settings.metrics:
-        install_metrics(app, predictor, DriftCollector(monitor) if monitor else None)
+        install_metrics(app, card, DriftCollector(monitor) if monitor else None)
     install_web_page(app, card, needs_key=api_key is not None)
     install_openapi(app, card, settings)
-    # Added innermost first: telemetry sees every answer, 401s and 413s included.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    if api_key is not None:
-        app.add_middleware(ApiKeyAuth, key=api_key)
-    app.add_middleware(RequestTelemetry, metrics=settings.metrics, log_requests=settings.access_log)
+    app.add_middleware(
+        ServingMiddleware,
+        dataplane=dataplane,
+        key=api_key,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=settings.metrics,
+        log_requests=settings.access_log,
+    )
     return app
 
 

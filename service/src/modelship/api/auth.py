@@ -1,4 +1,8 @@
-"""Optional API-key access control: when a key is configured, everything but probes needs it."""
+"""Optional API-key access control: when a key is configured, everything but probes needs it.
+
+Checked by the serving middleware (`modelship.api.middleware`); this module says which key and
+which paths are open.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,7 @@ import hashlib
 import hmac
 import re
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from modelship.api.responses import send_json
-from modelship.errors import ModelshipError
+from modelship.errors import ModelshipError, Unauthorized
 from modelship.settings import Settings
 
 # Open with or without a key: probes, metrics, the page and its assets (the training report and
@@ -33,6 +34,10 @@ OPEN_PATHS = frozenset(
 )
 OPEN_PREFIXES = ("/ui/", "/model/report/")
 V2_MODEL_READY = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/ready$")
+MISSING_KEY = Unauthorized(
+    "this server needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+)
+WRONG_KEY = Unauthorized("the API key is not valid")
 
 
 def configured_key(settings: Settings) -> bytes | None:
@@ -64,46 +69,17 @@ def is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or bool(V2_MODEL_READY.match(path))
 
 
-def _digest(key: bytes) -> bytes:
-    return hashlib.sha256(key).digest()
+class KeyCheck:
+    """Keys are compared as SHA-256 digests with `hmac.compare_digest`, so the comparison takes
+    the same time whatever the key's content or length."""
 
+    def __init__(self, key: bytes) -> None:
+        self._digest = hashlib.sha256(key).digest()
 
-class ApiKeyAuth:
-    """Pure ASGI middleware. Keys are compared as SHA-256 digests with `hmac.compare_digest`,
-    so the comparison takes the same time whatever the key's content or length."""
-
-    def __init__(self, app: ASGIApp, key: bytes) -> None:
-        self.app = app
-        self._digest = _digest(key)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_open(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        supplied: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                supplied = value.strip()
-                break
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    supplied = token.strip()
-                    break
-        if supplied is not None and hmac.compare_digest(_digest(supplied), self._digest):
-            await self.app(scope, receive, send)
-            return
-        await _refuse(scope, send, supplied is None)
-
-
-async def _refuse(scope: Scope, send: Send, missing: bool) -> None:
-    message = (
-        "this server needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-        if missing
-        else "the API key is not valid"
-    )
-    if scope["path"].startswith("/v2/"):
-        content: object = {"error": message}
-    else:
-        content = {"error": {"status": 401, "type": "unauthorized", "message": message}}
-    await send_json(send, 401, content, [(b"www-authenticate", b'Bearer realm="modelship"')])
+    def refusal(self, supplied: bytes | None) -> Unauthorized | None:
+        """None when `supplied` is the key, else the error to answer with."""
+        if supplied is None:
+            return MISSING_KEY
+        if hmac.compare_digest(hashlib.sha256(supplied).digest(), self._digest):
+            return None
+        return WRONG_KEY

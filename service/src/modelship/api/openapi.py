@@ -7,47 +7,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from modelship.api.schemas.native import ErrorResponse
 from modelship.card import ModelCard
-from modelship.codec import MAX_LISTED_CATEGORIES, numeric_bounds
+from modelship.codecs.base import MAX_LISTED_CATEGORIES, numeric_bounds
 from modelship.settings import Settings
 
 RECORD_REF = {"$ref": "#/components/schemas/Record"}
 BATCH_REF = {"$ref": "#/components/schemas/Batch"}
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "title": "Error",
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["status", "type", "message"],
-            "properties": {
-                "status": {"type": "integer"},
-                "type": {"type": "string", "description": "Machine-readable kind of error"},
-                "message": {"type": "string", "description": "What was wrong, for people"},
-                "details": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["loc", "problem"],
-                        "properties": {
-                            "loc": {
-                                "type": "array",
-                                "items": {"type": ["string", "integer"]},
-                                "description": "Where: body/file, row or line, field",
-                            },
-                            "problem": {"type": "string"},
-                            "allowed": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        }
-    },
-}
 
 
 def record_schema(card: ModelCard) -> dict[str, Any]:
@@ -109,7 +76,10 @@ def install_openapi(app: FastAPI, card: ModelCard, settings: Settings) -> None:
             "minItems": 1,
             "maxItems": settings.max_batch_rows,
         }
-        components["Error"] = ERROR_SCHEMA
+        # The error body's schema is the model that builds it (modelship.api.errors).
+        error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(error.pop("$defs", {}))
+        components["Error"] = error
         app.openapi_schema = schema
         return schema
 

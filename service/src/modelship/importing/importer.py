@@ -14,13 +14,13 @@ import pandas as pd
 
 from modelship import artifact
 from modelship.card import ArtifactFiles, ModelCard, ModelInfo, Provenance, TrainingData
-from modelship.codec import MISSING_TOKENS
+from modelship.codecs.base import MISSING_TOKENS
 from modelship.errors import ModelImportError
 from modelship.footprint import measure_footprint
 from modelship.importing.formats import CONVERTERS, Request
 from modelship.importing.graph import text_labels
 from modelship.importing.sources import PICKLE_FORMATS, read_source
-from modelship.metrics import classification_metrics, regression_metrics
+from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.training import data as datamod
 from modelship.training.export import ParityWording, measure_parity
 from modelship.training.train import (

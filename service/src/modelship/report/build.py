@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from modelship.card import ModelCard, ReportFiles, ReportPlot
-from modelship.metrics import classification_metrics, regression_metrics
+from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.report import numbers, plots
 from modelship.report.numbers import Outputs, PredictFn
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from modelship.metrics import classification_metrics, regression_metrics
+from modelship.model_quality import classification_metrics, regression_metrics
 
 SCATTER_POINTS = 2_000  # points drawn in a scatter plot: more only add bytes, not information
 IMPORTANCE_ROWS = 3_000  # held-out rows the permutation importance is computed on

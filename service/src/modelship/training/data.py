@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from modelship.card import FeatureKind, Task
-from modelship.codec import MISSING_TOKENS
+from modelship.codecs.base import MISSING_TOKENS
 from modelship.errors import TrainingError
 
 # A numeric target with at most this many distinct integer values is taken as class labels.

@@ -32,10 +32,10 @@ from modelship.card import (
     Task,
     TrainingData,
 )
-from modelship.codec import MISSING_TOKENS
+from modelship.codecs.base import MISSING_TOKENS
 from modelship.errors import TrainingError
 from modelship.footprint import Footprint, measure_footprint
-from modelship.metrics import classification_metrics, regression_metrics
+from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.monitoring.distribution import categorical_reference, numeric_reference
 from modelship.report import REPORT_PAGE, Evaluation, build_report, write_report
 from modelship.report.numbers import Outputs

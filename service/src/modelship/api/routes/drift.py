@@ -7,7 +7,7 @@ import os
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from modelship.api.deps import PredictorDep
+from modelship.api.deps import ReadyDataPlaneDep
 from modelship.api.openapi import ERROR_REF
 from modelship.api.responses import JSONBytes
 from modelship.errors import NotFound
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/model", tags=["model"])
         },
     },
 )
-async def drift(request: Request, predictor: PredictorDep) -> Response:
+async def drift(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     monitor: Monitor | None = request.app.state.monitor
     if monitor is None:
         raise NotFound("monitoring is off on this server (MODELSHIP_MONITORING=false)")
@@ -35,7 +35,7 @@ async def drift(request: Request, predictor: PredictorDep) -> Response:
     settings = monitor.settings
     return JSONBytes(
         {
-            "model_version": predictor.card.version,
+            "model_version": dataplane.card.version,
             # Every worker answers with the window of all workers; this says which one answered.
             "worker_pid": os.getpid(),
             "statistic": "psi",

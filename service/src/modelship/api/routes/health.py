@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
+from modelship.api.deps import DataPlaneDep
 from modelship.api.responses import JSONBytes
-from modelship.api.schemas import Health, Readiness, ok
+from modelship.api.schemas.native import Health, Readiness, ok
 
 router = APIRouter(tags=["health"])
 
@@ -27,11 +28,10 @@ async def healthz() -> Response:
         },
     },
 )
-async def readyz(request: Request) -> Response:
-    if request.app.state.unfit is not None:
-        message = request.app.state.unfit
-        return JSONBytes({"status": "does not fit", "message": message}, status_code=503)
-    if not request.app.state.ready:
+async def readyz(dataplane: DataPlaneDep) -> Response:
+    if dataplane.unfit is not None:
+        return JSONBytes({"status": "does not fit", "message": dataplane.unfit}, status_code=503)
+    if not dataplane.ready:
         return JSONBytes({"status": "loading"}, status_code=503)
-    card = request.app.state.predictor.card
+    card = dataplane.card
     return JSONBytes({"status": "ready", "model": card.name, "version": card.version})

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
-from modelship.api.deps import PredictorDep
+from modelship.api.deps import ReadyDataPlaneDep
 from modelship.api.openapi import ERROR_REF, RECORD_REF
 from modelship.api.responses import JSONBytes
 from modelship.card import ReportFiles
@@ -33,8 +33,8 @@ router = APIRouter(prefix="/model", tags=["model"])
     summary="The model card: features, metrics, parity, provenance",
     responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def model_card(predictor: PredictorDep) -> Response:
-    return JSONBytes({**predictor.card.model_dump(mode="json"), "version": predictor.card.version})
+async def model_card(dataplane: ReadyDataPlaneDep) -> Response:
+    return JSONBytes({**dataplane.card.model_dump(mode="json"), "version": dataplane.card.version})
 
 
 @router.get(
@@ -44,8 +44,8 @@ async def model_card(predictor: PredictorDep) -> Response:
         200: {"content": {"application/json": {"schema": {"type": "array", "items": RECORD_REF}}}}
     },
 )
-async def examples(predictor: PredictorDep) -> Response:
-    return JSONBytes(predictor.card.examples)
+async def examples(dataplane: ReadyDataPlaneDep) -> Response:
+    return JSONBytes(dataplane.card.examples)
 
 
 @router.get(
@@ -63,8 +63,8 @@ async def examples(predictor: PredictorDep) -> Response:
         },
     },
 )
-async def example(index: int, predictor: PredictorDep) -> Response:
-    rows = predictor.card.examples
+async def example(index: int, dataplane: ReadyDataPlaneDep) -> Response:
+    rows = dataplane.card.examples
     if not 0 <= index < len(rows):
         raise NotFound(f"no example {index}: examples are numbered 0 to {len(rows) - 1}")
     return JSONBytes(rows[index])
@@ -75,9 +75,9 @@ async def example(index: int, predictor: PredictorDep) -> Response:
     summary="The training report: one self-contained HTML page of plots",
     responses={200: {"content": {"text/html": {}}}, 404: NOT_FOUND},
 )
-async def report(predictor: PredictorDep) -> Response:
-    files = _report_files(predictor)
-    return _artifact_file(predictor, files.page, "text/html; charset=utf-8")
+async def report(dataplane: ReadyDataPlaneDep) -> Response:
+    files = _report_files(dataplane.predictor)
+    return _artifact_file(dataplane.predictor, files.page, "text/html; charset=utf-8")
 
 
 @router.get(
@@ -85,14 +85,14 @@ async def report(predictor: PredictorDep) -> Response:
     summary="One plot of the training report, as SVG (the names are in the card's report.plots)",
     responses={200: {"content": {"image/svg+xml": {}}}, 404: NOT_FOUND},
 )
-async def report_plot(file_name: str, predictor: PredictorDep) -> Response:
-    files = _report_files(predictor)
+async def report_plot(file_name: str, dataplane: ReadyDataPlaneDep) -> Response:
+    files = _report_files(dataplane.predictor)
     by_name = {PurePosixPath(p.file).name: p.file for p in files.plots}
     if file_name not in by_name:
         raise NotFound(
             f"the report has no plot {file_name!r}; it has: {', '.join(sorted(by_name))}"
         )
-    return _artifact_file(predictor, by_name[file_name], "image/svg+xml")
+    return _artifact_file(dataplane.predictor, by_name[file_name], "image/svg+xml")
 
 
 def _report_files(predictor: Predictor) -> ReportFiles:

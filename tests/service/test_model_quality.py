@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from modelship.metrics import classification_metrics, regression_metrics
+from modelship.model_quality import classification_metrics, regression_metrics
 
 
 def test_regression_metrics_match_scikit_learn() -> None:

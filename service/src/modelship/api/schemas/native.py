@@ -1,10 +1,32 @@
-"""Response shapes, for the OpenAPI document (handlers write JSON directly, for speed)."""
+"""The native routes' wire types. The OpenAPI document is made from them; handlers write JSON
+directly (for speed), and the error body is built from `ErrorResponse` itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="Where: body/file, row or line, field")
+    problem: str
+    allowed: str | None = Field(None, description="What would have been accepted")
+
+
+class ErrorInfo(BaseModel):
+    status: int
+    type: str = Field(description="Machine-readable kind of error", examples=["invalid_input"])
+    message: str = Field(description="What was wrong, for people")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the native routes, whatever raised it."""
+
+    model_config = {"title": "Error"}
+
+    error: ErrorInfo
 
 
 class Health(BaseModel):

@@ -1,37 +1,27 @@
-"""Open Inference Protocol (KServe V2) wire types, and the codec between V2 tensors and our model.
+"""Open Inference Protocol (KServe V2) tensors to and from the model's arrays.
 
-V2 tensors are decoded into records and validated by the same `FeatureSchema.from_records` as the
-native routes, so there is one set of validation rules (and one set of warnings) for both.
+V2 tensors are decoded into records and validated by the same `RecordsCodec` as the native
+routes, so there is one set of validation rules (and one set of warnings) for both.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modelship.api.schemas.v2 import (
+    InferenceRequest,
+    MetadataModelResponse,
+    MetadataTensor,
+    check_size,
+)
 from modelship.card import ModelCard
-from modelship.codec import Batch, FeatureSchema
-from modelship.errors import InvalidInput, ModelshipError
+from modelship.codecs.base import Batch
+from modelship.codecs.records import RecordsCodec
+from modelship.errors import InvalidTensor
 from modelship.predictor import Predictions
 
-Datatype = Literal[
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-]
 NUMERIC_DATATYPES = frozenset(
     {
         "FP16",
@@ -63,101 +53,6 @@ BINARY_DTYPES = {
     "FP64": "<f8",
 }
 PLATFORM = "onnxruntime_onnx"
-Parameters = dict[str, Any]
-
-
-class V2Error(ModelshipError):
-    """An error answered in the protocol's form, `{"error": "<message>"}`."""
-
-    status_code = 400
-    error_type = "v2_error"
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class MetadataTensor(_Wire):
-    name: str
-    datatype: Datatype
-    shape: list[int]
-
-
-class MetadataServerResponse(_Wire):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class MetadataModelResponse(_Wire):
-    name: str
-    versions: list[str] | None = None
-    platform: str
-    inputs: list[MetadataTensor] = Field(default_factory=list)
-    outputs: list[MetadataTensor] = Field(default_factory=list)
-    parameters: Parameters | None = None
-
-
-class RequestInput(_Wire):
-    name: str
-    shape: list[int]
-    datatype: Datatype
-    parameters: Parameters | None = None
-    data: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _data_fills_shape(self) -> RequestInput:
-        if any(dim < 0 for dim in self.shape):
-            raise ValueError(f"input '{self.name}': shape {self.shape} has a negative dimension")
-        if self.data is not None:
-            self.data = flatten(self.data)
-            check_size(self.name, self.shape, len(self.data))
-        return self
-
-
-class RequestOutput(_Wire):
-    name: str
-    parameters: Parameters | None = None
-
-
-class InferenceRequest(_Wire):
-    id: str | None = None
-    parameters: Parameters | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
-
-
-class ResponseOutput(_Wire):
-    name: str
-    shape: list[int]
-    datatype: Datatype
-    parameters: Parameters | None = None
-    data: list[Any]
-
-
-class InferenceResponse(_Wire):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: Parameters | None = None
-    outputs: list[ResponseOutput]
-
-
-def flatten(data: list[Any]) -> list[Any]:
-    """V2 allows tensor data flattened or nested in row-major order; we work with it flat."""
-    if not data or not isinstance(data[0], list):
-        return data
-    flat: list[Any] = []
-    for item in data:
-        flat.extend(flatten(item) if isinstance(item, list) else [item])
-    return flat
-
-
-def check_size(name: str, shape: list[int], size: int) -> None:
-    if math.prod(shape) != size:
-        raise ValueError(
-            f"input '{name}': shape {shape} holds {math.prod(shape)} values but data has {size}"
-        )
 
 
 def decode_binary(request: InferenceRequest, payload: bytes) -> None:
@@ -168,7 +63,9 @@ def decode_binary(request: InferenceRequest, payload: bytes) -> None:
         if size is None:
             continue
         if not isinstance(size, int) or size < 0 or offset + size > len(payload):
-            raise V2Error(f"input '{tensor.name}': binary_data_size {size!r} exceeds the body")
+            raise InvalidTensor(
+                f"input '{tensor.name}': binary_data_size {size!r} exceeds the body"
+            )
         chunk = payload[offset : offset + size]
         offset += size
         if tensor.datatype == "BYTES":
@@ -176,14 +73,18 @@ def decode_binary(request: InferenceRequest, payload: bytes) -> None:
         else:
             dtype = np.dtype(BINARY_DTYPES[tensor.datatype])
             if size % dtype.itemsize:
-                raise V2Error(f"input '{tensor.name}': {size} bytes is not a whole {dtype} tensor")
+                raise InvalidTensor(
+                    f"input '{tensor.name}': {size} bytes is not a whole {dtype} tensor"
+                )
             tensor.data = np.frombuffer(chunk, dtype=dtype).tolist()
         try:
             check_size(tensor.name, tensor.shape, len(tensor.data))
         except ValueError as exc:
-            raise V2Error(str(exc)) from None
+            raise InvalidTensor(str(exc)) from None
     if offset != len(payload):
-        raise V2Error(f"the body has {len(payload) - offset} bytes after the last binary input")
+        raise InvalidTensor(
+            f"the body has {len(payload) - offset} bytes after the last binary input"
+        )
 
 
 def _bytes_elements(name: str, chunk: bytes) -> list[Any]:
@@ -193,12 +94,12 @@ def _bytes_elements(name: str, chunk: bytes) -> list[Any]:
     while at < len(chunk):
         length = int.from_bytes(chunk[at : at + 4], "little")
         if at + 4 + length > len(chunk):
-            raise V2Error(f"input '{name}': a BYTES element runs past the end of its data")
+            raise InvalidTensor(f"input '{name}': a BYTES element runs past the end of its data")
         raw = chunk[at + 4 : at + 4 + length]
         try:
             out.append(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            raise V2Error(f"input '{name}': a BYTES element is not valid UTF-8") from None
+            raise InvalidTensor(f"input '{name}': a BYTES element is not valid UTF-8") from None
         at += 4 + length
     return out
 
@@ -206,9 +107,10 @@ def _bytes_elements(name: str, chunk: bytes) -> list[Any]:
 class V2Codec:
     """Model metadata and tensor decoding/encoding, derived once from the model card."""
 
-    def __init__(self, card: ModelCard, schema: FeatureSchema) -> None:
+    def __init__(self, card: ModelCard, records: RecordsCodec) -> None:
         self.card = card
-        self.schema = schema
+        self.records = records
+        self.schema = records.schema
         self.kinds = {f.name: f.kind for f in card.features}
         self.prediction_output = f"predicted_{card.target}"
         self.outputs = [
@@ -243,6 +145,12 @@ class V2Codec:
             parameters={"task": card.task, "target": card.target, "classes": card.classes},
         )
 
+    @staticmethod
+    def rows(request: InferenceRequest) -> int:
+        """How many rows the request claims (its first input's first dimension)."""
+        shape = request.inputs[0].shape
+        return shape[0] if shape else 0
+
     def decode(self, request: InferenceRequest) -> Batch:
         """One tensor per feature, shape [N] or [N, 1], into the validated model input arrays."""
         columns: dict[str, list[Any]] = {}
@@ -250,53 +158,50 @@ class V2Codec:
         for tensor in request.inputs:
             kind = self.kinds.get(tensor.name)
             if kind is None:
-                raise V2Error(
+                raise InvalidTensor(
                     f"unexpected input '{tensor.name}': the model's inputs are "
                     + ", ".join(self.schema.names)
                 )
             if tensor.name in columns:
-                raise V2Error(f"input '{tensor.name}' is given more than once")
+                raise InvalidTensor(f"input '{tensor.name}' is given more than once")
             if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
-                raise V2Error(
+                raise InvalidTensor(
                     f"input '{tensor.name}': shape {tensor.shape} is not accepted; "
                     "use [N] or [N, 1] (one value per row)"
                 )
             if kind == "categorical" and tensor.datatype != "BYTES":
-                raise V2Error(
+                raise InvalidTensor(
                     f"input '{tensor.name}' is categorical: its datatype must be BYTES, "
                     f"not {tensor.datatype}"
                 )
             if kind == "numeric" and tensor.datatype not in NUMERIC_DATATYPES:
-                raise V2Error(
+                raise InvalidTensor(
                     f"input '{tensor.name}' is numeric: its datatype must be FP32, FP64 or "
                     f"INT64 (or another numeric type), not {tensor.datatype}"
                 )
             if tensor.data is None:
-                raise V2Error(f"input '{tensor.name}' has no data")
+                raise InvalidTensor(f"input '{tensor.name}' has no data")
             if rows is None:
                 rows = tensor.shape[0]
             elif tensor.shape[0] != rows:
-                raise V2Error(
+                raise InvalidTensor(
                     f"input '{tensor.name}' has {tensor.shape[0]} rows but "
                     f"'{request.inputs[0].name}' has {rows}: every input needs one value per row"
                 )
             columns[tensor.name] = tensor.data
         missing = [name for name in self.schema.names if name not in columns]
         if missing:
-            raise V2Error(
+            raise InvalidTensor(
                 f"missing input{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}: "
                 "the model needs one input tensor per feature"
             )
         if not rows:
-            raise V2Error("the inputs have no rows: shape [0]")
+            raise InvalidTensor("the inputs have no rows: shape [0]")
         names = list(columns)
         records = [
             dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
         ]
-        try:
-            return self.schema.from_records(records, ("inputs",))
-        except InvalidInput as exc:
-            raise V2Error(exc.message, exc.problems) from None
+        return self.records.decode(records, ("inputs",))
 
     def requested(self, request: InferenceRequest) -> list[str]:
         if not request.outputs:
@@ -304,7 +209,7 @@ class V2Codec:
         names = [o.name for o in request.outputs]
         for name in names:
             if name not in self.output_names:
-                raise V2Error(
+                raise InvalidTensor(
                     f"unknown output '{name}': the model's outputs are "
                     + ", ".join(self.output_names)
                 )
