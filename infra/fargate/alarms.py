@@ -8,7 +8,7 @@ the SNS topic `modelship:alarmTopicArn` names, if any; without one they only sho
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -50,7 +50,7 @@ class ServiceAlarms(pulumi.ComponentResource):
         child = child_opts(self, opts)
         dimensions = {"Service": args["service"]}
         actions = list(args.get("alarm_actions", ()))
-        common = {
+        common: dict[str, Any] = {
             "alarm_actions": actions,
             "ok_actions": actions,
             "tags": dict(args["tags"]),
@@ -124,7 +124,7 @@ class ServiceAlarms(pulumi.ComponentResource):
         metric_name: str,
         description: str,
         dimensions: dict[str, str],
-        common: dict[str, object],
+        common: dict[str, Any],
         opts: pulumi.ResourceOptions,
     ) -> aws.cloudwatch.MetricAlarm:
         return aws.cloudwatch.MetricAlarm(
@@ -139,6 +139,6 @@ class ServiceAlarms(pulumi.ComponentResource):
             comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=1,
             treat_missing_data="notBreaching",
-            **common,  # type: ignore[arg-type]
+            **common,
             opts=opts,
         )

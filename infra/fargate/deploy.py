@@ -214,7 +214,9 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     ServiceAlarms(
         f"{name}-alarms",
         {
-            "service": stack_id,  # the task family: what the service writes as its dimension
+            "service": make_id(
+                TASK_FAMILY, *stack_names
+            ),  # the task family: what the service writes as its dimension
             "tags": labels,
             "alarm_actions": [fargate.alarm_topic_arn] if fargate.alarm_topic_arn else [],
         },

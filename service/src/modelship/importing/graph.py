@@ -507,7 +507,8 @@ class OriginalOnnx:
             return np.asarray(self._run(frame, serving.label_output)).reshape(-1)
         assert serving.classes is not None
         labels: npt.NDArray[Any] = np.asarray(serving.classes)
-        return labels[self.predict_proba(frame).argmax(axis=1)]
+        chosen: npt.NDArray[Any] = labels[self.predict_proba(frame).argmax(axis=1)]
+        return chosen
 
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         serving = self._serving

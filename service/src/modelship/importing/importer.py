@@ -23,8 +23,8 @@ from modelship.importing.sources import PICKLE_FORMATS, read_source
 from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.training import data as datamod
 from modelship.training.export import ParityWording, measure_parity
+from modelship.training.search import Say
 from modelship.training.train import (
-    Say,
     _examples,
     _features,
     _plain_params,
