@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelship.codecs.records import RecordsCodec
 from modelship.errors import ExportError
 
 if TYPE_CHECKING:
@@ -137,6 +136,7 @@ def _measure_here(artifact_dir: Path) -> Footprint:
     """Inside the fresh process: load as `modelship serve` does, then time and weigh."""
     from modelship import artifact
     from modelship.api.app import create_app
+    from modelship.codecs.records import RecordsCodec
     from modelship.predictor import Predictor
     from modelship.settings import Settings
 
