@@ -11,4 +11,6 @@ uv run --frozen ruff check .
 echo "== types (mypy --strict)"
 uv run --frozen mypy
 echo "== tests (pytest)"
-uv run --frozen pytest -n 2 "$@"
+# loadgroup: the image tests (xdist group "image") run on one worker, one after another, while
+# the other worker runs the rest.
+uv run --frozen pytest -n 2 --dist loadgroup "$@"
