@@ -229,6 +229,13 @@ AWS: dict[str, tuple[str, ...]] = {
         "logs:TagResource",
         "logs:ListTagsForResource",
     ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:TagResource",
+        "cloudwatch:ListTagsForResource",
+    ),
     "aws:ecs/cluster:Cluster": (
         "ecs:CreateCluster",
         "ecs:DeleteCluster",

@@ -158,6 +158,9 @@ def test_service_container_follows_the_contract(run: StackRun) -> None:
         # For boto3 when the service fetches a model version from S3.
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # The monitoring signals as CloudWatch embedded-metric lines, by the task family.
+        "MODELSHIP_CLOUDWATCH_METRICS": "true",
+        "MODELSHIP_CLOUDWATCH_SERVICE": "modelship-fargate",
     }
     assert "secrets" not in api
 

@@ -319,30 +319,38 @@ def fetch(version_uri: str, cache: Path) -> artifact.Artifact:
     if _claims_sha256(named) and artifact.exists(cache / named):
         return artifact.load(cache / named)  # fetched before (another worker, a restart)
     store = backend(location)
+
+    def read(name: str) -> bytes:
+        try:
+            return store.read(location.key(name))
+        except MissingObjectError as exc:
+            raise StoreError(
+                f"model {version_uri}: {location.uri_of(str(exc))} does not exist"
+            ) from None
+        except DeniedError as exc:
+            raise StoreError(
+                f"model {version_uri}: {location.uri_of(str(exc))} does not exist or this "
+                "identity may not read it (access denied)"
+            ) from None
+        except Exception as exc:
+            raise StoreError(
+                f"model {version_uri}: cannot read: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    card_bytes = read(artifact.CARD_FILE)
     try:
-        card_bytes = store.read(location.key(artifact.CARD_FILE))
         card = ModelCard.model_validate_json(card_bytes)
-        onnx_bytes = store.read(location.key(card.artifact.onnx_file))
-        report = {name: store.read(location.key(name)) for name in _report_files(card)}
-    except MissingObjectError as exc:
-        raise StoreError(
-            f"model {version_uri}: {location.uri_of(str(exc))} does not exist"
-        ) from None
-    except DeniedError as exc:
-        raise StoreError(
-            f"model {version_uri}: {location.uri_of(str(exc))} does not exist or this identity "
-            "may not read it (access denied)"
-        ) from None
     except ValueError as exc:
         raise StoreError(f"model {version_uri}: the model card is unreadable: {exc}") from None
-    except Exception as exc:
-        raise StoreError(f"model {version_uri}: cannot read: {type(exc).__name__}: {exc}") from exc
+    onnx_bytes = read(card.artifact.onnx_file)
     actual = hashlib.sha256(onnx_bytes).hexdigest()
     if actual != card.artifact.onnx_sha256 or (_claims_sha256(named) and named != actual):
         raise StoreError(
             f"model {version_uri}: checksum mismatch: model.onnx has sha256 {actual[:12]}…, "
             f"its card says {card.artifact.onnx_sha256[:12]}…, the URI says {named[:12]}…"
         )
+    # The model is checked first: a tampered model is named as such, not as a missing plot.
+    report = {name: read(name) for name in _report_files(card)}
     _check_report(version_uri, card, report)
     target = cache / actual
     staging = cache / f".{actual}.partial"
