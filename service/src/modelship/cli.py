@@ -487,7 +487,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ModelshipError(f"no model artifact at {settings.artifact}")
         print(
             f"No model at {settings.artifact} yet: training the default model on the bundled "
-            "insurance data first (about 15 s).",
+            "insurance data first (about a minute: the model search's default 60 s budget).",
             file=sys.stderr,
             flush=True,
         )
