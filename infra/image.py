@@ -21,8 +21,8 @@ import pulumi
 import pulumi_docker_build as docker_build
 
 from infra.components import child_opts
+from infra.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = Path("service") / "Dockerfile"
 IMAGE_NAME = "modelship"
 # The Dockerfile's `training` stage: the service image plus the training libraries.
@@ -70,6 +70,9 @@ class ServiceImageArgs(TypedDict):
     """Also load the image into the local Docker daemon (the local target runs it from there)."""
     target: NotRequired[str]
     """A Dockerfile stage to build instead of the last one (`training`: the training image)."""
+    model_dir: NotRequired[Path]
+    """An artifact directory to bake in instead of the default model: the Dockerfile's `model`
+    build context (`modelship:imageModel`)."""
 
 
 def training_image_args(
@@ -80,9 +83,17 @@ def training_image_args(
     """The training image's build: the service image's, for the `training` stage, under its own
     name (and registry login, where it has its own repository)."""
     args: ServiceImageArgs = {**service, "image_name": image_name, "target": TRAINING_TARGET}
+    args.pop("model_dir", None)  # the training stage holds no model
     if registry is not None:
         args["registry"] = registry
     return args
+
+
+def _named_contexts(args: ServiceImageArgs) -> dict[str, docker_build.ContextArgs] | None:
+    model_dir = args.get("model_dir")
+    if model_dir is None:
+        return None
+    return {"model": docker_build.ContextArgs(location=repo_path(model_dir))}
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -108,7 +119,9 @@ class ServiceImage(pulumi.ComponentResource):
                 push=push,
                 load=args.get("load"),
                 tags=[tagged],
-                context=docker_build.BuildContextArgs(location=args.get("context", repo_path())),
+                context=docker_build.BuildContextArgs(
+                    location=args.get("context", repo_path()), named=_named_contexts(args)
+                ),
                 dockerfile=docker_build.DockerfileArgs(
                     location=args.get("dockerfile", repo_path(DOCKERFILE))
                 ),

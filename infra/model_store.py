@@ -22,6 +22,7 @@ import pulumi
 
 from infra.settings import (
     CPU_ALLOWED,
+    KEY_MODEL_URI,
     MEMORY_ALLOWED,
     ConfigReader,
     Settings,
@@ -29,7 +30,6 @@ from infra.settings import (
     parse_memory_bytes,
 )
 
-KEY_MODEL_URI = "modelship:modelUri"
 KEY_KEEP_MODEL_STORE = "modelship:keepModelStore"
 KEY_TRAINING_DATA_DAYS = "modelship:trainingDataDays"
 KEY_TRAINING_DATA = "modelship:trainingData"

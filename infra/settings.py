@@ -13,13 +13,20 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TypeVar
 
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from modelship import artifact
 from modelship.card import ModelCard
+from modelship.errors import ModelshipError
 from modelship.footprint import memory_shortfall
+
+# Relative paths in config are relative to the repository, not to the working directory
+# (Pulumi runs the program in infra/).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROJECT_NAMESPACE = "modelship"
 T = TypeVar("T")
@@ -316,16 +323,19 @@ def check_fargate_size(
         )
 
 
-def check_model_fits(reader: ConfigReader, container: ContainerSettings, card: ModelCard) -> None:
+def check_model_fits(
+    reader: ConfigReader, container: ContainerSettings, card: ModelCard, source: str
+) -> None:
     """The served model's measured worker memory x `modelship:workers` must fit in
-    `modelship:memory`: otherwise every pod is OOM-killed under load, after the rollout."""
+    `modelship:memory`: otherwise every pod is OOM-killed under load, after the rollout.
+    `source` says which key chose the model."""
     if card.footprint is None:  # a model trained before modelship measured footprints
         return
     shortfall = memory_shortfall(
         card.name, card.footprint, container.workers, container.memory_bytes, KEY_MEMORY
     )
     if shortfall is not None:
-        reader.problem(KEY_MEMORY, container.memory, shortfall)
+        reader.problem(KEY_MEMORY, container.memory, f"{shortfall} (the model of {source})")
 
 
 # --------------------------------------------------------------------------- shared settings
@@ -338,6 +348,11 @@ class ImageSettings:
     platform: str = "linux/amd64"
     build_on_preview: bool = False
     keep_images: int = 10
+    model_dir: Path | None = None
+    """An artifact directory baked into the service image instead of the default model (the
+    Dockerfile's `model` build context); None bakes the model trained on the bundled data."""
+    model_sha256: str | None = None
+    """That artifact's ONNX checksum, so a tag derived from the build's inputs names it."""
 
 
 @dataclass(frozen=True)
@@ -397,6 +412,33 @@ KEY_CPU_TARGET = "modelship:cpuTargetPercent"
 KEY_SCALE_TO_ZERO = "modelship:scaleToZero"
 KEY_API_KEY = "modelship:apiKey"
 KEY_ENVIRONMENT = "modelship:environment"
+KEY_IMAGE_MODEL = "modelship:imageModel"
+# Read by each target's model-store section; here only to know whether the baked model is served.
+KEY_MODEL_URI = "modelship:modelUri"
+IMAGE_MODEL_ALLOWED = (
+    "must be a model artifact directory (model.onnx + model-card.json, as written by "
+    "`modelship train` or `modelship import`), absolute or relative to the repository"
+)
+
+
+def _read_image_model(
+    reader: ConfigReader, container: ContainerSettings
+) -> tuple[Path | None, str | None]:
+    """`modelship:imageModel`, verified (card valid, model.onnx matches it) and, when the image
+    serves it (no `modelship:modelUri`), its measured footprint checked against the memory."""
+    value = reader.raw(KEY_IMAGE_MODEL)
+    if value is None:
+        return None, None
+    given = Path(value).expanduser()
+    directory = (given if given.is_absolute() else REPO_ROOT / given).resolve()
+    try:
+        baked = artifact.load(directory)
+    except ModelshipError as exc:
+        reader.problem(KEY_IMAGE_MODEL, value, f"{exc.message}; {IMAGE_MODEL_ALLOWED}")
+        return None, None
+    if reader.raw(KEY_MODEL_URI) is None:
+        check_model_fits(reader, container, baked.card, KEY_IMAGE_MODEL)
+    return directory, baked.card.artifact.onnx_sha256
 
 
 def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> Settings:
@@ -406,12 +448,6 @@ def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> S
     if target is None or target not in allowed_targets:
         reader.problem(KEY_TARGET, target, "must be one of " + ", ".join(allowed_targets))
         target = ""
-
-    image = ImageSettings(
-        platform=reader.choice(KEY_PLATFORM, ImageSettings.platform, PLATFORMS),
-        build_on_preview=reader.boolean(KEY_BUILD_ON_PREVIEW, ImageSettings.build_on_preview),
-        keep_images=reader.integer(KEY_KEEP_IMAGES, ImageSettings.keep_images, 1, 1000),
-    )
 
     cpu = reader.string(KEY_CPU, ContainerSettings.cpu)
     memory = reader.string(KEY_MEMORY, ContainerSettings.memory)
@@ -431,6 +467,15 @@ def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> S
         shutdown_grace_seconds=reader.integer(
             KEY_SHUTDOWN_GRACE, ContainerSettings.shutdown_grace_seconds, 1, 300
         ),
+    )
+
+    model_dir, model_sha256 = _read_image_model(reader, container)
+    image = ImageSettings(
+        platform=reader.choice(KEY_PLATFORM, ImageSettings.platform, PLATFORMS),
+        build_on_preview=reader.boolean(KEY_BUILD_ON_PREVIEW, ImageSettings.build_on_preview),
+        keep_images=reader.integer(KEY_KEEP_IMAGES, ImageSettings.keep_images, 1, 1000),
+        model_dir=model_dir,
+        model_sha256=model_sha256,
     )
 
     min_replicas = reader.integer(KEY_MIN_REPLICAS, ScalingSettings.min_replicas, 1, 100)

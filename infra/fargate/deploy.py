@@ -25,14 +25,13 @@ from infra.fargate.training import TrainingTask
 from infra.ids import make_id
 from infra.image import (
     DOCKERFILE,
-    REPO_ROOT,
     ServiceImage,
     ServiceImageArgs,
     training_image_args,
 )
 from infra.labels import label_value, standard_labels
 from infra.model_store import training_command
-from infra.settings import Settings
+from infra.settings import REPO_ROOT, Settings
 from infra.targets import TargetOutputs
 
 
@@ -45,6 +44,8 @@ def image_tag(settings: Settings, fargate: FargateSettings, labels: dict[str, st
         "build_on_preview": settings.image.build_on_preview,
         "labels": labels,
     }
+    if settings.image.model_sha256 is not None:  # the baked model is a build input too
+        build["model_sha256"] = settings.image.model_sha256
     return content_tag(REPO_ROOT, REPO_ROOT / DOCKERFILE, build)
 
 
@@ -78,6 +79,8 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         "build_on_preview": settings.image.build_on_preview,
         "labels": labels,
     }
+    if settings.image.model_dir is not None:
+        image_args["model_dir"] = settings.image.model_dir
     image = ServiceImage(
         f"{name}-image",
         image_args,

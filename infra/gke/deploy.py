@@ -78,6 +78,8 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         "build_on_preview": settings.image.build_on_preview,
         "labels": labels,
     }
+    if settings.image.model_dir is not None:
+        image_args["model_dir"] = settings.image.model_dir
     after_registry = pulumi.ResourceOptions(depends_on=[registry.repository])
     image = ServiceImage(f"{name}-image", image_args, opts=after_registry)
     training_image = ServiceImage(

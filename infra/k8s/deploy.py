@@ -126,6 +126,8 @@ def _image(settings: Settings, cfg: K8sSettings, labels: dict[str, str]) -> pulu
         "build_on_preview": settings.image.build_on_preview,
         "labels": labels,
     }
+    if settings.image.model_dir is not None:
+        args["model_dir"] = settings.image.model_dir
     if cfg.registry_username is not None and password is not None:
         args["registry"] = {
             "address": cfg.registry.split("/", 1)[0],

@@ -13,10 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.image import REPO_ROOT
 from infra.model_store import (
     DATA_PREFIX,
-    KEY_MODEL_URI,
     MODELS_PREFIX,
     TrainingSettings,
     read_training,
@@ -24,7 +22,9 @@ from infra.model_store import (
 from infra.settings import (
     KEY_MAX_REPLICAS,
     KEY_MIN_REPLICAS,
+    KEY_MODEL_URI,
     KEY_PLATFORM,
+    REPO_ROOT,
     ConfigReader,
     ContainerSettings,
     Settings,
@@ -187,5 +187,5 @@ def _read_version(
     except ModelshipError as exc:
         reader.problem(KEY_MODEL_URI, value, f"{exc.message}; {allowed}")
         return None
-    check_model_fits(reader, container, loaded.card)
+    check_model_fits(reader, container, loaded.card, KEY_MODEL_URI)
     return version

@@ -54,6 +54,8 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
         "push": False,
         "load": True,
     }
+    if settings.image.model_dir is not None:
+        image_args["model_dir"] = settings.image.model_dir
     image = ServiceImage(f"{name}-image", image_args)
     training_image = ServiceImage(
         f"{name}-training-image", training_image_args(image_args, TRAINING_IMAGE_NAME)

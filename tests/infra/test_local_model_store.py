@@ -19,8 +19,7 @@ from infra.build_context import context_files
 from infra.harness import REPO_ROOT, StackRun, run_stack
 from infra.image import TRAINING_IMAGE_NAME
 from infra.local.config import KEY_MODEL_STORE_DIR
-from infra.model_store import KEY_MODEL_URI
-from infra.settings import KEY_MEMORY, KEY_WORKERS, ConfigError
+from infra.settings import KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS, ConfigError
 from modelship import artifact, cli, store
 from policy.stack_config import declared_environment
 from tests.policy.evaluate import evaluate, resources_of
