@@ -116,7 +116,7 @@ class Capture:
         self._rng = np.random.default_rng()
         self._queue: deque[_Sample] = deque()
         self._pending: deque[tuple[str, bytes, int]] = deque()  # formatted, not yet uploaded
-        self._lock = threading.Lock()  # guards the two row counts below
+        self._lock = threading.Lock()  # guards the queue's tail and the two row counts below
         self.queued = 0  # rows sampled, not yet formatted
         self.buffered = 0  # rows held in memory: queued plus formatted and not yet uploaded
         self._oldest: float | None = None  # when the oldest queued row arrived
@@ -159,7 +159,7 @@ class Capture:
             full = self.queued >= self.batch_rows
             if self._oldest is None:
                 self._oldest = time.monotonic()
-        self._queue.append(_Sample(feeds, columns, taken))
+            self._queue.append(_Sample(feeds, columns, taken))  # with the counts, atomically
         if full:
             self._wake.set()
 
@@ -244,6 +244,8 @@ class Capture:
                     self._queue.appendleft(rest)
                 samples.append(sample)
                 rows += sample.rows
+            if not samples:
+                return
             with self._lock:
                 self.queued -= rows
                 if not self.queued:
