@@ -255,11 +255,13 @@ class Capture:
     def _object(self, samples: list[_Sample], rows: int) -> tuple[str, bytes, int]:
         """One CSV object (header, then the rows), and the key it is written under."""
         columns: list[list[str]] = []
+        # Feeds are [rows, 1] and prediction columns [rows]: one concatenate and one ravel per
+        # column (a reshape per sample was a third of the formatting time).
         for name, numeric in zip(self._inputs, self._numeric, strict=True):
-            values = np.concatenate([s.feeds[name].reshape(-1) for s in samples])
+            values = np.concatenate([s.feeds[name] for s in samples]).ravel()
             columns.append(_numbers(values) if numeric else [str(v) for v in values])
         for index in range(len(samples[0].predictions)):
-            values = np.concatenate([s.predictions[index].reshape(-1) for s in samples])
+            values = np.concatenate([s.predictions[index] for s in samples]).ravel()
             columns.append(_numbers(values) if values.dtype.kind == "f" else values.tolist())
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
