@@ -1,58 +1,249 @@
-"""Cost of monitoring on the hot path, in process: one-row predictions with the monitor on and off.
+"""Cost of monitoring and request capture on the hot path, in process, through the data plane.
 
-    uv run python bench/monitor_cost.py [--rounds 7] [--calls 2000]
+    uv run python bench/monitor_cost.py [--rounds 15] [--calls 2000] [--http SECONDS]
 
-Trains the default model into .bench-cache/monitor (once), then alternates rounds of `calls`
-single-row predictions (codec + onnxruntime + metrics callback, as /predict does) with and without
-the monitor, folding the monitor's queue between rounds as its thread does. Interleaving keeps a
-busy machine from favouring one side; the median per call of each side is printed.
+Trains the default model into .bench-cache/monitor (once), then builds the service with
+`create_app` four times around the same loaded model, and alternates rounds of `calls` one-row
+predictions (`DataPlane.predict_record`: the JSON record validated, the model, the prediction
+metrics and the data-quality hooks, which is what `POST /predict` runs):
+
+  off          MODELSHIP_MONITORING=false, no capture: the service without either
+  monitor      drift and data quality on (the default)
+  capture 1%   monitor + MODELSHIP_CAPTURE_RATE=0.01 to a directory store
+  capture 100% monitor + every row captured (the worst case)
+
+Per side two numbers: the request path alone (what a single request's latency pays), and the
+request path plus the background work those rows cause (the monitor's fold, the capture's CSV
+and write, run right after each round instead of in their threads), which is what throughput
+pays once the CPU is saturated. Running the background work between rounds keeps one side's
+threads from slowing another side's round; interleaving rounds keeps a busy machine from
+favouring one side. Then each hook alone on one decoded row, which a busy machine disturbs far
+less than whole calls, as a share of the call without monitoring. Medians over the rounds.
+
+With `--http SECONDS`, also over real HTTP: `modelship serve` (one worker, access log off) per
+side, loaded by wrk with 8 connections for SECONDS, twice per side interleaved; printed are
+requests per second and the server's CPU time per request (its threads included), the number
+that stays meaningful when other processes share the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from modelship import artifact
-from modelship.monitoring.monitor import Monitor
+from modelship.api.app import create_app
+from modelship.api.dataplane import DataPlane
 from modelship.predictor import Predictor
 from modelship.settings import Settings
 from modelship.training.data import BUNDLED_DATA
 from modelship.training.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parent.parent
+HTTP_CONNECTIONS = 8
+Side = tuple[DataPlane, Any, Any]  # data plane, monitor (or None), capture (or None)
+
+
+def side(predictor: Predictor, **settings: Any) -> Side:
+    """The data plane, monitor and capture of a service built as `modelship serve` builds it
+    (their threads not started: the background work runs between rounds)."""
+    app = create_app(Settings(access_log=False, **settings), predictor)
+    dataplane: DataPlane = app.state.dataplane
+    dataplane.start()
+    return dataplane, app.state.monitor, app.state.capture
+
+
+def background(monitor: Any, capture: Any) -> None:
+    """What the threads would do with the rows served so far."""
+    if monitor is not None:
+        monitor.fold()
+    if capture is not None:
+        capture.flush()
+
+
+def whole_calls(
+    sides: dict[str, Side], record: dict[str, Any], rounds: int, calls: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """µs per call of each side: the request path, and with the background work added."""
+    request: dict[str, list[float]] = {name: [] for name in sides}
+    total: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, (dataplane, monitor, capture) in sides.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                dataplane.predict_record(record)
+            served = time.perf_counter()
+            background(monitor, capture)
+            done = time.perf_counter()
+            request[name].append((served - started) / calls * 1e6)
+            total[name].append((done - started) / calls * 1e6)
+    return request, total
+
+
+def hooks_alone(
+    sides: dict[str, Side], record: dict[str, Any], rounds: int, calls: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """µs per one-row call of each hook alone, and of the background work it causes."""
+    dataplane = sides["off"][0]
+    batch = dataplane.records.decode([record])
+    result = dataplane.predictor.predict(batch)
+    # The hooks as `create_app` registered them: the monitor's first, the capture's after it.
+    hooks: dict[str, tuple[Callable[..., None], Any, Any]] = {
+        "monitor": (sides["monitor"][0].quality_hooks[0], sides["monitor"][1], None),
+        **{
+            name: (sides[name][0].quality_hooks[-1], None, sides[name][2])
+            for name in ("capture 1%", "capture 100%")
+        },
+    }
+    hook_us: dict[str, list[float]] = {name: [] for name in hooks}
+    background_us: dict[str, list[float]] = {name: [] for name in hooks}
+    for _ in range(rounds):
+        for name, (hook, monitor, capture) in hooks.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                hook(batch, result)
+            hooked = time.perf_counter()
+            background(monitor, capture)
+            hook_us[name].append((hooked - started) / calls * 1e6)
+            background_us[name].append((time.perf_counter() - hooked) / calls * 1e6)
+    return hook_us, background_us
+
+
+def http_sides(store: Path) -> dict[str, dict[str, str]]:
+    """The four sides as the environment of `modelship serve`."""
+    return {
+        "off": {"MODELSHIP_MONITORING": "false"},
+        "monitor": {},
+        "capture 1%": {
+            "MODELSHIP_CAPTURE_RATE": "0.01",
+            "MODELSHIP_CAPTURE_URI": f"file://{store}/h1",
+        },
+        "capture 100%": {
+            "MODELSHIP_CAPTURE_RATE": "1",
+            "MODELSHIP_CAPTURE_URI": f"file://{store}/h2",
+        },
+    }
+
+
+def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> None:
+    """Requests per second and server CPU per request of each side, over HTTP with wrk."""
+    import json
+    import sys
+
+    import run as http_bench  # bench/run.py: its server, wrk and CPU helpers
+
+    card = json.loads((model / artifact.CARD_FILE).read_text())
+    body = json.dumps(card["examples"][0]).encode()
+    logs = Path(tempfile.mkdtemp(prefix="modelship-monitor-http-"))
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
+    for _ in range(2):
+        for name, env in envs.items():
+            server = http_bench.Server(
+                name=name.replace(" ", "-").replace("%", "pct"),
+                command=lambda port, workers: [
+                    sys.executable,
+                    "-m",
+                    "modelship",
+                    "serve",
+                    "--artifact",
+                    str(model),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                ],
+                env={"MODELSHIP_ACCESS_LOG": "false", **env},
+                ready_path="/readyz",
+                predict_path="/predict",
+                predict_body=body,
+                batch_body=b"",
+                batch_path="/predict/batch",
+                csv_path=None,
+                headers={"Content-Type": "application/json"},
+            )
+            script = http_bench.wrk_script(logs / f"{server.name}.lua", server)
+            with http_bench.running(server, 1, logs) as (port, pid, _):
+                http_bench.run_wrk(port, "/predict", script, HTTP_CONNECTIONS, 1)  # warm up
+                cpu = http_bench.tree_cpu(pid)
+                load = http_bench.run_wrk(port, "/predict", script, HTTP_CONNECTIONS, seconds)
+                cpu = http_bench.tree_cpu(pid) - cpu
+            requests = load.rps * seconds
+            results[name].append((load.rps, cpu / requests * 1e6))
+    print(
+        f"over HTTP: modelship serve, 1 worker, wrk {HTTP_CONNECTIONS} connections x "
+        f"{seconds:g} s, 2 runs per side, interleaved"
+    )
+    first = next(iter(results))
+    base_rps = statistics.median(r for r, _ in results[first])
+    base_cpu = statistics.median(c for _, c in results[first])
+    for name, runs in results.items():
+        rps = statistics.median(r for r, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(
+            f"  {name:<13} {rps:7.0f} req/s ({rps / base_rps - 1:+6.1%}), server CPU "
+            f"{cpu:6.0f} µs per request ({cpu / base_cpu - 1:+6.1%})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--http", type=float, default=0, metavar="SECONDS")
     args = parser.parse_args()
     model = ROOT / ".bench-cache" / "monitor" / "insurance"
     if not artifact.exists(model):
         options = TrainOptions(data=BUNDLED_DATA, target="charges", output=model)
         train(options, lambda _: None)
     predictor = Predictor(artifact.load(model))
-    monitor = Monitor(predictor.card, Settings())
     record = predictor.card.examples[0]
-    timings: dict[str, list[float]] = {"off": [], "on": []}
-    fold_us: list[float] = []
-    for _ in range(args.rounds):
-        for side in ("off", "on"):
-            predictor.monitor = monitor if side == "on" else None
-            started = time.perf_counter()
-            for _ in range(args.calls):
-                predictor.predict(predictor.schema.from_records([record]))
-            timings[side].append((time.perf_counter() - started) / args.calls * 1e6)
-        started = time.perf_counter()
-        monitor.fold()
-        fold_us.append((time.perf_counter() - started) * 1e6 / args.calls)
-    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
-    print(f"one-row predict, monitor off: {off:.1f} µs per call (median of {args.rounds} rounds)")
-    print(f"one-row predict, monitor on:  {on:.1f} µs per call ({(on / off - 1) * 100:+.1f}%)")
-    print(f"folding (monitor thread, off the request): {statistics.median(fold_us):.2f} µs per row")
+    store = Path(tempfile.mkdtemp(prefix="modelship-capture-bench-"))
+    sides = {
+        "off": side(predictor, monitoring=False),
+        "monitor": side(predictor),
+        "capture 1%": side(predictor, capture_rate=0.01, capture_uri=f"file://{store}/a"),
+        "capture 100%": side(predictor, capture_rate=1.0, capture_uri=f"file://{store}/b"),
+    }
+    request_us, total_us = whole_calls(sides, record, args.rounds, args.calls)
+    hook_us, background_us = hooks_alone(sides, record, args.rounds, args.calls)
+    written = sum(1 for _ in store.rglob("*.csv"))
+
+    load = os.getloadavg()
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f} at the end; {args.rounds} rounds x {args.calls} one-row calls, interleaved"
+    )
+    base_request = statistics.median(request_us["off"])
+    base_total = statistics.median(total_us["off"])
+    print(f"{'':<14}{'request path':>22}{'with background work':>30}")
+    for name in sides:
+        request = statistics.median(request_us[name])
+        total = statistics.median(total_us[name])
+        print(
+            f"{name:<14}{request:9.1f} µs ({request / base_request - 1:+6.1%})"
+            f"{total:15.1f} µs ({total / base_total - 1:+6.1%})"
+        )
+    print(f"hooks alone, per one-row request ({written} capture objects written in all):")
+    monitor_hook = statistics.median(hook_us["monitor"])
+    for name in hook_us:
+        hook = statistics.median(hook_us[name])
+        with_monitor = hook + (monitor_hook if name != "monitor" else 0.0)
+        print(
+            f"  {name:<13} request path {hook:6.2f} µs (with the monitor's {with_monitor:5.2f} µs "
+            f"= {with_monitor / base_request:5.1%} of a call), background "
+            f"{statistics.median(background_us[name]):6.2f} µs"
+        )
+    if args.http:
+        over_http(model, http_sides(store), args.http)
 
 
 if __name__ == "__main__":

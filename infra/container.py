@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pulumi
+
+from infra.model_store import CaptureSettings
 from infra.settings import Settings
 
 CONTAINER_NAME = "api"
@@ -47,7 +50,9 @@ class ContainerSpec:
     name: str
     port: int
     port_name: str
-    env: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, pulumi.Input[str]], ...]
+    """Sorted by name; values are strings except where a resource's output goes in (the
+    capture store's bucket)."""
     liveness: Probe
     readiness: Probe
     startup: Probe
@@ -91,12 +96,17 @@ class ContainerSpec:
         return None if self.api_key_dir is None else f"{self.api_key_dir}/{self.api_key_file_name}"
 
     @property
-    def env_dict(self) -> dict[str, str]:
+    def env_dict(self) -> dict[str, pulumi.Input[str]]:
         return dict(self.env)
 
 
 def container_spec(
-    settings: Settings, *, api_key_file: bool | None = None, model_uri: str | None = None
+    settings: Settings,
+    *,
+    api_key_file: bool | None = None,
+    model_uri: str | None = None,
+    capture: CaptureSettings | None = None,
+    capture_uri: pulumi.Input[str] | None = None,
 ) -> ContainerSpec:
     """The container every target deploys, from the validated settings.
 
@@ -104,12 +114,13 @@ def container_spec(
     target mounts one from elsewhere (an existing Secret), `False` that there is none.
     `model_uri` (`modelship:modelUri`, as the container sees it) makes the service fetch and
     verify that version at start-up instead of serving the model baked into the image; a new
-    value changes the environment, which rolls the service.
+    value changes the environment, which rolls the service. With `capture` enabled the service
+    writes that share of the rows it serves under `captures/` of `capture_uri`.
     """
     c = settings.container
     with_key = settings.api_key is not None if api_key_file is None else api_key_file
     api_key_dir = API_KEY_DIR if with_key else None
-    env = {
+    env: dict[str, pulumi.Input[str]] = {
         "MODELSHIP_HOST": "0.0.0.0",  # noqa: S104 - inside the container; the platform fronts it
         "MODELSHIP_PORT": str(CONTAINER_PORT),
         "MODELSHIP_WORKERS": str(c.workers),
@@ -119,6 +130,11 @@ def container_spec(
     }
     if model_uri is not None:
         env["MODELSHIP_MODEL_URI"] = model_uri
+    if capture is not None and capture.enabled:
+        if capture_uri is None:
+            raise ValueError("capture is enabled but the target gave no store to capture to")
+        env["MODELSHIP_CAPTURE_RATE"] = f"{capture.rate:g}"
+        env["MODELSHIP_CAPTURE_URI"] = capture_uri
     if api_key_dir is not None:
         env["MODELSHIP_API_KEY_FILE"] = f"{api_key_dir}/{API_KEY_FILE_NAME}"
     s = settings.scaling

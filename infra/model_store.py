@@ -6,7 +6,8 @@ Each cloud stack owns one bucket (GCS on gke, S3 on fargate) laid out as the ser
 `data/…` and publishes a new immutable version under `models/`; the service fetches the version
 named by `modelship:modelUri` and verifies it before it reports ready. So the identities split:
 
-  serving   may read `models/` only;
+  serving   may read `models/` only, and with `modelship:captureRate` above 0 create objects
+            under `captures/` (the request capture, `modelship.monitoring.capture`);
   training  may read `data/` and `models/` and create (never overwrite or delete) in `models/`.
 
 This module holds the config keys, their validation and the training command line; the targets
@@ -37,9 +38,16 @@ KEY_TRAINING_TARGET = "modelship:trainingTarget"
 KEY_TRAINING_CPU = "modelship:trainingCpu"
 KEY_TRAINING_MEMORY = "modelship:trainingMemory"
 KEY_TRAINING_TIMEOUT = "modelship:trainingTimeoutMinutes"
+KEY_CAPTURE_RATE = "modelship:captureRate"
+KEY_CAPTURE_DAYS = "modelship:captureDays"
 
 DATA_PREFIX = "data/"
 MODELS_PREFIX = "models/"
+CAPTURES_PREFIX = "captures/"
+CAPTURE_RATE_ALLOWED = (
+    "the share of the rows served that are captured to captures/ of the model store: a number "
+    "from 0 (off) to 1 (every row), e.g. 0.01"
+)
 # Overwritten or deleted objects stay recoverable this long (bucket versioning), then go.
 NONCURRENT_VERSION_DAYS = 30
 
@@ -88,6 +96,38 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    """Request capture: the share of rows written to `captures/` and how long they stay."""
+
+    rate: float = 0.0
+    days: int = 30
+    """Objects under `captures/` are deleted this many days after they were written."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+
+def _capture_rate(value: str) -> float:
+    rate = float(value)
+    if not 0 <= rate <= 1:  # also refuses nan
+        raise ValueError(value)
+    return rate
+
+
+def read_capture(reader: ConfigReader, *, with_days: bool = True) -> CaptureSettings:
+    """The capture keys; a store without lifecycle rules (a directory) leaves the days unknown."""
+    return CaptureSettings(
+        rate=reader.parse(
+            KEY_CAPTURE_RATE, CaptureSettings.rate, _capture_rate, CAPTURE_RATE_ALLOWED
+        ),
+        days=reader.integer(KEY_CAPTURE_DAYS, CaptureSettings.days, 1, 3650)
+        if with_days
+        else CaptureSettings.days,
+    )
+
+
+@dataclass(frozen=True)
 class ModelStoreSettings:
     """The stack's bucket, the model version to serve and the training job."""
 
@@ -98,6 +138,7 @@ class ModelStoreSettings:
     training_data_days: int = 90
     """Objects under `data/` are deleted this many days after upload."""
     training: TrainingSettings = TrainingSettings()
+    capture: CaptureSettings = CaptureSettings()
 
 
 def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> TrainingSettings:
@@ -141,6 +182,7 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
             KEY_TRAINING_DATA_DAYS, ModelStoreSettings.training_data_days, 1, 3650
         ),
         training=read_training(reader),
+        capture=read_capture(reader),
     )
 
 

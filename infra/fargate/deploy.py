@@ -55,9 +55,6 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     stack_names = (settings.project, settings.stack)
     labels = standard_labels(settings.project, settings.stack)
     store_settings = fargate.store
-    # A new modelship:modelUri changes the container's environment, hence the task definition:
-    # the service rolls to it without a new image, under the circuit breaker.
-    spec = container_spec(settings, model_uri=store_settings.model_uri)
     production = settings.environment == "production"
     tag = image_tag(settings, fargate, labels)
 
@@ -108,8 +105,17 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "bucket_prefix": make_id(BUCKET_PREFIX, *stack_names, role="models"),
             "keep": store_settings.keep,
             "training_data_days": store_settings.training_data_days,
+            "capture_days": store_settings.capture.days,
             "tags": labels,
         },
+    )
+    # A new modelship:modelUri changes the container's environment, hence the task definition:
+    # the service rolls to it without a new image, under the circuit breaker.
+    spec = container_spec(
+        settings,
+        model_uri=store_settings.model_uri,
+        capture=store_settings.capture,
+        capture_uri=store.uri,
     )
 
     public_a, public_b, private_a, private_b = fargate.subnet_cidrs
@@ -177,6 +183,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "api_key_secret_arn": api_key_arn,
             "task_policy_arns": fargate.task_policy_arns,
             "bucket_arn": store.arn,
+            "capture": store_settings.capture.enabled,
             "tags": labels,
         },
     )

@@ -4,9 +4,10 @@ execution role: what ECS itself uses to start a task (pull from ECR, write to Cl
 the AWS managed `AmazonECSTaskExecutionRolePolicy` only, plus read access to exactly the one API-key
 secret when one is configured (ECS resolves `secrets` with this role); shared by the service and
 the training task. task role: what the service's own code may call: read model versions from the
-stack's bucket (`models/` only), plus any configured policy ARNs. training role: what
-`modelship train` may call: read `data/` and `models/`, create objects under `models/`. Nobody may
-delete an object or touch anything but the one bucket.
+stack's bucket (`models/` only), with `modelship:captureRate` above 0 also create objects under
+`captures/` (put only: it cannot read, list or delete them), plus any configured policy ARNs.
+training role: what `modelship train` may call: read `data/` and `models/`, create objects
+under `models/`. Nobody may delete an object or touch anything but the one bucket.
 
 Each role trusts `ecs-tasks` as AWS documents for it: the task and training roles only for tasks
 of this account and region (confused-deputy protection with `aws:SourceAccount` /
@@ -30,7 +31,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components import child_opts
-from infra.model_store import DATA_PREFIX, MODELS_PREFIX
+from infra.model_store import CAPTURES_PREFIX, DATA_PREFIX, MODELS_PREFIX
 
 POLICY_VERSION = "2012-10-17"
 ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
@@ -94,20 +95,28 @@ def _list_prefixes(bucket_arn: str, prefixes: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def serving_store_policy(bucket_arn: str) -> dict[str, Any]:
-    """The service reads model versions; nothing else in the bucket, and writes nothing."""
-    return {
-        "Version": POLICY_VERSION,
-        "Statement": [
+def serving_store_policy(bucket_arn: str, capture: bool = False) -> dict[str, Any]:
+    """The service reads model versions; with `capture` it also writes under `captures/`.
+    Nothing else in the bucket."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadModels",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"{bucket_arn}/{MODELS_PREFIX}*",
+        },
+        _list_prefixes(bucket_arn, [MODELS_PREFIX]),
+    ]
+    if capture:
+        statements.append(
             {
-                "Sid": "ReadModels",
+                "Sid": "WriteCaptures",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": f"{bucket_arn}/{MODELS_PREFIX}*",
-            },
-            _list_prefixes(bucket_arn, [MODELS_PREFIX]),
-        ],
-    }
+                "Action": ["s3:PutObject"],
+                "Resource": f"{bucket_arn}/{CAPTURES_PREFIX}*",
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
 def training_store_policy(bucket_arn: str) -> dict[str, Any]:
@@ -146,6 +155,8 @@ class TaskRolesArgs(TypedDict):
     """Extra managed policies for the service's task role (`modelship:taskPolicyArns`)."""
     bucket_arn: pulumi.Input[str]
     """The model store: the service reads `models/`, training reads `data/` and writes `models/`."""
+    capture: bool
+    """The service also writes `captures/` (`modelship:captureRate` above 0)."""
     tags: dict[str, str]
 
 
@@ -234,7 +245,9 @@ class TaskRoles(pulumi.ComponentResource):
                 f"{name}-task-models",
                 aws.iam.RolePolicyArgs(
                     role=self.task.id,
-                    policy=pulumi.Output.json_dumps(bucket_arn.apply(serving_store_policy)),
+                    policy=pulumi.Output.json_dumps(
+                        bucket_arn.apply(lambda arn: serving_store_policy(arn, args["capture"]))
+                    ),
                 ),
                 opts=child_opts(self, opts),
             )

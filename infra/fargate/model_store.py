@@ -3,7 +3,8 @@
 Versioned (an overwritten or deleted object stays recoverable for NONCURRENT_VERSION_DAYS),
 encrypted at rest, no public access of any kind, ACLs disabled (the bucket owner owns every
 object), and a bucket policy that refuses plain HTTP. Lifecycle: training data under `data/`
-expires after `modelship:trainingDataDays`, noncurrent versions after NONCURRENT_VERSION_DAYS,
+expires after `modelship:trainingDataDays`, request captures under `captures/` after
+`modelship:captureDays`, noncurrent versions after NONCURRENT_VERSION_DAYS,
 and abandoned multipart uploads after a day, so nothing accumulates unseen.
 
 Encryption is SSE-S3 (AES256), not SSE-KMS: a KMS key would need `kms:Decrypt` /
@@ -28,7 +29,7 @@ import pulumi_aws as aws
 
 from infra.components import child_opts
 from infra.fargate.iam import POLICY_VERSION
-from infra.model_store import DATA_PREFIX, NONCURRENT_VERSION_DAYS
+from infra.model_store import CAPTURES_PREFIX, DATA_PREFIX, NONCURRENT_VERSION_DAYS
 
 ABORT_MULTIPART_DAYS = 1
 SSE_ALGORITHM = "AES256"
@@ -51,9 +52,24 @@ def tls_only_policy(bucket_arn: str) -> dict[str, Any]:
     }
 
 
-def lifecycle_rules(training_data_days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """Old training data, old object versions and abandoned uploads go away by themselves."""
+def expire_prefix(
+    rule_id: str, prefix: str, days: int
+) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """Objects under `prefix` are deleted `days` after they were written."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+    )
+
+
+def lifecycle_rules(
+    training_data_days: int, capture_days: int
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Old training data, captures, object versions and abandoned uploads go away by themselves."""
     return [
+        expire_prefix("expire-captures", CAPTURES_PREFIX, capture_days),
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="expire-training-data",
             status="Enabled",
@@ -91,6 +107,8 @@ class S3ModelStoreArgs(TypedDict):
     keep: bool
     """Keep the bucket and its models on `pulumi destroy` (production); else empty and delete it."""
     training_data_days: int
+    capture_days: int
+    """Request captures under `captures/` are deleted this many days after they were written."""
     tags: Mapping[str, str]
 
 
@@ -180,7 +198,8 @@ class S3ModelStore(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             aws.s3.BucketLifecycleConfigurationArgs(
-                bucket=bucket, rules=lifecycle_rules(args["training_data_days"])
+                bucket=bucket,
+                rules=lifecycle_rules(args["training_data_days"], args["capture_days"]),
             ),
             opts=child(depends_on=[versioning]),
         )

@@ -50,7 +50,6 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         return make_id(SERVICE_ACCOUNT_ID, *stack_names, role=role)
 
     labels = standard_labels(settings.project, settings.stack)
-    spec = container_spec(settings, model_uri=gke.store.model_uri)
     training_job_name = f"{name}-train"
 
     apis = ProjectApis(f"{name}-apis", {"project": gke.project})
@@ -132,6 +131,8 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "labels": labels,
             "keep": gke.store.keep,
             "training_data_days": gke.store.training_data_days,
+            "capture_days": gke.store.capture.days,
+            "capture": gke.store.capture.enabled,
             "kms_key": gke.kms_key,
             "serving_account_id": account_id("serve"),
             "training_account_id": account_id("train"),
@@ -141,6 +142,12 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "cluster": cluster.cluster,
         },
         opts=after_apis,
+    )
+    spec = container_spec(
+        settings,
+        model_uri=gke.store.model_uri,
+        capture=gke.store.capture,
+        capture_uri=store.uri,
     )
 
     # Pods pull their image and (modelship:modelUri, training) read the bucket as their Google

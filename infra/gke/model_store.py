@@ -3,13 +3,15 @@
 Bucket: uniform bucket-level access (IAM only, no object ACLs), public access prevention
 enforced, object versioning, Google-managed encryption at rest (always on in GCS) or the
 customer-managed Cloud KMS key given in `modelship:modelStoreKmsKey`, and lifecycle rules:
-training data under `data/` is deleted `modelship:trainingDataDays` after upload, versions
+training data under `data/` is deleted `modelship:trainingDataDays` after upload, request
+captures under `captures/` `modelship:captureDays` after they were written, versions
 replaced or deleted are kept `NONCURRENT_VERSION_DAYS` for recovery and then removed, and
 abandoned multipart uploads are cleaned up after a day. Soft delete is off: versioning already
 keeps deleted objects recoverable, and soft-deleted objects would outlive `pulumi destroy`.
 
 Identities, bound to Kubernetes service accounts by Workload Identity (no keys anywhere):
-  serving   roles/storage.objectViewer on objects under `models/` only;
+  serving   roles/storage.objectViewer on objects under `models/` only, and with
+            `modelship:captureRate` above 0 roles/storage.objectCreator under `captures/`;
   training  roles/storage.objectViewer under `data/` and `models/`, and
             roles/storage.objectCreator under `models/` (create only: without delete
             permission GCS refuses to overwrite, so a published version cannot change).
@@ -25,7 +27,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import child_opts
-from infra.model_store import DATA_PREFIX, MODELS_PREFIX, NONCURRENT_VERSION_DAYS
+from infra.model_store import CAPTURES_PREFIX, DATA_PREFIX, MODELS_PREFIX, NONCURRENT_VERSION_DAYS
 
 OBJECT_VIEWER = "roles/storage.objectViewer"
 OBJECT_CREATOR = "roles/storage.objectCreator"
@@ -43,6 +45,10 @@ class ModelStoreArgs(TypedDict):
     keep: bool
     """Keep the bucket (and its models) on `pulumi destroy`; else empty and delete it."""
     training_data_days: int
+    capture_days: int
+    """Request captures under `captures/` are deleted this many days after they were written."""
+    capture: bool
+    """The serving identity may create objects under `captures/` (`modelship:captureRate` > 0)."""
     kms_key: str | None
     serving_account_id: str
     training_account_id: str
@@ -62,6 +68,16 @@ def prefix_condition(bucket: pulumi.Input[str], *prefixes: str) -> pulumi.Output
             f'resource.name.startsWith("projects/_/buckets/{name}/objects/{prefix}")'
             for prefix in prefixes
         )
+    )
+
+
+def expire_prefix(prefix: str, days: int) -> gcp.storage.BucketLifecycleRuleArgs:
+    """Live objects under `prefix` are deleted `days` after they were written."""
+    return gcp.storage.BucketLifecycleRuleArgs(
+        action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+        condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+            age=days, matches_prefixes=[prefix], with_state="LIVE"
+        ),
     )
 
 
@@ -118,6 +134,7 @@ class ModelStore(pulumi.ComponentResource):
             encryption=encryption,
             soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=0),
             lifecycle_rules=[
+                expire_prefix(CAPTURES_PREFIX, args["capture_days"]),
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(
@@ -206,7 +223,18 @@ class ModelStore(pulumi.ComponentResource):
                 MODELS_PREFIX,
             ),
         ]
-        self.grants = [serving_read, *training_grants]
+        serving_grants = [serving_read]
+        if args["capture"]:
+            serving_grants.append(
+                grant(
+                    "serving-capture",
+                    self.serving_account,
+                    OBJECT_CREATOR,
+                    "write captures",
+                    CAPTURES_PREFIX,
+                )
+            )
+        self.grants = [*serving_grants, *training_grants]
 
         namespace = args["namespace"]
         after_cluster = child_opts(self, opts, depends_on=[args["cluster"]])
@@ -224,7 +252,7 @@ class ModelStore(pulumi.ComponentResource):
 
         self.serving_ready = [
             workload_identity("serving", self.serving_account, args["serving_kubernetes_account"]),
-            serving_read,
+            *serving_grants,
         ]
         self.training_ready = [
             workload_identity(

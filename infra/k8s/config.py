@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.model_store import KEY_CAPTURE_RATE, CaptureSettings, read_capture
 from infra.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import (
     DNS_LABEL,
@@ -42,6 +43,13 @@ KEY_INGRESS_CLASS = "modelship:ingressClass"
 KEY_INGRESS_TLS_SECRET = "modelship:ingressTlsSecret"  # noqa: S105 - a config key name
 KEY_INGRESS_ANNOTATIONS = "modelship:ingressAnnotations"
 KEY_RENDER_DIR = "modelship:renderDir"
+KEY_CAPTURE_URI = "modelship:captureUri"
+# This target owns no bucket: captures go to one the cluster's workloads can already write to.
+CAPTURE_URI = re.compile(r"(s3|gs)://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._/-]*)?")
+CAPTURE_URI_ALLOWED = (
+    f"required when {KEY_CAPTURE_RATE} is above 0: the model store the captures go to, "
+    "s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX], writable by the pods' identity"
+)
 
 # Kubernetes versions the k8s target supports, and the declared objects are validated against
 # (tests/infra/test_k8s_target.py, strict OpenAPI schemas from kubernetes-validate). The floor is
@@ -125,6 +133,9 @@ class K8sSettings:
     ingress: IngressSettings | None = None
     render_dir: str | None = None
     pod_monitor: str = POD_MONITOR_OFF
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    capture_uri: str | None = None
+    """The store the service writes `captures/` to, when `capture` is enabled."""
 
     @property
     def service_type(self) -> str:
@@ -240,6 +251,11 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
             f"create the Secret with your secret manager and set {KEY_API_KEY_SECRET} to its name",
         )
 
+    capture = read_capture(reader, with_days=False)
+    capture_uri = reader.matching(KEY_CAPTURE_URI, "", CAPTURE_URI, CAPTURE_URI_ALLOWED) or None
+    if capture.enabled and capture_uri is None and reader.raw(KEY_CAPTURE_URI) is None:
+        reader.problem(KEY_CAPTURE_URI, None, CAPTURE_URI_ALLOWED)
+
     return K8sSettings(
         context=reader.optional_string(KEY_CONTEXT),
         namespace=reader.matching(
@@ -261,6 +277,8 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
         ingress=ingress,
         render_dir=render_dir,
         pod_monitor=reader.choice(KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS),
+        capture=capture,
+        capture_uri=capture_uri,
     )
 
 

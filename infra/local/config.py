@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.model_store import (
+    CAPTURES_PREFIX,
     DATA_PREFIX,
     MODELS_PREFIX,
+    CaptureSettings,
     TrainingSettings,
+    read_capture,
     read_training,
 )
 from infra.settings import (
@@ -73,6 +76,8 @@ class LocalModelStore:
     model baked into the image."""
     training: TrainingSettings = field(default_factory=TrainingSettings)
     """What the training run reads (`data_key` under `directory`), predicts and may use."""
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    """The share of served rows the service writes to `captures/` (kept until you delete them)."""
 
     @property
     def version_dir(self) -> Path | None:
@@ -85,6 +90,10 @@ class LocalModelStore:
     @property
     def models_dir(self) -> Path:
         return self.directory / MODELS_PREFIX.rstrip("/")
+
+    @property
+    def captures_dir(self) -> Path:
+        return self.directory / CAPTURES_PREFIX.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,8 @@ def read_model_store(reader: ConfigReader, container: ContainerSettings) -> Loca
 
     Only the model-store keys that mean something on one machine are read: a directory has no
     lifecycle rules, versioning or force-destroy (`pulumi destroy` never deletes it), so
-    `modelship:keepModelStore`, `trainingDataDays` and `trainingTimeoutMinutes` stay unknown keys.
+    `modelship:keepModelStore`, `trainingDataDays`, `captureDays` and `trainingTimeoutMinutes`
+    stay unknown keys.
     """
     directory = reader.parse(
         KEY_MODEL_STORE_DIR, LocalModelStore.directory, _store_dir, STORE_DIR_ALLOWED
@@ -159,6 +169,7 @@ def read_model_store(reader: ConfigReader, container: ContainerSettings) -> Loca
         directory=directory,
         version=_read_version(reader, directory, container),
         training=training,
+        capture=read_capture(reader, with_days=False),
     )
 
 

@@ -6,6 +6,8 @@ Dockerfile) is only built and loaded, for the `docker run` line exported as `tra
 
 from __future__ import annotations
 
+import os
+
 import pulumi
 
 from infra.container import container_spec
@@ -18,7 +20,7 @@ from infra.image import (
 )
 from infra.labels import label_value, standard_labels
 from infra.local.config import LocalSettings
-from infra.local.docker_app import LocalService, LocalServiceArgs, ReadOnlyMount
+from infra.local.docker_app import CaptureMount, LocalService, LocalServiceArgs, ReadOnlyMount
 from infra.local.training import train_command
 from infra.settings import Settings
 from infra.targets import TargetOutputs
@@ -39,8 +41,22 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
             "source": str(model_store.version_dir),
             "target": f"{CONTAINER_STORE_DIR}/{model_store.version}",
         }
+    capture: CaptureMount | None = None
+    if model_store.capture.enabled:
+        capture = {
+            "source": str(model_store.captures_dir),
+            "target": f"{CONTAINER_STORE_DIR}/{model_store.captures_dir.name}",
+            "user": f"{os.getuid()}:{os.getgid()}",
+        }
+        if not pulumi.runtime.is_dry_run():  # Docker refuses to bind-mount a missing directory
+            model_store.captures_dir.mkdir(parents=True, exist_ok=True)
     # A new version changes MODELSHIP_MODEL_URI (and the mount): the container is replaced.
-    spec = container_spec(settings, model_uri=None if mount is None else mount["target"] + "/")
+    spec = container_spec(
+        settings,
+        model_uri=None if mount is None else mount["target"] + "/",
+        capture=model_store.capture,
+        capture_uri=f"file://{CONTAINER_STORE_DIR}",
+    )
 
     # The same build component as the cloud targets, loaded into the local engine instead of
     # pushed. No registry host in the name: nothing is pushed, so nothing can reach Docker Hub.
@@ -73,6 +89,8 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
     }
     if mount is not None:
         args["model_mount"] = mount
+    if capture is not None:
+        args["capture_mount"] = capture
     app = LocalService(f"{name}-local", args, opts=pulumi.ResourceOptions(depends_on=[image]))
     running = app.container is not None
     url = f"http://{local.url_host}:{local.host_port}" if running else ""

@@ -8,6 +8,9 @@ logs. `pulumi up` waits until Docker reports the container healthy.
 
 With a model version to serve, that one version directory of the host's model store is
 bind-mounted read-only (`model_mount`) and the container spec names it in `MODELSHIP_MODEL_URI`.
+With request capture on, the store's `captures/` is mounted read-write (`capture_mount`) and the
+container runs as the user who runs Pulumi, so the captured files are theirs (as with the
+training run's `--user`), not UID 10001's.
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ class ReadOnlyMount(TypedDict):
     target: str
 
 
+class CaptureMount(TypedDict):
+    """The host directory the service writes its request captures to, and who writes them."""
+
+    source: str
+    target: str
+    user: str
+    """`UID:GID` the container runs as: the owner of the captured files on the host."""
+
+
 class LocalServiceArgs(TypedDict):
     """Inputs of `LocalService`."""
 
@@ -61,6 +73,8 @@ class LocalServiceArgs(TypedDict):
     api_key: pulumi.Input[str] | None
     model_mount: NotRequired[ReadOnlyMount]
     """The model version to serve (`modelship:modelUri`); none: the image's own model."""
+    capture_mount: NotRequired[CaptureMount]
+    """Where request captures go (`modelship:captureRate` above 0)."""
 
 
 class LocalService(pulumi.ComponentResource):
@@ -99,7 +113,11 @@ class LocalService(pulumi.ComponentResource):
         self.container = None
         if not spec.scale_to_zero:
             env: list[pulumi.Input[str]] = [
-                f"{key}={value}" for key, value in spec.env if key != "MODELSHIP_API_KEY_FILE"
+                pulumi.Output.concat(key, "=", value)
+                if isinstance(value, pulumi.Output)
+                else f"{key}={value}"
+                for key, value in spec.env
+                if key != "MODELSHIP_API_KEY_FILE"
             ]
             api_key = args["api_key"]
             if api_key is not None:
@@ -110,15 +128,14 @@ class LocalService(pulumi.ComponentResource):
                 )
             grace = spec.termination_grace_seconds
             mount = args.get("model_mount")
-            mounts = (
-                None
-                if mount is None
-                else [
-                    docker.ContainerMountArgs(
-                        type="bind", source=mount["source"], target=mount["target"], read_only=True
-                    )
-                ]
-            )
+            capture = args.get("capture_mount")
+            mounts = [
+                docker.ContainerMountArgs(
+                    type="bind", source=m["source"], target=m["target"], read_only=m is mount
+                )
+                for m in (mount, capture)
+                if m is not None
+            ]
             self.container = docker.Container(
                 f"{name}-container",
                 image=self.image.image_id,
@@ -143,12 +160,14 @@ class LocalService(pulumi.ComponentResource):
                     # The startup budget of the cloud targets (startup probe: period x failures).
                     start_period=f"{spec.startup.period_seconds * spec.startup.failure_threshold}s",
                 ),
-                user=f"{spec.run_as_user}:{spec.run_as_group}",
+                user=capture["user"]
+                if capture is not None
+                else f"{spec.run_as_user}:{spec.run_as_group}",
                 read_only=True,
                 tmpfs={
                     spec.tmp_dir: f"rw,noexec,nosuid,size={parse_memory_bytes(spec.tmp_size_limit)}"
                 },
-                mounts=mounts,
+                mounts=mounts or None,
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
                 security_opts=["no-new-privileges:true"],
                 memory=spec.memory_mib,

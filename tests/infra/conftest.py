@@ -22,7 +22,14 @@ SERVICE_CONTRACT_ENV = {
 # name → (config overrides, secret config)
 GKE_VARIANTS: dict[str, tuple[dict[str, object], dict[str, str]]] = {
     "default": ({}, {}),
-    "standard": ({"modelship:clusterMode": "standard", "modelship:spot": True}, {}),
+    "standard": (
+        {
+            "modelship:clusterMode": "standard",
+            "modelship:spot": True,
+            "modelship:captureRate": 0.05,
+        },
+        {},
+    ),
     "https-api-key": ({"modelship:domain": "api.example.com"}, {"modelship:apiKey": API_KEY}),
     "scale-to-zero": ({"modelship:scaleToZero": True}, {}),
 }

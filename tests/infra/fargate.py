@@ -38,7 +38,11 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, str]]] = {
         {},
     ),
     "model-uri-production": (
-        {"modelship:modelUri": MODEL_URI, "modelship:environment": "production"},
+        {
+            "modelship:modelUri": MODEL_URI,
+            "modelship:environment": "production",
+            "modelship:captureRate": 0.05,
+        },
         {},
     ),
 }

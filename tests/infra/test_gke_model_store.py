@@ -190,6 +190,12 @@ def test_the_bucket_is_private_versioned_and_cleans_up_old_data(gke_run: StackRu
         ),
         (
             "Delete",
+            json.dumps(
+                {"age": 30, "matchesPrefixes": ["captures/"], "withState": "LIVE"}, sort_keys=True
+            ),
+        ),
+        (
+            "Delete",
             json.dumps({"daysSinceNoncurrentTime": 30, "withState": "ARCHIVED"}, sort_keys=True),
         ),
         ("AbortIncompleteMultipartUpload", json.dumps({"age": 1}, sort_keys=True)),
@@ -213,7 +219,7 @@ def test_destroy_empties_the_bucket_unless_it_is_kept() -> None:
     (data_rule,) = [
         r
         for r in bucket_of(days)["lifecycleRules"]
-        if "age" in r["condition"] and r["action"]["type"] == "Delete"
+        if r["condition"].get("matchesPrefixes") == ["data/"]
     ]
     assert data_rule["condition"]["age"] == 7
 
@@ -530,6 +536,10 @@ def test_pods_wait_for_their_identity_and_bucket_grants(
         for r in [*_workload_identity_bindings(gke_variant), *gke_variant.of_type(BUCKET_GRANT)]
         if r.name.startswith(f"modelship-store-{role}-")
     }
-    assert len(needed) == {"serving": 2, "training": 3}[role]
+    # serving: its binding and read grant, plus the captures/ grant where it captures
+    (deployment,) = gke_variant.of_type(DEPLOYMENT)
+    env = deployment.inputs["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    captures = any(e["name"] == "MODELSHIP_CAPTURE_RATE" for e in env)
+    assert len(needed) == {"serving": 2 + captures, "training": 3}[role]
     missing = needed - _transitive(gke_variant, gke_variant.one(workload).urn)
     assert not missing, sorted(gke_variant.by_urn(u).name for u in missing)

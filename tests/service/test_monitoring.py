@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import json
 import threading
@@ -13,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.server import Server, running_server
+from tests.service.traffic import records, scrape, send_every_transport
 
-MODEL = "insurance-charges"
 TRAINING_LIKE_ROWS = 400
 SHIFTED_ROWS = 1_000
 
@@ -57,40 +54,6 @@ def server(regression_artifact: Path, tmp_path_factory: pytest.TempPathFactory) 
         yield running
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-        for row in frame.to_dict("records")
-    ]
-
-
-def _send_every_transport(url: str, frame: pd.DataFrame) -> None:
-    """The same kind of rows through /predict, /predict/batch, /predict/csv and V2 infer."""
-    quarter = len(frame) // 4
-    single, batch, csv, v2 = (frame.iloc[i * quarter : (i + 1) * quarter] for i in range(4))
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for record in _records(single):
-            assert client.post("/predict", json=record).status_code == 200
-        assert client.post("/predict/batch", json=_records(batch)).status_code == 200
-        text = io.StringIO()
-        csv.to_csv(text, index=False)
-        response = client.post(
-            "/predict/csv", content=text.getvalue(), headers={"Content-Type": "text/csv"}
-        )
-        assert response.status_code == 200, response.text
-        inputs = [
-            {
-                "name": name,
-                "shape": [len(v2)],
-                "datatype": "FP64" if pd.api.types.is_numeric_dtype(v2[name]) else "BYTES",
-                "data": v2[name].tolist(),
-            }
-            for name in v2.columns
-        ]
-        response = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": inputs})
-        assert response.status_code == 200, response.text
-
-
 def _drift_once_settled(url: str, rows: int) -> dict[str, Any]:
     """/model/drift once every worker has folded its rows in (they do so every 0.2 s)."""
     deadline = time.monotonic() + 20
@@ -103,15 +66,6 @@ def _drift_once_settled(url: str, rows: int) -> dict[str, Any]:
 
 def _states(report: dict[str, Any]) -> dict[str, str]:
     return {f["name"]: f["state"] for f in report["features"]}
-
-
-def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def _same_from_every_worker(url: str) -> dict[str, Any]:
@@ -136,12 +90,12 @@ def test_training_rows_stay_ok_and_shifted_features_drift(
     assert set(_states(before).values()) == {"insufficient_data"}
 
     like_training = features.sample(TRAINING_LIKE_ROWS, random_state=7)
-    _send_every_transport(server.url, like_training)
+    send_every_transport(server.url, like_training)
     report = _drift_once_settled(server.url, TRAINING_LIKE_ROWS)
     assert set(_states(report).values()) == {"ok"}, report
     assert report["prediction"]["state"] == "ok"
     report = _same_from_every_worker(server.url)
-    metrics = _scrape(server.url)
+    metrics = scrape(server.url)
     for name in features.columns:
         key = (("feature", name), ("kind", "feature"))
         assert metrics[("modelship_drift_window_rows", key)] == TRAINING_LIKE_ROWS
@@ -154,7 +108,7 @@ def test_training_rows_stay_ok_and_shifted_features_drift(
     shifted = features.sample(SHIFTED_ROWS, random_state=8, replace=True).reset_index(drop=True)
     shifted["bmi"] += 4 * features["bmi"].std()
     shifted["region"] = "southwest"
-    _send_every_transport(server.url, shifted)
+    send_every_transport(server.url, shifted)
     sent = (len(shifted) // 4) * 4
     deadline = time.monotonic() + 20
     while _states(report) != {**_states(report), "bmi": "drift", "region": "drift"}:
@@ -170,7 +124,7 @@ def test_training_rows_stay_ok_and_shifted_features_drift(
         "smoker": "ok",
         "region": "drift",
     }
-    metrics = _scrape(server.url)
+    metrics = scrape(server.url)
     bmi = (("feature", "bmi"), ("kind", "feature"))
     assert metrics[("modelship_drift_state", (*bmi, ("state", "drift")))] == 1
     assert metrics[("modelship_drift_psi", bmi)] > metrics[("modelship_drift_threshold", bmi)]
@@ -183,15 +137,15 @@ def test_training_rows_stay_ok_and_shifted_features_drift(
 def test_missing_and_unseen_values_are_counted_per_feature(
     server: Server, insurance_frame: pd.DataFrame
 ) -> None:
-    before = _scrape(server.url)
-    record = _records(insurance_frame.drop(columns="charges").head(1))[0]
+    before = scrape(server.url)
+    record = records(insurance_frame.drop(columns="charges").head(1))[0]
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for _ in range(3):
             response = client.post("/predict", json={**record, "age": None, "region": "mars"})
             assert response.status_code == 200
     deadline = time.monotonic() + 20
     while True:
-        after = _scrape(server.url)
+        after = scrape(server.url)
         missing = after[("modelship_feature_missing_values_total", (("feature", "age"),))]
         unseen = after[("modelship_feature_unseen_categories_total", (("feature", "region"),))]
         if missing - before[("modelship_feature_missing_values_total", (("feature", "age"),))] == 3:

@@ -129,6 +129,35 @@ class Settings(BaseSettings):
         60.0, ge=1, le=3600, description="Seconds between CloudWatch metric lines"
     )
 
+    capture_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of the rows served that are written, with their predictions, to "
+        "captures/<model version>/ under capture_uri (0: off; 0.01 = one row in a hundred)",
+    )
+    capture_uri: str | None = Field(
+        None,
+        description="Model store the captures go to: s3://BUCKET, gs://BUCKET or file:///DIR "
+        "(the stacks set it to their own store)",
+    )
+    capture_batch_rows: int = Field(
+        1_000, ge=1, le=100_000, description="Captured rows per object written to the store"
+    )
+    capture_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Longest a captured row waits for its batch before it is written anyway",
+    )
+    capture_buffer_rows: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Captured rows a worker holds while the store is slow or unreachable; "
+        "beyond, rows are dropped and counted (modelship_capture_dropped_rows_total)",
+    )
+
     @model_validator(mode="after")
     def _window_holds_min_rows(self) -> Settings:
         if self.drift_min_rows > self.drift_window_rows:
@@ -141,6 +170,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"drift_feature_thresholds[{name!r}] = {value}: must be above 0, at most 100"
                 )
+        if self.capture_rate > 0 and not self.capture_uri:
+            raise ValueError(
+                f"capture_rate is {self.capture_rate} but capture_uri is not set: set "
+                "MODELSHIP_CAPTURE_URI to s3://BUCKET, gs://BUCKET or file:///DIR (or "
+                "MODELSHIP_CAPTURE_RATE to 0)"
+            )
+        if self.capture_batch_rows > self.capture_buffer_rows:
+            raise ValueError(
+                f"capture_batch_rows ({self.capture_batch_rows}) cannot exceed "
+                f"capture_buffer_rows ({self.capture_buffer_rows})"
+            )
         return self
 
 

@@ -21,6 +21,7 @@ from modelship.api.telemetry import install_metrics
 from modelship.api.web import install_web_page
 from modelship.card import ModelCard
 from modelship.footprint import cgroup_memory_limit, memory_shortfall
+from modelship.monitoring.capture import create_capture
 from modelship.monitoring.monitor import DriftCollector
 from modelship.monitoring.setup import create_monitor
 from modelship.predictor import Predictor
@@ -34,11 +35,16 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     dataplane = DataPlane(settings, predictor, unfit=memory_problem(settings, card))
     if monitor is not None:
         dataplane.quality_hooks.append(lambda batch, result: monitor.observe(batch.feeds, result))
+    capture = create_capture(card, settings)
+    if capture is not None:
+        dataplane.quality_hooks.append(capture.observe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if monitor is not None:
             monitor.start()
+        if capture is not None:
+            capture.start()
         dataplane.start()
         if dataplane.unfit is not None:
             # Not ready, so a rollout stops here instead of pods being OOM-killed under load.
@@ -47,6 +53,9 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
         dataplane.stop()
         if monitor is not None:
             monitor.stop()
+        if capture is not None:
+            # What is left gets one upload within the shutdown grace; then the process exits.
+            capture.stop(timeout=min(settings.shutdown_grace_seconds, 10.0))
 
     app = FastAPI(
         title=f"modelship · {card.name}",
@@ -61,6 +70,7 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     )
     app.state.dataplane = dataplane
     app.state.monitor = monitor
+    app.state.capture = capture
     install_error_handlers(app)
     # Routes are matched in order: the prediction routes first (the profiler saw matching).
     app.include_router(predict.router)
