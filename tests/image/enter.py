@@ -98,13 +98,13 @@ def _setup(description: dict[str, Any]) -> None:
         options = ",".join(filter(None, ("mode=1777", extra)))
         _mount("-t", "tmpfs", "-o", options, "tmpfs", str(_inside(root, target)))
     for mount in description["mounts"]:
-        target = _inside(root, mount["target"])
+        point = _inside(root, mount["target"])
         # A bind mount under a tmpfs (`-v /tmp/store/models:/tmp/store/models` over the /tmp
         # volume) needs its mount point made in that fresh tmpfs, as Docker makes it.
-        target.mkdir(parents=True, exist_ok=True)
-        _mount("--bind", mount["source"], str(target))
+        point.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", mount["source"], str(point))
         if mount["read_only"]:
-            _mount("-o", "remount,bind,ro", str(target))
+            _mount("-o", "remount,bind,ro", str(point))
 
 
 def _exec(description: dict[str, Any], argv: list[str]) -> None:
