@@ -8,12 +8,12 @@ network and process namespaces), as root, with a JSON description:
 
 `start` brings the loopback interface up, mounts the image's root file system as an overlay (the
 image's layer below, the container's own writes above, as Docker's overlay2 driver does; then
-read-only when the platform says so), mounts `/proc`, a minimal `/dev`, the tmpfs and bind
-mounts of the description, prints `ready` and waits for one line on stdin (the host starts its
-port relays in between), then execs the entry point. Both modes exec the same way: chroot, the
-working directory, the user and group (no supplementary groups, no new privileges), and the
-given environment only, the program looked up on that environment's PATH as a container runtime
-does.
+read-only when the platform says so), mounts `/proc`, `/sys` (read-only), a minimal `/dev`, the
+tmpfs and bind mounts of the description, prints `ready` and waits for one line on stdin (the
+host starts its port relays in between), then execs the entry point. Both modes exec the same
+way: chroot, the working directory, the user and group (no supplementary groups, no new
+privileges), and the given environment only, the program looked up on that environment's PATH
+as a container runtime does.
 Standard library only: it runs with the host's interpreter before the chroot.
 """
 
@@ -56,6 +56,7 @@ def _prepare_mount_points(root: Path, description: dict[str, Any]) -> None:
     container's own upper layer, which is thrown away with it (the image is never changed)."""
     targets = [
         "/proc",
+        "/sys",
         "/dev",
         *description["tmpfs"],
         *(m["target"] for m in description["mounts"]),
@@ -78,6 +79,8 @@ def _setup(description: dict[str, Any]) -> None:
         _mount("--bind", str(root), str(root))
         _mount("-o", "remount,bind,ro", str(root))
     _mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", str(root / "proc"))
+    # Read-only, as Docker mounts it: CPU topology for joblib's core count (`lscpu`), cgroups.
+    _mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", str(root / "sys"))
     dev = root / "dev"
     _mount("-t", "tmpfs", "-o", "mode=755,size=65536k,nosuid", "tmpfs", str(dev))
     for name in DEVICES:
@@ -95,10 +98,13 @@ def _setup(description: dict[str, Any]) -> None:
         options = ",".join(filter(None, ("mode=1777", extra)))
         _mount("-t", "tmpfs", "-o", options, "tmpfs", str(_inside(root, target)))
     for mount in description["mounts"]:
-        target = str(_inside(root, mount["target"]))
-        _mount("--bind", mount["source"], target)
+        point = _inside(root, mount["target"])
+        # A bind mount under a tmpfs (`-v /tmp/store/models:/tmp/store/models` over the /tmp
+        # volume) needs its mount point made in that fresh tmpfs, as Docker makes it.
+        point.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", mount["source"], str(point))
         if mount["read_only"]:
-            _mount("-o", "remount,bind,ro", target)
+            _mount("-o", "remount,bind,ro", str(point))
 
 
 def _exec(description: dict[str, Any], argv: list[str]) -> None:

@@ -4,7 +4,7 @@
 with the kernel's own tools: the image's root file system from the image storage (`podman image
 mount`, nothing copied) under an overlay that takes the container's writes and is thrown away
 after, new mount, network and PID namespaces (`unshare`), the root read-only when the platform
-says so, a tmpfs where it mounts one, `/proc` and a minimal `/dev`,
+says so, a tmpfs where it mounts one, `/proc`, `/sys` (read-only) and a minimal `/dev`,
 then the entry point as PID 1 under the platform's user, working directory and environment
 (`enter.py` does the part inside the namespaces).
 

@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from infra.harness import run_stack
+from tests.image.buildah import build_image, remove_image
+from tests.image.checker import check_image
+from tests.image.conftest import SESSION
 from tests.image.runtime import RunningContainer, run_container
 from tests.image.stacks import (
     Deployed,
@@ -79,3 +89,49 @@ def test_the_service_image_has_no_training_libraries(service_image: str) -> None
         result = container.exec(["python", "-c", probe], timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "[]"
+
+
+def _coloured_table(path: Path, rows: int = 600) -> None:
+    """A small generated table, nothing like the bundled data: a text column with categories."""
+    generator = random.Random(7)
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["colour", "weight_kg", "grade"])
+        for _ in range(rows):
+            colour = generator.choice(["red", "green", "blue", "ochre"])
+            weight = round(generator.uniform(1, 50), 1)
+            grade = "heavy" if weight + (15 if colour == "ochre" else 0) > 30 else "light"
+            writer.writerow([colour, weight, grade])
+
+
+def test_a_model_given_as_build_context_is_the_one_served(
+    base_image: str, service_image: str, tmp_path: Path
+) -> None:
+    """`--build-context model=DIR` replaces the baked-in model: the image serves that one."""
+    data, artifact = tmp_path / "colours.csv", tmp_path / "colours-model"
+    _coloured_table(data)
+    trained = subprocess.run(
+        [sys.executable, "-m", "modelship", "train", "--data", str(data), "--target", "grade",
+         "--model", "logistic", "--output", str(artifact), "--quiet"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    expected = json.loads((artifact / "model-card.json").read_text())
+    tag = f"localhost/modelship-test:context-{SESSION}"
+    build_image(tag, base=base_image, contexts={"model": artifact})
+    try:
+        check_image(tag, "service")
+        deployed = service_container("k8s")
+        with run_container(tag, deployed.spec) as container:
+            (port,) = deployed.spec.ports
+            container.wait_until(port, "/readyz", READY_WITHIN)
+            with container.client(port) as client:
+                card = client.get("/model").json()
+                answer = client.post("/predict", json={"colour": "ochre", "weight_kg": 20.0})
+        assert card["name"] == expected["name"] == "colours-grade"
+        assert card["artifact"]["onnx_sha256"] == expected["artifact"]["onnx_sha256"]
+        assert [f["name"] for f in card["features"]] == ["colour", "weight_kg"]
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["prediction"] in ("heavy", "light"), answer.text
+    finally:
+        remove_image(tag)
