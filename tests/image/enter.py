@@ -26,6 +26,7 @@ import os
 import socket
 import struct
 import subprocess
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 SIOCSIFFLAGS = 0x8914
 IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 EXEC_FAILED = 127  # what Docker reports when the entry point cannot be executed
 
@@ -115,7 +117,11 @@ def _exec(description: dict[str, Any], argv: list[str]) -> None:
     os.setgroups([])
     os.setgid(description["gid"])
     os.setuid(description["uid"])
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # `unshare --kill-child` asks for SIGKILL when unshare dies, but changing the user clears
+    # that request: without it again, every container whose unshare is killed lives on.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     try:
         os.execvpe(argv[0], argv, env)  # noqa: S606 - what a container runtime does
     except OSError as exc:
