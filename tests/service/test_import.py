@@ -443,6 +443,21 @@ def test_cli_imports_match_the_original_and_carry_the_report(
     assert "could not be evaluated" in page and "the sample has no target" in page
 
 
+MODEL_LIBRARIES = ("sklearn", "xgboost", "lightgbm", "skl2onnx", "onnxmltools", "skops")
+
+
+def _libraries_loaded(pid: int) -> set[str]:
+    """The model libraries whose compiled code is mapped into a process or its children
+    (scikit-learn, XGBoost and LightGBM cannot be imported without it)."""
+    pids, found = [pid], set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    for each in pids:
+        maps = Path(f"/proc/{each}/maps").read_text()
+        found |= {name for name in MODEL_LIBRARIES if f"/{name}/" in maps}
+    return found
+
+
 @pytest.mark.slow
 def test_cli_imports_are_served_with_their_report_over_http(
     imported: dict[str, tuple[CliCase, Path]], tmp_path: Path
@@ -483,6 +498,8 @@ def test_cli_imports_are_served_with_their_report_over_http(
                 assert "not evaluated (no target in the sample)" in home
                 missing = httpx.get(f"{server.url}/model/report/importance.svg", timeout=10)
                 assert missing.status_code == 404
+            # The server ran the ONNX graph only: none of the model's own libraries is loaded.
+            assert _libraries_loaded(server.process.pid) == set(), name
 
 
 # ---------------------------------------------------------------- refusals

@@ -195,7 +195,7 @@ class _Builder:
             self.notes.append("One model was trained (no --model auto): there is no comparison.")
         held_out = evaluation.held_out
         if held_out is None or not len(held_out):
-            self.notes.append(f"No {words.rows}: no quality, importance or parity plots.")
+            self.notes.append("No held-out rows: no quality, importance or parity plots.")
         else:
             outputs = evaluation.predictions or self.predict(held_out)
             if evaluation.truth is None:

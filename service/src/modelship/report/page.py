@@ -138,16 +138,18 @@ def render(report: Report) -> str:
     card = report.card
     name = escape(card.name)
     kind, made = ("import", "imported") if card.provenance else ("training", "trained")
+    # an imported model's columns are drawn from the import sample, not its training data
+    headings = {**HEADINGS, "distributions": "Sample"} if card.provenance else HEADINGS
     figures = "\n".join(
         f'<figure id="{p.name}" class="{"wide" if p.wide else ""}">'
-        f"<h2>{escape(HEADINGS.get(p.name, p.title))}</h2>\n{inline_svg(p.svg)}\n"
+        f"<h2>{escape(headings.get(p.name, p.title))}</h2>\n{inline_svg(p.svg)}\n"
         f"<figcaption>{escape(p.caption)}"
         + (f" Shows {escape(p.data['note'])}." if p.data.get("note") else "")
         + "</figcaption></figure>"
         for p in report.plots
     )
     contents = " ".join(
-        f'<a href="#{p.name}">{escape(HEADINGS.get(p.name, p.title))}</a>' for p in report.plots
+        f'<a href="#{p.name}">{escape(headings.get(p.name, p.title))}</a>' for p in report.plots
     )
     notes = "".join(f"<li>{escape(n)}</li>" for n in report.notes)
     data = {
