@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import string
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import skops.io
 import xgboost
+from report import synthetic  # bench/report.py: this directory is the script's path
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.pipeline import Pipeline
@@ -56,19 +56,6 @@ def _table() -> pd.DataFrame:
     frame["price"] = (
         frame["area"] * 3 + frame["rooms"] * 10 - frame["age"] * 0.5 + frame["city"].map(effect)
     ).round(2)
-    return frame
-
-
-def _wide_table() -> pd.DataFrame:
-    """26 classes (letters) around random centres in 100 numeric columns."""
-    random = np.random.default_rng(1)
-    labels = random.integers(0, CLASSES, ROWS)
-    centers = random.normal(0, 1.0, (CLASSES, WIDE_COLUMNS))
-    frame = pd.DataFrame(
-        (centers[labels] + random.normal(0, 1.5, (ROWS, WIDE_COLUMNS))).round(3),
-        columns=[f"x{i:03d}" for i in range(WIDE_COLUMNS)],
-    )
-    frame["letter"] = [string.ascii_uppercase[i] for i in labels]
     return frame
 
 
@@ -126,16 +113,25 @@ def main() -> None:
         booster = xgboost.train({"max_depth": 6}, xgboost.DMatrix(numeric, frame["price"]), 200)
         booster.save_model(work / "houses.json")
         numeric.assign(price=frame["price"]).to_csv(work / "numeric.csv", index=False)
-        wide = _wide_table()
-        codes = wide["letter"].astype("category").cat.codes
+        wide = pd.read_csv(
+            synthetic(
+                work / "wide.csv",
+                rows=ROWS,
+                classes=CLASSES,
+                numeric=WIDE_COLUMNS,
+                categorical=0,
+                categories=0,
+            )
+        )
+        codes = wide["label"].astype("category").cat.codes
         letters = lightgbm.train(
             {"objective": "multiclass", "num_class": CLASSES, "verbose": -1, "num_threads": 1},
-            lightgbm.Dataset(wide.drop(columns="letter"), codes),
+            lightgbm.Dataset(wide.drop(columns="label"), codes),
             30,
         )
         letters.save_model(work / "letters.txt")
         # The booster knows class numbers; the sample's labels are those numbers as text.
-        wide.assign(letter=codes).to_csv(work / "letters.csv", index=False)
+        wide.assign(label=codes).to_csv(work / "letters.csv", index=False)
         results = {
             "skops pipeline (2,000-category one-hot + forest), 20,000 rows": _import(
                 work / "houses.skops",
@@ -149,7 +145,7 @@ def main() -> None:
                 work / "houses.json", work / "numeric.csv", work / "b", "price"
             ),
             "lightgbm booster, 26 classes x 30 rounds, 20,000 rows x 100": _import(
-                work / "letters.txt", work / "letters.csv", work / "c", "letter"
+                work / "letters.txt", work / "letters.csv", work / "c", "label"
             ),
         }
     print(f"load average {os.getloadavg()[0]:.1f}")
