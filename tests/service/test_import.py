@@ -3,9 +3,15 @@ every refusal is one clear line with exit code 2."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import pickle
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ from modelship.predictor import Predictor
 from tests.service.object_stores import BUCKET, s3_server
 from tests.service.server import running_server
 from tests.service.test_cli import modelship
+from tests.service.test_report import assert_self_contained, report_data, svg_of, texts
 
 NUMERIC = ["age", "bmi", "children"]
 CATEGORICAL = ["sex", "smoker", "region"]
@@ -77,33 +84,15 @@ def sample_csv(tmp_path_factory: pytest.TempPathFactory, insurance: pd.DataFrame
     return path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("saved_as", ["skops", "joblib"])
-def test_pipeline_with_categories_round_trips(
-    saved_as: str, insurance: pd.DataFrame, sample_csv: Path, tmp_path: Path
-) -> None:
+def _regions_pipeline(insurance: pd.DataFrame) -> tuple[Pipeline, pd.DataFrame]:
     forest = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0)
     pipeline = _pipeline(forest, ["sex", "smoker"], scaled=False)
     x = insurance[[*NUMERIC, "sex", "smoker"]]
-    pipeline.fit(x, insurance["region"])
-    path = tmp_path / f"regions.{saved_as}"
-    if saved_as == "skops":
-        skops.io.dump(pipeline, path)
-    else:
-        joblib.dump(pipeline, path)
-    sample = tmp_path / "sample.csv"
-    insurance.drop(columns="charges").to_csv(sample, index=False)
-    out = tmp_path / "artifact"
-    # A forest in skops holds types skops asks the user to trust by name.
-    trust = ["--trust-pickle"] if saved_as == "joblib" else ["--trust", "sklearn.tree._tree.Tree"]
-    args = ("import", str(path), "--sample", str(sample), "--target", "region", *trust)
-    if saved_as == "joblib":  # once as a user runs it, once in-process (same code, no start-up)
-        result = modelship(*args, "-o", str(out))
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith("model regions (imported-scikit-learn, version ")
-    else:
-        assert cli.main([*args, "-q", "-o", str(out)]) == 0
+    return pipeline.fit(x, insurance["region"]), x
 
+
+def _check_regions(out: Path, path: Path, pipeline: Pipeline, insurance: pd.DataFrame) -> None:
+    saved_as = path.suffix.removeprefix(".")
     card = artifact.load(out).card
     assert card.task == "classification"
     assert card.classes == ["northeast", "northwest", "southeast", "southwest"]
@@ -118,28 +107,30 @@ def test_pipeline_with_categories_round_trips(
     assert card.provenance.trusted_pickle is (saved_as == "joblib")
     assert card.provenance.library_version == sklearn.__version__
 
+    x = insurance[[*NUMERIC, "sex", "smoker"]]
     served = _served(out, insurance)
     assert list(served.labels) == list(pipeline.predict(x))
     np.testing.assert_allclose(served.probabilities, pipeline.predict_proba(x), atol=1e-5)
 
 
-def test_regression_pipeline_without_target_in_sample(
+@pytest.mark.slow
+def test_joblib_pipeline_with_categories_round_trips(
     insurance: pd.DataFrame, tmp_path: Path
 ) -> None:
-    x = insurance[NUMERIC + CATEGORICAL]
-    pipeline = _pipeline(Ridge()).fit(x, insurance["charges"])
-    path = tmp_path / "charges.skops"
-    skops.io.dump(pipeline, path)
-    sample = tmp_path / "features.csv"
-    x.to_csv(sample, index=False)
+    """The skops twin of this is in the CLI imports below (`imported["skops"]`)."""
+    pipeline, _ = _regions_pipeline(insurance)
+    path = tmp_path / "regions.joblib"
+    joblib.dump(pipeline, path)
+    sample = tmp_path / "sample.csv"
+    insurance.drop(columns="charges").to_csv(sample, index=False)
     out = tmp_path / "artifact"
-    from modelship.importing.importer import ImportOptions, import_model
-
-    card = import_model(ImportOptions(model=path, sample=sample, output=out), lambda _: None)
-    assert card.task == "regression"
-    assert card.metrics == {}
-    assert card.target == "target"
-    np.testing.assert_allclose(_served(out, x).values, pipeline.predict(x), rtol=1e-4)
+    result = modelship(
+        "import", str(path), "--sample", str(sample), "--target", "region", "--trust-pickle",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("model regions (imported-scikit-learn, version ")
+    _check_regions(out, path, pipeline, insurance)
 
 
 def _iris(iris_csv: Path) -> tuple[pd.DataFrame, pd.Series]:
@@ -176,8 +167,11 @@ def _booster_case(
     return path, x, lgb.predict
 
 
-@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
-@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize(
+    ("library", "task"),
+    # lightgbm regression: through the CLI below (`imported["lightgbm"]`)
+    [("xgboost", "regression"), ("xgboost", "classification"), ("lightgbm", "classification")],
+)
 def test_boosters_round_trip(
     library: str, task: str, iris_csv: Path, insurance: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -189,9 +183,14 @@ def test_boosters_round_trip(
     out = tmp_path / "artifact"
     from modelship.importing.importer import ImportOptions, import_model
 
-    card = import_model(
-        ImportOptions(model=path, sample=sample, output=out, target="y"), lambda _: None
-    )
+    import_model(ImportOptions(model=path, sample=sample, output=out, target="y"), lambda _: None)
+    _check_booster(out, library, task, x, original)
+
+
+def _check_booster(
+    out: Path, library: str, task: str, x: pd.DataFrame, original: Callable[[pd.DataFrame], Any]
+) -> None:
+    card = artifact.load(out).card
     assert card.task == task
     assert card.provenance is not None and card.provenance.library == library
     assert card.footprint is not None and card.footprint.model_bytes == card.artifact.onnx_bytes
@@ -229,33 +228,6 @@ def _onnx_with_own_names(insurance: pd.DataFrame, tmp_path: Path) -> tuple[Path,
     return path, tool_pipeline
 
 
-def test_onnx_from_another_tool_with_input_map(insurance: pd.DataFrame, tmp_path: Path) -> None:
-    path, tool_pipeline = _onnx_with_own_names(insurance, tmp_path)
-    out = tmp_path / "artifact"
-    mapping = {c: f"in_{c}" for c in NUMERIC + SMOKER_TEXT}
-    from modelship.importing.importer import ImportOptions, import_model
-
-    card = import_model(
-        ImportOptions(
-            model=path,
-            sample=_without(insurance, "charges", tmp_path),
-            output=out,
-            target="smoker",
-            input_map=mapping,
-        ),
-        lambda _: None,
-    )
-    assert card.classes == ["no", "yes"]
-    assert card.feature("age").input_name == "in_age"
-    assert card.provenance is not None and card.provenance.library == "skl2onnx"
-    renamed = insurance[NUMERIC + SMOKER_TEXT].rename(columns=lambda c: f"in_{c}")
-    served = _served(out, insurance)
-    assert list(served.labels) == list(tool_pipeline.predict(renamed))
-    np.testing.assert_allclose(
-        served.probabilities, tool_pipeline.predict_proba(renamed), atol=1e-5
-    )
-
-
 def _without(frame: pd.DataFrame, column: str, tmp_path: Path) -> Path:
     path = tmp_path / f"without-{column}.csv"
     frame.drop(columns=column).to_csv(path, index=False)
@@ -287,6 +259,247 @@ def test_onnx_with_one_matrix_input_and_double(iris_csv: Path, tmp_path: Path) -
     served = _served(out, x)
     np.testing.assert_allclose(served.probabilities, model.predict_proba(x.to_numpy()), atol=1e-5)
     assert list(served.labels) == [str(i) for i in model.predict(x.to_numpy())]
+
+
+# ------------------------------------------ through the CLI, with the report, over HTTP
+
+CLASSIFICATION_PLOTS = {"confusion-matrix", "per-class", "calibration", "importance"}
+
+
+@dataclass(frozen=True)
+class CliCase:
+    source: Path
+    sample: Path
+    extra: tuple[str, ...]
+    plots: set[str]  # what the report must draw, and nothing else
+    key: set[str]  # the plots the web page shows beside the form
+    check: Callable[[Path], None]  # parity of the served artifact with the original model
+
+
+def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str, CliCase]:
+    cases: dict[str, CliCase] = {}
+    every_task = {"distributions", "parity"}
+
+    folder = work / "skops"
+    folder.mkdir()
+    pipeline, _ = _regions_pipeline(insurance)
+    regions = folder / "regions.skops"
+    skops.io.dump(pipeline, regions)
+    cases["skops"] = CliCase(
+        regions,
+        _without(insurance, "charges", folder),
+        # A forest in skops holds types skops asks the user to trust by name.
+        ("--target", "region", "--trust", "sklearn.tree._tree.Tree"),
+        CLASSIFICATION_PLOTS | every_task,
+        {"confusion-matrix", "importance"},
+        lambda out: _check_regions(out, regions, pipeline, insurance),
+    )
+
+    folder = work / "lightgbm"
+    folder.mkdir()
+    path, x, original = _booster_case("lightgbm", "regression", iris_csv, insurance, folder)
+    x.assign(y=insurance["charges"]).to_csv(folder / "sample.csv", index=False)
+    cases["lightgbm"] = CliCase(
+        path,
+        folder / "sample.csv",
+        ("--target", "y"),
+        {"predicted-vs-actual", "residuals", "importance"} | every_task,
+        {"predicted-vs-actual", "importance"},
+        lambda out: _check_booster(out, "lightgbm", "regression", x, original),
+    )
+
+    folder = work / "onnx"
+    folder.mkdir()
+    onnx_file, tool_pipeline = _onnx_with_own_names(insurance, folder)
+    mapping = ",".join(f"{c}=in_{c}" for c in NUMERIC + SMOKER_TEXT)
+
+    def check_onnx(out: Path) -> None:
+        card = artifact.load(out).card
+        assert card.classes == ["no", "yes"]
+        assert card.feature("age").input_name == "in_age"
+        assert card.provenance is not None and card.provenance.library == "skl2onnx"
+        renamed = insurance[NUMERIC + SMOKER_TEXT].rename(columns=lambda c: f"in_{c}")
+        served = _served(out, insurance)
+        assert list(served.labels) == list(tool_pipeline.predict(renamed))
+        np.testing.assert_allclose(
+            served.probabilities, tool_pipeline.predict_proba(renamed), atol=1e-5
+        )
+
+    cases["onnx"] = CliCase(
+        onnx_file,
+        _without(insurance, "charges", folder),
+        ("--target", "smoker", "--input-map", mapping),
+        CLASSIFICATION_PLOTS | {"roc-pr"} | every_task,
+        {"confusion-matrix", "importance"},
+        check_onnx,
+    )
+
+    folder = work / "no-target"
+    folder.mkdir()
+    features = insurance[NUMERIC + CATEGORICAL]
+    ridge = _pipeline(Ridge()).fit(features, insurance["charges"])
+    skops.io.dump(ridge, folder / "charges.skops")
+    features.to_csv(folder / "features.csv", index=False)
+
+    def check_untargeted(out: Path) -> None:
+        card = artifact.load(out).card
+        assert card.task == "regression"
+        assert card.metrics == {}  # nothing made up
+        assert card.target == "target"
+        np.testing.assert_allclose(
+            _served(out, features).values, ridge.predict(features), rtol=1e-4
+        )
+
+    cases["no-target"] = CliCase(
+        folder / "charges.skops", folder / "features.csv", (), every_task, set(), check_untargeted
+    )
+    return cases
+
+
+def _start_import(case: CliCase, out: Path) -> subprocess.Popen[str]:
+    command = ["import", str(case.source), "--sample", str(case.sample), *case.extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelship", *command, "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def imported(
+    insurance: pd.DataFrame, iris_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[CliCase, Path]]:
+    """Each case imported by `modelship import` as users run it, all at once (each is mostly one
+    core's work: reading, parity, the footprint process, the plots)."""
+    work = tmp_path_factory.mktemp("cli-imports")
+    cases = _cli_cases(insurance, iris_csv, work)
+    running = {name: _start_import(case, work / name / "artifact") for name, case in cases.items()}
+    results = {name: process.communicate(timeout=300) for name, process in running.items()}
+    for name, process in running.items():
+        out, err = results[name]
+        assert process.returncode == 0, f"{name}: {err}"
+        page = work / name / "artifact" / "model-report.html"
+        assert "The report took" in err and str(page) in err, name
+        assert out.strip().endswith(f"artifact: {work / name / 'artifact'}"), name
+    return {name: (case, work / name / "artifact") for name, case in cases.items()}
+
+
+@pytest.mark.slow
+def test_cli_imports_match_the_original_and_carry_the_report(
+    imported: dict[str, tuple[CliCase, Path]],
+) -> None:
+    """What `train` writes, `import` writes: parity, then the report, checked by content."""
+    for name, (case, out) in imported.items():
+        case.check(out)
+        card = artifact.load(out).card  # checks every report file's SHA-256 against the card
+        assert card.report is not None, name
+        assert {p.name for p in card.report.plots} == case.plots, name
+        assert {p.name for p in card.report.plots if p.key} == case.key, name
+        page = (out / "model-report.html").read_text()
+        assert_self_contained(page)
+        assert f"<h1>Import report: {card.name}</h1>" in page
+        assert card.provenance is not None and card.provenance.source_file in page
+        assert "An imported model" in " ".join(card.report.notes)
+        data = report_data(out)["plots"]
+        rows = card.training_data.rows
+        assert data["parity"]["rows"] == rows == card.parity.rows, name
+        library = card.provenance.library
+        assert f"Export parity: ONNX vs {library} on the import sample" in texts(
+            svg_of(out, "parity")
+        )
+        # every feature's distribution over every sample row (what drift is compared with)
+        for feature in card.features:
+            shown = data["distributions"]["columns"][feature.name]
+            counted = sum(shown["counts"]) + shown.get("other_count", 0) + shown.get("missing", 0)
+            assert shown["rows"] == counted == rows, (name, feature.name)
+
+    out = imported["skops"][1]
+    data = report_data(out)["plots"]
+    assert sum(map(sum, data["confusion-matrix"]["counts"])) == 1338
+    assert "Confusion matrix: 1,338 sample rows (import sample)" in texts(
+        svg_of(out, "confusion-matrix")
+    )
+    card = artifact.load(out).card
+    assert data["per-class"]["macro_f1"] == pytest.approx(card.metrics["test"]["macro_f1"])
+
+    out = imported["lightgbm"][1]
+    data = report_data(out)["plots"]
+    card = artifact.load(out).card
+    assert data["predicted-vs-actual"]["metrics"]["r2"] == pytest.approx(card.metrics["test"]["r2"])
+    assert {f["feature"] for f in data["importance"]["features"]} == set(NUMERIC)
+    assert data["distributions"]["columns"]["y"]["rows"] == 1338  # the target's panel
+
+    roc = report_data(imported["onnx"][1])["plots"]["roc-pr"]["roc"]
+    assert 0.5 < roc["auc"] <= 1.0
+
+    out = imported["no-target"][1]
+    card = artifact.load(out).card
+    assert card.report is not None
+    notes = " ".join(card.report.notes)
+    assert "The sample has no target column (--target)" in notes
+    assert "predicted vs actual, residuals" in notes and "could not be evaluated" in notes
+    page = (out / "model-report.html").read_text()
+    assert "could not be evaluated" in page and "the sample has no target" in page
+
+
+MODEL_LIBRARIES = ("sklearn", "xgboost", "lightgbm", "skl2onnx", "onnxmltools", "skops")
+
+
+def _libraries_loaded(pid: int) -> set[str]:
+    """The model libraries whose compiled code is mapped into a process or its children
+    (scikit-learn, XGBoost and LightGBM cannot be imported without it)."""
+    pids, found = [pid], set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    for each in pids:
+        maps = Path(f"/proc/{each}/maps").read_text()
+        found |= {name for name in MODEL_LIBRARIES if f"/{name}/" in maps}
+    return found
+
+
+@pytest.mark.slow
+def test_cli_imports_are_served_with_their_report_over_http(
+    imported: dict[str, tuple[CliCase, Path]], tmp_path: Path
+) -> None:
+    names = list(imported)
+    with (
+        contextlib.ExitStack() as stack,
+        ThreadPoolExecutor(len(names)) as pool,  # the servers start at the same time
+    ):
+        servers = list(
+            pool.map(
+                lambda name: stack.enter_context(
+                    running_server("--artifact", str(imported[name][1]), cwd=tmp_path)
+                ),
+                names,
+            )
+        )
+        for name, server in zip(names, servers, strict=True):
+            case, out = imported[name]
+            card = httpx.get(f"{server.url}/model", timeout=10).json()
+            assert card["report"] == json.loads((out / artifact.CARD_FILE).read_text())["report"]
+            page = httpx.get(f"{server.url}/model/report", timeout=10)
+            assert page.status_code == 200
+            assert page.content == (out / "model-report.html").read_bytes()
+            for plot in case.plots:
+                svg = httpx.get(f"{server.url}/model/report/{plot}.svg", timeout=10)
+                assert svg.status_code == 200, (name, plot)
+                assert svg.content == (out / "report" / f"{plot}.svg").read_bytes()
+            home = httpx.get(f"{server.url}/", timeout=10).text
+            link = '<a id="report-link" href="/model/report" target="_blank">Import report</a>'
+            assert link in home, name
+            for plot in case.key:
+                assert f'src="/model/report/{plot}.svg"' in home, (name, plot)
+            if case.key:
+                assert "On the import sample" in home
+            else:  # no target: no quality to show, and the page says so
+                assert "key-plots" not in home
+                assert "not evaluated (no target in the sample)" in home
+                missing = httpx.get(f"{server.url}/model/report/importance.svg", timeout=10)
+                assert missing.status_code == 404
+            # The server ran the ONNX graph only: none of the model's own libraries is loaded.
+            assert _libraries_loaded(server.process.pid) == set(), name
 
 
 # ---------------------------------------------------------------- refusals

@@ -152,6 +152,9 @@ class ReportFiles(_Frozen):
     page: str = Field(description="The HTML page, relative to the artifact directory")
     page_sha256: str
     plots: list[ReportPlot]
+    notes: list[str] = Field(
+        default=[], description="What the report could not show, and why (e.g. no target)"
+    )
 
     @property
     def files(self) -> dict[str, str]:
@@ -186,8 +189,8 @@ class ModelCard(_Frozen):
     )
     prediction_distribution: Distribution | None = Field(
         default=None,
-        description="Distribution of the model's predictions on the held-out test split "
-        "(predicted classes for classification)",
+        description="Distribution of the model's predictions on the held-out test split (on the "
+        "sample for an imported model; predicted classes for classification)",
     )
     report: ReportFiles | None = Field(
         None, description="The training report; None for artifacts made before reports existed"

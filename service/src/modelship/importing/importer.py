@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from modelship import artifact
-from modelship.card import ArtifactFiles, ModelCard, ModelInfo, Provenance, TrainingData
+from modelship.card import ArtifactFiles, ModelCard, ModelInfo, Provenance, Task, TrainingData
 from modelship.codecs.base import MISSING_TOKENS
 from modelship.errors import ModelImportError
 from modelship.footprint import measure_footprint
@@ -21,8 +22,9 @@ from modelship.importing.formats import CONVERTERS, Request
 from modelship.importing.graph import text_labels
 from modelship.importing.sources import PICKLE_FORMATS, read_source
 from modelship.model_quality import classification_metrics, regression_metrics
+from modelship.report import Evaluation, add_report
 from modelship.training import data as datamod
-from modelship.training.export import ParityWording, measure_parity
+from modelship.training.export import FittedModel, ParityWording, measure_parity
 from modelship.training.search import Say
 from modelship.training.train import (
     _examples,
@@ -30,6 +32,9 @@ from modelship.training.train import (
     _plain_params,
     _versions,
     model_name,
+    onnx_predictions,
+    prediction_distribution,
+    reference_outputs,
 )
 
 # The name a prediction column gets when the user does not name the target.
@@ -158,6 +163,7 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
         versions=_versions() | conversion.versions,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         examples=_examples(x, conversion.kinds),
+        prediction_distribution=prediction_distribution(outputs, task),
         artifact=ArtifactFiles(
             onnx_file=artifact.ONNX_FILE,
             onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
@@ -177,11 +183,49 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
     artifact.save(options.output, card, onnx_bytes)
     say("Measuring the serving footprint (a fresh process loads the artifact as a worker does)")
     card = card.model_copy(update={"footprint": measure_footprint(options.output)})
-    artifact.save(options.output, card, onnx_bytes)
     assert card.footprint is not None
     say(f"Footprint: {card.footprint.summary()}")
+    evaluation = _evaluation(
+        onnx_bytes=onnx_bytes,
+        original=conversion.original,
+        x=x,
+        task=task,
+        truth=truth,
+        outputs=outputs,
+    )
+    card = add_report(card, evaluation, options.output, say)
+    artifact.save(options.output, card, onnx_bytes)
     say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
     return card
+
+
+def _evaluation(
+    *,
+    onnx_bytes: bytes,
+    original: FittedModel,
+    x: pd.DataFrame,
+    task: Task,
+    truth: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
+    outputs: list[npt.NDArray[Any]],
+) -> Evaluation:
+    """The report's input: the sample is both what the model is described and evaluated on;
+    quality is judged on the rows that have a target, parity on the same rows."""
+    if truth is None:
+        keep = np.ones(len(x), dtype=bool)
+        target = None
+    else:
+        keep, values = truth
+        target = pd.Series(values, name=None)
+    rows = x[keep]
+    return Evaluation(
+        onnx_bytes=onnx_bytes,
+        training=x,
+        training_target=target,
+        held_out=rows,
+        truth=target,
+        reference=reference_outputs(original, rows, task),
+        predictions=onnx_predictions([o[keep] for o in outputs], task),
+    )
 
 
 def _truth(

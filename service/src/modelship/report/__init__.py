@@ -3,8 +3,9 @@
 Made when a model is trained (or imported), with matplotlib, which only the `train` extra
 installs: the server never imports this package, it serves the files written here.
 
-    report = build_report(card, Evaluation(onnx_bytes, training=x_train, ...))
-    card = card.model_copy(update={"report": write_report(report, artifact_dir)})
+    card = add_report(card, Evaluation(onnx_bytes, training=x_train, ...), artifact_dir, say)
+
+(`add_report` is `build_report` then `write_report`; training and `modelship import` both use it.)
 """
 
 from modelship.report.build import (
@@ -13,6 +14,7 @@ from modelship.report.build import (
     Evaluation,
     Plot,
     Report,
+    add_report,
     build_report,
     served_model,
     write_report,
@@ -24,6 +26,7 @@ __all__ = [
     "Evaluation",
     "Plot",
     "Report",
+    "add_report",
     "build_report",
     "served_model",
     "write_report",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ class Evaluation:
     """What the report is made from: what training has, and what an import has.
 
     Frames hold the feature columns as the model takes them (numbers as floats with NaN for
-    missing, categories as text), like `training.data.model_frame` returns them.
+    missing, categories as text), like `training.data.model_frame` returns them. For an
+    imported model (a card with `provenance`) `training` and `held_out` are the sample.
     """
 
     onnx_bytes: bytes
@@ -132,8 +134,22 @@ def write_report(report: Report, artifact_dir: Path) -> ReportFiles:
     page = report.html().encode()
     (artifact_dir / REPORT_PAGE).write_bytes(page)
     return ReportFiles(
-        page=REPORT_PAGE, page_sha256=hashlib.sha256(page).hexdigest(), plots=entries
+        page=REPORT_PAGE,
+        page_sha256=hashlib.sha256(page).hexdigest(),
+        plots=entries,
+        notes=report.notes,
     )
+
+
+def add_report(
+    card: ModelCard, evaluation: Evaluation, artifact_dir: Path, say: Callable[[str], None]
+) -> ModelCard:
+    """Draw and write the report into `artifact_dir`; the card with its `report` entry."""
+    say(f"Drawing the {'import' if card.provenance else 'training'} report")
+    report = build_report(card, evaluation)
+    files = write_report(report, artifact_dir)
+    say(f"The report took {report.seconds:.1f} s: {artifact_dir / files.page}")
+    return card.model_copy(update={"report": files})
 
 
 class _Builder:
@@ -145,6 +161,8 @@ class _Builder:
         self.notes: list[str] = []
         self.importance: dict[str, Any] | None = None
         self.predict = served_model(evaluation.onnx_bytes, card)
+        provenance = card.provenance
+        self.words = plots.imported(provenance.library) if provenance else plots.TRAINED
 
     def add(
         self,
@@ -165,8 +183,14 @@ class _Builder:
 
     def run(self) -> None:
         card, evaluation = self.card, self.evaluation
+        words = self.words
         if card.leaderboard:
             self.leaderboard(card.leaderboard)
+        elif card.provenance:
+            self.notes.append(
+                "An imported model: modelship did not search models for it, so there is no "
+                "model comparison."
+            )
         else:
             self.notes.append("One model was trained (no --model auto): there is no comparison.")
         held_out = evaluation.held_out
@@ -176,7 +200,16 @@ class _Builder:
             outputs = evaluation.predictions or self.predict(held_out)
             if evaluation.truth is None:
                 self.notes.append(
-                    "The held-out rows have no target: no quality or importance plots."
+                    "The sample has no target column (--target): the model's quality on it "
+                    "(metrics, "
+                    + (
+                        "predicted vs actual, residuals"
+                        if card.task == "regression"
+                        else "confusion matrix, precision and recall, calibration"
+                    )
+                    + ") and the permutation importance could not be evaluated."
+                    if card.provenance
+                    else f"The {words.rows} have no target: no quality or importance plots."
                 )
             else:
                 truth = evaluation.truth.to_numpy()
@@ -220,13 +253,17 @@ class _Builder:
         target = self.card.target
         metrics = regression_metrics(actual, predicted)
         shown = numbers.sample(len(actual), numbers.SCATTER_POINTS, self.evaluation.seed)
-        note = shown.note("test rows")
+        words = self.words
+        note = shown.note(words.rows)
         summary = {"rows": len(actual), "shown": len(shown.index), "metrics": metrics}
         self.add(
             "predicted-vs-actual",
-            plots.predicted_vs_actual(actual[shown.index], predicted[shown.index], target, metrics),
-            f"Each point is a held-out test row: the model's prediction of {target} against the "
-            "true value. Points on the line are exact; the spread around it is the error.",
+            plots.predicted_vs_actual(
+                actual[shown.index], predicted[shown.index], target, metrics, words
+            ),
+            f"Each point is a row of the {words.split}: the model's prediction of {target} "
+            "against the true value. Points on the line are exact; the spread around it is the "
+            "error.",
             summary,
             note,
             key=True,
@@ -234,7 +271,7 @@ class _Builder:
         residual = actual - predicted
         self.add(
             "residuals",
-            plots.residuals(predicted[shown.index], residual[shown.index], residual, target),
+            plots.residuals(predicted[shown.index], residual[shown.index], residual, target, words),
             "Errors against the prediction (a pattern means the model misses a structure) and "
             "their distribution over every test row.",
             {
@@ -248,15 +285,16 @@ class _Builder:
 
     def classification(self, truth: npt.NDArray[Any], outputs: Outputs) -> None:
         classes = self.card.classes or []
+        words = self.words
         labels, probabilities = outputs
         assert probabilities is not None
         names, counts = numbers.confusion_matrix(list(truth), list(labels), classes)
         self.add(
             "confusion-matrix",
-            plots.confusion(names, counts),
-            "Rows are the true class, columns the predicted one; each cell counts held-out test "
-            "rows and its colour is that count's share of the true class, so the diagonal shows "
-            "each class's recall whatever its size.",
+            plots.confusion(names, counts, words),
+            "Rows are the true class, columns the predicted one; each cell counts "
+            f"{words.rows} and its colour is that count's share of the true class, so the "
+            "diagonal shows each class's recall whatever its size.",
             {"labels": names, "counts": counts, "rows": len(truth)},
             key=True,
             wide=len(names) > 12,
@@ -264,9 +302,9 @@ class _Builder:
         per_class = classification_metrics(list(truth), list(labels), probabilities, classes)
         self.add(
             "per-class",
-            plots.per_class(per_class["per_class"]),
+            plots.per_class(per_class["per_class"], words),
             "Precision: of the rows predicted as the class, the share that are. Recall: of the "
-            "rows of the class, the share found. n is the number of test rows of the class.",
+            f"rows of the class, the share found. n is the number of {words.rows} of the class.",
             {"per_class": per_class["per_class"], "macro_f1": per_class["macro_f1"]},
         )
         index = {label: i for i, label in enumerate(classes)}
@@ -284,7 +322,7 @@ class _Builder:
         reliability = numbers.calibration(scores, hits)
         self.add(
             "calibration",
-            plots.calibration(reliability, label),
+            plots.calibration(reliability, label, words),
             "Rows grouped by the probability the model gave; a calibrated model's groups lie on "
             "the diagonal (of rows given 0.8, 80 % are right). Below: rows per group."
             + (
@@ -299,7 +337,7 @@ class _Builder:
             curves = numbers.roc_pr(truth == classes[1], scores)
             self.add(
                 "roc-pr",
-                plots.roc_pr(curves, classes[1]),
+                plots.roc_pr(curves, classes[1], words),
                 f"How well P({classes[1]}) separates the classes at every threshold.",
                 curves,
                 wide=True,
@@ -318,14 +356,15 @@ class _Builder:
         )
         self.importance = data
         sampled = numbers.Sample(np.arange(data["rows"]), data["of_rows"])
+        words = self.words
         self.add(
             "importance",
-            plots.importance(data),
-            f"How much {data['metric']} on the held-out split drops when one feature's values "
+            plots.importance(data, words),
+            f"How much {data['metric']} on the {words.split} drops when one feature's values "
             f"are shuffled ({data['repeats']} times, mean ± sd), measured on the exported model: "
             "a feature the model relies on drops it most.",
             data,
-            sampled.note("test rows"),
+            sampled.note(words.rows),
             key=True,
         )
 
@@ -338,7 +377,7 @@ class _Builder:
             spread = np.std(target.to_numpy(dtype=np.float64) if target is not None else reference)
             scale = float(spread) or 1.0
             diffs = np.abs(values.astype(np.float64) - reference.astype(np.float64)) / scale
-            unit = f"x the sd of {card.target} in training"
+            unit = f"x the sd of {card.target} in the {'sample' if card.provenance else 'training'}"
             summary = f"max {parity.max_abs_diff:.3g} ({card.target})"
         else:
             assert probabilities is not None
@@ -348,9 +387,10 @@ class _Builder:
             summary = f"max {parity.max_abs_diff:.3g}; labels agree on {agreement:.2%} of rows"
         self.add(
             "parity",
-            plots.parity(diffs, parity.tolerance, unit, summary),
-            "The exported ONNX model (what the server runs) against the original scikit-learn "
-            "model on every held-out row; the export is refused beyond the tolerance.",
+            plots.parity(diffs, parity.tolerance, unit, summary, self.words),
+            "The exported ONNX model (what the server runs) against the original "
+            f"{self.words.original} model on every row of the {self.words.split}; the export is "
+            "refused beyond the tolerance.",
             {
                 "rows": len(diffs),
                 "max_diff": float(diffs.max()) if len(diffs) else 0.0,
@@ -388,8 +428,9 @@ class _Builder:
         hidden = max(0, len(order) - room)
         self.add(
             "distributions",
-            plots.distributions(panels, hidden),
-            "Each column in the training data, over every row: a histogram of a number, the "
+            plots.distributions(panels, hidden, self.words),
+            f"Each column in the {self.words.data.lower()}, over every row: a histogram of a "
+            "number, the "
             "most frequent values of a category. Drift checks compare live requests with this. "
             + ("Features are in order of importance." if self.importance else ""),
             {"columns": {name: data for name, data, _ in panels}, "hidden": hidden},

@@ -82,16 +82,29 @@ def _summary(report: Report) -> str:
     test = {k: v for k, v in card.metrics.get("test", {}).items() if not isinstance(v, dict)}
     data = card.training_data
     parity = card.parity
+    source = card.provenance
+    if source is None:
+        quality = ("Test metrics", [*test.items(), ("test rows", data.test_rows)])
+        rows = [
+            ("file", data.source),
+            ("rows used", f"{data.rows_used:,} of {data.rows:,}"),
+            ("training / test", f"{data.train_rows:,} / {data.test_rows:,}"),
+        ]
+        origin: list[tuple[str, Any]] = []
+    else:  # the card's training data is the sample the import was checked on
+        quality = (
+            "Metrics on the sample",
+            [*test.items(), ("sample rows", data.test_rows)]
+            if test
+            else [("not evaluated", "the sample has no target")],
+        )
+        rows = [("file", data.source), ("rows", f"{data.rows:,}")]
+        origin = [("imported from", source.source_file), ("format", source.format)]
     boxes = [
-        ("Test metrics", [(k, v) for k, v in test.items()] + [("test rows", data.test_rows)]),
+        quality,
         (
-            "Training data",
-            [
-                ("file", data.source),
-                ("rows used", f"{data.rows_used:,} of {data.rows:,}"),
-                ("training / test", f"{data.train_rows:,} / {data.test_rows:,}"),
-                ("sha256", f"{data.sha256[:16]}…"),
-            ],
+            "Training data" if source is None else "Sample",
+            [*rows, ("sha256", f"{data.sha256[:16]}…")],
         ),
         (
             "ONNX parity",
@@ -113,6 +126,7 @@ def _summary(report: Report) -> str:
                 ("estimator", card.model.estimator),
                 ("features", len(card.features)),
                 ("ONNX size", f"{card.artifact.onnx_bytes / 1e6:.2f} MB"),
+                *origin,
             ]
             + ([("classes", len(card.classes))] if card.classes else []),
         ),
@@ -123,16 +137,19 @@ def _summary(report: Report) -> str:
 def render(report: Report) -> str:
     card = report.card
     name = escape(card.name)
+    kind, made = ("import", "imported") if card.provenance else ("training", "trained")
+    # an imported model's columns are drawn from the import sample, not its training data
+    headings = {**HEADINGS, "distributions": "Sample"} if card.provenance else HEADINGS
     figures = "\n".join(
         f'<figure id="{p.name}" class="{"wide" if p.wide else ""}">'
-        f"<h2>{escape(HEADINGS.get(p.name, p.title))}</h2>\n{inline_svg(p.svg)}\n"
+        f"<h2>{escape(headings.get(p.name, p.title))}</h2>\n{inline_svg(p.svg)}\n"
         f"<figcaption>{escape(p.caption)}"
         + (f" Shows {escape(p.data['note'])}." if p.data.get("note") else "")
         + "</figcaption></figure>"
         for p in report.plots
     )
     contents = " ".join(
-        f'<a href="#{p.name}">{escape(HEADINGS.get(p.name, p.title))}</a>' for p in report.plots
+        f'<a href="#{p.name}">{escape(headings.get(p.name, p.title))}</a>' for p in report.plots
     )
     notes = "".join(f"<li>{escape(n)}</li>" for n in report.notes)
     data = {
@@ -148,15 +165,15 @@ def render(report: Report) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{name} · training report · modelship</title>
+<title>{name} · {kind} report · modelship</title>
 <style>{STYLE}</style>
 </head>
 <body>
 <header>
-  <h1>Training report: {name}</h1>
+  <h1>{kind.capitalize()} report: {name}</h1>
   <p>{escape(card.task.capitalize())} of <b>{escape(card.target)}</b> with
   {escape(card.model.estimator)} · version <code>{escape(card.version)}</code> ·
-  trained {escape(card.created_at)}</p>
+  {made} {escape(card.created_at)}</p>
 </header>
 <main>
 <section class="summary" aria-label="Summary">{_summary(report)}</section>
@@ -166,7 +183,7 @@ def render(report: Report) -> str:
 </div>
 {f'<section class="notes"><h2>Not shown</h2><ul>{notes}</ul></section>' if notes else ""}
 </main>
-<footer>Made by modelship {escape(__version__)} when the model was trained, in
+<footer>Made by modelship {escape(__version__)} when the model was {made}, in
 {report.seconds:.1f} s. Each plot is also in the artifact as <code>report/NAME.svg</code>; the
 numbers behind them are in this page's <code>report-data</code> JSON block.</footer>
 <script id="report-data" type="application/json">{data_json}</script>

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import matplotlib as mpl
@@ -48,6 +49,25 @@ STYLE: dict[str, Any] = {
     "legend.frameon": False,
 }
 MAX_LABEL = 22  # characters of a class or category shown on an axis
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What the plots call the rows they show and the model the export is checked against:
+    a trained model is evaluated on its held-out test split, an imported one on the sample
+    given to `modelship import`."""
+
+    split: str = "held-out test split"
+    rows: str = "test rows"
+    data: str = "Training data"
+    original: str = "scikit-learn"
+
+
+TRAINED = Wording()
+
+
+def imported(library: str) -> Wording:
+    return Wording(split="import sample", rows="sample rows", data="Sample", original=library)
 
 
 def short(label: str) -> str:
@@ -168,6 +188,7 @@ def predicted_vs_actual(
     predicted: npt.NDArray[np.float64],
     target: str,
     metrics: dict[str, Any],
+    words: Wording,
 ) -> Figure:
     figure = new_figure(6.2, 5.4)
     axes = figure.subplots()
@@ -177,7 +198,7 @@ def predicted_vs_actual(
     axes.plot([low, high], [low, high], color=SECOND, linewidth=1.2, label="perfect prediction")
     axes.set_xlabel(f"actual {target}")
     axes.set_ylabel(f"predicted {target}")
-    axes.set_title(f"Predicted vs actual {target} (held-out test split)")
+    axes.set_title(f"Predicted vs actual {target} ({words.split})")
     axes.legend(loc="lower right")
     _in(
         axes,
@@ -195,6 +216,7 @@ def residuals(
     residual: npt.NDArray[np.float64],
     all_residuals: npt.NDArray[np.float64],
     target: str,
+    words: Wording,
 ) -> Figure:
     figure = new_figure(9.4, 4.2)
     left, right = figure.subplots(1, 2, width_ratios=[1.6, 1])
@@ -206,9 +228,9 @@ def residuals(
     right.hist(all_residuals, bins=40, color=ACCENT, alpha=0.85)
     right.axvline(0, color=SECOND, linewidth=1.2)
     right.set_xlabel(f"actual - predicted {target}")
-    right.set_ylabel("test rows")
-    right.set_title(f"Residuals, all {len(all_residuals):,} test rows")
-    figure.suptitle("Residuals on the held-out test split", fontweight="bold")
+    right.set_ylabel(words.rows)
+    right.set_title(f"Residuals, all {len(all_residuals):,} {words.rows}")
+    figure.suptitle(f"Residuals on the {words.split}", fontweight="bold")
     return figure
 
 
@@ -216,7 +238,7 @@ def residuals(
 ANNOTATE_UP_TO = 30  # classes; beyond that the cell counts are only in the colours and the data
 
 
-def confusion(labels: list[str], counts: list[list[int]]) -> Figure:
+def confusion(labels: list[str], counts: list[list[int]], words: Wording) -> Figure:
     n = len(labels)
     matrix = np.asarray(counts, dtype=np.float64)
     totals = matrix.sum(axis=1, keepdims=True)
@@ -236,7 +258,7 @@ def confusion(labels: list[str], counts: list[list[int]]) -> Figure:
     axes.set_xlabel("predicted class")
     axes.set_ylabel("actual class")
     total = int(matrix.sum())
-    axes.set_title(f"Confusion matrix: {total:,} held-out test rows")
+    axes.set_title(f"Confusion matrix: {total:,} {words.rows} ({words.split})")
     if n <= ANNOTATE_UP_TO:
         for i in range(n):
             for j in range(n):
@@ -256,7 +278,7 @@ def confusion(labels: list[str], counts: list[list[int]]) -> Figure:
     return figure
 
 
-def per_class(report: dict[str, dict[str, float]]) -> Figure:
+def per_class(report: dict[str, dict[str, float]], words: Wording) -> Figure:
     labels = list(report)
     n = len(labels)
     figure = new_figure(7.0, 1.4 + 0.36 * n)
@@ -269,13 +291,13 @@ def per_class(report: dict[str, dict[str, float]]) -> Figure:
     axes.set_yticks(y, [f"{short(c)} (n={int(report[c]['support'])})" for c in labels])
     axes.invert_yaxis()
     axes.set_xlim(0, 1.0)
-    axes.set_xlabel("held-out test split")
+    axes.set_xlabel(words.split)
     axes.set_title("Precision and recall per class")
     figure.legend(loc="outside lower center", ncols=2)
     return figure
 
 
-def calibration(data: dict[str, Any], label: str) -> Figure:
+def calibration(data: dict[str, Any], label: str, words: Wording) -> Figure:
     figure = new_figure(6.2, 5.6)
     top, bottom = figure.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], color=MUTED, linestyle="--", linewidth=1, label="perfectly calibrated")
@@ -295,11 +317,11 @@ def calibration(data: dict[str, Any], label: str) -> Figure:
         edgecolor="white",
     )
     bottom.set_xlabel(f"predicted probability ({label})")
-    bottom.set_ylabel("test rows")
+    bottom.set_ylabel(words.rows)
     return figure
 
 
-def roc_pr(data: dict[str, Any], positive: str) -> Figure:
+def roc_pr(data: dict[str, Any], positive: str, words: Wording) -> Figure:
     figure = new_figure(9.4, 4.4)
     left, right = figure.subplots(1, 2)
     roc, pr = data["roc"], data["pr"]
@@ -330,7 +352,7 @@ def roc_pr(data: dict[str, Any], positive: str) -> Figure:
     right.legend(loc="lower left")
     for axes in (left, right):
         axes.set_xlim(0, 1)
-    figure.suptitle(f"Positive class {positive!r}, held-out test split", fontweight="bold")
+    figure.suptitle(f"Positive class {positive!r}, {words.split}", fontweight="bold")
     return figure
 
 
@@ -338,7 +360,7 @@ def roc_pr(data: dict[str, Any], positive: str) -> Figure:
 MAX_IMPORTANCES = 25
 
 
-def importance(data: dict[str, Any]) -> Figure:
+def importance(data: dict[str, Any], words: Wording) -> Figure:
     shown = data["features"][:MAX_IMPORTANCES]
     n = len(shown)
     figure = new_figure(7.0, 1.5 + 0.3 * n)
@@ -359,14 +381,16 @@ def importance(data: dict[str, Any]) -> Figure:
     axes.set_xlabel(f"drop in {data['metric']} when the feature is shuffled (mean ± sd)")
     more = len(data["features"]) - n
     axes.set_title(
-        f"Permutation importance on the held-out split ({data['metric']} "
+        f"Permutation importance on the {words.split} ({data['metric']} "
         f"{data['baseline']:.4g} unshuffled)"
         + (f"; {more} less important not shown" if more else "")
     )
     return figure
 
 
-def distributions(panels: Sequence[tuple[str, dict[str, Any], bool]], hidden: int) -> Figure:
+def distributions(
+    panels: Sequence[tuple[str, dict[str, Any], bool]], hidden: int, words: Wording
+) -> Figure:
     """Small multiples: (name, numbers, is_target) per panel, target first."""
     columns = 4 if len(panels) > 6 else max(2, min(3, len(panels)))
     rows = math.ceil(len(panels) / columns)
@@ -405,13 +429,19 @@ def distributions(panels: Sequence[tuple[str, dict[str, Any], bool]], hidden: in
     rows_total = panels[0][1]["rows"] if panels else 0
     suffix = f"; {hidden} less important features not shown" if hidden else ""
     figure.suptitle(
-        f"Training data: {rows_total:,} rows, one panel per column (counts){suffix}",
+        f"{words.data}: {rows_total:,} rows, one panel per column (counts){suffix}",
         fontweight="bold",
     )
     return figure
 
 
-def parity(diffs: npt.NDArray[np.float64], tolerance: float, unit: str, summary: str) -> Figure:
+def parity(
+    diffs: npt.NDArray[np.float64],
+    tolerance: float,
+    unit: str,
+    summary: str,
+    words: Wording,
+) -> Figure:
     """Histogram of per-row differences on a log scale (drawn as log10 on a linear axis: a
     matplotlib log axis costs a second of text layout for its tick labels)."""
     figure = new_figure(6.6, 3.8)
@@ -429,9 +459,9 @@ def parity(diffs: npt.NDArray[np.float64], tolerance: float, unit: str, summary:
     ticks = list(range(low, high + 1, max(1, (high - low) // 8)))
     axes.set_xticks(ticks, [f"1e{t}" for t in ticks])
     axes.set_xlim(low, high)
-    axes.set_xlabel(f"|ONNX - scikit-learn| per test row ({unit})")
-    axes.set_ylabel("test rows")
-    axes.set_title("Export parity: ONNX vs scikit-learn on the held-out split")
+    axes.set_xlabel(f"|ONNX - {words.original}| per row ({unit})")
+    axes.set_ylabel(words.rows)
+    axes.set_title(f"Export parity: ONNX vs {words.original} on the {words.split}")
     axes.legend(loc="upper right")
     lines = [summary] + ([f"{exact:,} rows exactly equal"] if exact else [])
     _in(axes, *lines)

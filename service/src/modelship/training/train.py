@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from modelship import artifact
 from modelship.card import (
     ArtifactFiles,
+    Distribution,
     Feature,
     FeatureKind,
     ModelCard,
@@ -37,11 +38,11 @@ from modelship.errors import TrainingError
 from modelship.footprint import Footprint, measure_footprint
 from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.monitoring.distribution import categorical_reference, numeric_reference
-from modelship.report import REPORT_PAGE, Evaluation, build_report, write_report
+from modelship.report import Evaluation, add_report
 from modelship.report.numbers import Outputs
 from modelship.training import data as datamod
 from modelship.training.data import RawData
-from modelship.training.export import export_onnx, measure_parity
+from modelship.training.export import FittedModel, export_onnx, measure_parity
 from modelship.training.models import MENU, Candidate, Sizing, build_pipeline
 from modelship.training.search import (
     CV_SCORERS,
@@ -137,12 +138,6 @@ class _Prepared:
             test_metrics = classification_metrics(
                 list(self.y_test), list(outputs[0].astype(str)), outputs[1], classes
             )
-        # Predictions on rows the model never trained on: what live traffic should look like.
-        predicted = (
-            numeric_reference(outputs[0].reshape(-1))
-            if task == "regression"
-            else categorical_reference(outputs[0].astype(str))
-        )
         estimator = pipeline.steps[-1][1]
         card = ModelCard(
             name=model_name(options.name or f"{options.data.stem}-{options.target}"),
@@ -174,7 +169,8 @@ class _Prepared:
                 onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                 onnx_bytes=len(onnx_bytes),
             ),
-            prediction_distribution=predicted,
+            # Predictions on rows the model never trained on: what live traffic should look like.
+            prediction_distribution=prediction_distribution(outputs, task),
         )
         artifact.save(directory, card, onnx_bytes)
         self.exported[directory] = (pipeline, outputs)
@@ -183,22 +179,17 @@ class _Prepared:
     def report(self, card: ModelCard, onnx_bytes: bytes, directory: Path, say: Say) -> ModelCard:
         """Draw the training report of the exported candidate in `directory` into the output."""
         pipeline, outputs = self.exported[directory]
-        say("Drawing the training report")
-        report = build_report(
-            card,
-            Evaluation(
-                onnx_bytes=onnx_bytes,
-                training=self.x_train,
-                training_target=self.y_train,
-                held_out=self.x_test,
-                truth=self.y_test,
-                reference=_reference_outputs(pipeline, self.x_test, self.task),
-                predictions=_onnx_predictions(outputs, self.task),
-                seed=self.options.seed,
-            ),
+        evaluation = Evaluation(
+            onnx_bytes=onnx_bytes,
+            training=self.x_train,
+            training_target=self.y_train,
+            held_out=self.x_test,
+            truth=self.y_test,
+            reference=reference_outputs(pipeline, self.x_test, self.task),
+            predictions=onnx_predictions(outputs, self.task),
+            seed=self.options.seed,
         )
-        say(f"The report took {report.seconds:.1f} s: {self.options.output / REPORT_PAGE}")
-        return card.model_copy(update={"report": write_report(report, self.options.output)})
+        return add_report(card, evaluation, self.options.output, say)
 
 
 def train(options: TrainOptions, say: Say) -> ModelCard:
@@ -488,14 +479,23 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _reference_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> npt.NDArray[Any]:
-    """What scikit-learn predicts on the test split, for the report's parity plot."""
+def reference_outputs(model: FittedModel, frame: pd.DataFrame, task: Task) -> npt.NDArray[Any]:
+    """What the original model predicts on `frame` (probabilities for classification), for the
+    report's parity plot."""
     if task == "regression":
-        return np.asarray(pipeline.predict(frame), dtype=np.float64)
-    return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+        return np.asarray(model.predict(frame), dtype=np.float64)
+    return np.asarray(model.predict_proba(frame), dtype=np.float64)
 
 
-def _onnx_predictions(outputs: list[npt.NDArray[Any]], task: Task) -> Outputs:
+def prediction_distribution(outputs: list[npt.NDArray[Any]], task: Task) -> Distribution:
+    """The distribution of the model's predictions (classes for classification), which the
+    drift monitor compares live predictions with."""
+    if task == "regression":
+        return numeric_reference(outputs[0].reshape(-1))
+    return categorical_reference(outputs[0].astype(str))
+
+
+def onnx_predictions(outputs: list[npt.NDArray[Any]], task: Task) -> Outputs:
     if task == "regression":
         return outputs[0].reshape(-1), None
     return outputs[0].reshape(-1).astype(str), outputs[1]

@@ -71,7 +71,8 @@ def _report_links(card: ModelCard) -> tuple[str, str]:
     """The header's link to the training report, and the key plots shown beside the form."""
     if card.report is None:
         return "", ""
-    link = ' · <a id="report-link" href="/model/report" target="_blank">Training report</a>'
+    name = "import report" if card.provenance else "training report"
+    link = f' · <a id="report-link" href="/model/report" target="_blank">{name.capitalize()}</a>'
     figures = "".join(
         f'<figure><img src="/model/report/{escape(PurePosixPath(p.file).name)}" '
         f'alt="{escape(p.title)}" loading="lazy">'
@@ -79,11 +80,14 @@ def _report_links(card: ModelCard) -> tuple[str, str]:
         for p in card.report.plots
         if p.key
     )
+    if not figures:  # e.g. an import without a target: nothing to show about quality
+        return link, ""
+    rows = "the import sample" if card.provenance else "the held-out test split"
     aside = (
         '<aside class="key-plots" aria-labelledby="plots-title">'
         '<h2 id="plots-title">How the model does</h2>'
-        f'{figures}<p class="hint">On the held-out test split; every plot is in the '
-        '<a href="/model/report" target="_blank">training report</a>.</p></aside>'
+        f'{figures}<p class="hint">On {rows}; every plot is in the '
+        f'<a href="/model/report" target="_blank">{name}</a>.</p></aside>'
     )
     return link, aside
 
@@ -113,6 +117,10 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
     metric = ", ".join(
         f"{k} {v:.4g}" for k, v in card.metrics.get("test", {}).items() if isinstance(v, float)
     )
+    evaluated = "on the import sample" if card.provenance else "test"
+    quality = (
+        f"{evaluated} {escape(metric)}" if metric else "not evaluated (no target in the sample)"
+    )
     title = escape(card.name)
     report_link, key_plots = _report_links(card)
     return f"""<!doctype html>
@@ -128,7 +136,7 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
   <h1>{title}</h1>
   <p>{escape(card.task.capitalize())} of <b>{escape(card.target)}</b> with
   {escape(card.model.estimator)} · version <code>{escape(card.version)}</code>
-  · test {escape(metric)} · <a href="/docs">API docs</a>{report_link}</p>
+  · {quality} · <a href="/docs">API docs</a>{report_link}</p>
 </header>
 <main>
 {key_box}
