@@ -380,3 +380,16 @@ def test_cli_reads_a_version_from_a_model_store(regression_artifact: Path, tmp_p
     result = modelship("report", uri, "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == (regression_artifact / "model-report.html").read_bytes()
+
+
+@pytest.mark.parametrize(("features", "rows"), [(1, 3_000), (10, 3_000), (16, 1_875), (100, 300)])
+def test_permutation_importance_predicts_fewer_rows_on_wide_tables(
+    features: int, rows: int
+) -> None:
+    """Its cost is features x repeats x rows: a wide table must not make the report the run."""
+    from modelship.report import numbers
+
+    assert numbers.importance_rows(features) == rows
+    assert features * numbers.IMPORTANCE_REPEATS * rows <= max(
+        numbers.IMPORTANCE_ROW_BUDGET, features * numbers.IMPORTANCE_REPEATS * 300
+    )
