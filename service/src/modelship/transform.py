@@ -48,6 +48,8 @@ CSV_SUFFIXES = (".csv", ".csv.gz")
 # gzip input is fed to the decompressor in blocks of this many compressed bytes; a line belongs
 # to the block it starts in. Changing it changes which shard owns which line, hence in FORMAT.
 GZIP_BLOCK_BYTES = 2**20
+# and inflated at most this many bytes at a time (the cut does not depend on it).
+GZIP_OUT_BYTES = 4 * 2**20
 LINE_BREAK = b"\n"
 
 
@@ -326,7 +328,7 @@ def _gzip_lines(
     block's offset (the one shard it belongs to); the compressed bytes in [start, end) go
     into `digest` on the way. (Error offsets in a gzip file are those of the block.)"""
     with contextlib.closing(_opened(backend, item, 0)) as stream:
-        decompressor = zlib.decompressobj(wbits=31)
+        inflate = _Inflate(item.uri)
         pending = b""
         pending_owner = 0
         offset = 0
@@ -337,34 +339,51 @@ def _gzip_lines(
                 return  # every line from here on starts in a later shard's range
             if owner < end and offset > start:
                 digest.update(block[max(start - owner, 0) : end - owner])
-            out = bytearray()
-            data = block
-            while data:
-                try:
-                    out += decompressor.decompress(data)
-                except zlib.error as exc:
-                    raise TransformError(f"{item.uri} is not a valid gzip file: {exc}") from None
-                data = b""
-                if decompressor.eof:  # concatenated gzip members: go on with the next one
-                    data = decompressor.unused_data
-                    decompressor = zlib.decompressobj(wbits=31)
-            first = out.find(LINE_BREAK)
-            if first == -1:
-                if not pending:
-                    pending_owner = owner
-                pending += out
-                continue
-            last = out.rfind(LINE_BREAK)
-            if pending:
-                yield pending_owner, pending + out[: first + 1]
-            else:
-                first = -1  # the run below starts at the block's first line
-            if last > first:
-                yield owner, bytes(out[first + 1 : last + 1])
-            pending = bytes(out[last + 1 :])
-            pending_owner = owner
+            for out in inflate.pieces(block):
+                first = out.find(LINE_BREAK)
+                if first == -1:
+                    if not pending:
+                        pending_owner = owner
+                    pending += out
+                    continue
+                last = out.rfind(LINE_BREAK)
+                run_start = 0
+                if pending:
+                    yield pending_owner, pending + out[: first + 1]
+                    run_start = first + 1
+                if last + 1 > run_start:
+                    yield owner, out[run_start : last + 1]
+                pending = out[last + 1 :]
+                pending_owner = owner
         if pending:
             yield pending_owner, pending
+
+
+class _Inflate:
+    """gzip decompression (concatenated members too) in pieces of at most GZIP_OUT_BYTES, so a
+    highly compressed block never expands into memory whole."""
+
+    def __init__(self, uri: str) -> None:
+        self._uri = uri
+        self._decompressor = zlib.decompressobj(wbits=31)
+
+    def pieces(self, block: bytes) -> Iterator[bytes]:
+        data = block
+        full = False  # the last piece filled its limit: zlib may hold more output
+        while data or full:
+            try:
+                out = self._decompressor.decompress(data, GZIP_OUT_BYTES)
+            except zlib.error as exc:
+                raise TransformError(f"{self._uri} is not a valid gzip file: {exc}") from None
+            full = len(out) == GZIP_OUT_BYTES
+            if self._decompressor.eof:  # the next member, if any, starts a new stream
+                data = self._decompressor.unused_data
+                self._decompressor = zlib.decompressobj(wbits=31)
+                full = False
+            else:
+                data = self._decompressor.unconsumed_tail
+            if out:
+                yield out
 
 
 class _LineStream(io.RawIOBase):
