@@ -16,10 +16,11 @@ turn them into buckets, IAM and a Kubernetes CronJob or an ECS task definition.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.batch import BatchSettings, read_batch
 from infra.settings import (
     CPU_ALLOWED,
     MEMORY_ALLOWED,
@@ -98,6 +99,8 @@ class ModelStoreSettings:
     training_data_days: int = 90
     """Objects under `data/` are deleted this many days after upload."""
     training: TrainingSettings = TrainingSettings()
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    """The batch transform job (`modelship predict --shard`) and how long its outputs stay."""
 
 
 def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> TrainingSettings:
@@ -141,6 +144,7 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
             KEY_TRAINING_DATA_DAYS, ModelStoreSettings.training_data_days, 1, 3650
         ),
         training=read_training(reader),
+        batch=read_batch(reader),
     )
 
 

@@ -3,7 +3,8 @@
 Versioned (an overwritten or deleted object stays recoverable for NONCURRENT_VERSION_DAYS),
 encrypted at rest, no public access of any kind, ACLs disabled (the bucket owner owns every
 object), and a bucket policy that refuses plain HTTP. Lifecycle: training data under `data/`
-expires after `modelship:trainingDataDays`, noncurrent versions after NONCURRENT_VERSION_DAYS,
+expires after `modelship:trainingDataDays`, batch results under `outputs/` after
+`modelship:batchOutputDays`, noncurrent versions after NONCURRENT_VERSION_DAYS,
 and abandoned multipart uploads after a day, so nothing accumulates unseen.
 
 Encryption is SSE-S3 (AES256), not SSE-KMS: a KMS key would need `kms:Decrypt` /
@@ -26,6 +27,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from infra.batch import OUTPUTS_PREFIX
 from infra.components import child_opts
 from infra.fargate.iam import POLICY_VERSION
 from infra.model_store import DATA_PREFIX, NONCURRENT_VERSION_DAYS
@@ -51,8 +53,11 @@ def tls_only_policy(bucket_arn: str) -> dict[str, Any]:
     }
 
 
-def lifecycle_rules(training_data_days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """Old training data, old object versions and abandoned uploads go away by themselves."""
+def lifecycle_rules(
+    training_data_days: int, output_days: int
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Old training data, batch results, object versions and abandoned uploads go away by
+    themselves."""
     return [
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="expire-training-data",
@@ -62,6 +67,7 @@ def lifecycle_rules(training_data_days: int) -> list[aws.s3.BucketLifecycleConfi
                 days=training_data_days
             ),
         ),
+        expire_prefix("expire-batch-outputs", OUTPUTS_PREFIX, output_days),
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             # Model versions never become noncurrent (written once); overwritten or deleted
             # data does, and versioning would otherwise keep it forever.
@@ -86,11 +92,25 @@ def lifecycle_rules(training_data_days: int) -> list[aws.s3.BucketLifecycleConfi
     ]
 
 
+def expire_prefix(
+    rule_id: str, prefix: str, days: int
+) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """Objects under `prefix` expire `days` after they were written."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+    )
+
+
 class S3ModelStoreArgs(TypedDict):
     bucket_prefix: str
     keep: bool
     """Keep the bucket and its models on `pulumi destroy` (production); else empty and delete it."""
     training_data_days: int
+    output_days: int
+    """Batch results under `outputs/` expire this many days after they were written."""
     tags: Mapping[str, str]
 
 
@@ -180,7 +200,8 @@ class S3ModelStore(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             aws.s3.BucketLifecycleConfigurationArgs(
-                bucket=bucket, rules=lifecycle_rules(args["training_data_days"])
+                bucket=bucket,
+                rules=lifecycle_rules(args["training_data_days"], args["output_days"]),
             ),
             opts=child(depends_on=[versioning]),
         )

@@ -3,7 +3,8 @@
 Bucket: uniform bucket-level access (IAM only, no object ACLs), public access prevention
 enforced, object versioning, Google-managed encryption at rest (always on in GCS) or the
 customer-managed Cloud KMS key given in `modelship:modelStoreKmsKey`, and lifecycle rules:
-training data under `data/` is deleted `modelship:trainingDataDays` after upload, versions
+training data under `data/` is deleted `modelship:trainingDataDays` after upload, batch
+results under `outputs/` `modelship:batchOutputDays` after they were written, versions
 replaced or deleted are kept `NONCURRENT_VERSION_DAYS` for recovery and then removed, and
 abandoned multipart uploads are cleaned up after a day. Soft delete is off: versioning already
 keeps deleted objects recoverable, and soft-deleted objects would outlive `pulumi destroy`.
@@ -24,6 +25,7 @@ from typing import TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.batch import OUTPUTS_PREFIX
 from infra.components import child_opts
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, NONCURRENT_VERSION_DAYS
 
@@ -43,6 +45,8 @@ class ModelStoreArgs(TypedDict):
     keep: bool
     """Keep the bucket (and its models) on `pulumi destroy`; else empty and delete it."""
     training_data_days: int
+    output_days: int
+    """Batch results under `outputs/` are deleted this many days after they were written."""
     kms_key: str | None
     serving_account_id: str
     training_account_id: str
@@ -126,6 +130,7 @@ class ModelStore(pulumi.ComponentResource):
                         with_state="LIVE",
                     ),
                 ),
+                expire_prefix(OUTPUTS_PREFIX, args["output_days"]),
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(
@@ -239,6 +244,16 @@ class ModelStore(pulumi.ComponentResource):
                 "training_account": self.training_account.email,
             }
         )
+
+
+def expire_prefix(prefix: str, days: int) -> gcp.storage.BucketLifecycleRuleArgs:
+    """Live objects under `prefix` are deleted `days` after they were written."""
+    return gcp.storage.BucketLifecycleRuleArgs(
+        action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+        condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+            age=days, matches_prefixes=[prefix], with_state="LIVE"
+        ),
+    )
 
 
 def workload_identity_annotation(

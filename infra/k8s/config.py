@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.batch import BatchSettings, read_batch
 from infra.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import (
     DNS_LABEL,
@@ -125,6 +126,8 @@ class K8sSettings:
     ingress: IngressSettings | None = None
     render_dir: str | None = None
     pod_monitor: str = POD_MONITOR_OFF
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    """The batch transform Job template (shards, parallelism, sizes, deadline)."""
 
     @property
     def service_type(self) -> str:
@@ -261,6 +264,7 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
         ingress=ingress,
         render_dir=render_dir,
         pod_monitor=reader.choice(KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS),
+        batch=read_batch(reader, lifecycle=False),
     )
 
 

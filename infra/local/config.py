@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.batch import BatchSettings, read_batch
 from infra.image import REPO_ROOT
 from infra.model_store import (
     DATA_PREFIX,
@@ -73,6 +74,8 @@ class LocalModelStore:
     model baked into the image."""
     training: TrainingSettings = field(default_factory=TrainingSettings)
     """What the training run reads (`data_key` under `directory`), predicts and may use."""
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    """The batch transform's shards and sizes (`batch_command`)."""
 
     @property
     def version_dir(self) -> Path | None:
@@ -159,6 +162,7 @@ def read_model_store(reader: ConfigReader, container: ContainerSettings) -> Loca
         directory=directory,
         version=_read_version(reader, directory, container),
         training=training,
+        batch=read_batch(reader, lifecycle=False, deadline=False),
     )
 
 

@@ -49,7 +49,7 @@ CSV_SUFFIXES = (".csv", ".csv.gz")
 # to the block it starts in. Changing it changes which shard owns which line, hence in FORMAT.
 GZIP_BLOCK_BYTES = 2**20
 # and inflated at most this many bytes at a time (the cut does not depend on it).
-GZIP_OUT_BYTES = 4 * 2**20
+GZIP_OUT_BYTES = 2**20
 LINE_BREAK = b"\n"
 
 
