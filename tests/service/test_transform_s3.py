@@ -101,7 +101,8 @@ class _Cli:
 
 
 def _part_rows(client: Any, key: str) -> list[bytes]:
-    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()
+    lines: list[bytes] = client.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()
+    return lines
 
 
 @pytest.mark.slow
