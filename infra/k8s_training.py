@@ -89,58 +89,26 @@ class TrainingJob(pulumi.ComponentResource):
             "memory": args["memory"],
             **args.get("extra_resources", {}),
         }
-        pod = k8s.core.v1.PodSpecArgs(
-            service_account_name=self.service_account.metadata.name,
-            automount_service_account_token=False,
-            restart_policy="Never",
-            security_context=pod_security(RUN_AS_USER, RUN_AS_GROUP),
-            containers=[
-                k8s.core.v1.ContainerArgs(
-                    name=TRAINING_CONTAINER,
-                    image=args["image"],
-                    image_pull_policy="IfNotPresent",
-                    args=args["command"],
-                    resources=k8s.core.v1.ResourceRequirementsArgs(
-                        requests=resources, limits=resources
-                    ),
-                    security_context=container_security(RUN_AS_USER, RUN_AS_GROUP),
-                    volume_mounts=[
-                        k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path=TMP_DIR)
-                    ],
-                )
-            ],
-            volumes=[
-                k8s.core.v1.VolumeArgs(
-                    name=TMP_VOLUME,
-                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                        size_limit=args["tmp_size_limit"]
-                    ),
-                )
-            ],
+        pod = job_pod_spec(
+            service_account=self.service_account.metadata.name,
+            container_name=TRAINING_CONTAINER,
+            image=args["image"],
+            args=args["command"],
+            resources=resources,
+            tmp_size_limit=args["tmp_size_limit"],
         )
-        self.cron_job = k8s.batch.v1.CronJob(
+        self.cron_job = job_template(
             f"{name}-cronjob",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=job_name, namespace=args["namespace"], labels=labels
-            ),
-            spec=k8s.batch.v1.CronJobSpecArgs(
-                schedule=schedule or SUSPENDED_SCHEDULE,
-                time_zone="Etc/UTC",
-                suspend=schedule is None,
-                # A run still going when the next is due: skip the new one, never train twice.
-                concurrency_policy="Forbid",
-                successful_jobs_history_limit=HISTORY_LIMIT,
-                failed_jobs_history_limit=HISTORY_LIMIT,
-                job_template=k8s.batch.v1.JobTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=k8s.batch.v1.JobSpecArgs(
-                        backoff_limit=BACKOFF_LIMIT,
-                        active_deadline_seconds=args["timeout_seconds"],
-                        ttl_seconds_after_finished=FINISHED_TTL_SECONDS,
-                        template=k8s.core.v1.PodTemplateSpecArgs(
-                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels), spec=pod
-                        ),
-                    ),
+            namespace=args["namespace"],
+            name=job_name,
+            labels=labels,
+            schedule=schedule,
+            job=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=BACKOFF_LIMIT,
+                active_deadline_seconds=args["timeout_seconds"],
+                ttl_seconds_after_finished=FINISHED_TTL_SECONDS,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels), spec=pod
                 ),
             ),
             opts=child,
@@ -149,6 +117,76 @@ class TrainingJob(pulumi.ComponentResource):
             self.cron_job.metadata.namespace, self.cron_job.metadata.name
         ).apply(lambda parts: run_command(str(parts[0]), str(parts[1])))
         self.register_outputs({"cron_job": self.cron_job.metadata.name})
+
+
+def job_template(
+    resource_name: str,
+    *,
+    namespace: pulumi.Input[str],
+    name: str,
+    labels: Mapping[str, str],
+    schedule: str | None,
+    job: k8s.batch.v1.JobSpecArgs,
+    opts: pulumi.ResourceOptions,
+) -> k8s.batch.v1.CronJob:
+    """A CronJob holding `job` as its template: suspended unless `schedule` is given (runs are
+    then started with `kubectl create job --from=cronjob/<name>`), never two runs at once."""
+    return k8s.batch.v1.CronJob(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=dict(labels)),
+        spec=k8s.batch.v1.CronJobSpecArgs(
+            schedule=schedule or SUSPENDED_SCHEDULE,
+            time_zone="Etc/UTC",
+            suspend=schedule is None,
+            # A run still going when the next is due: skip the new one, never run twice.
+            concurrency_policy="Forbid",
+            successful_jobs_history_limit=HISTORY_LIMIT,
+            failed_jobs_history_limit=HISTORY_LIMIT,
+            job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)), spec=job
+            ),
+        ),
+        opts=opts,
+    )
+
+
+def job_pod_spec(
+    *,
+    service_account: pulumi.Input[str],
+    container_name: str,
+    image: pulumi.Input[str],
+    args: pulumi.Input[list[str]],
+    resources: Mapping[str, str],
+    tmp_size_limit: str,
+    env: Mapping[str, pulumi.Input[str]] | None = None,
+) -> k8s.core.v1.PodSpecArgs:
+    """The pod of a run-to-completion Job (training, batch): one container with the service
+    pods' hardening, requests = limits, and /tmp the only writable path."""
+    container = k8s.core.v1.ContainerArgs(
+        name=container_name,
+        image=image,
+        image_pull_policy="IfNotPresent",
+        args=args,
+        env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()] if env else None,
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests=dict(resources), limits=dict(resources)
+        ),
+        security_context=container_security(RUN_AS_USER, RUN_AS_GROUP),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path=TMP_DIR)],
+    )
+    return k8s.core.v1.PodSpecArgs(
+        service_account_name=service_account,
+        automount_service_account_token=False,
+        restart_policy="Never",
+        security_context=pod_security(RUN_AS_USER, RUN_AS_GROUP),
+        containers=[container],
+        volumes=[
+            k8s.core.v1.VolumeArgs(
+                name=TMP_VOLUME,
+                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=tmp_size_limit),
+            )
+        ],
+    )
 
 
 def run_command(namespace: str, cron_job: str) -> str:

@@ -17,10 +17,11 @@ turn them into buckets, IAM and a Kubernetes CronJob or an ECS task definition.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.batch import BatchSettings, read_batch
 from infra.settings import (
     CPU_ALLOWED,
     KEY_MODEL_URI,
@@ -139,6 +140,8 @@ class ModelStoreSettings:
     """Objects under `data/` are deleted this many days after upload."""
     training: TrainingSettings = TrainingSettings()
     capture: CaptureSettings = CaptureSettings()
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    """The batch transform job (`modelship predict --shard`) and how long its outputs stay."""
 
 
 def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> TrainingSettings:
@@ -183,6 +186,7 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
         ),
         training=read_training(reader),
         capture=read_capture(reader),
+        batch=read_batch(reader),
     )
 
 

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from infra.batch import KEY_BATCH_CPU, KEY_BATCH_MEMORY
 from infra.container import TERMINATION_SLACK_SECONDS
 from infra.fargate.network import FARGATE_ZONE_IDS, ZONES
 from infra.model_store import (
@@ -247,13 +248,7 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
         reader.problem(KEY_MEMORY, settings.container.memory, "on Fargate must be whole MiB")
 
     store = read_model_store(reader, settings, "s3")
-    # The training task is a Fargate task too: same size table, reported on the training keys.
-    training = store.training
-    check_fargate_size(
-        reader, KEY_TRAINING_CPU, KEY_TRAINING_MEMORY, training.cpu_millicores, training.memory_mib
-    )
-    if training.memory_bytes % 2**20:
-        reader.problem(KEY_TRAINING_MEMORY, training.memory, "on Fargate must be whole MiB")
+    _check_task_sizes(reader, store)
 
     image_tag = reader.optional_string(KEY_IMAGE_TAG)
     if image_tag is not None and not IMAGE_TAG.fullmatch(image_tag):
@@ -335,6 +330,17 @@ def _read_zone_ids(reader: ConfigReader, region: str) -> tuple[str, ...]:
         )
         return ()
     return zone_ids
+
+
+def _check_task_sizes(reader: ConfigReader, store: ModelStoreSettings) -> None:
+    """The training and batch tasks are Fargate tasks too: same size table, on their own keys."""
+    for cpu_key, memory_key, size in (
+        (KEY_TRAINING_CPU, KEY_TRAINING_MEMORY, store.training),
+        (KEY_BATCH_CPU, KEY_BATCH_MEMORY, store.batch),
+    ):
+        check_fargate_size(reader, cpu_key, memory_key, size.cpu_millicores, size.memory_mib)
+        if size.memory_bytes % 2**20:
+            reader.problem(memory_key, size.memory, "on Fargate must be whole MiB")
 
 
 def _read_ingress_cidrs(reader: ConfigReader) -> tuple[str, ...]:

@@ -8,11 +8,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.build_context import content_tag
-from infra.container import container_spec
+from infra.container import ARTIFACT_DIR, container_spec
 from infra.fargate.alarms import ServiceAlarms
+from infra.fargate.batch import BatchTask
 from infra.fargate.cluster import EcsCluster
 from infra.fargate.config import FargateSettings
-from infra.fargate.iam import TaskRoles
+from infra.fargate.iam import TaskRoles, task_trust_policy
 from infra.fargate.ids import BUCKET_PREFIX, REPOSITORY_NAME, TASK_FAMILY
 from infra.fargate.loadbalancer import LoadBalancer
 from infra.fargate.model_store import S3ModelStore
@@ -106,6 +107,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "keep": store_settings.keep,
             "training_data_days": store_settings.training_data_days,
             "capture_days": store_settings.capture.days,
+            "output_days": store_settings.batch.output_days,
             "tags": labels,
         },
     )
@@ -259,6 +261,36 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             ]
         ),
     )
+    partition = identity.arn.apply(lambda arn: arn.split(":")[1])
+    batch = BatchTask(
+        f"{name}-batch",
+        {
+            "family": make_id(TASK_FAMILY, *stack_names, role="batch"),
+            "region": fargate.region,
+            "platform": settings.image.platform,
+            "batch": store_settings.batch,
+            "image": image.ref,
+            "model": store_settings.model_uri or ARTIFACT_DIR,
+            "bucket_name": store.name,
+            "bucket_arn": store.arn,
+            "log_group": app.log_group.name,
+            "execution_role_arn": roles.execution.arn,
+            "trust_policy": pulumi.Output.json_dumps(
+                pulumi.Output.all(partition, identity.account_id).apply(
+                    lambda pa: task_trust_policy(pa[0], fargate.region, pa[1])
+                )
+            ),
+            "cluster_name": cluster.cluster.name,
+            "subnet_ids": [s.id for s in network.task_subnets],
+            # No ingress, HTTPS out only: what the training task has, and all a worker needs.
+            "security_group_id": groups.training.id,
+            "assign_public_ip": not fargate.private_subnets,
+            "tags": labels,
+        },
+        opts=pulumi.ResourceOptions(
+            depends_on=[*store.ready, *groups.training_rules, *network.egress_ready]
+        ),
+    )
     extra: dict[str, pulumi.Input[object]] = {
         "cluster_name": cluster.cluster.name,
         "service_name": app.service.name,
@@ -275,5 +307,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         # One string for a POSIX shell: run it with `eval "$(pulumi stack output train_command)"`.
         "train_command": training.run_command,
         "logs_command": training.logs_command,
+        "batch_task_definition": batch.task_definition.arn,
+        "batch_command": batch.run_command,
     }
     return TargetOutputs(url=balancer.url, image=image.ref, extra=extra)

@@ -4,7 +4,8 @@ Versioned (an overwritten or deleted object stays recoverable for NONCURRENT_VER
 encrypted at rest, no public access of any kind, ACLs disabled (the bucket owner owns every
 object), and a bucket policy that refuses plain HTTP. Lifecycle: training data under `data/`
 expires after `modelship:trainingDataDays`, request captures under `captures/` after
-`modelship:captureDays`, noncurrent versions after NONCURRENT_VERSION_DAYS,
+`modelship:captureDays`, batch results under `outputs/` after `modelship:batchOutputDays`,
+noncurrent versions after NONCURRENT_VERSION_DAYS,
 and abandoned multipart uploads after a day, so nothing accumulates unseen.
 
 Encryption is SSE-S3 (AES256), not SSE-KMS: a KMS key would need `kms:Decrypt` /
@@ -27,6 +28,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from infra.batch import OUTPUTS_PREFIX
 from infra.components import child_opts
 from infra.fargate.iam import POLICY_VERSION
 from infra.model_store import CAPTURES_PREFIX, DATA_PREFIX, NONCURRENT_VERSION_DAYS
@@ -65,9 +67,10 @@ def expire_prefix(
 
 
 def lifecycle_rules(
-    training_data_days: int, capture_days: int
+    training_data_days: int, capture_days: int, output_days: int
 ) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """Old training data, captures, object versions and abandoned uploads go away by themselves."""
+    """Old training data, captures, batch results, object versions and abandoned uploads go
+    away by themselves."""
     return [
         expire_prefix("expire-captures", CAPTURES_PREFIX, capture_days),
         aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -78,6 +81,7 @@ def lifecycle_rules(
                 days=training_data_days
             ),
         ),
+        expire_prefix("expire-batch-outputs", OUTPUTS_PREFIX, output_days),
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             # Model versions never become noncurrent (written once); overwritten or deleted
             # data does, and versioning would otherwise keep it forever.
@@ -109,6 +113,8 @@ class S3ModelStoreArgs(TypedDict):
     training_data_days: int
     capture_days: int
     """Request captures under `captures/` are deleted this many days after they were written."""
+    output_days: int
+    """Batch results under `outputs/` expire this many days after they were written."""
     tags: Mapping[str, str]
 
 
@@ -199,7 +205,9 @@ class S3ModelStore(pulumi.ComponentResource):
             f"{name}-lifecycle",
             aws.s3.BucketLifecycleConfigurationArgs(
                 bucket=bucket,
-                rules=lifecycle_rules(args["training_data_days"], args["capture_days"]),
+                rules=lifecycle_rules(
+                    args["training_data_days"], args["capture_days"], args["output_days"]
+                ),
             ),
             opts=child(depends_on=[versioning]),
         )

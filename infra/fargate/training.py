@@ -43,14 +43,38 @@ STARTED_BY = "modelship-train"
 KILL_AFTER_SECONDS = 30
 
 
-def entry_point(training: TrainingSettings) -> list[str]:
-    """`timeout` in front of the image's entry point: the run's deadline (see the module doc)."""
-    return [
-        "timeout",
-        f"--kill-after={KILL_AFTER_SECONDS}s",
-        f"{training.timeout_minutes}m",
-        "modelship",
-    ]
+def one_off_container(
+    *,
+    name: str,
+    image: pulumi.Input[str],
+    command: Sequence[str],
+    timeout_minutes: int,
+    log_group: pulumi.Input[str],
+    region: str,
+    stream_prefix: str,
+) -> dict[str, Any]:
+    """A run-to-completion container (training, batch) as RegisterTaskDefinition expects it:
+    the deadline in front of `modelship`, the service's user and read-only root with /tmp, no
+    port, no health check."""
+    return {
+        "name": name,
+        "image": image,
+        "essential": True,
+        # `timeout` in front of the image's entry point: the run's deadline (see the module doc).
+        "entryPoint": [
+            "timeout",
+            f"--kill-after={KILL_AFTER_SECONDS}s",
+            f"{timeout_minutes}m",
+            "modelship",
+        ],
+        "command": list(command),
+        "environment": [{"name": k, "value": v} for k, v in sorted(region_env(region).items())],
+        "user": f"{RUN_AS_USER}:{RUN_AS_GROUP}",
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": TMP_DIR, "readOnly": False}],
+        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+        "logConfiguration": log_configuration(log_group, region, stream_prefix),
+    }
 
 
 def training_container(
@@ -60,24 +84,59 @@ def training_container(
     log_group: pulumi.Input[str],
     region: str,
 ) -> dict[str, Any]:
-    """The one container of the training task, as RegisterTaskDefinition expects it."""
-    return {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "essential": True,
-        "entryPoint": entry_point(training),
-        "command": list(command),
-        "environment": [{"name": k, "value": v} for k, v in sorted(region_env(region).items())],
-        "user": f"{RUN_AS_USER}:{RUN_AS_GROUP}",
-        "readonlyRootFilesystem": True,
-        "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": TMP_DIR, "readOnly": False}],
-        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
-        "logConfiguration": log_configuration(log_group, region, LOG_STREAM_PREFIX),
-    }
+    """The one container of the training task."""
+    return one_off_container(
+        name=CONTAINER_NAME,
+        image=image,
+        command=command,
+        timeout_minutes=training.timeout_minutes,
+        log_group=log_group,
+        region=region,
+        stream_prefix=LOG_STREAM_PREFIX,
+    )
 
 
 def _compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def network_configuration(
+    subnet_ids: Sequence[str], security_group_id: str, assign_public_ip: bool
+) -> dict[str, Any]:
+    """RunTask's `networkConfiguration` for the stack's task subnets and one security group."""
+    return {
+        "awsvpcConfiguration": {
+            "subnets": list(subnet_ids),
+            "securityGroups": [security_group_id],
+            "assignPublicIp": "ENABLED" if assign_public_ip else "DISABLED",
+        }
+    }
+
+
+def run_task_words(
+    *, cluster: str, family: str, network: dict[str, Any], started_by: str, region: str
+) -> list[str]:
+    """`aws ecs run-task` of the latest ACTIVE revision of `family`, without its overrides."""
+    return [
+        "aws",
+        "ecs",
+        "run-task",
+        "--cluster",
+        cluster,
+        # The family without a revision: the latest ACTIVE revision, i.e. what `up` declared.
+        "--task-definition",
+        family,
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        _compact_json(network),
+        "--started-by",
+        started_by,
+        "--propagate-tags",
+        "TASK_DEFINITION",
+        "--region",
+        region,
+    ]
 
 
 def run_task_command(
@@ -91,38 +150,12 @@ def run_task_command(
     region: str,
 ) -> str:
     """The `aws ecs run-task` line that starts one training run (quoted for a POSIX shell)."""
-    network = {
-        "awsvpcConfiguration": {
-            "subnets": list(subnet_ids),
-            "securityGroups": [security_group_id],
-            "assignPublicIp": "ENABLED" if assign_public_ip else "DISABLED",
-        }
-    }
+    network = network_configuration(subnet_ids, security_group_id, assign_public_ip)
     overrides = {"containerOverrides": [{"name": CONTAINER_NAME, "command": list(command)}]}
-    return shlex.join(
-        [
-            "aws",
-            "ecs",
-            "run-task",
-            "--cluster",
-            cluster,
-            # The family without a revision: the latest ACTIVE revision, i.e. what `up` declared.
-            "--task-definition",
-            family,
-            "--launch-type",
-            "FARGATE",
-            "--network-configuration",
-            _compact_json(network),
-            "--overrides",
-            _compact_json(overrides),
-            "--started-by",
-            STARTED_BY,
-            "--propagate-tags",
-            "TASK_DEFINITION",
-            "--region",
-            region,
-        ]
+    words = run_task_words(
+        cluster=cluster, family=family, network=network, started_by=STARTED_BY, region=region
     )
+    return shlex.join([*words, "--overrides", _compact_json(overrides)])
 
 
 def logs_command(log_group: str, region: str) -> str:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from infra.batch import KEY_BATCH_CPU, KEY_BATCH_MEMORY
 from infra.model_store import (
     KEY_TRAINING_CPU,
     KEY_TRAINING_MEMORY,
@@ -183,6 +184,7 @@ def read_gke_settings(reader: ConfigReader, settings: Settings) -> GkeSettings:
         for cpu_key, memory_key, size in (
             (KEY_CPU, KEY_MEMORY, settings.container),
             (KEY_TRAINING_CPU, KEY_TRAINING_MEMORY, gke.store.training),
+            (KEY_BATCH_CPU, KEY_BATCH_MEMORY, gke.store.batch),
         ):
             _check_autopilot_resources(reader, cpu_key, memory_key, size)
     return gke

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.container import container_spec
+from infra.container import ARTIFACT_DIR, container_spec
 from infra.gke.apis import ProjectApis
+from infra.gke.batch import BatchIdentity
 from infra.gke.cluster import GkeCluster
 from infra.gke.config import GkeSettings
 from infra.gke.https import HttpsIngress, backend_config_name, service_annotations
@@ -24,6 +25,7 @@ from infra.image import (
     training_image_args,
 )
 from infra.k8s_app import KubernetesApp
+from infra.k8s_batch import BatchJob
 from infra.k8s_training import TrainingJob
 from infra.labels import app_selector, label_value, standard_labels
 from infra.model_store import training_command
@@ -133,6 +135,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
             "training_data_days": gke.store.training_data_days,
             "capture_days": gke.store.capture.days,
             "capture": gke.store.capture.enabled,
+            "output_days": gke.store.batch.output_days,
             "kms_key": gke.kms_key,
             "serving_account_id": account_id("serve"),
             "training_account_id": account_id("train"),
@@ -197,6 +200,37 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         opts=training_opts,
     )
 
+    batch_job_name = f"{name}-batch"
+    batch_identity = BatchIdentity(
+        f"{name}-batch-identity",
+        {
+            "project": gke.project,
+            "bucket": store.bucket.name,
+            "account_id": account_id("batch"),
+            "namespace": gke.namespace,
+            "kubernetes_account": batch_job_name,
+            "depends_on": [cluster.cluster],
+        },
+        opts=after_apis,
+    )
+    batch = BatchJob(
+        f"{name}-batch",
+        {
+            "namespace": app.namespace_name,
+            "job_name": batch_job_name,
+            "image": image.ref,
+            "model": gke.store.model_uri or ARTIFACT_DIR,
+            "batch": gke.store.batch,
+            "labels": labels,
+            "store_root": pulumi.Output.concat("gs://", store.bucket.name),
+            "service_account_annotations": workload_identity_annotation(batch_identity.account),
+            "extra_resources": {"ephemeral-storage": EPHEMERAL_STORAGE},
+        },
+        opts=pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=batch_identity.ready)
+        ),
+    )
+
     extra: dict[str, pulumi.Input[object]] = {
         "cluster_name": cluster.cluster.name,
         # The destroy workflow sweeps what GKE leaves on this network (docs/cost.md).
@@ -210,6 +244,8 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         "model_uri": gke.store.model_uri or "",
         "training_image": training_image.ref,
         "train_command": training.run_command,
+        "batch_command": batch.run_command,
+        "batch_service_account": batch_identity.account.email,
         "serving_service_account": store.serving_account.email,
         "training_service_account": store.training_account.email,
     }

@@ -4,7 +4,8 @@ Bucket: uniform bucket-level access (IAM only, no object ACLs), public access pr
 enforced, object versioning, Google-managed encryption at rest (always on in GCS) or the
 customer-managed Cloud KMS key given in `modelship:modelStoreKmsKey`, and lifecycle rules:
 training data under `data/` is deleted `modelship:trainingDataDays` after upload, request
-captures under `captures/` `modelship:captureDays` after they were written, versions
+captures under `captures/` `modelship:captureDays` after they were written, batch results under
+`outputs/` `modelship:batchOutputDays` after they were written, versions
 replaced or deleted are kept `NONCURRENT_VERSION_DAYS` for recovery and then removed, and
 abandoned multipart uploads are cleaned up after a day. Soft delete is off: versioning already
 keeps deleted objects recoverable, and soft-deleted objects would outlive `pulumi destroy`.
@@ -26,6 +27,7 @@ from typing import TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.batch import OUTPUTS_PREFIX
 from infra.components import child_opts
 from infra.model_store import CAPTURES_PREFIX, DATA_PREFIX, MODELS_PREFIX, NONCURRENT_VERSION_DAYS
 
@@ -49,6 +51,8 @@ class ModelStoreArgs(TypedDict):
     """Request captures under `captures/` are deleted this many days after they were written."""
     capture: bool
     """The serving identity may create objects under `captures/` (`modelship:captureRate` > 0)."""
+    output_days: int
+    """Batch results under `outputs/` are deleted this many days after they were written."""
     kms_key: str | None
     serving_account_id: str
     training_account_id: str
@@ -143,6 +147,7 @@ class ModelStore(pulumi.ComponentResource):
                         with_state="LIVE",
                     ),
                 ),
+                expire_prefix(OUTPUTS_PREFIX, args["output_days"]),
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(

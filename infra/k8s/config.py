@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.batch import BatchSettings, read_batch
 from infra.model_store import KEY_CAPTURE_RATE, CaptureSettings, read_capture
 from infra.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import (
@@ -136,6 +137,8 @@ class K8sSettings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     capture_uri: str | None = None
     """The store the service writes `captures/` to, when `capture` is enabled."""
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    """The batch transform Job template (shards, parallelism, sizes, deadline)."""
 
     @property
     def service_type(self) -> str:
@@ -279,6 +282,7 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
         pod_monitor=reader.choice(KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS),
         capture=capture,
         capture_uri=capture_uri,
+        batch=read_batch(reader, lifecycle=False),
     )
 
 

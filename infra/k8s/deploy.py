@@ -14,12 +14,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.container import container_spec
+from infra.container import ARTIFACT_DIR, container_spec
 from infra.image import IMAGE_NAME, ServiceImage, ServiceImageArgs, repo_path
 from infra.k8s.config import K8sSettings
 from infra.k8s.ingress import HttpIngress
 from infra.k8s.manifests import kustomization, render_path, write_kustomization
 from infra.k8s_app import SERVICE_PORT, KubernetesApp
+from infra.k8s_batch import BatchJob
 from infra.labels import app_selector, label_value, standard_labels
 from infra.settings import Settings
 from infra.targets import TargetOutputs
@@ -69,12 +70,28 @@ def deploy_k8s(settings: Settings, cfg: K8sSettings) -> TargetOutputs:
         },
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
-    objects: list[pulumi.CustomResource] = list(app.objects)
+    # The batch Job runs as the service's own ServiceAccount: on a cluster of its own, access to
+    # a bucket comes from whatever the cluster gives that account (no cloud IAM here).
+    batch = BatchJob(
+        f"{name}-batch",
+        {
+            "namespace": app.namespace_name,
+            "job_name": f"{name}-batch",
+            "image": image_ref,
+            "model": ARTIFACT_DIR,
+            "batch": cfg.batch,
+            "labels": labels,
+            "service_account_name": app.service_account.metadata.name,
+        },
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+    objects: list[pulumi.CustomResource] = [*app.objects, batch.cron_job]
 
     extra: dict[str, pulumi.Input[Any]] = {
         "namespace": app.namespace_name,
         "exposure": cfg.exposure,
         "context": cfg.context or "(current context)",
+        "batch_command": batch.run_command,
     }
     if cfg.exposure == "Ingress":
         assert cfg.ingress is not None  # read_k8s_settings guarantees it

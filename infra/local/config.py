@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.batch import BatchSettings, read_batch
 from infra.model_store import (
     CAPTURES_PREFIX,
     DATA_PREFIX,
@@ -78,6 +79,8 @@ class LocalModelStore:
     """What the training run reads (`data_key` under `directory`), predicts and may use."""
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     """The share of served rows the service writes to `captures/` (kept until you delete them)."""
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    """The batch transform's shards and sizes (`batch_command`)."""
 
     @property
     def version_dir(self) -> Path | None:
@@ -170,6 +173,7 @@ def read_model_store(reader: ConfigReader, container: ContainerSettings) -> Loca
         version=_read_version(reader, directory, container),
         training=training,
         capture=read_capture(reader, with_days=False),
+        batch=read_batch(reader, lifecycle=False, deadline=False),
     )
 
 

@@ -19,6 +19,7 @@ from infra.image import (
     training_image_args,
 )
 from infra.labels import label_value, standard_labels
+from infra.local.batch import batch_command
 from infra.local.config import LocalSettings
 from infra.local.docker_app import CaptureMount, LocalService, LocalServiceArgs, ReadOnlyMount
 from infra.local.training import train_command
@@ -100,6 +101,11 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
         "model_store": str(model_store.directory),
         "training_image_tag": training_image.tag,
         "train_command": training_image.tag.apply(lambda tag: train_command(model_store, tag)),
+        "batch_command": image.tag.apply(
+            lambda tag: batch_command(
+                model_store, model_store.batch, tag, label_value(f"{name}-{settings.stack}")
+            )
+        ),
     }
     if app.container is not None:
         extra["container_name"] = app.container.name

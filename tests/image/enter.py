@@ -23,10 +23,10 @@ import ctypes
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
-import signal
 import sys
 from pathlib import Path
 from typing import Any

@@ -155,9 +155,15 @@ def test_lifecycle_expires_old_data_versions_and_uploads(run: StackRun) -> None:
     assert {r["status"] for r in rules.values()} == {"Enabled"}
     # Nothing ever expires under models/ by age: a deployed version must not vanish.
     assert all(r["filter"].get("prefix") != "models/" for r in rules.values())
-    days = run_stack("fargate", {"modelship:trainingDataDays": 30})
+    assert rules["expire-batch-outputs"]["filter"] == {"prefix": "outputs/"}
+    assert rules["expire-batch-outputs"]["expiration"] == {"days": 30}
+    days = run_stack("fargate", {"modelship:trainingDataDays": 30, "modelship:batchOutputDays": 7})
     (data_rule,) = [r for r in inputs(days.one(LIFECYCLE))["rules"] if r["id"].endswith("data")]
     assert data_rule["expiration"] == {"days": 30}
+    (outputs_rule,) = [
+        r for r in inputs(days.one(LIFECYCLE))["rules"] if r["id"].endswith("outputs")
+    ]
+    assert outputs_rule["expiration"] == {"days": 7}
 
 
 def test_bucket_settings_are_valid_s3_calls(run: StackRun) -> None:

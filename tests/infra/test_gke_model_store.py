@@ -44,6 +44,13 @@ DISCOVERY = json.loads(
 )
 
 
+def training_cron(run: StackRun) -> dict[str, Any]:
+    """The training job's CronJob (the batch job has one too)."""
+    (found,) = [r for r in run.of_type(CRON_JOB) if r.name.endswith("-training-cronjob")]
+    cron: dict[str, Any] = plain(dict(found.inputs))
+    return cron
+
+
 def bucket_of(run: StackRun) -> dict[str, Any]:
     inputs: dict[str, Any] = plain(dict(run.one(BUCKET).inputs))
     return inputs
@@ -196,6 +203,12 @@ def test_the_bucket_is_private_versioned_and_cleans_up_old_data(gke_run: StackRu
         ),
         (
             "Delete",
+            json.dumps(
+                {"age": 30, "matchesPrefixes": ["outputs/"], "withState": "LIVE"}, sort_keys=True
+            ),
+        ),
+        (
+            "Delete",
             json.dumps({"daysSinceNoncurrentTime": 30, "withState": "ARCHIVED"}, sort_keys=True),
         ),
         ("AbortIncompleteMultipartUpload", json.dumps({"age": 1}, sort_keys=True)),
@@ -219,7 +232,7 @@ def test_destroy_empties_the_bucket_unless_it_is_kept() -> None:
     (data_rule,) = [
         r
         for r in bucket_of(days)["lifecycleRules"]
-        if r["condition"].get("matchesPrefixes") == ["data/"]
+        if r["condition"].get("matchesPrefixes") == ["data/"] and r["action"]["type"] == "Delete"
     ]
     assert data_rule["condition"]["age"] == 7
 
@@ -244,6 +257,10 @@ def grants_of(run: StackRun) -> dict[str, list[dict[str, Any]]]:
         r.state["email"]: r.name.rsplit("-", 1)[-1]
         for r in run.of_type(ACCOUNT)
         if r.name.endswith(("-serving", "-training"))
+    } | {
+        r.state["email"]: "batch"
+        for r in run.of_type(ACCOUNT)
+        if r.name.endswith("-batch-identity-account")
     }
     found: dict[str, list[dict[str, Any]]] = {}
     for grant in run.of_type(BUCKET_GRANT):
@@ -324,7 +341,7 @@ def test_workload_identity_binds_each_kubernetes_account_to_its_google_account(
     bindings = {r.name: plain(dict(r.inputs)) for r in gke_run.of_type(ACCOUNT_GRANT)}
     pod_accounts = {
         "serving": manifest(gke_run, DEPLOYMENT)["spec"]["template"]["spec"]["serviceAccountName"],
-        "training": manifest(gke_run, CRON_JOB)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "training": training_cron(gke_run)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
             "serviceAccountName"
         ],
     }
@@ -350,12 +367,12 @@ def test_workload_identity_binds_each_kubernetes_account_to_its_google_account(
 
 
 def training_pod(run: StackRun) -> dict[str, Any]:
-    pod: dict[str, Any] = manifest(run, CRON_JOB)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod: dict[str, Any] = training_cron(run)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return pod
 
 
 def test_the_training_job_runs_modelship_train_in_the_training_image(gke_run: StackRun) -> None:
-    cron = manifest(gke_run, CRON_JOB)["spec"]
+    cron = training_cron(gke_run)["spec"]
     assert cron["suspend"] is True  # a template: runs start with `kubectl create job --from`
     assert cron["concurrencyPolicy"] == "Forbid"
     job = cron["jobTemplate"]["spec"]
@@ -392,7 +409,7 @@ def test_a_schedule_retrains_on_its_own() -> None:
             "modelship:trainingTimeoutMinutes": 30,
         },
     )
-    cron = manifest(run, CRON_JOB)["spec"]
+    cron = training_cron(run)["spec"]
     assert (cron["schedule"], cron["suspend"], cron["timeZone"]) == ("0 3 * * 1", False, "Etc/UTC")
     assert cron["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 1800
     args = training_pod(run)["containers"][0]["args"]
@@ -443,7 +460,8 @@ def test_a_model_uri_rolls_the_deployment_and_nothing_else(gke_run: StackRun) ->
     after = {r.urn: plain(dict(r.inputs)) for r in chosen.resources}
     assert before.keys() == after.keys()
     changed = {urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn]}
-    assert changed == {"modelship-app-deployment"}
+    # The batch Job template scores with the version the service serves.
+    assert changed == {"modelship-app-deployment", "modelship-batch-cronjob"}
     assert chosen.outputs["model_uri"] == MODEL_URI
     assert chosen.outputs["image"] == gke_run.outputs["image"]  # the image is not touched
     # Without a URI the service serves the model baked into the image.
@@ -520,12 +538,15 @@ def test_workload_identity_bindings_wait_for_the_cluster(gke_variant: StackRun) 
     a binding declared before it fails with `Identity Pool does not exist` on a fresh project."""
     cluster = gke_variant.one("gcp:container/cluster:Cluster")
     bindings = _workload_identity_bindings(gke_variant)
-    assert len(bindings) == 2
+    assert len(bindings) == 3  # serving, training, batch
     for binding in bindings:
         assert cluster.urn in _transitive(gke_variant, binding.urn), binding.name
 
 
-@pytest.mark.parametrize(("workload", "role"), [(DEPLOYMENT, "serving"), (CRON_JOB, "training")])
+@pytest.mark.parametrize(
+    ("workload", "role"),
+    [(DEPLOYMENT, "serving"), (CRON_JOB, "training"), (CRON_JOB, "batch")],
+)
 def test_pods_wait_for_their_identity_and_bucket_grants(
     gke_variant: StackRun, workload: str, role: str
 ) -> None:
@@ -534,12 +555,19 @@ def test_pods_wait_for_their_identity_and_bucket_grants(
     needed = {
         r.urn
         for r in [*_workload_identity_bindings(gke_variant), *gke_variant.of_type(BUCKET_GRANT)]
-        if r.name.startswith(f"modelship-store-{role}-")
+        if r.name.startswith(
+            "modelship-batch-identity-" if role == "batch" else f"modelship-store-{role}-"
+        )
     }
     # serving: its binding and read grant, plus the captures/ grant where it captures
     (deployment,) = gke_variant.of_type(DEPLOYMENT)
     env = deployment.inputs["spec"]["template"]["spec"]["containers"][0].get("env", [])
     captures = any(e["name"] == "MODELSHIP_CAPTURE_RATE" for e in env)
-    assert len(needed) == {"serving": 2 + captures, "training": 3}[role]
-    missing = needed - _transitive(gke_variant, gke_variant.one(workload).urn)
+    assert len(needed) == {"serving": 2 + captures, "training": 3, "batch": 4}[role]
+    (pods,) = [
+        r
+        for r in gke_variant.of_type(workload)
+        if workload == DEPLOYMENT or r.name.endswith(f"-{role}-cronjob")
+    ]
+    missing = needed - _transitive(gke_variant, pods.urn)
     assert not missing, sorted(gke_variant.by_urn(u).name for u in missing)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -12,7 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from modelship.codecs.base import MISSING_TOKENS, Batch, Warnings
-from modelship.codecs.csv import CsvChunk, CsvCodec, CsvReader
+from modelship.codecs.csv import BadRow, CsvChunk, CsvCodec, CsvReader
 from modelship.errors import InvalidInput, Problem
 from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.predictor import Predictions, Predictor
@@ -20,11 +20,16 @@ from modelship.predictor import Predictions, Predictor
 # How a chunk is predicted: the predictor's own `predict`, or the service's data plane (which
 # also counts it and runs its data-quality hooks).
 PredictFn = Callable[[Batch], Predictions]
+# Told each row left out under `--on-error skip`: its line, its cells and what is wrong with it.
+RejectRow = Callable[[int, list[str], Sequence[Problem]], None]
 
 
 @dataclass
 class CsvSummary:
     rows: int = 0
+    """Rows predicted (and written)."""
+    rejected: int = 0
+    """Rows left out because `reject` was given and they are invalid."""
     warnings: Warnings = field(default_factory=Warnings)
 
 
@@ -34,11 +39,34 @@ def predict_csv(
     sink: IO[str],
     chunk_rows: int,
     predict: PredictFn | None = None,
+    *,
+    reject: RejectRow | None = None,
 ) -> CsvSummary:
-    """Append the prediction column(s) to every row of `source`, writing CSV text to `sink`."""
+    """Append the prediction column(s) to every row of `source`, writing CSV text to `sink`.
+
+    An invalid row fails the whole file, or, given `reject`, is handed to it and left out.
+    """
     predict = predict or predictor.predict
     codec = CsvCodec(predictor.schema)
-    reader = _open(codec, source, chunk_rows, predictor.schema.names)
+    summary = CsvSummary()
+    # A chunk's rows of the wrong width are found as it is read, its invalid values as it is
+    # decoded: its rejects are held and handed on in line order once the chunk is done.
+    held: list[tuple[int, list[str], Sequence[Problem]]] = []
+
+    def reject_bad_width(line: int, cells: list[str], problem: Problem) -> None:
+        held.append((line, cells, [problem]))
+
+    def hand_on_rejects() -> None:
+        assert reject is not None
+        held.sort(key=lambda rejected: rejected[0])
+        for rejected in held:
+            reject(*rejected)
+        summary.rejected += len(held)
+        held.clear()
+
+    reader = _open(
+        codec, source, chunk_rows, predictor.schema.names, reject_bad_width if reject else None
+    )
     clashing = [c for c in predictor.card.prediction_columns if c in reader.positions]
     if clashing:
         raise InvalidInput(
@@ -53,7 +81,6 @@ def predict_csv(
         )
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow([*reader.header, *predictor.card.prediction_columns])
-    summary = CsvSummary()
 
     def write(chunk: CsvChunk, batch: Batch, result: Predictions) -> None:
         columns = [column.astype(str).tolist() for column in result.columns()]
@@ -68,20 +95,54 @@ def predict_csv(
         summary.rows += batch.rows
         summary.warnings.merge(batch.warnings)
 
-    # A pipeline of two: the model (native code, without the GIL) predicts chunk N in its own
-    # thread while this one parses chunk N+1 and writes chunk N-1. The model was about half of
-    # the time of a large upload; chunks are still written in order, at most two are in memory.
+    def write_or_split(chunk: CsvChunk) -> None:
+        """Halve a failing chunk until the bad rows stand alone: the good ones are still
+        predicted in batches and in order, each bad one is rejected with its own problems."""
+        try:
+            batch = codec.decode(chunk, reader.positions)
+            write(chunk, batch, predict(batch))
+        except InvalidInput as exc:
+            if reject is None:
+                raise
+            if len(chunk) == 1:
+                held.append((chunk.lines[0], next(chunk.rows()), exc.problems))
+                return
+            middle = len(chunk) // 2
+            write_or_split(chunk.slice(0, middle))
+            write_or_split(chunk.slice(middle, len(chunk)))
+
+    if reject is not None:  # one chunk at a time, so that rejects are handed on in line order
+        for chunk in reader.chunks():
+            write_or_split(chunk)
+            if held:
+                hand_on_rejects()
+        if held:  # the last rows read were all of the wrong width
+            hand_on_rejects()
+        return summary
+
+    _pipelined(reader.chunks(), lambda chunk: codec.decode(chunk, reader.positions), predict, write)
+    return summary
+
+
+def _pipelined(
+    chunks: Iterable[CsvChunk],
+    decode: Callable[[CsvChunk], Batch],
+    predict: PredictFn,
+    write: Callable[[CsvChunk, Batch, Predictions], None],
+) -> None:
+    """A pipeline of two: the model (native code, without the GIL) predicts chunk N in its own
+    thread while this one parses chunk N+1 and writes chunk N-1. The model was about half of the
+    time of a large upload; chunks are still written in order, at most two are in memory."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-model") as model_thread:
         pending: tuple[CsvChunk, Batch, Future[Predictions]] | None = None
-        for chunk in reader.chunks():
-            batch = codec.decode(chunk, reader.positions)
+        for chunk in chunks:
+            batch = decode(chunk)
             predicted = model_thread.submit(predict, batch)
             if pending is not None:
                 write(pending[0], pending[1], pending[2].result())
             pending = (chunk, batch, predicted)
         if pending is not None:
             write(pending[0], pending[1], pending[2].result())
-    return summary
 
 
 def score_csv(
@@ -136,8 +197,14 @@ def score_csv(
     }
 
 
-def _open(codec: CsvCodec, source: IO[bytes], chunk_rows: int, required: list[str]) -> CsvReader:
-    reader = CsvReader(source, required, chunk_rows)
+def _open(
+    codec: CsvCodec,
+    source: IO[bytes],
+    chunk_rows: int,
+    required: list[str],
+    on_bad_row: BadRow | None = None,
+) -> CsvReader:
+    reader = CsvReader(source, required, chunk_rows, on_bad_row)
     problems = codec.header_problems(reader.header, required)
     if problems:
         raise InvalidInput(problems)

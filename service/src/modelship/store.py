@@ -10,11 +10,15 @@ clients at other S3- or GCS-compatible servers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from modelship import artifact
@@ -32,11 +36,35 @@ class StoreError(ModelshipError):
     exit_code = 2
 
 
+# Streamed uploads go out in parts of this size (S3's minimum part is 5 MiB), so writing a
+# file of any size holds one part in memory.
+UPLOAD_PART_BYTES = 8 * 2**20
+READ_BLOCK_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What identifies one stored object's content without reading it."""
+
+    size: int
+    tag: str
+    """S3 ETag, GCS generation, or a local file's modification time in nanoseconds."""
+
+
 class Backend(Protocol):
     def read(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def write_once(self, key: str, data: bytes) -> None: ...
     def keys(self, prefix: str) -> list[str]: ...
+    def info(self, key: str) -> ObjectInfo: ...
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        """A stream of the object's bytes from offset `start` to its end."""
+        ...
+
+    def writer(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """Streams an object that appears (or replaces the old one) only when the block exits
+        without an error: a reader never sees it half-written."""
+        ...
 
 
 class MissingObjectError(Exception):
@@ -78,6 +106,33 @@ class LocalBackend:
         if not base.is_dir():
             return []
         return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def info(self, key: str) -> ObjectInfo:
+        try:
+            stat = (self.root / key).stat()
+        except FileNotFoundError:
+            raise MissingObjectError(key) from None
+        return ObjectInfo(stat.st_size, str(stat.st_mtime_ns))
+
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        try:
+            handle = (self.root / key).open("rb")
+        except FileNotFoundError:
+            raise MissingObjectError(key) from None
+        handle.seek(start)
+        return handle
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            with staging.open("wb") as handle:
+                yield handle
+            staging.replace(path)  # atomic on one file system
+        finally:
+            staging.unlink(missing_ok=True)
 
 
 class S3Backend:
@@ -135,6 +190,109 @@ class S3Backend:
             found.extend(item["Key"] for item in page.get("Contents", []))
         return sorted(found)
 
+    def info(self, key: str) -> ObjectInfo:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            code = _s3_code(exc)
+            if code in _S3_MISSING:
+                raise MissingObjectError(key) from None
+            if code in _S3_DENIED:
+                raise DeniedError(key) from None
+            raise
+        return ObjectInfo(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
+
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-")
+        return io.BufferedReader(_ReadAdapter(body["Body"]), READ_BLOCK_BYTES)
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        upload = _S3Upload(self.client, self.bucket, key)
+        try:
+            yield upload  # type: ignore[misc]
+        except BaseException:
+            upload.abort()
+            raise
+        upload.complete()
+
+
+class _ReadAdapter(io.RawIOBase):
+    """Any object with `read(n)` as a raw stream, so `io.BufferedReader` can read lines."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
+class _S3Upload(io.RawIOBase):
+    """A multipart upload: parts of UPLOAD_PART_BYTES go out as they fill, and the object
+    exists only once `complete` is called (S3 makes it visible atomically)."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        if len(self._buffer) >= UPLOAD_PART_BYTES:
+            self._send_part()
+        return len(data)
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key
+            )["UploadId"]
+        number = len(self._parts) + 1
+        answer = self._client.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._buffer.clear()
+
+    def complete(self) -> None:
+        if self._upload_id is None:  # small: one plain put
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            return
+        if self._buffer:
+            self._send_part()
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            with contextlib.suppress(Exception):  # the bucket's lifecycle rule cleans up too
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                )
+
 
 _S3_MISSING = ("404", "NoSuchKey", "NotFound")
 _S3_DENIED = ("403", "AccessDenied", "Forbidden")
@@ -180,6 +338,34 @@ class GcsBackend:
 
     def keys(self, prefix: str) -> list[str]:
         return sorted(blob.name for blob in self.client.list_blobs(self.bucket, prefix=prefix))
+
+    def info(self, key: str) -> ObjectInfo:
+        from google.api_core.exceptions import Forbidden, NotFound
+
+        try:
+            blob = self.bucket.get_blob(key)
+        except Forbidden:
+            raise DeniedError(key) from None
+        except NotFound:
+            blob = None
+        if blob is None:
+            raise MissingObjectError(key)
+        return ObjectInfo(int(blob.size), str(blob.generation))
+
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        reader: IO[bytes] = self.bucket.blob(key).open("rb", chunk_size=READ_BLOCK_BYTES)
+        reader.seek(start)
+        return reader
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        # A resumable upload: GCS creates (or replaces) the object only when it is closed; on an
+        # error it is never closed and the unfinished session expires.
+        upload: IO[bytes] = self.bucket.blob(key).open(
+            "wb", chunk_size=UPLOAD_PART_BYTES, ignore_flush=True
+        )
+        yield upload
+        upload.close()
 
 
 @dataclass(frozen=True)

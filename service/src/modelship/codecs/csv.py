@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -16,6 +16,8 @@ from modelship.codecs.base import MISSING_TOKENS, Batch, FeatureSchema, Warnings
 from modelship.errors import InvalidInput, Location, MalformedBody, Problem, ProblemCollector
 
 CsvRows = Sequence[tuple[int, list[str]]]  # (line number, cells) of each data row
+# Told each row of the wrong width when rows may be left out: its line, its cells, the problem.
+BadRow = Callable[[int, list[str], Problem], None]
 READ_BLOCK = 1024 * 1024  # bytes read at a time
 
 
@@ -148,6 +150,14 @@ class CsvChunk:
     def __len__(self) -> int:
         return len(self.lines)
 
+    def slice(self, start: int, stop: int) -> CsvChunk:
+        """Rows `start` to `stop` as a chunk of their own."""
+        return CsvChunk(
+            self.lines[start:stop],
+            [column[start:stop] for column in self.columns],
+            None if self.texts is None else self.texts[start:stop],
+        )
+
     def rows(self) -> Iterator[list[str]]:
         return (list(row) for row in zip(*self.columns, strict=True))
 
@@ -158,12 +168,21 @@ class CsvReader:
     Memory stays bounded: one block of the file and one chunk of rows at a time. Files without
     quotes are split with `str.split` over whole blocks (C speed, no per-cell Python); from the
     first quote character on, the `csv` module parses the rest, so quoted cells (commas,
-    newlines inside) stay exact. Both report a bad line by its number in the file.
+    newlines inside) stay exact. Both report a bad line by its number in the file. A row with
+    the wrong number of values is an error, or, given `on_bad_row`, handed to it and left out.
     """
 
-    def __init__(self, binary: IO[bytes], required: Sequence[str], chunk_rows: int) -> None:
+    def __init__(
+        self,
+        binary: IO[bytes],
+        required: Sequence[str],
+        chunk_rows: int,
+        on_bad_row: BadRow | None = None,
+    ) -> None:
         self._binary = binary
         self._chunk_rows = chunk_rows
+        self._on_bad_row = on_bad_row
+        self._any_row = False  # a data row was read (even one left out)
         self._next_line = 1  # number of the first line not yet made into a chunk
         self._read_line = 1  # number of the first line of the next block read
         self._tail = b""
@@ -249,11 +268,10 @@ class CsvReader:
 
     # --- chunks -------------------------------------------------------------------------------
     def chunks(self) -> Iterator[CsvChunk]:
-        seen_any = False
         for chunk in self._chunks():
-            seen_any = True
-            yield chunk
-        if not seen_any:
+            if chunk.lines:  # empty when every row of it was left out
+                yield chunk
+        if not self._any_row:
             raise MalformedBody("the CSV has a header row but no data rows")
 
     def _chunks(self) -> Iterator[CsvChunk]:
@@ -290,11 +308,17 @@ class CsvReader:
             lines = [line for line in lines if line]
         else:
             numbers = list(range(first, first + len(lines)))
+        self._any_row = self._any_row or bool(lines)
         cells = ",".join(lines).split(",")
         if len(cells) != width * len(lines) or "\r" in cells[-1]:
+            kept: list[tuple[int, str]] = []
             for number, line in zip(numbers, lines, strict=True):
                 if line.count(",") + 1 != width or "\r" in line:
-                    raise _width_problem(number, line.count(",") + 1, width)
+                    self._bad_row(number, line.split(","), width)
+                else:
+                    kept.append((number, line))
+            numbers, lines = [n for n, _ in kept], [line for _, line in kept]
+            cells = ",".join(lines).split(",") if lines else []
         columns = [cells[j::width] for j in range(width)]
         return CsvChunk(numbers, columns, lines)
 
@@ -305,8 +329,10 @@ class CsvReader:
             if not row:  # a blank line
                 continue
             line = self._slow_line()
+            self._any_row = True
             if len(row) != width:
-                raise _width_problem(line, len(row), width)
+                self._bad_row(line, row, width)
+                continue
             rows.append((line, row))
             if len(rows) >= self._chunk_rows:
                 yield CsvChunk.from_rows(rows)
@@ -314,14 +340,12 @@ class CsvReader:
         if rows:
             yield CsvChunk.from_rows(rows)
 
-
-def _width_problem(line: int, values: int, width: int) -> InvalidInput:
-    return InvalidInput(
-        [
-            Problem(
-                ("file", f"line {line}"),
-                f"has {values} values but the header has {width} columns",
-                "one value per header column (quote values that contain commas)",
-            )
-        ]
-    )
+    def _bad_row(self, line: int, cells: list[str], width: int) -> None:
+        problem = Problem(
+            ("file", f"line {line}"),
+            f"has {len(cells)} values but the header has {width} columns",
+            "one value per header column (quote values that contain commas)",
+        )
+        if self._on_bad_row is None:
+            raise InvalidInput([problem])
+        self._on_bad_row(line, cells, problem)
