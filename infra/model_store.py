@@ -39,6 +39,7 @@ KEY_TRAINING_TARGET = "modelship:trainingTarget"
 KEY_TRAINING_CPU = "modelship:trainingCpu"
 KEY_TRAINING_MEMORY = "modelship:trainingMemory"
 KEY_TRAINING_TIMEOUT = "modelship:trainingTimeoutMinutes"
+KEY_TRAINING_TIME_BUDGET = "modelship:trainingTimeBudgetSeconds"
 KEY_CAPTURE_RATE = "modelship:captureRate"
 KEY_CAPTURE_DAYS = "modelship:captureDays"
 
@@ -86,6 +87,15 @@ class TrainingSettings:
     cpu_millicores: int = 1000
     memory_bytes: int = 2 * 2**30
     timeout_minutes: int = 60
+    time_budget_seconds: int | None = None
+    """The model search's `--time-budget`; None leaves the CLI's default (60 s)."""
+
+    @property
+    def search_options(self) -> list[str]:
+        """The `modelship train` options that size the search."""
+        if self.time_budget_seconds is None:
+            return []
+        return ["--time-budget", f"{self.time_budget_seconds}s"]
 
     @property
     def timeout_seconds(self) -> int:
@@ -147,6 +157,11 @@ class ModelStoreSettings:
 def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> TrainingSettings:
     """The training keys: data, target column, size and (where the platform enforces one)
     the deadline. The local target has no deadline to enforce, so it leaves that key unknown."""
+    timeout_minutes = (
+        reader.integer(KEY_TRAINING_TIMEOUT, TrainingSettings.timeout_minutes, 5, 24 * 60)
+        if with_timeout
+        else TrainingSettings.timeout_minutes
+    )
     return TrainingSettings(
         data_key=reader.matching(
             KEY_TRAINING_DATA, TrainingSettings.data_key, DATA_KEY, DATA_KEY_ALLOWED
@@ -165,12 +180,31 @@ def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> Trainin
         memory_bytes=reader.parse(
             KEY_TRAINING_MEMORY, TrainingSettings.memory_bytes, parse_memory_bytes, MEMORY_ALLOWED
         ),
-        timeout_minutes=reader.integer(
-            KEY_TRAINING_TIMEOUT, TrainingSettings.timeout_minutes, 5, 24 * 60
-        )
-        if with_timeout
-        else TrainingSettings.timeout_minutes,
+        timeout_minutes=timeout_minutes,
+        time_budget_seconds=_read_time_budget(reader, timeout_minutes if with_timeout else None),
     )
+
+
+def _read_time_budget(reader: ConfigReader, timeout_minutes: int | None) -> int | None:
+    """`modelship:trainingTimeBudgetSeconds`: the search must end well inside the job's deadline
+    (the fit on all rows, the export and the report come after it)."""
+    if reader.raw(KEY_TRAINING_TIME_BUDGET) is None:
+        return None
+    most = 24 * 3600 if timeout_minutes is None else timeout_minutes * 60 // 2
+    where = "" if timeout_minutes is None else f" (half of {KEY_TRAINING_TIMEOUT})"
+    return reader.parse(
+        KEY_TRAINING_TIME_BUDGET,
+        60,
+        lambda text: _seconds_within(text, 5, most),
+        f"a whole number of seconds from 5 to {most}{where}",
+    )
+
+
+def _seconds_within(text: str, least: int, most: int) -> int:
+    value = int(text)
+    if not least <= value <= most:
+        raise ValueError(text)
+    return value
 
 
 def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> ModelStoreSettings:
@@ -213,5 +247,6 @@ def training_command(
             training.target,
             "--output",
             root,
+            *training.search_options,
         ]
     )

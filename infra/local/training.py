@@ -53,5 +53,6 @@ def train_command(store: LocalModelStore, image: str) -> str:
         training.target,
         "--output",
         f"file://{store.directory}",
+        *training.search_options,
     ]
     return f"{shlex.join(head)} {RUN_AS_CALLER} {shlex.join(rest)}"

@@ -366,6 +366,7 @@ def test_training_settings_reach_the_task() -> None:
             "modelship:trainingData": "data/2026/november.csv",
             "modelship:trainingTarget": "price",
             "modelship:trainingTimeoutMinutes": 15,
+            "modelship:trainingTimeBudgetSeconds": 450,
         },
     )
     task = inputs(training_task(run))
@@ -378,6 +379,7 @@ def test_training_settings_reach_the_task() -> None:
         "--target",
     ]
     assert train["command"][4] == "price"
+    assert train["command"][-2:] == ["--time-budget", "450s"]
 
 
 def test_training_image_has_the_timeout_binary() -> None:

@@ -407,6 +407,7 @@ def test_a_schedule_retrains_on_its_own() -> None:
             "modelship:trainingData": "data/2026/week-48.csv",
             "modelship:trainingTarget": "expenses",
             "modelship:trainingTimeoutMinutes": 30,
+            "modelship:trainingTimeBudgetSeconds": 300,
         },
     )
     cron = training_cron(run)["spec"]
@@ -419,6 +420,23 @@ def test_a_schedule_retrains_on_its_own() -> None:
         "--target",
         "expenses",
     ]
+    assert args[-2:] == ["--time-budget", "300s"]
+
+
+@pytest.mark.parametrize("budget", ["4", "901", "1.5", "1m"])
+def test_a_search_budget_outside_the_job_deadline_is_refused(budget: str) -> None:
+    """Half of the 30-minute deadline at most: the full fit, export and report follow it."""
+    overrides = {
+        **GKE_PROJECT,
+        "modelship:trainingTimeoutMinutes": 30,
+        "modelship:trainingTimeBudgetSeconds": budget,
+    }
+    with pytest.raises(ConfigError) as info:
+        run_stack("gke", overrides)
+    assert (
+        f"modelship:trainingTimeBudgetSeconds = '{budget}': a whole number of seconds from 5 to "
+        "900 (half of modelship:trainingTimeoutMinutes)"
+    ) in str(info.value)
 
 
 def test_the_train_command_output_starts_one_run_and_follows_it(

@@ -160,9 +160,11 @@ def test_train_command_follows_the_training_keys_and_quotes_paths(tmp_path: Path
             "modelship:trainingTarget": "total cost",
             "modelship:trainingCpu": "2",
             "modelship:trainingMemory": "4Gi",
+            "modelship:trainingTimeBudgetSeconds": 7200,
         },
     )
     tokens = train_tokens(run)
+    assert option(tokens, "--time-budget") == ["7200s"]
     assert (option(tokens, "--cpus"), option(tokens, "--memory")) == (["2"], ["4096m"])
     assert option(tokens, "--data") == [f"{root}/data/2026/claims.csv"]
     assert option(tokens, "--target") == ["total cost"]
