@@ -158,8 +158,8 @@ def deployment(run: StackRun) -> Deployed:
 
 
 def cronjob(run: StackRun) -> Deployed:
-    """The training container of the stack's CronJob (gke)."""
-    resource = run.one(CRONJOB)
+    """The training container of the stack's training CronJob (gke; the batch one is beside it)."""
+    (resource,) = [r for r in run.of_type(CRONJOB) if r.name.endswith("-training-cronjob")]
     pod = plain(dict(resource.inputs))["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return pod_container(f"{run.stack} CronJob {resource.name}", pod)
 
