@@ -283,9 +283,18 @@ class Choice:
     excluded: list[str]
 
 
+def noise(best: Result, other: Result, metric: str, folds: int) -> float:
+    """The standard error of the difference of two mean CV scores: both candidates' fold spread
+    counts (a steady best and a noisy runner-up are not told apart by the best's spread alone)."""
+    return math.sqrt(best.score(f"{metric}_std") ** 2 + other.score(f"{metric}_std") ** 2) / (
+        math.sqrt(folds)
+    )
+
+
 def select(results: list[Result], task: Task, folds: int, limits: Limits) -> Choice:
-    """The best CV score among the candidates that fit; within one standard error of it, the
-    smallest model (a difference that small is fold-to-fold noise, the size is not)."""
+    """The best CV score among the candidates that fit; of those whose score is within one
+    standard error of the difference from it, the smallest model (a difference that small is
+    fold-to-fold noise, the size is not)."""
     main = CV_SCORERS[task][0][0]
     fitting = [r for r in results if r.status == "fits" and r.footprint is not None]
     excluded = [f"{r.key} ({r.status})" for r in results if r.status.startswith("too large")]
@@ -303,8 +312,7 @@ def select(results: list[Result], task: Task, folds: int, limits: Limits) -> Cho
             "the containers more memory"
         )
     best = max(fitting, key=lambda r: r.score(main))
-    standard_error = best.score(f"{main}_std") / math.sqrt(folds)
-    close = [r for r in fitting if r.score(main) >= best.score(main) - standard_error]
+    close = [r for r in fitting if best.score(main) - r.score(main) <= noise(best, r, main, folds)]
     winner = min(close, key=lambda r: (r.footprint.model_bytes if r.footprint else 0, r.key))
     if winner is best:
         reason = (
@@ -314,8 +322,9 @@ def select(results: list[Result], task: Task, folds: int, limits: Limits) -> Cho
     else:
         assert best.footprint is not None and winner.footprint is not None
         reason = (
-            f"{winner.key} ({main} {winner.score(main):.4f}) is within one standard error "
-            f"({standard_error:.4f}) of the best, {best.key} ({best.score(main):.4f}), and "
+            f"{winner.key} ({main} {winner.score(main):.4f}) is within one standard error of "
+            f"the difference ({noise(best, winner, main, folds):.4f}) of the best, {best.key} "
+            f"({best.score(main):.4f}), and "
             f"smaller ({winner.footprint.model_mb:.1f} MB vs {best.footprint.model_mb:.1f} MB)"
         )
     winner.status = "chosen"
