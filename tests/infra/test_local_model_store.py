@@ -160,7 +160,7 @@ def test_train_command_follows_the_training_keys_and_quotes_paths(tmp_path: Path
             "modelship:trainingTarget": "total cost",
             "modelship:trainingCpu": "2",
             "modelship:trainingMemory": "4Gi",
-            "modelship:trainingTimeBudgetSeconds": 7200,
+            "modelship:trainingTimeBudgetSeconds": "7200",
         },
     )
     tokens = train_tokens(run)
