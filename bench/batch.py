@@ -29,7 +29,9 @@ import numpy as np
 HEADER = "row,age,sex,bmi,children,smoker,region"
 
 
-def csv_bytes(rows: int) -> bytes:
+def csv_bytes(rows: int, note: str | None = None) -> bytes:
+    """`rows` insurance-shaped lines numbered by `row` (0, 1, ...), so order and duplicates can be
+    checked; with `note`, a last column `note` holds it followed by the row number (padding)."""
     rng = np.random.default_rng(7)
     block = [
         f"{age},{sex},{bmi:.2f},{children},{smoker},{region}"
@@ -43,8 +45,12 @@ def csv_bytes(rows: int) -> bytes:
             strict=True,
         )
     ]
-    body = "\n".join(f"{i},{b}" for i, b in zip(range(rows), itertools.cycle(block), strict=False))
-    return f"{HEADER}\n{body}\n".encode()
+    lines = zip(range(rows), itertools.cycle(block), strict=False)
+    if note is None:
+        header, body = HEADER, "\n".join(f"{i},{b}" for i, b in lines)
+    else:
+        header, body = f"{HEADER},note", "\n".join(f"{i},{b},{note}{i}" for i, b in lines)
+    return f"{header}\n{body}\n".encode()
 
 
 def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -96,9 +102,9 @@ def main() -> None:
         print(f"{options.rows} rows, {size_mb:.1f} MB of CSV, one worker, {os.cpu_count()} cores")
         print(f"{'input':<16} {'wall s':>8} {'cpu s':>8} {'rows/s':>10} {'rows/cpu-s':>11}")
         try:
-            for number, (label, source, env) in enumerate(runs):
-                out = f"s3://{BUCKET}/outputs/bench/" if env else str(root / f"out-{number}")
-                wall, cpu = timed(["predict", str(model), *source, "-o", out], env)
+            for number, (label, source, store_env) in enumerate(runs):
+                out = f"s3://{BUCKET}/outputs/bench/" if store_env else str(root / f"out-{number}")
+                wall, cpu = timed(["predict", str(model), *source, "-o", out], store_env)
                 print(
                     f"{label:<16} {wall:>8.1f} {cpu:>8.1f} {options.rows / wall:>10,.0f} "
                     f"{options.rows / cpu:>11,.0f}"

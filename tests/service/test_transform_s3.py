@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import itertools
 import json
 import os
 import signal
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.batch import HEADER as BENCH_HEADER
+from bench.batch import csv_bytes
 from modelship import transform
 from tests.service.conftest import make_client
 from tests.service.object_stores import BUCKET, s3_client, s3_server
@@ -31,32 +32,11 @@ ROWS = int(os.environ.get("MODELSHIP_BATCH_TEST_ROWS", "200000"))
 SHARDS = 4
 # `note` pads each row to ~250 bytes, so that every shard's part (over 8 MiB) goes up as a
 # multipart upload, and a shard can be killed in the middle of one.
-HEADER = "row,age,sex,bmi,children,smoker,region,note"
+HEADER = f"{BENCH_HEADER},note"
 NOTE = "padding-" * 24
 # More than the CLI needs to read, parse and write everything in memory would take several times
 # over (the plain file alone is ~35 MB, its rows as Python lists ~10x that).
 MAX_EXTRA_RSS_MB = 64
-
-
-def _csv_bytes(rows: int) -> bytes:
-    """`row` numbers the lines (0, 1, ...), so order and duplicates can be checked."""
-    rng = np.random.default_rng(7)
-    block = [
-        f"{age},{sex},{bmi:.2f},{children},{smoker},{region}"
-        for age, sex, bmi, children, smoker, region in zip(
-            rng.integers(18, 65, 1000),
-            rng.choice(["male", "female"], 1000),
-            rng.uniform(16, 50, 1000),
-            rng.integers(0, 5, 1000),
-            rng.choice(["yes", "no"], 1000),
-            rng.choice(["southwest", "southeast", "northwest", "northeast"], 1000),
-            strict=True,
-        )
-    ]
-    body = "\n".join(
-        f"{i},{b},{NOTE}{i}" for i, b in zip(range(rows), itertools.cycle(block), strict=False)
-    )
-    return f"{HEADER}\n{body}\n".encode()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +95,7 @@ def test_a_million_rows_in_four_shards(
     tmp_path: Path,
 ) -> None:
     env, client = s3
-    data = _csv_bytes(ROWS)
+    data = csv_bytes(ROWS, note=NOTE)
     key = "data/export.csv.gz" if compressed else "data/export.csv"
     client.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(data, 1) if compressed else data)
     source = f"s3://{BUCKET}/{key}"
