@@ -15,5 +15,6 @@ echo "== types (mypy --strict)"
 uv run --frozen mypy
 echo "== tests (pytest)"
 # loadgroup: the image tests (xdist group "image") run on one worker, one after another, while
-# the other worker runs the rest.
-uv run --frozen pytest -n 2 --dist loadgroup "$@"
+# the other worker runs the rest. --durations: the CI log lists the slowest tests (the run has a
+# 20-minute limit).
+uv run --frozen pytest -n 2 --dist loadgroup --durations=25 "$@"
