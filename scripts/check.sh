@@ -7,14 +7,15 @@ command -v uv >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 # developed on) every test subprocess would otherwise compile scikit-learn, pandas and matplotlib
 # from source again, about 20 s each. A no-op when the environment is compiled already.
 uv sync --frozen --all-packages --quiet --compile-bytecode
-echo "== format (ruff format --check)"
+echo "== format (ruff format --check) (at ${SECONDS} s)"
 uv run --frozen ruff format --check .
-echo "== lint (ruff check)"
+echo "== lint (ruff check) (at ${SECONDS} s)"
 uv run --frozen ruff check .
-echo "== types (mypy --strict)"
+echo "== types (mypy --strict) (at ${SECONDS} s)"
 uv run --frozen mypy
-echo "== tests (pytest)"
+echo "== tests (pytest) (at ${SECONDS} s)"
 # loadgroup: the image tests (xdist group "image") run on one worker, one after another, while
 # the other worker runs the rest. --durations: the CI log lists the slowest tests (the run has a
 # 20-minute limit).
 uv run --frozen pytest -n 2 --dist loadgroup --durations=25 "$@"
+echo "== all checks passed in ${SECONDS} s"
