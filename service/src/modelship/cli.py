@@ -103,9 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--time-budget",
         type=_duration,
-        default="60s",
+        default="30s",
         metavar="DURATION",
-        help="time for the model search, e.g. 60s, 90, 5m (60s): no new candidate starts once "
+        help="time for the model search, e.g. 60s, 90, 5m (30s): no new candidate starts once "
         "it is spent, and the ones skipped are named",
     )
     train.add_argument(
