@@ -13,7 +13,8 @@ import pytest
 from modelship import artifact
 from modelship.errors import ArtifactError, ExportError, TrainingError
 from modelship.training.models import CLASSIFICATION, REGRESSION
-from modelship.training.train import TrainOptions, train
+from modelship.training.options import TrainOptions
+from modelship.training.train import train
 
 MESSAGES: list[str] = []
 

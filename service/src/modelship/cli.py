@@ -18,7 +18,7 @@ from modelship.settings import DEFAULT_ARTIFACT, load_settings
 if TYPE_CHECKING:
     from modelship.card import ModelCard
     from modelship.predictor import Predictor
-    from modelship.training.train import TrainOptions
+    from modelship.training.options import TrainOptions
     from modelship.transform import Input
 
 OUTPUT_HELP = (
