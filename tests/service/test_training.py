@@ -232,7 +232,7 @@ def test_bad_options_are_explained(
 ) -> None:
     settings: dict[str, object] = {"data": insurance_csv, "target": "charges", "output": tmp_path}
     with pytest.raises(TrainingError) as raised:
-        train(TrainOptions(**{**settings, **options}), collect)  # type: ignore[arg-type]
+        train(TrainOptions(**{**settings, **options}), collect)
     assert message in raised.value.message
 
 
