@@ -9,7 +9,8 @@ import pytest
 from sklearn.datasets import load_iris
 
 from modelship.training.data import BUNDLED_DATA
-from modelship.training.train import TrainOptions, train
+from modelship.training.options import TrainOptions
+from modelship.training.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 

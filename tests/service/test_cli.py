@@ -93,7 +93,12 @@ def test_predict_to_stdout(regression_artifact: Path, insurance_csv: Path) -> No
             2,
             "target column 'colour' is not in iris.csv",
         ),
-        (["train", "--poly", "9"], 2, "--poly must be 2, 3 or 4"),
+        (["train", "--poly", "9"], 2, "--poly must be 2, 3 or 4, got '9'"),
+        (
+            ["train", "--model", "catboost"],
+            2,
+            "--model must be auto or one model of the menu (regression: ridge, ",
+        ),
         (["info", "nowhere"], 2, "no model artifact at nowhere"),
         (["predict", "{model}", "missing.csv"], 2, "input CSV missing.csv does not exist"),
         (["serve", "--artifact", "nowhere"], 2, "no model artifact at nowhere"),
@@ -112,6 +117,40 @@ def test_errors_are_one_line(
         for a in args
     ]
     assert_one_line_error(modelship(*filled, cwd=tmp_path), code, words)
+
+
+def test_bad_train_flags_are_all_named_before_any_work(tmp_path: Path) -> None:
+    """TrainOptions checks every flag: each problem names its flag, what is allowed and what
+    was given, in one line, before the data is read."""
+    result = modelship(
+        "train",
+        *("--data", "nowhere.csv", "--target", "y", "--task", "guess", "--cv", "1"),
+        *("--test-size", "0.9", "--time-budget", "0s", "--max-model-mb", "lots"),
+        *("--seed", "-1", "--features", ",", "--parity-tolerance", "-0.1"),
+        cwd=tmp_path,
+    )
+    for words in [
+        "--task must be one of auto, regression, classification, got 'guess'",
+        "--cv must be a whole number from 2 to 20, got '1'",
+        "--test-size must be a fraction from 0.05 to 0.5, got '0.9'",
+        "--time-budget must be a duration above 0 such as 60s, 90 or 5m, got '0s'",
+        "--max-model-mb must be a number of MB above 0, got 'lots'",
+        "--seed must be a whole number from 0 to 4294967295, got '-1'",
+        "--features must be comma-separated columns, got ','",
+        "--parity-tolerance must be a number of at least 0, got '-0.1'",
+    ]:
+        assert_one_line_error(result, 2, words)
+    assert "nowhere.csv" not in result.stderr  # no work started
+
+
+def test_train_help_shows_the_options_defaults() -> None:
+    from modelship.training.options import TrainOptions
+
+    defaults = TrainOptions(data=Path("d.csv"), target="y", output=Path("o"))
+    shown = " ".join(modelship("train", "--help").stdout.split())
+    assert f"skipped are named ({defaults.time_budget_seconds:g}s)" in shown
+    assert f"may choose ({defaults.max_model_mb:g})" in shown
+    assert f"held-out fraction ({defaults.test_size:g})" in shown
 
 
 def test_bad_environment_setting_is_named(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ import pytest
 from modelship import artifact
 from modelship.card import ModelCard
 from modelship.report import Evaluation, build_report
-from modelship.training.train import TrainOptions, train
+from modelship.training.options import TrainOptions
+from modelship.training.train import train
 from tests.service.conftest import make_client
 from tests.service.test_cli import assert_one_line_error, modelship
 

@@ -13,7 +13,8 @@ import pytest
 from modelship import artifact
 from modelship.errors import ArtifactError, ExportError, TrainingError
 from modelship.training.models import CLASSIFICATION, REGRESSION
-from modelship.training.train import TrainOptions, train
+from modelship.training.options import TrainOptions
+from modelship.training.train import train
 
 MESSAGES: list[str] = []
 
@@ -213,13 +214,17 @@ def test_export_beyond_tolerance_fails_loudly(insurance_csv: Path, tmp_path: Pat
         ({"target": "price"}, "target column 'price' is not in insurance.csv"),
         (
             {"model": "catboost"},
-            "unknown --model 'catboost' for regression; choose one of: auto, ridge",
+            "--model must be auto or one model of the menu (regression: ridge, ",
+        ),
+        (
+            {"model": "lda"},
+            "--model 'lda' is not a regression model; for regression choose one of: auto, ridge",
         ),
         ({"features": ["age", "height"]}, "unknown column(s) height"),
         ({"features": ["charges"]}, "the target column 'charges' cannot also be a feature"),
         ({"numeric": ["sex"]}, "--numeric sex: the column holds non-numbers, e.g. 'female'"),
         ({"task": "regression", "target": "region"}, "--task regression needs a numeric target"),
-        ({"test_size": 0.9}, "--test-size must be between 0.05 and 0.5"),
+        ({"test_size": 0.9}, "--test-size must be a fraction from 0.05 to 0.5, got 0.9"),
     ],
 )
 def test_bad_options_are_explained(
@@ -227,7 +232,7 @@ def test_bad_options_are_explained(
 ) -> None:
     settings: dict[str, object] = {"data": insurance_csv, "target": "charges", "output": tmp_path}
     with pytest.raises(TrainingError) as raised:
-        train(TrainOptions(**{**settings, **options}), collect)  # type: ignore[arg-type]
+        train(TrainOptions(**{**settings, **options}), collect)
     assert message in raised.value.message
 
 
@@ -285,3 +290,12 @@ def test_noise_counts_both_candidates_spread(runner_up_std: float, chosen: str) 
     assert choice.winner.key == chosen
     if chosen == "hist_gradient_boosting":
         assert "within one standard error of the difference" in choice.reason
+
+
+def test_the_help_lists_the_menu_in_the_search_order() -> None:
+    """--help names the models without importing scikit-learn: the list is kept equal here."""
+    from modelship.training.options import MENU_NAMES
+
+    assert (
+        f"regression: {', '.join(REGRESSION)}; classification: {', '.join(CLASSIFICATION)}"
+    ) == MENU_NAMES

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from modelship.settings import DEFAULT_ARTIFACT, load_settings
 if TYPE_CHECKING:
     from modelship.card import ModelCard
     from modelship.predictor import Predictor
-    from modelship.training.train import TrainOptions
+    from modelship.training.options import TrainOptions
     from modelship.transform import Input
 
 OUTPUT_HELP = (
@@ -35,22 +34,17 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _duration(text: str) -> float:
-    """Seconds from `90`, `90s`, `1.5m` or `2min`."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min)?\s*", text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 60s, 90 or 5m, got {text!r}")
-    return float(match.group(1)) * (60 if match.group(2) in ("m", "min") else 1)
+def _train_flags(train: argparse.ArgumentParser) -> None:
+    """The flags of TrainOptions' fields, with its help and defaults; it checks the values."""
+    from modelship.training.options import CLI_FIELDS, TrainOptions, flag_of
 
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of MB above 0, got {text!r}")
-    return value
+    for field in CLI_FIELDS:
+        flag = flag_of(field)
+        default = TrainOptions.model_fields[field].default
+        shown = f" ({default:g}{flag.unit})" if isinstance(default, float) else ""
+        if isinstance(default, str | int) and not isinstance(default, bool):
+            shown = f" ({default})"
+        train.add_argument(flag.name, dest=field, metavar=flag.metavar, help=flag.help + shown)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,66 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--target", help="column to predict (default for bundled data: charges)")
     train.add_argument("--output", "-o", default=str(DEFAULT_ARTIFACT), help=OUTPUT_HELP)
-    train.add_argument(
-        "--task",
-        choices=["auto", "regression", "classification"],
-        default="auto",
-        help="what to learn; auto infers it from the target and prints the decision",
-    )
-    train.add_argument(
-        "--model",
-        default="auto",
-        help="auto (search the menu within --time-budget and keep the best model that fits "
-        "--max-model-mb/--max-serving-mb), or one of: regression: ridge, gradient_boosting, "
-        "hist_gradient_boosting, lightgbm, xgboost, random_forest, extra_trees, lasso, "
-        "elastic_net; classification: lda, extra_trees, hist_gradient_boosting, random_forest, "
-        "logistic, lightgbm, xgboost, mlp, gradient_boosting",
-    )
-    train.add_argument("--features", type=_names, help="only these columns (comma-separated)")
-    train.add_argument("--drop", type=_names, default=[], help="leave these columns out")
-    train.add_argument("--numeric", type=_names, default=[], help="treat these as numeric")
-    train.add_argument("--categorical", type=_names, default=[], help="treat these as categories")
-    train.add_argument(
-        "--poly", type=int, metavar="DEGREE", help="add polynomial features of numeric columns"
-    )
-    train.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (0.2)")
-    train.add_argument(
-        "--cv",
-        type=int,
-        help="cross-validation folds for --model auto (5, or 3 on 10,000+ training rows)",
-    )
-    train.add_argument(
-        "--time-budget",
-        type=_duration,
-        default="60s",
-        metavar="DURATION",
-        help="time for the model search, e.g. 60s, 90, 5m (60s): no new candidate starts once "
-        "it is spent, and the ones skipped are named",
-    )
-    train.add_argument(
-        "--max-model-mb",
-        type=_positive,
-        default=40.0,
-        metavar="MB",
-        help="largest model.onnx the search may choose (40)",
-    )
-    train.add_argument(
-        "--max-serving-mb",
-        type=_positive,
-        default=320.0,
-        metavar="MB",
-        help="largest resident memory of one serving worker with the model loaded, as measured "
-        "(320: fits the stacks' default 512Mi container with room for requests)",
-    )
-    train.add_argument("--seed", type=int, default=42, help="random seed (42)")
-    train.add_argument(
-        "--parity-tolerance",
-        type=float,
-        default=1e-4,
-        help="largest ONNX vs scikit-learn difference accepted (x target std for regression, "
-        "absolute on probabilities for classification)",
-    )
-    train.add_argument("--name", help="model name (default: <data file>-<target>)")
+    _train_flags(train)
     train.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
     _import_parser(commands)
@@ -350,14 +285,17 @@ def _train(args: argparse.Namespace) -> int:
     target = args.target or (BUNDLED_TARGET if args.data is None else None)
     if target is None:
         raise ModelshipError("--target is required with --data (the column to predict)")
-    if args.poly is not None and not 2 <= args.poly <= 4:
-        raise ModelshipError(f"--poly must be 2, 3 or 4, got {args.poly}")
+    # Checked before any download: the data and output paths are filled in below.
+    options = _train_options(args, Path(args.data or BUNDLED_DATA), target, Path(args.output))
     with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
         data = _local_data(args.data, Path(scratch)) if args.data else BUNDLED_DATA
         _write(
             args.output,
             Path(scratch),
-            lambda output: train(_train_options(args, data, target, output), _say(args.quiet)),  # type: ignore[arg-type]
+            lambda output: train(
+                options.model_copy(update={"data": data, "output": output}),
+                _say(args.quiet),  # type: ignore[arg-type]
+            ),
         )
     return 0
 
@@ -416,28 +354,13 @@ def _local_data(data: str, scratch: Path) -> Path:
 
 
 def _train_options(args: argparse.Namespace, data: Path, target: str, output: Path) -> TrainOptions:
-    from modelship.training.train import TrainOptions
+    """The options as given: a flag left out takes TrainOptions' default."""
+    from modelship.training.options import CLI_FIELDS, TrainOptions
 
-    return TrainOptions(
-        data=data,
-        target=target,
-        output=output,
-        task=args.task,
-        model=args.model,
-        features=args.features,
-        drop=args.drop,
-        numeric=args.numeric,
-        categorical=args.categorical,
-        polynomial_degree=args.poly,
-        test_size=args.test_size,
-        cv_folds=args.cv,
-        seed=args.seed,
-        parity_tolerance=args.parity_tolerance,
-        name=args.name,
-        time_budget_seconds=args.time_budget,
-        max_model_mb=args.max_model_mb,
-        max_serving_mb=args.max_serving_mb,
-    )
+    given = {
+        field: getattr(args, field) for field in CLI_FIELDS if getattr(args, field) is not None
+    }
+    return TrainOptions(data=data, target=target, output=output, **given)
 
 
 def _summary(card: dict[str, object], version: str) -> str:
@@ -612,7 +535,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ModelshipError(f"no model artifact at {settings.artifact}")
         print(
             f"No model at {settings.artifact} yet: training the default model on the bundled "
-            "insurance data first (about a minute: the model search's default 60 s budget).",
+            "insurance data first (about a minute).",
             file=sys.stderr,
             flush=True,
         )

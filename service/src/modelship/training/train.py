@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,9 +44,9 @@ from modelship.training import data as datamod
 from modelship.training.data import RawData
 from modelship.training.export import FittedModel, export_onnx, measure_parity
 from modelship.training.models import MENU, Candidate, Sizing, build_pipeline
+from modelship.training.options import TrainOptions
 from modelship.training.search import (
     CV_SCORERS,
-    Limits,
     Say,
     Search,
     cores,
@@ -58,38 +58,6 @@ from modelship.training.search import (
 )
 
 EXAMPLE_ROWS = 5
-# Sized so that a 20,000-row, 26-class table is searched in about a minute on 2 cores.
-DEFAULT_TIME_BUDGET_SECONDS = 60.0
-# The stacks' smallest default container is 512Mi with one worker: a worker of at most 320 MB
-# leaves room for request bodies (up to 64 MB) and their parsed copies.
-DEFAULT_MAX_SERVING_MB = 320.0
-DEFAULT_MAX_MODEL_MB = 40.0
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    data: Path
-    target: str
-    output: Path
-    task: Literal["regression", "classification", "auto"] = "auto"
-    model: str = "auto"
-    features: list[str] | None = None
-    drop: list[str] = field(default_factory=list)
-    numeric: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)
-    polynomial_degree: int | None = None
-    test_size: float = 0.2
-    cv_folds: int | None = None  # None: 5, or 3 on 10,000+ training rows
-    seed: int = 42
-    parity_tolerance: float = 1e-4
-    name: str | None = None
-    time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS
-    max_model_mb: float = DEFAULT_MAX_MODEL_MB
-    max_serving_mb: float = DEFAULT_MAX_SERVING_MB
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.time_budget_seconds, self.max_model_mb, self.max_serving_mb)
 
 
 def model_name(text: str) -> str:
@@ -201,7 +169,6 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
     categorical = [n for n, k in prepared.kinds.items() if k == "categorical"]
     if options.polynomial_degree and not any(c.scaled for c in candidates):
         say("Note: --poly applies to linear models, LDA and MLP; tree models do not use it")
-    _check_limits(options)
     searching = len(candidates) > 1
     sizing = Sizing(
         rows=len(prepared.x_train),
@@ -248,16 +215,6 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
     return card
 
 
-def _check_limits(options: TrainOptions) -> None:
-    for flag, value in (
-        ("--time-budget", options.time_budget_seconds),
-        ("--max-model-mb", options.max_model_mb),
-        ("--max-serving-mb", options.max_serving_mb),
-    ):
-        if not value > 0:
-            raise TrainingError(f"{flag} must be more than 0, got {value:g}")
-
-
 def _search(
     prepared: _Prepared,
     candidates: list[Candidate],
@@ -270,7 +227,10 @@ def _search(
     if task == "classification":
         folds = min(folds, int(prepared.y_train.value_counts().min()))
     if folds < 2:
-        raise TrainingError(f"--cv must be at least 2, got {options.cv_folds}")
+        raise TrainingError(
+            "a class has a single row in the training split: cross-validation needs at least 2 "
+            "rows of every class there (give it more rows, or --model NAME to fit one model)"
+        )
     by_key = {c.key: c for c in candidates}
     search = Search(
         task=task,
@@ -382,8 +342,6 @@ def _target(column: pd.Series, task: Task) -> tuple[pd.Series, pd.Series]:
 def _split(
     x: pd.DataFrame, y: pd.Series, task: Task, options: TrainOptions
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    if not 0.05 <= options.test_size <= 0.5:
-        raise TrainingError(f"--test-size must be between 0.05 and 0.5, got {options.test_size}")
     stratify = None
     if task == "classification":
         counts = y.value_counts()
@@ -403,12 +361,14 @@ def _split(
 
 
 def _candidates(task: Task, model: str) -> list[Candidate]:
+    """The menu of the task, or the one model asked for (TrainOptions knows it is on a menu)."""
     menu = MENU[task]
     if model == "auto":
         return list(menu.values())
     if model not in menu:
         raise TrainingError(
-            f"unknown --model {model!r} for {task}; choose one of: auto, {', '.join(menu)}"
+            f"--model {model!r} is not a {task} model; for {task} choose one of: auto, "
+            f"{', '.join(menu)}"
         )
     return [menu[model]]
 
