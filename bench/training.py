@@ -26,7 +26,7 @@ from sklearn.datasets import make_classification
 
 
 def many_classes_table(rows: int = 20_000, features: int = 16, classes: int = 26) -> pd.DataFrame:
-    """Separable but not trivially: the best models reach about 0.97 accuracy, a linear one 0.86."""
+    """Separable but not trivially: LightGBM reaches about 0.975 macro F1, logistic 0.972."""
     x, y = make_classification(
         n_samples=rows,
         n_features=features,

@@ -1,6 +1,7 @@
 """The model search: every candidate cross-validated, fitted, exported and weighed, in a budget.
 
-For each candidate, in the menu's order, while the time budget lasts:
+For each candidate, in the menu's order, while the time budget lasts (and past it until one
+candidate has been exported, so that the search always ends with a model):
   1. its cross-validation folds and its fit on the whole training split run as parallel tasks,
      one per core, in threads (the estimators' heavy parts are native code that releases the
      GIL; worker processes would each import scikit-learn first, which costs more than small
@@ -193,7 +194,7 @@ class Search:
             Parallel(n_jobs=self.workers, backend="threading") as parallel,
         ):
             for number, (key, pipeline) in enumerate(pipelines, 1):
-                if self.results and time.perf_counter() >= deadline:
+                if self._has_model() and time.perf_counter() >= deadline:
                     self.skipped.extend(k for k, _ in pipelines[number - 1 :])
                     break
                 result = self._candidate(key, pipeline, folds, scorers, parallel, deadline)
@@ -210,6 +211,11 @@ class Search:
                 )
         self.seconds = time.perf_counter() - started
         return self.results
+
+    def _has_model(self) -> bool:
+        """Whether a candidate so far was exported: until one is, the budget does not stop the
+        search (a first candidate that cannot be exported must not leave the user with nothing)."""
+        return any(result.artifact is not None for result in self.results)
 
     def _candidate(  # noqa: PLR0917 - private, called once
         self,
@@ -232,7 +238,7 @@ class Search:
             )
             left = math.ceil((len(tasks) - first - len(batch)) / self.workers)
             needed = (time.perf_counter() - round_started) * left
-            if left and self.results and time.perf_counter() + needed > deadline:
+            if left and self._has_model() and time.perf_counter() + needed > deadline:
                 return Result(
                     key,
                     seconds=time.perf_counter() - started,
@@ -304,6 +310,11 @@ def select(results: list[Result], task: Task, folds: int, limits: Limits) -> Cho
     excluded = [f"{r.key} ({r.status})" for r in results if r.status.startswith("too large")]
     if not fitting:
         measured = [r for r in results if r.footprint is not None]
+        if not measured:
+            raise TrainingError(
+                "no candidate could be exported and served: "
+                + "; ".join(f"{r.key} {r.status}" for r in results)
+            )
         smallest = min(measured, key=lambda r: r.footprint.serving_rss_mb if r.footprint else 0)
         detail = (
             f"; the smallest, {smallest.key}, needs {smallest.footprint.summary()}"
