@@ -619,10 +619,6 @@ def _serve(args: argparse.Namespace) -> int:
         _train(_parser().parse_args(["train", "--output", str(settings.artifact)]))
     else:
         artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
-    from modelship.api.auth import configured_key
-
-    configured_key(settings)  # likewise for an unreadable or empty key file
-
     import tempfile
 
     import uvicorn
