@@ -21,8 +21,8 @@ class Settings(BaseSettings):
     artifact: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory to serve")
     model_uri: str | None = Field(
         None,
-        description="Model version to fetch at start-up (s3://…/models/<name>/<sha256>/, gs://…);"
-        " overrides `artifact`",
+        description="Model version to fetch and verify at start-up "
+        "(s3://…/models/<name>/<sha256>/, gs://… or a version directory); overrides `artifact`",
     )
     model_cache: Path = Field(
         Path("/tmp/modelship-models"),  # noqa: S108 - the one writable place in the container
