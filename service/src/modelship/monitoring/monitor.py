@@ -229,7 +229,9 @@ class Monitor:
         # Small batches: one list of plain values per model input and one for the predictions.
         # Appended by requests and taken by the fold with single list operations, which are
         # atomic, so the request path takes no lock.
-        self._pending = [(column.input_name, []) for column in self._columns]
+        self._pending: list[tuple[str, list[Any]]] = [
+            (column.input_name, []) for column in self._columns
+        ]
         self._pending_predictions: list[Any] = []
         # Larger batches: their arrays, as served.
         self._queue: deque[tuple[dict[str, npt.NDArray[Any]], Predictions]] = deque()
