@@ -17,13 +17,14 @@ request path plus the background work those rows cause (the monitor's fold, the 
 and write, run right after each round instead of in their threads), which is what throughput
 pays once the CPU is saturated. Running the background work between rounds keeps one side's
 threads from slowing another side's round; interleaving rounds keeps a busy machine from
-favouring one side. Then each hook alone on one decoded row, which a busy machine disturbs far
+favouring one side, and shuffling their order per round keeps any one side from always
+following the same other. Then each hook alone on one decoded row, which a busy machine disturbs far
 less than whole calls, as a share of the call without monitoring. Medians over the rounds.
 
 With `--http SECONDS`, also over real HTTP: `modelship serve` (one worker, access log off) per
-side, loaded by wrk with 8 connections for SECONDS, twice per side interleaved; printed are
-requests per second and the server's CPU time per request (its threads included), the number
-that stays meaningful when other processes share the machine.
+side, loaded by wrk with 8 connections for SECONDS, twice per side interleaved (order
+shuffled); printed are requests per second and the server's CPU time per request (its threads
+included), the number that stays meaningful when other processes share the machine.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import tempfile
 import time
@@ -48,6 +50,7 @@ from modelship.training.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_CONNECTIONS = 8
+SHUFFLE = random.Random(0)  # the order of the sides in each round, the same every run
 Side = tuple[DataPlane, Any, Any]  # data plane, monitor (or None), capture (or None)
 
 
@@ -74,8 +77,10 @@ def whole_calls(
     """µs per call of each side: the request path, and with the background work added."""
     request: dict[str, list[float]] = {name: [] for name in sides}
     total: dict[str, list[float]] = {name: [] for name in sides}
+    order = list(sides.items())
     for _ in range(rounds):
-        for name, (dataplane, monitor, capture) in sides.items():
+        SHUFFLE.shuffle(order)  # no side always runs after the same other one
+        for name, (dataplane, monitor, capture) in order:
             started = time.perf_counter()
             for _ in range(calls):
                 dataplane.predict_record(record)
@@ -143,8 +148,10 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> N
     body = json.dumps(card["examples"][0]).encode()
     logs = Path(tempfile.mkdtemp(prefix="modelship-monitor-http-"))
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
+    order = list(envs.items())
     for _ in range(2):
-        for name, env in envs.items():
+        SHUFFLE.shuffle(order)
+        for name, env in order:
             server = http_bench.Server(
                 name=name.replace(" ", "-").replace("%", "pct"),
                 command=lambda port, workers: [

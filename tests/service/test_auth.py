@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelship.errors import ModelshipError
+from modelship.settings import load_settings
 from tests.service.conftest import make_client
+from tests.service.test_cli import assert_one_line_error, modelship
 
 KEY = "s3cret-key-for-tests"
 MODEL = "insurance-charges"
@@ -93,19 +96,28 @@ def test_key_from_a_mounted_secret_file(regression_artifact: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("env", "message"),
     [
-        ({"api_key_file": "missing"}, "cannot read it"),
-        ({"api_key_file": "empty"}, "is empty"),
-        ({"api_key": "  "}, "set but empty"),
-        ({"api_key": KEY, "api_key_file": "empty"}, "only one of"),
+        ({"MODELSHIP_API_KEY_FILE": "missing"}, "cannot read it (No such file or directory)"),
+        ({"MODELSHIP_API_KEY_FILE": "empty"}, "is empty"),
+        ({"MODELSHIP_API_KEY": "  "}, "MODELSHIP_API_KEY is set but empty"),
+        (
+            {"MODELSHIP_API_KEY": KEY, "MODELSHIP_API_KEY_FILE": "empty"},
+            "set only one of MODELSHIP_API_KEY or MODELSHIP_API_KEY_FILE",
+        ),
     ],
 )
-def test_unusable_key_settings_are_refused(
-    regression_artifact: Path, tmp_path: Path, settings: dict[str, str], message: str
+def test_unusable_key_settings_stop_serve(
+    regression_artifact: Path, tmp_path: Path, env: dict[str, str], message: str
 ) -> None:
+    """The rules live in Settings: `modelship serve` stops before any worker, naming the setting;
+    the same settings built in process (the container's workers) refuse alike."""
     (tmp_path / "empty").write_text("\n")
-    if "api_key_file" in settings:
-        settings = {**settings, "api_key_file": str(tmp_path / settings["api_key_file"])}
-    with pytest.raises(ModelshipError, match=message):
-        make_client(regression_artifact, **settings)
+    if "MODELSHIP_API_KEY_FILE" in env:
+        env = {**env, "MODELSHIP_API_KEY_FILE": str(tmp_path / env["MODELSHIP_API_KEY_FILE"])}
+    result = modelship("serve", "--artifact", str(regression_artifact), "--port", "1", env=env)
+    assert_one_line_error(result, 2, message)
+    assert "modelship: error: settings: " in result.stderr
+    overrides = {name.removeprefix("MODELSHIP_").lower(): value for name, value in env.items()}
+    with pytest.raises(ModelshipError, match=re.escape(message)):
+        load_settings(**overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,28 @@ def test_help_lists_the_commands() -> None:
     for command in ("train", "predict", "info", "serve"):
         assert command in result.stdout
     assert "MODELSHIP_ARTIFACT" in modelship("serve", "--help").stdout
+
+
+def test_serve_flags_are_the_settings_fields() -> None:
+    """Every `serve` option is a Settings field (same name, its description, default and
+    choices in --help): renaming or redescribing a field without the flag fails here."""
+    from typing import get_args
+
+    from modelship.settings import Settings
+
+    result = modelship("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    help_text = " ".join(result.stdout.split())  # argparse wraps lines
+    flags = re.findall(r"\[--([a-z-]+)", result.stdout.split("\n\n")[0])
+    assert flags and "help" not in flags
+    for flag in flags:
+        name = flag.replace("-", "_")
+        field = Settings.model_fields[name]  # a flag with no field fails here
+        assert field.description is not None
+        assert " ".join(field.description.split()) in help_text, flag
+        default = "none" if field.default is None else field.default
+        assert f"(MODELSHIP_{name.upper()}; default {default})" in help_text, flag
+    levels = get_args(Settings.model_fields["log_level"].annotation)
+    refused = modelship("serve", "--log-level", "loud")
+    assert refused.returncode == 2
+    assert f"choose from {', '.join(map(repr, levels))}" in refused.stderr

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from modelship import artifact
 from modelship.api.dataplane import DataPlane
@@ -157,3 +160,67 @@ def test_predictions_feed_the_monitor_once_per_batch(regression_artifact: Path) 
     monitor.fold()
     assert sum(monitor.window_counts()[("prediction", "charges")]) == len(batch.row_locs)
     assert reference_shares(predictor.card.prediction_distribution)  # type: ignore[arg-type]
+
+
+def _quality_counts(features: list[str]) -> dict[str, float]:
+    """This process's data-quality counters of the features."""
+    counts = {}
+    for name in ("missing_values", "out_of_range_values", "unseen_categories"):
+        for feature in features:
+            value = REGISTRY.get_sample_value(
+                f"modelship_feature_{name}_total", {"feature": feature}
+            )
+            counts[f"{name}:{feature}"] = value or 0.0
+    return counts
+
+
+def _served_in_pieces(
+    monitor: Monitor, predictor: Predictor, records: list[dict[str, Any]]
+) -> None:
+    """The records served as one-row, small and large batches mixed, folded once at the end."""
+    codec = RecordsCodec(predictor.schema)
+    start = 0
+    for size in itertools.cycle((1, 1, 3, 8, 9, 1, 40, 2)):
+        if start >= len(records):
+            break
+        batch = codec.decode(records[start : start + size])
+        monitor.observe(batch.feeds, predictor.predict(batch))
+        start += size
+    monitor.fold()
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_any_mix_of_batch_sizes_counts_the_same_as_one_batch(
+    task: str, regression_artifact: Path, classification_artifact: Path
+) -> None:
+    path = regression_artifact if task == "regression" else classification_artifact
+    predictor = Predictor(artifact.load(path))
+    card = predictor.card
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(400):
+        record = dict(card.examples[i % len(card.examples)])
+        for feature in card.features:
+            if feature.numeric is not None:
+                low, high = feature.numeric.min, feature.numeric.max
+                record[feature.name] = float(rng.uniform(low, high + (high - low) * 0.2))
+                if i % 17 == 0:
+                    record[feature.name] = None  # missing
+            elif i % 5 == 0:
+                record[feature.name] = "never-seen"
+        records.append(record)
+    features = [f.name for f in card.features]
+    whole = Monitor(card, Settings())
+    before = _quality_counts(features)
+    batch = RecordsCodec(predictor.schema).decode(records)
+    whole.observe(batch.feeds, predictor.predict(batch))
+    whole.fold()
+    after_whole = _quality_counts(features)
+    pieces = Monitor(card, Settings())
+    _served_in_pieces(pieces, predictor, records)
+    after_pieces = _quality_counts(features)
+    counted = {k: after_whole[k] - before[k] for k in before}
+    assert {k: after_pieces[k] - after_whole[k] for k in before} == counted
+    assert any(counted.values())  # the records do have missing, out-of-range or unseen values
+    assert pieces.window_counts() == whole.window_counts()
+    assert sum(whole.window_counts()[("prediction", card.target)]) == len(records)

@@ -15,14 +15,6 @@ ONNX_FILE = "model.onnx"
 CARD_FILE = "model-card.json"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Artifact:
     card: ModelCard

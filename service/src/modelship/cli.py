@@ -9,11 +9,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from modelship import __version__, artifact, store
 from modelship.errors import ModelshipError
-from modelship.settings import DEFAULT_ARTIFACT, load_settings
+from modelship.settings import DEFAULT_ARTIFACT, Settings, load_settings
 
 if TYPE_CHECKING:
     from modelship.card import ModelCard
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from modelship.training.options import TrainOptions
     from modelship.transform import Input
 
+# The options of `serve`: each is the Settings field of that name (help, default and choices
+# from its declaration), set through its MODELSHIP_* variable.
+SERVE_FLAGS = ("artifact", "model_uri", "host", "port", "workers", "log_level")
 OUTPUT_HELP = (
     "artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…, "
     "file:///DIR) to publish a new immutable version under models/<name>/<sha256>/"
@@ -113,16 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         "variables (MODELSHIP_ARTIFACT, _HOST, _PORT, _WORKERS, _LOG_LEVEL, ...). If the default "
         "artifact does not exist yet, the default model is trained first.",
     )
-    serve.add_argument("--artifact", type=Path, help="artifact directory (artifacts/default)")
-    serve.add_argument(
-        "--model-uri",
-        help="model version to fetch and verify at start-up: s3://BUCKET/models/NAME/SHA256/, "
-        "gs://… or a version directory (MODELSHIP_MODEL_URI); overrides --artifact",
-    )
-    serve.add_argument("--host", help="interface to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (8080)")
-    serve.add_argument("--workers", type=int, help="worker processes (1)")
-    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    for name in SERVE_FLAGS:
+        serve.add_argument(f"--{name.replace('_', '-')}", dest=name, **_setting_flag(name))
     return parser
 
 
@@ -512,18 +507,28 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    overrides = {
-        "artifact": args.artifact,
-        "model_uri": args.model_uri,
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "log_level": args.log_level,
+def _setting_flag(name: str) -> dict[str, Any]:
+    """An option of `serve` as its Settings field declares it: help text, default, choices."""
+    field = Settings.model_fields[name]
+    default = "none" if field.default is None else field.default
+    options: dict[str, Any] = {
+        "help": f"{field.description} (MODELSHIP_{name.upper()}; default {default})"
     }
-    for key, value in overrides.items():
+    if get_origin(field.annotation) is Literal:
+        options["choices"] = get_args(field.annotation)
+        return options
+    options["metavar"] = name.upper()
+    if field.annotation in (int, float):
+        options["type"] = field.annotation
+    return options
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Through the environment: the workers uvicorn starts read their settings from it.
+    for name in SERVE_FLAGS:
+        value = getattr(args, name)
         if value is not None:
-            os.environ[f"MODELSHIP_{key.upper()}"] = str(value)
+            os.environ[f"MODELSHIP_{name.upper()}"] = str(value)
     settings = load_settings()
     if settings.model_uri:
         # Fetched and verified once here, so a bad URI stops start-up with a clear message
@@ -542,10 +547,6 @@ def _serve(args: argparse.Namespace) -> int:
         _train(_parser().parse_args(["train", "--output", str(settings.artifact)]))
     else:
         artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
-    from modelship.api.auth import configured_key
-
-    configured_key(settings)  # likewise for an unreadable or empty key file
-
     import tempfile
 
     import uvicorn

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelship.errors import ModelshipError
@@ -21,8 +21,8 @@ class Settings(BaseSettings):
     artifact: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory to serve")
     model_uri: str | None = Field(
         None,
-        description="Model version to fetch at start-up (s3://…/models/<name>/<sha256>/, gs://…);"
-        " overrides `artifact`",
+        description="Model version to fetch and verify at start-up "
+        "(s3://…/models/<name>/<sha256>/, gs://… or a version directory); overrides `artifact`",
     )
     model_cache: Path = Field(
         Path("/tmp/modelship-models"),  # noqa: S108 - the one writable place in the container
@@ -158,6 +158,38 @@ class Settings(BaseSettings):
         "beyond, rows are dropped and counted (modelship_capture_dropped_rows_total)",
     )
 
+    _api_key: bytes | None = PrivateAttr(None)
+
+    @property
+    def required_key(self) -> bytes | None:
+        """The API key requests must carry (read from `api_key_file` or `api_key`), or None."""
+        return self._api_key
+
+    @model_validator(mode="after")
+    def _one_usable_api_key(self) -> Settings:
+        """The key file is read here, once, so an unusable key stops start-up, not a request."""
+        if self.api_key_file is not None and self.api_key is not None:
+            raise ValueError(
+                "set only one of MODELSHIP_API_KEY or MODELSHIP_API_KEY_FILE, not both"
+            )
+        if self.api_key_file is not None:
+            try:
+                text = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"MODELSHIP_API_KEY_FILE {self.api_key_file}: cannot read it "
+                    f"({exc.strerror or exc})"
+                ) from exc
+            if not text:
+                raise ValueError(f"MODELSHIP_API_KEY_FILE {self.api_key_file} is empty")
+            self._api_key = text.encode()
+        elif self.api_key is not None:
+            text = self.api_key.get_secret_value().strip()
+            if not text:
+                raise ValueError("MODELSHIP_API_KEY is set but empty")
+            self._api_key = text.encode()
+        return self
+
     @model_validator(mode="after")
     def _window_holds_min_rows(self) -> Settings:
         if self.drift_min_rows > self.drift_window_rows:
@@ -190,9 +222,11 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
+        # A rule's own ValueError reads better without pydantic's "Value error, " in front.
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
         if not first["loc"]:  # a rule across settings: its message names them
-            raise ModelshipError(f"settings: {first['msg']}") from exc
+            raise ModelshipError(f"settings: {message}") from exc
         name = str(first["loc"][0])
         raise ModelshipError(
-            f"setting MODELSHIP_{name.upper()} = {first.get('input')!r}: {first['msg']}"
+            f"setting MODELSHIP_{name.upper()} = {first.get('input')!r}: {message}"
         ) from exc

@@ -462,22 +462,14 @@ def publish(directory: Path, root_uri: str) -> str:
     prefix = version_key(location, loaded.card)
     uri = location.uri_of(prefix) + "/"
     card_key = f"{prefix}/{artifact.CARD_FILE}"
-    try:
+    with store_errors(location, "write", uri):
         if store.exists(card_key):
-            raise StoreError(f"{uri} already exists: a published version is never overwritten")
+            raise ExistsError(card_key)
         # The model and its report first, the card last: a version with a card is complete.
         store.write_once(f"{prefix}/{loaded.card.artifact.onnx_file}", loaded.onnx_bytes)
         for name in _report_files(loaded.card):
             store.write_once(f"{prefix}/{name}", (directory / name).read_bytes())
         store.write_once(card_key, (directory / artifact.CARD_FILE).read_bytes())
-    except ExistsError:
-        raise StoreError(
-            f"{uri} already exists: a published version is never overwritten"
-        ) from None
-    except StoreError:
-        raise
-    except Exception as exc:  # client libraries raise many types; name the URI and the cause
-        raise StoreError(f"cannot write {uri}: {type(exc).__name__}: {exc}") from exc
     return uri
 
 
@@ -507,21 +499,8 @@ def fetch(version_uri: str, cache: Path) -> artifact.Artifact:
     store = backend(location)
 
     def read(name: str) -> bytes:
-        try:
+        with store_errors(location, "read", version_uri, model=version_uri):
             return store.read(location.key(name))
-        except MissingObjectError as exc:
-            raise StoreError(
-                f"model {version_uri}: {location.uri_of(str(exc))} does not exist"
-            ) from None
-        except DeniedError as exc:
-            raise StoreError(
-                f"model {version_uri}: {location.uri_of(str(exc))} does not exist or this "
-                "identity may not read it (access denied)"
-            ) from None
-        except Exception as exc:
-            raise StoreError(
-                f"model {version_uri}: cannot read: {type(exc).__name__}: {exc}"
-            ) from exc
 
     card_bytes = read(artifact.CARD_FILE)
     try:
@@ -561,31 +540,46 @@ def versions(root_uri: str) -> list[tuple[str, ModelCard]]:
     within = location.bucket if location.scheme == "file" else location.prefix
     base = location.key("models") if "/models" not in f"/{within}" else location.key()
     found: list[tuple[str, ModelCard]] = []
-    try:
+    with store_errors(location, "list", root_uri):
         for key in store.keys(base + "/" if base else ""):
             if key.endswith("/" + artifact.CARD_FILE):
                 card = ModelCard.model_validate_json(store.read(key))
                 found.append((location.uri_of(key.rsplit("/", 1)[0]) + "/", card))
-    except StoreError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"cannot list {root_uri}: {type(exc).__name__}: {exc}") from exc
     return sorted(found, key=lambda item: item[1].created_at, reverse=True)
 
 
 def read_object(uri: str) -> bytes:
     """One object's bytes (a training CSV in a bucket, say)."""
     location = parse(uri)
-    if location.scheme == "file":
-        try:
+    with store_errors(location, "read", uri):
+        if location.scheme == "file":
             return Path(location.bucket).read_bytes()
-        except OSError as exc:
-            raise StoreError(f"cannot read {uri}: {exc.strerror}") from None
-    try:
         return backend(location).read(location.prefix)
-    except MissingObjectError:
-        raise StoreError(f"{uri} does not exist") from None
-    except DeniedError:
-        raise StoreError(f"{uri} does not exist or this identity may not read it") from None
-    except Exception as exc:
-        raise StoreError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def store_errors(
+    location: Location, action: str, uri: str, model: str | None = None
+) -> Iterator[None]:
+    """The one place where backend errors (S3, GCS, the filesystem, the client libraries)
+    become a `StoreError` naming the URI and the cause; `model` prefixes the version's URI."""
+    about = f"model {model}: " if model else ""
+    try:
+        yield
+    except StoreError:
+        raise
+    except ExistsError:
+        raise StoreError(
+            f"{uri} already exists: a published version is never overwritten"
+        ) from None
+    except MissingObjectError as exc:
+        raise StoreError(f"{about}{location.uri_of(str(exc))} does not exist") from None
+    except DeniedError as exc:
+        raise StoreError(
+            f"{about}{location.uri_of(str(exc))} does not exist or this identity may not read "
+            "it (access denied)"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{about}cannot {action} {uri}: {exc.strerror or exc}") from None
+    except Exception as exc:  # client libraries raise many types; name the URI and the cause
+        raise StoreError(f"{about}cannot {action} {uri}: {type(exc).__name__}: {exc}") from exc

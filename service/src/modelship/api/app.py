@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from modelship import __version__, artifact, store
-from modelship.api.auth import configured_key
 from modelship.api.dataplane import DataPlane
 from modelship.api.errors import install_error_handlers
 from modelship.api.middleware import ServingMiddleware
@@ -30,7 +29,7 @@ from modelship.settings import Settings, load_settings
 
 def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
     card = predictor.card
-    api_key = configured_key(settings)
+    api_key = settings.required_key
     monitor = create_monitor(card, settings)
     dataplane = DataPlane(settings, predictor, unfit=memory_problem(settings, card))
     if monitor is not None:

@@ -1,7 +1,8 @@
 """Optional API-key access control: when a key is configured, everything but probes needs it.
 
-Checked by the serving middleware (`modelship.api.middleware`); this module says which key and
-which paths are open.
+Checked by the serving middleware (`modelship.api.middleware`); this module says which paths are
+open and compares keys. Which key (and whether its settings are usable) is the settings' rule:
+`Settings.required_key`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import hashlib
 import hmac
 import re
 
-from modelship.errors import ModelshipError, Unauthorized
-from modelship.settings import Settings
+from modelship.errors import Unauthorized
 
 # Open with or without a key: probes, metrics, the page and its assets (the training report and
 # its plots among them: a browser's link or <img> cannot send a key), the API docs.
@@ -38,31 +38,6 @@ MISSING_KEY = Unauthorized(
     "this server needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 )
 WRONG_KEY = Unauthorized("the API key is not valid")
-
-
-def configured_key(settings: Settings) -> bytes | None:
-    """The key from MODELSHIP_API_KEY_FILE (a mounted secret) or MODELSHIP_API_KEY, if any."""
-    if settings.api_key_file is not None and settings.api_key is not None:
-        raise ModelshipError(
-            "set only one of MODELSHIP_API_KEY or MODELSHIP_API_KEY_FILE, not both"
-        )
-    if settings.api_key_file is not None:
-        try:
-            text = settings.api_key_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ModelshipError(
-                f"MODELSHIP_API_KEY_FILE {settings.api_key_file}: cannot read it "
-                f"({exc.strerror or exc})"
-            ) from exc
-        if not text:
-            raise ModelshipError(f"MODELSHIP_API_KEY_FILE {settings.api_key_file} is empty")
-        return text.encode()
-    if settings.api_key is not None:
-        text = settings.api_key.get_secret_value().strip()
-        if not text:
-            raise ModelshipError("MODELSHIP_API_KEY is set but empty")
-        return text.encode()
-    return None
 
 
 def is_open(path: str) -> bool:

@@ -1,8 +1,11 @@
 """Per-feature data quality and drift, counted from the model's input arrays as they are served.
 
-The request path only appends the arrays it already has to a queue (`observe`); a background
-thread folds them into counters and a sliding window of bin counts every
-`monitor_interval_seconds`, vectorised over everything that arrived meanwhile.
+The request path only sets the served values aside (`observe`): a small batch's values as plain
+Python numbers and strings appended to one list per column (no numpy call per array, nothing of
+the request kept alive), a larger batch's arrays as they are. A background thread folds them into
+counters and a sliding window of bin counts every `monitor_interval_seconds` (sooner when many
+rows wait), vectorised over everything that arrived meanwhile; reading the drift view folds too,
+so it is never behind. A request never folds.
 
 Multi-worker: each worker keeps its share of the window and publishes its bin counts as a
 Prometheus gauge in `livesum` mode, so with PROMETHEUS_MULTIPROC_DIR set (as `modelship serve`
@@ -36,8 +39,12 @@ from modelship.settings import Settings
 if TYPE_CHECKING:
     from modelship.predictor import Predictions
 
-# A batch this large is folded in at once by the request that brings it (its own cost dwarfs
-# it), so the queue never holds more than about this many rows of arrays.
+# Up to this many rows a batch's values are copied out as Python objects, which costs less than
+# keeping its arrays (and everything they hold on to) alive until the fold: bench/monitor_cost.py
+# measured that keeping one-row batches cost several times what the hook itself did.
+SMALL_BATCH_ROWS = 8
+# When this many rows wait, the background thread folds without waiting for its interval, so
+# what waits stays bounded under heavy traffic.
 FLUSH_ROWS = 20_000
 
 SignalKind = Literal["feature", "prediction"]
@@ -159,6 +166,7 @@ class _Column:
         self.input_name = feature.input_name
         self.numeric = feature.numeric
         self.known = frozenset(feature.categories or ())
+        self.dtype = np.float32 if feature.numeric is not None else object
         # Only the counters that can move for this kind of feature; created at zero, so rate()
         # works before the first problem.
         if self.numeric is not None:
@@ -218,10 +226,19 @@ class Monitor:
         capacity = math.ceil(settings.drift_window_rows / settings.workers)
         for signal in self.signals:
             signal.start_window(capacity)
+        # Small batches: one list of plain values per model input and one for the predictions.
+        # Appended by requests and taken by the fold with single list operations, which are
+        # atomic, so the request path takes no lock.
+        self._pending: list[tuple[str, list[Any]]] = [
+            (column.input_name, []) for column in self._columns
+        ]
+        self._pending_predictions: list[Any] = []
+        # Larger batches: their arrays, as served.
         self._queue: deque[tuple[dict[str, npt.NDArray[Any]], Predictions]] = deque()
-        self._queued_rows = 0
+        self._waiting_rows = 0  # only decides when to wake the thread early: races are harmless
         self._fold_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         # Run by the monitor's thread after each fold (the CloudWatch emitter, when enabled).
         self.periodic: list[Callable[[], None]] = []
@@ -232,15 +249,25 @@ class Monitor:
 
     # --- the request path -------------------------------------------------------------------
     def observe(self, feeds: dict[str, npt.NDArray[Any]], predictions: Predictions) -> None:
-        """Queue a served batch: its model inputs and its predictions, nothing else."""
-        self._queue.append((feeds, predictions))
-        self._queued_rows += len(predictions)
-        if self._queued_rows >= FLUSH_ROWS:
-            self.fold(wait=False)
+        """Set a served batch aside, its model inputs and its predictions; nothing else."""
+        rows = len(predictions)
+        if rows == 1:
+            for name, pending in self._pending:
+                pending.append(feeds[name].item())
+            self._pending_predictions.append(_predicted(predictions).item())
+        elif rows <= SMALL_BATCH_ROWS:
+            for name, pending in self._pending:
+                pending.extend(feeds[name].reshape(-1).tolist())
+            self._pending_predictions.extend(_predicted(predictions).tolist())
+        else:
+            self._queue.append((feeds, predictions))
+        self._waiting_rows += rows
+        if self._waiting_rows >= FLUSH_ROWS:
+            self._wake.set()
 
     # --- off the request path ---------------------------------------------------------------
     def start(self) -> None:
-        """Fold queued rows in every `monitor_interval_seconds`, in a daemon thread."""
+        """Fold what was served every `monitor_interval_seconds`, in a daemon thread."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -249,42 +276,46 @@ class Monitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
         self.fold()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.monitor_interval_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.monitor_interval_seconds)
+            self._wake.clear()
             self.fold()
             for task in self.periodic:
                 task()
 
-    def fold(self, wait: bool = True) -> None:
-        """Count and bin everything queued so far (one numpy pass per column)."""
-        if not self._fold_lock.acquire(blocking=wait):
-            return  # another thread is folding: it picks these rows up next time
-        try:
+    def fold(self) -> None:
+        """Count and bin everything served so far (one numpy pass per column)."""
+        with self._fold_lock:
+            self._waiting_rows = 0
             batches = []
             while self._queue:
                 batches.append(self._queue.popleft())
-            self._queued_rows = 0
-            if not batches:
+            small = [_take(pending) for _, pending in self._pending]
+            small_predictions = _take(self._pending_predictions)
+            if not batches and not small_predictions:
                 return
-            for column, signal in zip(self._columns, self._features, strict=True):
-                values = np.concatenate([feeds[column.input_name] for feeds, _ in batches])
-                column.count(values)
+            for column, signal, values in zip(self._columns, self._features, small, strict=True):
+                parts = [np.asarray(values, dtype=column.dtype)] if values else []
+                parts += [feeds[column.input_name].reshape(-1) for feeds, _ in batches]
+                served = np.concatenate(parts)
+                column.count(served)
                 if signal.reference is not None:
-                    signal.push(signal.bins(values))
+                    signal.push(signal.bins(served))
                     signal.publish()
             if self._prediction.reference is not None:
-                predicted = np.concatenate([_predicted(p) for _, p in batches])
+                parts = [np.asarray(small_predictions)] if small_predictions else []
+                predicted = np.concatenate([*parts, *(_predicted(p) for _, p in batches)])
                 if self.is_classifier and predicted.dtype.kind != "O":
                     predicted = predicted.astype(str).astype(object)
                 self._prediction.push(self._prediction.bins(predicted))
                 self._prediction.publish()
-        finally:
-            self._fold_lock.release()
 
     # --- the view, the same from every worker -----------------------------------------------
     def window_counts(self) -> dict[tuple[str, str], list[float]]:
@@ -339,6 +370,14 @@ def _predicted(predictions: Predictions) -> npt.NDArray[Any]:
     column = predictions.values if predictions.values is not None else predictions.labels
     assert column is not None
     return column.reshape(-1)
+
+
+def _take(pending: list[Any]) -> list[Any]:
+    """The values appended so far, removed from the list; appends meanwhile stay for next time."""
+    count = len(pending)
+    taken = pending[:count]
+    del pending[:count]
+    return taken
 
 
 def _forget_dead_workers(directory: Path) -> None:

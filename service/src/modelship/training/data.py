@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -138,9 +137,6 @@ def _first_non_number(column: pd.Series) -> str:
         except ValueError:
             return str(value)
     return ""
-
-
-Kind = Literal["numeric", "categorical"]
 
 
 def model_frame(frame: pd.DataFrame, kinds: dict[str, FeatureKind]) -> pd.DataFrame:
