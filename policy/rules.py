@@ -341,7 +341,7 @@ def check_required_labels(
     if missing:
         yield (
             f"missing label(s)/tag(s) {', '.join(missing)}: every resource carries "
-            f"{', '.join(REQUIRED_LABELS)} (infra.labels.standard_labels)"
+            f"{', '.join(REQUIRED_LABELS)} (infra.core.labels.standard_labels)"
         )
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import content_tag, context_files, is_excluded, read_dockerignore
-from infra.image import DOCKERFILE
-from infra.settings import REPO_ROOT
+from infra.core.build_context import content_tag, context_files, is_excluded, read_dockerignore
+from infra.core.image import DOCKERFILE
+from infra.stack_file import REPO_ROOT
 
 RULES = read_dockerignore(
     "# comment\n*\n!pyproject.toml\n!service/src/\n**/__pycache__\n**/*.pyc\n!keep/**/*.md\n"

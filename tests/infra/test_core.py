@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from infra.container import container_spec
-from infra.harness import PROGRAM_DIR, StackRun, run_stack
-from infra.k8s_app import _ingress_address
-from infra.labels import label_value, standard_labels
+from infra.core.container import container_spec
+from infra.core.labels import label_value, standard_labels
+from infra.kubernetes.app import _ingress_address
 from infra.settings import ContainerSettings, ImageSettings, ScalingSettings, Settings
+from tests.infra.harness import PROGRAM_DIR, StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import content_tag
-from infra.fargate.iam import EXECUTION_POLICY
-from infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
+from infra.core.build_context import content_tag
+from infra.targets.fargate.iam import EXECUTION_POLICY
+from tests.infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
 
 from .conftest import SERVICE_CONTRACT_ENV
 from .fargate import (
@@ -428,7 +428,7 @@ def test_configured_zone_ids_are_used_and_must_exist_in_the_account() -> None:
         [
             sys.executable,
             "-c",
-            "from infra.harness import run_stack; "
+            "from tests.infra.harness import run_stack; "
             "run_stack('fargate', {'modelship:availabilityZoneIds': ['use1-az1', 'use1-az9']})",
         ],
         cwd=REPO_ROOT,
@@ -612,7 +612,7 @@ def test_preview_needs_no_docker() -> None:
 
 
 def test_plan_masks_the_registry_password_and_pins_the_tag() -> None:
-    from infra import plan
+    from tests.infra import plan
 
     text = plan.render(plan.run_for_plan("fargate"))
     assert MOCK_ECR_PASSWORD not in text
