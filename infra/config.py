@@ -103,13 +103,6 @@ class ConfigReader:
     def optional_string(self, key: str) -> str | None:
         return self.raw(key)
 
-    def required_string(self, key: str, allowed: str) -> str:
-        value = self.raw(key)
-        if value is None:
-            self.problem(key, None, f"required; {allowed}")
-            return ""
-        return value
-
     def boolean(self, key: str, default: bool) -> bool:
         return self.parse(key, default, parse_bool, "must be true or false")
 

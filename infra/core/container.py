@@ -4,6 +4,9 @@ The service contract (built in `service/`): port 8080, `GET /healthz` liveness, 
 readiness (model loaded; a few seconds after start), non-root UID/GID 10001, only `/tmp` writable,
 configured through `MODELSHIP_*` environment variables, graceful shutdown on SIGTERM.
 GKE turns this into a Deployment, Fargate into a task definition, local into a Docker container.
+
+The variable names come from the service's own `Settings` fields (`service_env`), so renaming a
+setting in `service/` fails here, in the infra tests, instead of in a deployed container.
 """
 
 from __future__ import annotations
@@ -14,6 +17,19 @@ import pulumi
 
 from infra.core.model_store import CaptureSettings
 from infra.settings import Settings
+from modelship.settings import Settings as ServiceSettings
+
+
+def service_env(setting: str) -> str:
+    """The environment variable the service reads its `Settings.<setting>` from.
+
+    KeyError when the service has no such setting: a renamed or removed setting fails the
+    program (and so its tests) instead of being ignored by the service at run time.
+    """
+    if setting not in ServiceSettings.model_fields:
+        raise KeyError(f"the service's Settings has no field {setting!r} (modelship.settings)")
+    return f"{ServiceSettings.model_config['env_prefix']}{setting.upper()}"
+
 
 CONTAINER_NAME = "api"
 CONTAINER_PORT = 8080
@@ -27,6 +43,8 @@ TMP_SIZE_LIMIT = "64Mi"
 TMP_SIZE_LIMIT_WITH_MODEL_CACHE = "512Mi"
 API_KEY_DIR = "/var/run/secrets/modelship"
 API_KEY_FILE_NAME = "api-key"
+API_KEY_ENV = service_env("api_key")
+API_KEY_FILE_ENV = service_env("api_key_file")
 # Extra seconds beyond the service's own shutdown grace, for the load balancer to stop sending.
 TERMINATION_SLACK_SECONDS = 10
 PRE_STOP_SLEEP_SECONDS = 5
@@ -91,13 +109,22 @@ class ContainerSpec:
         return self.shutdown_grace_seconds + TERMINATION_SLACK_SECONDS
 
     @property
-    def api_key_path(self) -> str | None:
-        """Where the API key file is mounted, or None when the service runs without a key."""
-        return None if self.api_key_dir is None else f"{self.api_key_dir}/{self.api_key_file_name}"
+    def env_with_key_as_variable(self) -> tuple[tuple[str, pulumi.Input[str]], ...]:
+        """`env` for a platform that hands the API key over as the `API_KEY_ENV` variable (an ECS
+        secret, a Docker environment value) instead of mounting it as a file: without the file's
+        path, which would point at nothing (the service refuses a missing key file)."""
+        return tuple((key, value) for key, value in self.env if key != API_KEY_FILE_ENV)
 
-    @property
-    def env_dict(self) -> dict[str, pulumi.Input[str]]:
-        return dict(self.env)
+    def exec_health_check(self, probe: Probe) -> list[str]:
+        """`probe` as a command run inside the container (ECS and Docker health checks): the image
+        has Python but no curl, so an HTTP GET in Python that exits 1 on any failure."""
+        url = f"http://127.0.0.1:{self.port}{probe.path}"
+        return [
+            "CMD",
+            "python",
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('{url}', timeout=2)",
+        ]
 
 
 def container_spec(
@@ -120,23 +147,24 @@ def container_spec(
     c = settings.container
     with_key = settings.api_key is not None if api_key_file is None else api_key_file
     api_key_dir = API_KEY_DIR if with_key else None
-    env: dict[str, pulumi.Input[str]] = {
-        "MODELSHIP_HOST": "0.0.0.0",  # noqa: S104 - inside the container; the platform fronts it
-        "MODELSHIP_PORT": str(CONTAINER_PORT),
-        "MODELSHIP_WORKERS": str(c.workers),
-        "MODELSHIP_ARTIFACT": ARTIFACT_DIR,
-        "MODELSHIP_LOG_LEVEL": c.log_level,
-        "MODELSHIP_SHUTDOWN_GRACE_SECONDS": str(c.shutdown_grace_seconds),
+    values: dict[str, pulumi.Input[str]] = {
+        "host": "0.0.0.0",  # noqa: S104 - inside the container; the platform fronts it
+        "port": str(CONTAINER_PORT),
+        "workers": str(c.workers),
+        "artifact": ARTIFACT_DIR,
+        "log_level": c.log_level,
+        "shutdown_grace_seconds": str(c.shutdown_grace_seconds),
     }
     if model_uri is not None:
-        env["MODELSHIP_MODEL_URI"] = model_uri
+        values["model_uri"] = model_uri
     if capture is not None and capture.enabled:
         if capture_uri is None:
             raise ValueError("capture is enabled but the target gave no store to capture to")
-        env["MODELSHIP_CAPTURE_RATE"] = f"{capture.rate:g}"
-        env["MODELSHIP_CAPTURE_URI"] = capture_uri
+        values["capture_rate"] = f"{capture.rate:g}"
+        values["capture_uri"] = capture_uri
     if api_key_dir is not None:
-        env["MODELSHIP_API_KEY_FILE"] = f"{api_key_dir}/{API_KEY_FILE_NAME}"
+        values["api_key_file"] = f"{api_key_dir}/{API_KEY_FILE_NAME}"
+    env = {service_env(setting): value for setting, value in values.items()}
     s = settings.scaling
     return ContainerSpec(
         name=CONTAINER_NAME,

@@ -40,4 +40,3 @@ class Target(Generic[S]):
 
     read: Callable[[ConfigReader, Settings], S]
     deploy: Callable[[Settings, S], TargetOutputs]
-    description: str = ""

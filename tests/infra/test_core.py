@@ -52,9 +52,9 @@ def test_container_spec_serves_the_contract() -> None:
         "/healthz",
     )
     assert (spec.run_as_user, spec.run_as_group) == (10001, 10001)
-    assert spec.env_dict["MODELSHIP_PORT"] == "8080"
-    assert "MODELSHIP_API_KEY_FILE" not in spec.env_dict
-    assert spec.api_key_path is None
+    assert dict(spec.env)["MODELSHIP_PORT"] == "8080"
+    assert "MODELSHIP_API_KEY_FILE" not in dict(spec.env)
+    assert spec.api_key_dir is None
     assert (spec.cpu_millicores, spec.memory_mib) == (500, 512)
     assert spec.termination_grace_seconds > spec.shutdown_grace_seconds
 

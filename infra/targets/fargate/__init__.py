@@ -9,7 +9,6 @@ from infra.targets.fargate.deploy import deploy_fargate
 TARGET: Target[FargateSettings] = Target(
     read=read_fargate_settings,
     deploy=deploy_fargate,
-    description="AWS ECS on Fargate behind an Application Load Balancer, with ECR",
 )
 
 __all__ = ["TARGET", "FargateSettings", "deploy_fargate", "read_fargate_settings"]

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.core.components import child_opts
+from infra.core.container import service_env
 
 NAMESPACE = "modelship"  # the service's modelship.monitoring.cloudwatch.NAMESPACE
 PERIOD_SECONDS = 300
@@ -23,7 +24,7 @@ DRIFT_PERIODS = 3  # 15 minutes in drift, as the Prometheus alert's `for: 15m`
 
 def cloudwatch_metrics_env(service: str) -> dict[str, str]:
     """The container variables that make the service write its CloudWatch metric lines."""
-    return {"MODELSHIP_CLOUDWATCH_METRICS": "true", "MODELSHIP_CLOUDWATCH_SERVICE": service}
+    return {service_env("cloudwatch_metrics"): "true", service_env("cloudwatch_service"): service}
 
 
 class ServiceAlarmsArgs(TypedDict):

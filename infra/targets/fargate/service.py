@@ -21,27 +21,18 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.core.components import child_opts
-from infra.core.container import ContainerSpec
+from infra.core.container import API_KEY_ENV, ContainerSpec
 from infra.targets.fargate.alarms import cloudwatch_metrics_env
 from infra.targets.fargate.cluster import FARGATE, FARGATE_SPOT, EcsCluster
 from infra.targets.fargate.sizes import fargate_cpu_units
 
 TMP_VOLUME = "tmp"
 LOG_STREAM_PREFIX = "modelship"
-API_KEY_ENV = "MODELSHIP_API_KEY"
-API_KEY_FILE_ENV = "MODELSHIP_API_KEY_FILE"
 MAX_HEALTH_CHECK_START_PERIOD = 300  # ECS: startPeriod 0-300 s
 SERVICE_TIMEOUTS = pulumi.CustomTimeouts(create="20m", update="20m", delete="20m")
 SCALE_OUT_COOLDOWN = 60
 SCALE_IN_COOLDOWN = 300
 ARCHITECTURES = {"linux/amd64": "X86_64", "linux/arm64": "ARM64"}
-
-
-def health_check_command(spec: ContainerSpec) -> list[str]:
-    """The liveness probe run inside the container (the image has python, not curl)."""
-    url = f"http://127.0.0.1:{spec.port}{spec.liveness.path}"
-    code = f"import urllib.request; urllib.request.urlopen('{url}', timeout=2)"
-    return ["CMD", "python", "-c", code]
 
 
 def log_configuration(
@@ -82,14 +73,10 @@ def container_definitions(
     """
     tmp_mount = {"sourceVolume": TMP_VOLUME, "containerPath": spec.tmp_dir, "readOnly": False}
     logs = log_configuration(log_group, region)
-    env = {**spec.env_dict, **region_env(region)}
+    env = {**dict(spec.env_with_key_as_variable), **region_env(region)}
     if metrics_service is not None:
         env |= cloudwatch_metrics_env(metrics_service)
-    environment = [
-        {"name": key, "value": value}
-        for key, value in sorted(env.items())
-        if key != API_KEY_FILE_ENV
-    ]
+    environment = [{"name": key, "value": value} for key, value in sorted(env.items())]
     start_period = spec.startup.period_seconds * spec.startup.failure_threshold
     service: dict[str, Any] = {
         "name": spec.name,
@@ -110,7 +97,7 @@ def container_definitions(
         "mountPoints": [tmp_mount],
         "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
         "healthCheck": {
-            "command": health_check_command(spec),
+            "command": spec.exec_health_check(spec.liveness),
             "interval": spec.liveness.period_seconds,
             "timeout": spec.liveness.timeout_seconds,
             "retries": spec.liveness.failure_threshold,

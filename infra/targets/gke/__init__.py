@@ -9,7 +9,6 @@ from infra.targets.gke.deploy import deploy_gke
 TARGET: Target[GkeSettings] = Target(
     read=read_gke_settings,
     deploy=deploy_gke,
-    description="Google Kubernetes Engine (Autopilot or Standard) with Artifact Registry",
 )
 
 __all__ = ["TARGET", "GkeSettings", "deploy_gke", "read_gke_settings"]

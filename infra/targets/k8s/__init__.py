@@ -9,7 +9,6 @@ from infra.targets.k8s.deploy import deploy_k8s
 TARGET: Target[K8sSettings] = Target(
     read=read_k8s_settings,
     deploy=deploy_k8s,
-    description="any Kubernetes cluster in your kubeconfig (or rendered YAML for GitOps)",
 )
 
 __all__ = ["TARGET", "K8sSettings", "deploy_k8s", "read_k8s_settings"]

@@ -9,7 +9,6 @@ from infra.targets.local.deploy import deploy_local
 TARGET: Target[LocalSettings] = Target(
     read=read_local_settings,
     deploy=deploy_local,
-    description="Docker on this machine: one container behind a port on localhost",
 )
 
 __all__ = ["TARGET", "LocalSettings", "deploy_local", "read_local_settings"]

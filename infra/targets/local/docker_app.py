@@ -23,20 +23,12 @@ import pulumi_docker as docker
 
 from infra.config import parse_memory_bytes
 from infra.core.components import child_opts
-from infra.core.container import ContainerSpec
+from infra.core.container import API_KEY_ENV, ContainerSpec
 
 # Docker's json-file driver keeps logs forever unless rotated: 3 files of 10 MB at most.
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 HEALTH_INTERVAL = "5s"
 HEALTH_TIMEOUT = "3s"
-
-
-def health_command(port: int, path: str) -> list[str]:
-    """The image has Python but no curl: an HTTP GET in Python, exit 1 on any failure."""
-    script = (
-        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
-    )
-    return ["CMD", "python", "-c", script]
 
 
 class ReadOnlyMount(TypedDict):
@@ -116,16 +108,13 @@ class LocalService(pulumi.ComponentResource):
                 pulumi.Output.concat(key, "=", value)
                 if isinstance(value, pulumi.Output)
                 else f"{key}={value}"
-                for key, value in spec.env
-                if key != "MODELSHIP_API_KEY_FILE"
+                for key, value in spec.env_with_key_as_variable
             ]
             api_key = args["api_key"]
             if api_key is not None:
                 # A file cannot be copied into a read-only container; the key goes in as a
                 # (secret) environment value instead.
-                env.append(
-                    pulumi.Output.secret(pulumi.Output.concat("MODELSHIP_API_KEY=", api_key))
-                )
+                env.append(pulumi.Output.secret(pulumi.Output.concat(f"{API_KEY_ENV}=", api_key)))
             grace = spec.termination_grace_seconds
             mount = args.get("model_mount")
             capture = args.get("capture_mount")
@@ -153,7 +142,7 @@ class LocalService(pulumi.ComponentResource):
                 ],
                 restart=args["restart"],
                 healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=health_command(spec.port, spec.readiness.path),
+                    tests=spec.exec_health_check(spec.readiness),
                     interval=HEALTH_INTERVAL,
                     timeout=HEALTH_TIMEOUT,
                     retries=spec.readiness.failure_threshold + 1,
