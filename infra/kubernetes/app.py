@@ -413,7 +413,8 @@ def _ingress_address(status: Any) -> str:
     """The first ingress IP (or hostname) of a LoadBalancer Service; "" until it exists.
 
     None-safe at every level: during preview, while the cloud provisions the load balancer, and
-    for NodePort/ClusterIP Services the status has no ingress (CLOUD-PITFALLS 20).
+    for NodePort/ClusterIP Services the status has no ingress (reading `ingress[0]` would
+    crash the export).
     """
     balancer = _field(status, "load_balancer", "loadBalancer")
     ingress = _field(balancer, "ingress", "ingress") or []

@@ -128,7 +128,7 @@ def test_task_definition_is_fargate_sized_and_linux_x86(run: StackRun) -> None:
     task = inputs(service_task(run))
     assert task["requiresCompatibilities"] == ["FARGATE"]
     assert task["networkMode"] == "awsvpc"
-    assert (task["cpu"], task["memory"]) == ("512", "1024")  # strings (CLOUD-PITFALLS 2)
+    assert (task["cpu"], task["memory"]) == ("512", "1024")  # strings, a pair Fargate offers
     assert task["runtimePlatform"] == {
         "operatingSystemFamily": "LINUX",
         "cpuArchitecture": "X86_64",
@@ -296,7 +296,7 @@ def test_service_rolls_back_a_failed_deployment(variant: StackRun) -> None:
 def test_service_waits_for_the_listeners(variant: StackRun) -> None:
     service = variant.one(SERVICE)
     listeners = {r.urn for r in variant.of_type(LISTENER)}
-    assert listeners and listeners <= set(service.dependencies)  # CLOUD-PITFALLS 4
+    assert listeners and listeners <= set(service.dependencies)  # no service before its listener
 
 
 def test_service_waits_for_the_execution_grants(variant: StackRun) -> None:
@@ -339,7 +339,7 @@ def test_service_behind_the_target_group_in_public_subnets(run: StackRun) -> Non
 
 def test_autoscaling_owns_the_task_count(run: StackRun) -> None:
     service = run.one(SERVICE)
-    assert service.ignore_changes == ("desiredCount",)  # CLOUD-PITFALLS 13
+    assert service.ignore_changes == ("desiredCount",)  # the autoscaler owns the count
     assert service.inputs["desiredCount"] == 2
     target = inputs(run.one(SCALING_TARGET))
     assert (target["minCapacity"], target["maxCapacity"]) == (2, 4)

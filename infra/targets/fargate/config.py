@@ -2,7 +2,8 @@
 
 Everything has a default (`Pulumi.fargate.yaml` repeats the important ones); `aws:region` is the
 one value a user has to think about. Every rule reports the key, the value and what is allowed,
-before any resource is declared (CLOUD-PITFALLS 2: the Fargate task size is checked here).
+before any resource is declared (the Fargate task size among them: AWS itself would only refuse
+it at `up`, with "No Fargate configuration exists for given values").
 """
 
 from __future__ import annotations

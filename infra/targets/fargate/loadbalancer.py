@@ -1,8 +1,10 @@
 """Application Load Balancer in the public subnets, an `ip` target group checking `/readyz`, an
 HTTP listener, and with a certificate an HTTPS listener plus HTTP → HTTPS redirect.
 
-CLOUD-PITFALLS 3 (awsvpc tasks need target type `ip`), 5 (readiness path, 30 s deregistration
-delay instead of 300 s) and 4 (`listeners` is what the ECS service must wait for).
+`awsvpc` tasks register by IP, so the target group has target type `ip`; it checks the readiness
+path, and drains for 30 s instead of the default 300 s (every deploy would wait that long);
+`listeners` is what the ECS service must wait for (created before a listener, the service fails:
+the target group has no load balancer yet).
 """
 
 from __future__ import annotations

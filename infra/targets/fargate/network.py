@@ -1,4 +1,5 @@
-"""A dedicated VPC over two availability zones (CLOUD-PITFALLS 7: never the default VPC).
+"""A dedicated VPC over two availability zones (never the default VPC, which many
+accounts do not have).
 
 Zones are chosen by zone id (`use1-az1`), which names the same place in every account, not by
 zone name (`us-east-1a`), which each account maps to its own zone. In some regions Fargate runs
@@ -9,7 +10,8 @@ supports are taken; with it, exactly those (checked against the account's zones 
 Public subnets (route to an internet gateway) hold the load balancer and, by default, the tasks
 with a public IP: no NAT gateway to pay for, and the tasks' security group admits only the load
 balancer. With `private` the tasks get two private subnets whose default route goes through one
-NAT gateway (CLOUD-PITFALLS 8: tasks in private subnets without NAT cannot pull the image).
+NAT gateway (tasks in private subnets without NAT or VPC endpoints fail with
+CannotPullContainerError).
 """
 
 from __future__ import annotations

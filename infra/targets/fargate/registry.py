@@ -1,5 +1,6 @@
 """ECR repository for the service image: scan on push, keep the last N images, and on `pulumi
-destroy` either force-deleted with its images (CLOUD-PITFALLS 1) or, with `keep`, left in the
+destroy` either force-deleted with its images (ECR refuses to delete a repository
+that holds images: RepositoryNotEmptyException) or, with `keep`, left in the
 account with them, like the model store (one rule for everything that holds data).
 
 Tags are mutable. The stack deploys the digest (`ServiceImage.ref`), never the tag, so tag
@@ -68,8 +69,9 @@ class EcrRepository(pulumi.ComponentResource):
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                     scan_on_push=True
                 ),
-                # `pulumi destroy` deletes the repository even with images in it (CLOUD-PITFALLS 1),
-                # unless it is kept: then it stays, with its images, and leaves the state.
+                # `pulumi destroy` deletes the repository even with images in it (ECR refuses
+                # otherwise), unless it is kept: then it stays, with its images, and leaves the
+                # state.
                 force_delete=not args["keep"],
                 tags=dict(args["tags"]),
             ),
@@ -84,7 +86,8 @@ class EcrRepository(pulumi.ComponentResource):
             opts=child_opts(self, opts, retain_on_delete=args["keep"] or None),
         )
         self.url = self.repository.repository_url
-        # The identity running Pulumi pushes with a 12-hour token from ECR (CLOUD-PITFALLS 9);
+        # The identity running Pulumi pushes with a 12-hour token from ECR (a push without
+        # credentials for the registry host is refused with 401);
         # pulumi-docker-build ignores password changes, so a new token does not rebuild.
         token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
         self.login = {

@@ -4,9 +4,9 @@ load balancer: in 80 (and 443 with HTTPS) from the configured CIDRs; out only to
 on the container port. tasks: in only from the load balancer's group on the container port; out
 only HTTPS (ECR, the image layers on S3, CloudWatch Logs, SSM/Secrets Manager). training: no
 ingress at all (the training task serves nothing); out only HTTPS (ECR, the model store on S3,
-CloudWatch Logs). DNS to the VPC
-resolver is not filtered by security groups. Rules are separate resources (no inline rules that
-reference each other, CLOUD-PITFALLS 11) and groups revoke their rules before deletion.
+CloudWatch Logs). DNS to the VPC resolver is not filtered by security groups. Rules are separate
+resources (no inline rules that reference each other, which leave `destroy` stuck on
+DependencyViolation) and groups revoke their rules before deletion.
 """
 
 from __future__ import annotations

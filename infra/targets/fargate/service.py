@@ -2,10 +2,11 @@
 
 The container comes from the shared `ContainerSpec` (port, environment, probes, user, sizes).
 Fargate specifics: task-level CPU/memory from the validated size table, `awsvpc`, read-only root
-filesystem with a task volume on `/tmp`, `awslogs` to a log group with retention (CLOUD-PITFALLS
-12), a rolling deployment that the circuit breaker rolls back when tasks never get healthy, and
-Application Auto Scaling on CPU and on requests per target; when it owns the task count the
-service ignores `desiredCount` (CLOUD-PITFALLS 13).
+filesystem with a task volume on `/tmp`, `awslogs` to a log group with retention (a log group
+without one keeps logs, and their bill, forever), a rolling deployment that the circuit breaker
+rolls back when tasks never get healthy, and Application Auto Scaling on CPU and on requests per
+target; when it owns the task count the service ignores `desiredCount` (otherwise every `up` resets
+the count the autoscaler chose).
 
 Fargate mounts a task volume root-owned with mode 0755 unless the image declares the path a
 VOLUME; `service/Dockerfile` declares `VOLUME ["/tmp"]`, so the volume gets the image's `/tmp`
@@ -131,7 +132,7 @@ def fargate_task_definition(
             family=family,
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
-            # Task-level sizes as strings, from the checked Fargate table (CLOUD-PITFALLS 2).
+            # Task-level sizes as strings, from the checked Fargate table (fargate/sizes.py).
             cpu=str(fargate_cpu_units(cpu_millicores)),
             memory=str(memory_mib),
             runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
@@ -168,7 +169,9 @@ class FargateServiceArgs(TypedDict):
     health_check_grace_seconds: int
     log_retention_days: int
     depends_on: Sequence[pulumi.Resource]
-    """The listeners, IAM grants and routes the first task needs (CLOUD-PITFALLS 4, 8)."""
+    """The listeners, IAM grants and routes the first task needs: a service created before its
+    listener fails with "target group ... does not have an associated load balancer", and a task
+    without a route out cannot pull its image."""
     tags: Mapping[str, str]
 
 

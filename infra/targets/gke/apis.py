@@ -1,4 +1,5 @@
-"""The Google APIs the gke target needs, enabled by the program (CLOUD-PITFALLS 16)."""
+"""The Google APIs the gke target needs, enabled by the program: on a fresh project the first
+call otherwise fails with "Kubernetes Engine API has not been used in project ..."."""
 
 from __future__ import annotations
 

@@ -90,7 +90,9 @@ class GkeCluster(pulumi.ComponentResource):
                 channel=args["release_channel"]
             ),
             # Off by default so `pulumi destroy` works; it must be applied by an `up` before a
-            # destroy can delete the cluster (CLOUD-PITFALLS 14). Turn on for production.
+            # destroy can delete the cluster (pulumi-gcp defaults it to true, and a destroy then
+            # fails with "Cannot destroy cluster because deletion_protection is set to true").
+            # Turn on for production.
             "deletion_protection": args["deletion_protection"],
             "resource_labels": labels,
         }
@@ -102,7 +104,7 @@ class GkeCluster(pulumi.ComponentResource):
         )
         if args["autopilot"]:
             # Autopilot: keep the arguments minimal (no node_config: it would replace the cluster
-            # on the next up, CLOUD-PITFALLS 17). Workload Identity is always on in Autopilot.
+            # on the next up). Workload Identity is always on in Autopilot.
             self.cluster = gcp.container.Cluster(
                 f"{name}-cluster",
                 enable_autopilot=True,

@@ -65,7 +65,7 @@ MACHINE_TYPE_ALLOWED = (
 )
 
 # Autopilot (general-purpose class) moves requests outside these bounds, which shows up as a diff
-# on every `up` (CLOUD-PITFALLS 22): 250m..30 vCPU, 512Mi.., and 1..6.5 GiB of memory per vCPU.
+# on every `up`: 250m..30 vCPU, 512Mi.., and 1..6.5 GiB of memory per vCPU.
 AUTOPILOT_MIN_CPU_MILLICORES = 250
 AUTOPILOT_MAX_CPU_MILLICORES = 30_000
 AUTOPILOT_MIN_MEMORY_BYTES = 512 * 2**20

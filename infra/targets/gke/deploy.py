@@ -36,7 +36,7 @@ from infra.targets.gke.registry import ArtifactRepository, allow_pull
 ACCESS_TOKEN_USER = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a secret
 # Autopilot requests 1Gi of ephemeral storage per pod unless told otherwise; declaring it
 # (requests = limits, like cpu and memory) keeps Autopilot from rewriting the pod
-# (CLOUD-PITFALLS 22). Standard clusters get the same value, so both modes run the same pod.
+# (a diff on every `up`). Standard clusters get the same value, so both modes run the same pod.
 EPHEMERAL_STORAGE = "1Gi"
 # Training keeps the downloaded CSV and the new artifact under /tmp.
 TRAINING_EPHEMERAL_STORAGE = "2Gi"

@@ -12,7 +12,8 @@ from infra.core.components import child_opts
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
 # GKE removes its firewall rules and NEGs asynchronously after the cluster and LoadBalancer are
-# gone; generous delete timeouts let the network wait for them (CLOUD-PITFALLS 21).
+# gone; generous delete timeouts let the network wait for them (deleting it sooner fails
+# while they still use it).
 NETWORK_TIMEOUTS = pulumi.CustomTimeouts(create="10m", update="10m", delete="30m")
 
 

@@ -23,7 +23,7 @@ class ArtifactRepository(pulumi.ComponentResource):
     """A Docker repository; `url` is `REGION-docker.pkg.dev/PROJECT/REPO`, `host` the registry host.
 
     Deleting an Artifact Registry repository deletes its images, so `pulumi destroy` needs no
-    force flag (unlike ECR, CLOUD-PITFALLS 1).
+    force flag (unlike ECR, which refuses to delete a repository that holds images).
     """
 
     repository: gcp.artifactregistry.Repository

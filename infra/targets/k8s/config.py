@@ -71,8 +71,8 @@ IMAGE_ALLOWED = (
     "an image reference the cluster can pull, ideally pinned by digest: "
     "registry.example.com/team/modelship@sha256:<64 hex digits> (or name:tag)"
 )
-# A push target must name its registry host explicitly: a bare `team/modelship` means Docker Hub
-# (CLOUD-PITFALLS 9).
+# A push target must name its registry host explicitly: Docker reads a bare `team/modelship` as
+# docker.io/team/modelship and pushes to Docker Hub, where the push fails (401) or leaks the image.
 REGISTRY = re.compile(rf"(?P<host>{_DOMAIN})(?:/{_PATH_COMPONENT})*")
 REGISTRY_ALLOWED = (
     "a registry host with an optional path and no tag, e.g. registry.example.com/team, "
