@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
@@ -21,6 +22,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 
 from infra.core.components import child_opts
+from infra.settings import ImageSettings
 from infra.stack_file import REPO_ROOT
 
 DOCKERFILE = Path("service") / "Dockerfile"
@@ -146,3 +148,57 @@ class ServiceImage(pulumi.ComponentResource):
         self.digest = image.digest
         self.context_hash = image.context_hash
         self.register_outputs({"ref": self.ref, "tag": self.tag, "digest": self.digest})
+
+
+@dataclass(frozen=True)
+class StackImages:
+    """The two images every target builds from `service/Dockerfile`: the service and training."""
+
+    service: ServiceImage
+    training: ServiceImage
+
+
+def build_stack_images(
+    name: str,
+    image: ImageSettings,
+    *,
+    labels: Mapping[str, str],
+    tag: str,
+    service_name: pulumi.Input[str],
+    training_name: pulumi.Input[str],
+    registry: RegistryLogin | None = None,
+    training_registry: RegistryLogin | None = None,
+    platform: str | None = None,
+    load_locally: bool = False,
+    service_opts: pulumi.ResourceOptions | None = None,
+    training_opts: pulumi.ResourceOptions | None = None,
+) -> StackImages:
+    """`{name}-image` and `{name}-training-image`: the same build (platform, labels, preview
+    builds, baked model) of two Dockerfile stages, each pushed under its own name.
+
+    `registry` logs the pushes in (`training_registry` when the training image has a repository
+    of its own); `load_locally` loads both into the local engine instead of pushing them.
+    `platform` overrides the configured one ("" builds for the machine's own).
+    """
+    args: ServiceImageArgs = {
+        "image_name": service_name,
+        "tag": tag,
+        "platform": image.platform if platform is None else platform,
+        "build_on_preview": image.build_on_preview,
+        "labels": labels,
+    }
+    if registry is not None:
+        args["registry"] = registry
+    if load_locally:
+        args["push"] = False
+        args["load"] = True
+    if image.model_dir is not None:
+        args["model_dir"] = image.model_dir
+    return StackImages(
+        service=ServiceImage(f"{name}-image", args, opts=service_opts),
+        training=ServiceImage(
+            f"{name}-training-image",
+            training_image_args(args, training_name, training_registry),
+            opts=service_opts if training_opts is None else training_opts,
+        ),
+    )

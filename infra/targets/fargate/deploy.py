@@ -12,9 +12,7 @@ from infra.core.container import ARTIFACT_DIR, container_spec
 from infra.core.ids import make_id
 from infra.core.image import (
     DOCKERFILE,
-    ServiceImage,
-    ServiceImageArgs,
-    training_image_args,
+    build_stack_images,
 )
 from infra.core.labels import label_value, standard_labels
 from infra.core.model_store import training_command
@@ -70,21 +68,6 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         },
     )
 
-    image_args: ServiceImageArgs = {
-        "image_name": registry.url,
-        "tag": tag,
-        "registry": registry.login,
-        "platform": settings.image.platform,
-        "build_on_preview": settings.image.build_on_preview,
-        "labels": labels,
-    }
-    if settings.image.model_dir is not None:
-        image_args["model_dir"] = settings.image.model_dir
-    image = ServiceImage(
-        f"{name}-image",
-        image_args,
-        opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
-    )
     # The training image (the Dockerfile's `training` stage) in its own repository, so the
     # serving repository's lifecycle rule counts serving images only.
     training_registry = EcrRepository(
@@ -96,11 +79,19 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "tags": labels,
         },
     )
-    training_image = ServiceImage(
-        f"{name}-training-image",
-        training_image_args(image_args, training_registry.url, training_registry.login),
-        opts=pulumi.ResourceOptions(depends_on=[training_registry.repository]),
+    images = build_stack_images(
+        name,
+        settings.image,
+        labels=labels,
+        tag=tag,
+        service_name=registry.url,
+        training_name=training_registry.url,
+        registry=registry.login,
+        training_registry=training_registry.login,
+        service_opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
+        training_opts=pulumi.ResourceOptions(depends_on=[training_registry.repository]),
     )
+    image, training_image = images.service, images.training
     store = S3ModelStore(
         f"{name}-store",
         {

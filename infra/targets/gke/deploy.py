@@ -11,9 +11,7 @@ from infra.core.ids import make_id
 from infra.core.image import (
     IMAGE_NAME,
     TRAINING_IMAGE_NAME,
-    ServiceImage,
-    ServiceImageArgs,
-    training_image_args,
+    build_stack_images,
 )
 from infra.core.labels import app_selector, label_value, standard_labels
 from infra.core.model_store import training_command
@@ -71,25 +69,18 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
     # The identity running Pulumi pushes with its own short-lived OAuth access token.
     token = gcp.organizations.get_client_config_output().access_token
 
-    image_args: ServiceImageArgs = {
-        "image_name": pulumi.Output.concat(registry.url, "/", IMAGE_NAME),
-        "tag": label_value(settings.stack),
-        "registry": {"address": registry.host, "username": ACCESS_TOKEN_USER, "password": token},
-        "platform": settings.image.platform,
-        "build_on_preview": settings.image.build_on_preview,
-        "labels": labels,
-    }
-    if settings.image.model_dir is not None:
-        image_args["model_dir"] = settings.image.model_dir
     after_registry = pulumi.ResourceOptions(depends_on=[registry.repository])
-    image = ServiceImage(f"{name}-image", image_args, opts=after_registry)
-    training_image = ServiceImage(
-        f"{name}-training-image",
-        training_image_args(
-            image_args, pulumi.Output.concat(registry.url, "/", TRAINING_IMAGE_NAME)
-        ),
-        opts=after_registry,
+    images = build_stack_images(
+        name,
+        settings.image,
+        labels=labels,
+        tag=label_value(settings.stack),
+        service_name=pulumi.Output.concat(registry.url, "/", IMAGE_NAME),
+        training_name=pulumi.Output.concat(registry.url, "/", TRAINING_IMAGE_NAME),
+        registry={"address": registry.host, "username": ACCESS_TOKEN_USER, "password": token},
+        service_opts=after_registry,
     )
+    image, training_image = images.service, images.training
 
     network = Network(
         f"{name}-network",

@@ -14,9 +14,7 @@ from infra.core.container import container_spec
 from infra.core.image import (
     IMAGE_NAME,
     TRAINING_IMAGE_NAME,
-    ServiceImage,
-    ServiceImageArgs,
-    training_image_args,
+    build_stack_images,
 )
 from infra.core.labels import label_value, standard_labels
 from infra.settings import Settings
@@ -66,22 +64,17 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
 
     # The same build component as the cloud targets, loaded into the local engine instead of
     # pushed. No registry host in the name: nothing is pushed, so nothing can reach Docker Hub.
-    platform = "" if local.native_platform else settings.image.platform
-    image_args: ServiceImageArgs = {
-        "image_name": IMAGE_NAME,
-        "tag": label_value(settings.stack),
-        "platform": platform,
-        "build_on_preview": settings.image.build_on_preview,
-        "labels": labels,
-        "push": False,
-        "load": True,
-    }
-    if settings.image.model_dir is not None:
-        image_args["model_dir"] = settings.image.model_dir
-    image = ServiceImage(f"{name}-image", image_args)
-    training_image = ServiceImage(
-        f"{name}-training-image", training_image_args(image_args, TRAINING_IMAGE_NAME)
+    images = build_stack_images(
+        name,
+        settings.image,
+        labels=labels,
+        tag=label_value(settings.stack),
+        service_name=IMAGE_NAME,
+        training_name=TRAINING_IMAGE_NAME,
+        platform="" if local.native_platform else None,
+        load_locally=True,
     )
+    image, training_image = images.service, images.training
     args: LocalServiceArgs = {
         "image": image.tag,
         "image_digest": image.digest,
