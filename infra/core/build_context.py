@@ -41,7 +41,7 @@ def context_files(root: Path, dockerfile: str = "Dockerfile") -> list[Path]:
     so both are left out: `content_tag` hashes the Dockerfile on its own, and the ignore file's
     effect is the list itself.
     """
-    kept = exclude_paths(str(root), dockerignore_patterns(root), dockerfile=dockerfile)
+    kept: set[str] = exclude_paths(str(root), dockerignore_patterns(root), dockerfile=dockerfile)
     kept -= {dockerfile, DOCKERIGNORE}
     files = [Path(relative) for relative in kept if (root / relative).is_file()]
     return [root / path for path in sorted(files, key=_walk_order)]
