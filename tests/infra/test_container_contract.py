@@ -19,10 +19,10 @@ from infra.core.container import (
     container_spec,
     service_env,
 )
-from infra.settings import ContainerSettings, ImageSettings, ScalingSettings, Settings
 from infra.stack_file import PROGRAM_DIR
 from modelship.settings import Settings as ServiceSettings
 from tests.infra.plan import PLANS_DIR
+from tests.infra.test_core import settings
 
 # The batch worker's own variables (read by `modelship predict`'s shell line, not by Settings).
 NOT_SETTINGS = {"MODELSHIP_BATCH_INPUT", "MODELSHIP_BATCH_OUTPUT"}
@@ -93,19 +93,8 @@ def test_the_exec_health_check_is_written_once() -> None:
 
 
 def test_a_key_handed_over_as_a_variable_drops_the_file_path() -> None:
-    spec = container_spec(_settings(), api_key_file=True)
+    spec = container_spec(settings(), api_key_file=True)
     assert dict(spec.env)[API_KEY_FILE_ENV] == "/var/run/secrets/modelship/api-key"
     assert dict(spec.env_with_key_as_variable) == {
         key: value for key, value in spec.env if key != API_KEY_FILE_ENV
     }
-
-
-def _settings() -> Settings:
-    return Settings(
-        project="modelship",
-        stack="test",
-        target="gke",
-        image=ImageSettings(),
-        container=ContainerSettings(),
-        scaling=ScalingSettings(),
-    )
