@@ -11,25 +11,30 @@
   fargate  AWS ECS on Fargate: ECR, a dedicated VPC, security groups, Application Load Balancer
            (HTTPS with a certificate), IAM roles, cluster, task definition, service + autoscaling.
 
-Every target builds the same image (`infra.image`), runs the same container description
-(`infra.container`), labels everything the same way (`infra.labels`) and exports `url`, `image`.
-Config is read and validated once (`infra.settings`) before any resource is declared.
+Every target builds the same image (`infra.core.image`), runs the same container description
+(`infra.core.container`), labels everything the same way (`infra.core.labels`) and exports
+`url`, `image`. Config is read and validated once (`infra.config`, `infra.settings`) before any
+resource is declared.
+
+`infra` is a package of the workspace's environment (the root `pyproject.toml`), so imports need
+no path set-up; but Pulumi's host runs this directory as a script with the directory itself first
+on `sys.path`, where its folders (`kubernetes`, `config`, ...) would shadow top-level packages of
+those names. It is taken off before anything else is imported.
 """
 
 import sys
 from pathlib import Path
-from typing import Any
 
-# Pulumi's Python host runs this file with `infra/` (not the repository root) on sys.path.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+_PROGRAM_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _PROGRAM_DIR]
+
+from typing import Any  # noqa: E402
 
 import pulumi  # noqa: E402
 
-from infra import fargate, gke, k8s, local  # noqa: E402
-from infra.settings import ConfigReader, read_shared  # noqa: E402
-from infra.targets import Target, TargetOutputs  # noqa: E402
+from infra.config import ConfigReader  # noqa: E402
+from infra.settings import read_shared  # noqa: E402
+from infra.targets import Target, TargetOutputs, fargate, gke, k8s, local  # noqa: E402
 
 TARGETS: dict[str, Target[Any]] = {
     "gke": gke.TARGET,

@@ -7,7 +7,9 @@ here; the rules live in `policy/rules.py`, which the tests import and run withou
 import sys
 from pathlib import Path
 
-# The CLI runs this file with policy/ on sys.path; the rules are imported as `policy.rules`.
+# In the workspace `policy` is an installed package; but the CLI runs this file in the pack's own
+# environment (policy/venv: pulumi and pulumi-policy only, policy/requirements.txt) with policy/
+# on sys.path, so the repository root is added for `policy.rules` to import.
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

@@ -1,10 +1,11 @@
 """The rules of modelship's policy pack, importable without starting the pack.
 
 Each rule is a plain function over one resource (type + camelCase input properties, as the engine
-sends them: CLOUD-PITFALLS 26) or over the whole stack, wrapped into a `ResourceValidationPolicy`
-or `StackValidationPolicy` in `POLICIES`. The rules cover the resource types every target declares
-or will declare: GKE/GCP, ECS Fargate/AWS (security groups and their rule resources, ECR, CloudWatch
-logs, task definitions, load balancers), Kubernetes objects on any cluster, and local Docker.
+sends them, not the SDK's snake_case) or over the whole stack, wrapped into a
+`ResourceValidationPolicy` or `StackValidationPolicy` in `POLICIES`. The rules cover the resource
+types every target declares or will declare: GKE/GCP, ECS Fargate/AWS (security groups and their
+rule resources, ECR, CloudWatch logs, task definitions, load balancers), Kubernetes objects on any
+cluster, and local Docker.
 
 Mandatory rules block `pulumi preview`/`up`; advisory ones print a warning. Values unknown during
 a preview (an image digest before the build) make `pulumi_policy` skip the check.
@@ -341,7 +342,7 @@ def check_required_labels(
     if missing:
         yield (
             f"missing label(s)/tag(s) {', '.join(missing)}: every resource carries "
-            f"{', '.join(REQUIRED_LABELS)} (infra.labels.standard_labels)"
+            f"{', '.join(REQUIRED_LABELS)} (infra.core.labels.standard_labels)"
         )
 
 

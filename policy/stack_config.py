@@ -9,21 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra.settings import KEY_ENVIRONMENT
+from infra.stack_file import read_stack_file
 from policy.rules import DEFAULT_ENVIRONMENT
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def declared_environment(stack: str) -> str:
     """`modelship:environment` of `Pulumi.<stack>.yaml` (development when not set)."""
-    document = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
-    config = document.get("config") or {}
-    value = config.get("modelship:environment", config.get("environment"))
+    value = read_stack_file(stack).plain.get(KEY_ENVIRONMENT)
     return str(value) if value else DEFAULT_ENVIRONMENT
 
 

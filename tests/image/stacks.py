@@ -1,7 +1,7 @@
 """The containers the stacks declare, read from the resources they declare, as `RunSpec`s.
 
-The plans are made of these very resources (`infra.harness.run_stack` records them): the gke and
-k8s Deployments and the gke CronJob (Kubernetes pod specs), the fargate task definitions'
+The plans are made of these very resources (`tests.infra.harness.run_stack` records them): the
+gke and k8s Deployments and the gke CronJob (Kubernetes pod specs), the fargate task definitions'
 `containerDefinitions`, the local Docker container and the local `docker run` line. Each is
 turned into what its platform would set when it starts the image: entry point and arguments,
 environment, user, read-only root, the writable `/tmp`, ports, health checks, the stop grace
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.harness import StackRun
-from infra.local.training import RUN_AS_CALLER
-from infra.settings import parse_memory_bytes
-from infra.values import plain
+from infra.config import parse_memory_bytes
+from infra.core.values import plain
+from infra.targets.local.training import RUN_AS_CALLER
 from tests.image.runtime import BindMount, RunSpec
+from tests.infra.harness import StackRun
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CRONJOB = "kubernetes:batch/v1:CronJob"

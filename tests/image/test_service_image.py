@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.harness import run_stack
 from tests.image.buildah import build_image, remove_image
 from tests.image.checker import check_image
 from tests.image.conftest import SESSION
@@ -25,6 +24,7 @@ from tests.image.stacks import (
     task_container,
 )
 from tests.infra.conftest import GKE_PROJECT
+from tests.infra.harness import run_stack
 from tests.infra.k8s_stack import run_k8s
 
 READY_WITHIN = 120  # the stacks' start-up budget (startup probe 2 s x 60, ECS startPeriod 120 s)

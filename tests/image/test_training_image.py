@@ -33,8 +33,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from infra.harness import StackRun, run_stack
-from infra.settings import ConfigError
+from infra.config import ConfigError
 from modelship import store
 from tests.image.runtime import RunningContainer, run_container
 from tests.image.stacks import (
@@ -46,6 +45,7 @@ from tests.image.stacks import (
     task_container,
 )
 from tests.infra.conftest import GKE_PROJECT
+from tests.infra.harness import StackRun, run_stack
 from tests.service.object_stores import gcs_server, s3_client, s3_server
 
 STACKS = ("fargate", "gke", "local")

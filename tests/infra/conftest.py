@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from infra.harness import StackRun, run_stack
+from tests.infra.harness import StackRun, run_stack
 
 # The one value Pulumi.gke.yaml leaves to the user.
 GKE_PROJECT = {"gcp:project": "modelship-test"}
 API_KEY = "test-api-key-value"
-# The service container's environment by default, the same on every target (infra.container).
+# The service container's environment by default, the same on every target (infra.core.container).
 SERVICE_CONTRACT_ENV = {
     "MODELSHIP_HOST": "0.0.0.0",
     "MODELSHIP_PORT": "8080",

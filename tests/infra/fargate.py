@@ -7,8 +7,8 @@ import functools
 import json
 from typing import Any
 
-from infra.harness import DeclaredResource, StackRun, run_stack
-from infra.values import plain
+from infra.core.values import plain
+from tests.infra.harness import DeclaredResource, StackRun, run_stack
 
 API_KEY = "test-api-key-value"
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"

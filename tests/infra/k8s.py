@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.harness import DeclaredResource, StackRun
-from infra.values import plain
+from infra.core.values import plain
+from tests.infra.harness import DeclaredResource, StackRun
 
 
 def manifests(run: StackRun) -> list[tuple[DeclaredResource, dict[str, Any]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.harness import StackRun, run_stack
+from tests.infra.harness import StackRun, run_stack
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = f"registry.example.com/team/modelship@{DIGEST}"

@@ -19,11 +19,11 @@ import pytest
 import yaml
 from celpy.adapter import json_to_cel
 
-from infra.gke.config import KUBERNETES_VERSIONS
-from infra.harness import StackRun, run_stack
-from infra.settings import ConfigError
-from infra.values import plain
+from infra.config import ConfigError
+from infra.core.values import plain
+from infra.targets.gke.config import KUBERNETES_VERSIONS
 from modelship.cli import _parser
+from tests.infra.harness import StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 from .fargate import ROLE, ROLE_POLICY, SECURITY_GROUP, fargate_run, inputs, named

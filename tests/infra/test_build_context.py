@@ -7,31 +7,40 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import content_tag, context_files, is_excluded, read_dockerignore
-from infra.image import DOCKERFILE
-from infra.settings import REPO_ROOT
+from infra.core.build_context import content_tag, context_files
+from infra.core.image import DOCKERFILE
+from infra.stack_file import REPO_ROOT
 
-RULES = read_dockerignore(
-    "# comment\n*\n!pyproject.toml\n!service/src/\n**/__pycache__\n**/*.pyc\n!keep/**/*.md\n"
-)
+IGNORE = "# comment\n*\n!pyproject.toml\n!service/src/\n**/__pycache__\n**/*.pyc\nmodel-store\n"
+PATHS = {
+    "pyproject.toml": False,
+    "README.md": True,
+    "Dockerfile": True,
+    "service/src/modelship/app.py": False,
+    "service/src/modelship/__pycache__/app.cpython-311.pyc": True,
+    "service/src/x.pyc": True,
+    "service/tests/test_x.py": True,
+    ".venv/lib/site.py": True,
+}
 
 
-@pytest.mark.parametrize(
-    ("path", "excluded"),
-    [
-        ("pyproject.toml", False),
-        ("README.md", True),
-        ("service/src/modelship/app.py", False),
-        ("service/src/modelship/__pycache__/app.cpython-311.pyc", True),
-        ("service/src/x.pyc", True),
-        ("service/tests/test_x.py", True),
-        ("keep/a/b/notes.md", False),
-        ("keep/a/b/notes.txt", True),
-        (".venv/lib/site.py", True),
-    ],
-)
-def test_dockerignore_semantics(path: str, excluded: bool) -> None:
-    assert is_excluded(path, RULES) is excluded
+@pytest.fixture(scope="module")
+def sent(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    root = tmp_path_factory.mktemp("context")
+    (root / ".dockerignore").write_text(IGNORE)
+    for path in PATHS:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(path)
+    return {p.relative_to(root).as_posix() for p in context_files(root)}
+
+
+@pytest.mark.parametrize(("path", "excluded"), sorted(PATHS.items()))
+def test_dockerignore_semantics(sent: set[str], path: str, excluded: bool) -> None:
+    assert (path not in sent) is excluded
+
+
+def test_neither_the_dockerfile_nor_the_ignore_file_is_a_context_file(sent: set[str]) -> None:
+    assert not {"Dockerfile", ".dockerignore"} & sent
 
 
 def test_the_repository_context_is_what_the_dockerfile_copies() -> None:

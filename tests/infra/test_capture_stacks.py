@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from infra.harness import StackRun, run_stack
-from infra.local.config import KEY_MODEL_STORE_DIR
-from infra.settings import ConfigError
-from infra.values import plain
+from infra.config import ConfigError
+from infra.core.values import plain
+from infra.targets.local.config import KEY_MODEL_STORE_DIR
+from tests.infra.harness import StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 from .fargate import BUCKET as S3_BUCKET

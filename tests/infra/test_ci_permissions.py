@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from infra.harness import REPO_ROOT, StackRun, run_stack
+from tests.infra.harness import REPO_ROOT, StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 from .fargate import fargate_run

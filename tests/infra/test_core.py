@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from infra.container import container_spec
-from infra.harness import PROGRAM_DIR, StackRun, run_stack
-from infra.k8s_app import _ingress_address
-from infra.labels import label_value, standard_labels
+from infra.core.container import container_spec
+from infra.core.labels import label_value, standard_labels
+from infra.kubernetes.app import _ingress_address
 from infra.settings import ContainerSettings, ImageSettings, ScalingSettings, Settings
+from tests.infra.harness import PROGRAM_DIR, StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 
@@ -52,9 +52,9 @@ def test_container_spec_serves_the_contract() -> None:
         "/healthz",
     )
     assert (spec.run_as_user, spec.run_as_group) == (10001, 10001)
-    assert spec.env_dict["MODELSHIP_PORT"] == "8080"
-    assert "MODELSHIP_API_KEY_FILE" not in spec.env_dict
-    assert spec.api_key_path is None
+    assert dict(spec.env)["MODELSHIP_PORT"] == "8080"
+    assert "MODELSHIP_API_KEY_FILE" not in dict(spec.env)
+    assert spec.api_key_dir is None
     assert (spec.cpu_millicores, spec.memory_mib) == (500, 512)
     assert spec.termination_grace_seconds > spec.shutdown_grace_seconds
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import content_tag
-from infra.fargate.iam import EXECUTION_POLICY
-from infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
+from infra.core.build_context import content_tag
+from infra.targets.fargate.iam import EXECUTION_POLICY
+from tests.infra.harness import MOCK_AWS_ACCOUNT, MOCK_ECR_PASSWORD, REPO_ROOT, StackRun, run_stack
 
 from .conftest import SERVICE_CONTRACT_ENV
 from .fargate import (
@@ -128,7 +128,7 @@ def test_task_definition_is_fargate_sized_and_linux_x86(run: StackRun) -> None:
     task = inputs(service_task(run))
     assert task["requiresCompatibilities"] == ["FARGATE"]
     assert task["networkMode"] == "awsvpc"
-    assert (task["cpu"], task["memory"]) == ("512", "1024")  # strings (CLOUD-PITFALLS 2)
+    assert (task["cpu"], task["memory"]) == ("512", "1024")  # strings, a pair Fargate offers
     assert task["runtimePlatform"] == {
         "operatingSystemFamily": "LINUX",
         "cpuArchitecture": "X86_64",
@@ -296,7 +296,7 @@ def test_service_rolls_back_a_failed_deployment(variant: StackRun) -> None:
 def test_service_waits_for_the_listeners(variant: StackRun) -> None:
     service = variant.one(SERVICE)
     listeners = {r.urn for r in variant.of_type(LISTENER)}
-    assert listeners and listeners <= set(service.dependencies)  # CLOUD-PITFALLS 4
+    assert listeners and listeners <= set(service.dependencies)  # no service before its listener
 
 
 def test_service_waits_for_the_execution_grants(variant: StackRun) -> None:
@@ -339,7 +339,7 @@ def test_service_behind_the_target_group_in_public_subnets(run: StackRun) -> Non
 
 def test_autoscaling_owns_the_task_count(run: StackRun) -> None:
     service = run.one(SERVICE)
-    assert service.ignore_changes == ("desiredCount",)  # CLOUD-PITFALLS 13
+    assert service.ignore_changes == ("desiredCount",)  # the autoscaler owns the count
     assert service.inputs["desiredCount"] == 2
     target = inputs(run.one(SCALING_TARGET))
     assert (target["minCapacity"], target["maxCapacity"]) == (2, 4)
@@ -428,7 +428,7 @@ def test_configured_zone_ids_are_used_and_must_exist_in_the_account() -> None:
         [
             sys.executable,
             "-c",
-            "from infra.harness import run_stack; "
+            "from tests.infra.harness import run_stack; "
             "run_stack('fargate', {'modelship:availabilityZoneIds': ['use1-az1', 'use1-az9']})",
         ],
         cwd=REPO_ROOT,
@@ -612,7 +612,7 @@ def test_preview_needs_no_docker() -> None:
 
 
 def test_plan_masks_the_registry_password_and_pins_the_tag() -> None:
-    from infra import plan
+    from tests.infra import plan
 
     text = plan.render(plan.run_for_plan("fargate"))
     assert MOCK_ECR_PASSWORD not in text

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from infra.fargate.config import FargateSettings
-from infra.harness import load_stack_config, run_stack
-from infra.settings import ConfigError
+from infra.config import ConfigError
+from infra.targets.fargate.config import FargateSettings
+from tests.infra.harness import load_stack_config, run_stack
 
 from .fargate import CERTIFICATE, SSM_SECRET
 
@@ -267,9 +267,10 @@ def test_all_problems_at_once() -> None:
 
 
 def test_every_key_is_documented() -> None:
-    from infra import model_store, settings
-    from infra.fargate import config
-    from infra.harness import REPO_ROOT
+    from infra import settings
+    from infra.core import model_store
+    from infra.targets.fargate import config
+    from tests.infra.harness import REPO_ROOT
 
     doc = (REPO_ROOT / "docs" / "fargate.md").read_text()
     keys = {

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from botocore.validate import ParamValidator
 
-from infra.harness import MOCK_AWS_ACCOUNT, StackRun, run_stack
-from infra.model_store import NONCURRENT_VERSION_DAYS
+from infra.core.model_store import NONCURRENT_VERSION_DAYS
+from tests.infra.harness import MOCK_AWS_ACCOUNT, StackRun, run_stack
 
 from .fargate import (
     BUCKET,
@@ -385,7 +385,7 @@ def test_training_settings_reach_the_task() -> None:
 def test_training_image_has_the_timeout_binary() -> None:
     """The deadline relies on coreutils' `timeout`, which every Debian image has (an Essential
     package): the training stage must stay on the Debian-based python image."""
-    from infra.harness import REPO_ROOT
+    from tests.infra.harness import REPO_ROOT
 
     dockerfile = (REPO_ROOT / "service" / "Dockerfile").read_text()
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)

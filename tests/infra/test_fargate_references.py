@@ -26,9 +26,9 @@ import pytest
 from botocore.model import Shape
 from botocore.validate import ParamValidator
 
-from infra.fargate.config import CONTAINER_INSIGHTS, LOG_RETENTION_DAYS
-from infra.harness import StackRun
-from infra.settings import FARGATE_MEMORY_MIB
+from infra.targets.fargate.config import CONTAINER_INSIGHTS, LOG_RETENTION_DAYS
+from infra.targets.fargate.sizes import FARGATE_MEMORY_MIB
+from tests.infra.harness import StackRun
 
 from .fargate import (
     LISTENER,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.gke.apis import REQUIRED_APIS
-from infra.harness import MOCK_LB_IP, StackRun
+from infra.targets.gke.apis import REQUIRED_APIS
+from tests.infra.harness import MOCK_LB_IP, StackRun
 
 from .conftest import API_KEY, SERVICE_CONTRACT_ENV
 from .k8s import (
@@ -329,7 +329,7 @@ def test_scale_to_zero_keeps_the_cluster(gke_parked: StackRun) -> None:
     ],
 )
 def test_deletion_protection_is_a_switch(overrides: dict[str, object], expected: bool) -> None:
-    from infra.harness import run_stack
+    from tests.infra.harness import run_stack
 
     run = run_stack("gke", {"gcp:project": "modelship-test", **overrides})
     assert run.one(CLUSTER).inputs["deletionProtection"] is expected

@@ -21,9 +21,9 @@ import googleapiclient  # type: ignore[import-untyped]
 import pytest
 from celpy.adapter import json_to_cel
 
-from infra.harness import StackRun, run_stack
-from infra.settings import ConfigError
-from infra.values import plain
+from infra.config import ConfigError
+from infra.core.values import plain
+from tests.infra.harness import StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 from .k8s import DEPLOYMENT, manifest

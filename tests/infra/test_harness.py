@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra.harness import ModelshipMocks, load_stack_config
+from tests.infra.harness import ModelshipMocks, load_stack_config
 
 
 def test_unanswered_invokes_fail_loudly() -> None:

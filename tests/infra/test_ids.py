@@ -1,8 +1,8 @@
 """Ids made from awkward stack names, checked against each cloud's published constraint.
 
-The constraints below are written from the APIs' own documentation (not from `infra.ids`), lengths
-included, and every stack-derived id the gke and fargate stacks declare is checked against them
-for stack names Pulumi accepts but the clouds do not (`_`, uppercase, `.`, digits first, 100
+The constraints below are written from the APIs' own documentation (not from `infra.core.ids`),
+lengths included, and every stack-derived id the gke and fargate stacks declare is checked against
+them for stack names Pulumi accepts but the clouds do not (`_`, uppercase, `.`, digits first, 100
 characters).
 """
 
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.fargate.ids import BUCKET_PREFIX, REPOSITORY_NAME, TASK_FAMILY
-from infra.gke.ids import REPOSITORY_ID, SERVICE_ACCOUNT_ID
-from infra.harness import StackRun, run_stack
-from infra.ids import IdRule, make_id
+from infra.core.ids import IdRule, make_id
+from infra.targets.fargate.ids import BUCKET_PREFIX, REPOSITORY_NAME, TASK_FAMILY
+from infra.targets.gke.ids import REPOSITORY_ID, SERVICE_ACCOUNT_ID
+from tests.infra.harness import StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.harness import MOCK_ACCESS_TOKEN, StackRun
+from tests.infra.harness import MOCK_ACCESS_TOKEN, StackRun
 
 
 def test_image_is_pushed_for_amd64_with_a_registry_login(gke_run: StackRun) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from infra.harness import PROGRAM_DIR, REPO_ROOT, StackRun, run_stack
-from infra.settings import KEY_IMAGE_MODEL, KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS, ConfigError
+from infra.config import ConfigError
+from infra.settings import KEY_IMAGE_MODEL, KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS
 from modelship import artifact
+from tests.infra.harness import PROGRAM_DIR, REPO_ROOT, StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 

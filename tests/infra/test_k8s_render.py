@@ -2,7 +2,7 @@
 
 Both paths run the same program with `modelship:renderDir`: the program writes
 `kustomization.yaml`, and the files are written by the provider (`pulumi up`) or by
-`python -m infra.render` (offline) with the provider's naming rule. These tests check the
+`python -m infra.offline.render` (offline) with the provider's naming rule. These tests check the
 rendered directory against the Kubernetes schema, against the kustomization, and against the
 objects a normal (applying) run of the same stack declares.
 """
@@ -20,10 +20,10 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from infra import render
-from infra.harness import PROGRAM_DIR
-from infra.k8s.config import KUBERNETES_VERSIONS
-from infra.k8s.manifests import KUSTOMIZATION, kustomization, render_path
+from infra.offline import render
+from infra.targets.k8s.config import KUBERNETES_VERSIONS
+from infra.targets.k8s.manifests import KUSTOMIZATION, kustomization, render_path
+from tests.infra.harness import PROGRAM_DIR
 
 from .k8s import K8S_PROVIDER
 from .k8s import manifests as k8s_manifests

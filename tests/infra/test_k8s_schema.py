@@ -10,8 +10,8 @@ from __future__ import annotations
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
-from infra.gke.config import KUBERNETES_VERSIONS
-from infra.harness import StackRun
+from infra.targets.gke.config import KUBERNETES_VERSIONS
+from tests.infra.harness import StackRun
 
 from .k8s import manifests
 

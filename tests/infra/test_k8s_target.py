@@ -1,7 +1,8 @@
 """The k8s stack (any existing cluster): its objects, checked on the declarations under mocks.
 
 Every object of every variant is validated against the Kubernetes OpenAPI schema (strict) for the
-oldest and newest Kubernetes versions the target supports (`infra.k8s.config.KUBERNETES_VERSIONS`).
+oldest and newest Kubernetes versions the target supports
+(`infra.targets.k8s.config.KUBERNETES_VERSIONS`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any, cast
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
-from infra.harness import MOCK_LB_IP, MOCK_NODE_PORT, REPO_ROOT, StackRun
-from infra.k8s.config import KUBERNETES_VERSIONS
-from infra.settings import ConfigError
+from infra.config import ConfigError
+from infra.targets.k8s.config import KUBERNETES_VERSIONS
+from tests.infra.harness import MOCK_LB_IP, MOCK_NODE_PORT, REPO_ROOT, StackRun
 
 from .k8s import DEPLOYMENT, HPA, INGRESS, K8S_PROVIDER, NAMESPACE, SECRET, SERVICE, manifest
 from .k8s import manifests as k8s_manifests
@@ -119,12 +120,16 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "path",
-    [REPO_ROOT / "infra" / "k8s_app.py", *sorted((REPO_ROOT / "infra" / "k8s").glob("*.py"))],
-    ids=lambda p: p.name,
+    [
+        path
+        for folder in ("core", "kubernetes", "targets/k8s")
+        for path in sorted((REPO_ROOT / "infra" / folder).glob("*.py"))
+    ],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_shared_and_k8s_code_import_nothing_from_a_cloud(path: Path) -> None:
-    cloudy = {m for m in _imports(path) if m.startswith(("pulumi_gcp", "pulumi_aws", "infra.gke"))}
-    assert not cloudy
+    clouds = ("pulumi_gcp", "pulumi_aws", "infra.targets.gke", "infra.targets.fargate")
+    assert not {m for m in _imports(path) if m.startswith(clouds)}
 
 
 # --------------------------------------------------------------------------- cluster and image
@@ -417,7 +422,7 @@ def test_no_clear_text_key_in_rendered_yaml(tmp_path: Path) -> None:
 
 def test_docs_list_every_k8s_key() -> None:
     """docs/k8s.md stays true to the code: every key the target reads is documented."""
-    from infra.k8s import config
+    from infra.targets.k8s import config
 
     docs = (REPO_ROOT / "docs" / "k8s.md").read_text()
     keys = [value for name, value in vars(config).items() if name.startswith("KEY_")]
@@ -439,7 +444,7 @@ def test_docs_list_every_k8s_key() -> None:
     ],
 )
 def test_the_shared_component_refuses_contradictions(extra: dict[str, Any], message: str) -> None:
-    from infra.k8s_app import KubernetesAppArgs, _check_args
+    from infra.kubernetes.app import KubernetesAppArgs, _check_args
 
     args = cast("KubernetesAppArgs", {"service_type": "ClusterIP", **extra})
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from infra.harness import StackRun, run_stack
-from infra.settings import ConfigError
+from infra.config import ConfigError
+from tests.infra.harness import StackRun, run_stack
 
 from .conftest import API_KEY, SERVICE_CONTRACT_ENV
 

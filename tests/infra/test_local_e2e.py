@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.harness import StackRun, run_stack
-from infra.local.config import KEY_MODEL_STORE_DIR
 from infra.settings import KEY_MODEL_URI
+from infra.targets.local.config import KEY_MODEL_STORE_DIR
 from modelship.training.data import BUNDLED_DATA
+from tests.infra.harness import StackRun, run_stack
 from tests.service.server import running_server
 from tests.service.test_cli import assert_one_line_error, modelship
 

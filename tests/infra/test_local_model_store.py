@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 
-from infra import plan
-from infra.build_context import context_files
-from infra.harness import REPO_ROOT, StackRun, run_stack
-from infra.image import TRAINING_IMAGE_NAME
-from infra.local.config import KEY_MODEL_STORE_DIR
-from infra.settings import KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS, ConfigError
+from infra.config import ConfigError
+from infra.core.build_context import context_files
+from infra.core.image import TRAINING_IMAGE_NAME
+from infra.settings import KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS
+from infra.targets.local.config import KEY_MODEL_STORE_DIR
 from modelship import artifact, cli, store
 from policy.stack_config import declared_environment
+from tests.infra import plan
+from tests.infra.harness import REPO_ROOT, StackRun, run_stack
 from tests.policy.evaluate import evaluate, resources_of
 
 from .test_local import BUILD, CONTAINER, container, env
@@ -364,8 +365,9 @@ def test_a_store_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 def test_docs_list_every_local_key() -> None:
     """docs/local.md stays true to the code: every key the local section reads is documented."""
-    from infra.local.config import read_local_settings
-    from infra.settings import ConfigReader, read_shared
+    from infra.config import ConfigReader
+    from infra.settings import read_shared
+    from infra.targets.local.config import read_local_settings
 
     reader = ConfigReader("local", all_keys=[])
     shared = read_shared(reader, "modelship", ["local"])

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from infra.fargate.alarms import NAMESPACE
-from infra.harness import StackRun, run_stack
-from infra.settings import ConfigError
+from infra.config import ConfigError
+from infra.targets.fargate.alarms import NAMESPACE
 from modelship.monitoring.cloudwatch import NAMESPACE as SERVICE_NAMESPACE
+from tests.infra.harness import StackRun, run_stack
 
 from .conftest import GKE_PROJECT
 from .fargate import containers, fargate_run, inputs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra import plan
-from infra.harness import REPO_ROOT
+from tests.infra import plan
+from tests.infra.harness import REPO_ROOT
 
 STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_ROOT.glob("Pulumi.*.yaml")

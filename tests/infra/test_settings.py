@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from infra.harness import run_stack
-from infra.settings import (
-    AWS_REGION,
+from infra.config import (
     ConfigError,
     ConfigReader,
-    check_fargate_size,
     parse_cpu_millicores,
     parse_memory_bytes,
     parse_quantity,
 )
+from infra.targets.fargate.config import AWS_REGION
+from infra.targets.fargate.sizes import check_fargate_size
+from tests.infra.harness import run_stack
 
 from .conftest import GKE_PROJECT
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from infra import plan
-from infra.harness import REPO_ROOT, StackRun
+from tests.infra import plan
+from tests.infra.harness import REPO_ROOT, StackRun
 
 STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in REPO_ROOT.glob("Pulumi.*.yaml")

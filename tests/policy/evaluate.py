@@ -26,8 +26,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.harness import StackRun, load_stack_config
 from policy.rules import POLICIES
+from tests.infra.harness import StackRun, load_stack_config
 
 
 @dataclass

@@ -10,8 +10,8 @@ import re
 import pytest
 import yaml
 
-from infra.harness import REPO_ROOT
 from policy import rules, stack_config
+from tests.infra.harness import REPO_ROOT
 
 from .evaluate import Resource, evaluate
 

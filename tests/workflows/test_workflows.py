@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.harness import REPO_ROOT
+from tests.infra.harness import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 LINTER = REPO_ROOT / "tools" / "actionlint"

@@ -1,0 +1,1 @@
+"""What runs a stack without a cloud: the program runner and the offline YAML render."""

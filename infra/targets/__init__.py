@@ -1,0 +1,42 @@
+"""What a deployment target is: a settings reader plus a deploy function, and their outputs.
+
+`infra/__main__.py` keeps a table `{"gke": GKE, ...}`; adding a target is one entry plus a module.
+Every target returns `TargetOutputs`, so all stacks export `url` and `image` under the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pulumi
+
+from infra.config import ConfigReader
+from infra.settings import Settings
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class TargetOutputs:
+    """Outputs every target exports (`url`, `image`) plus target-specific ones."""
+
+    url: pulumi.Output[str]
+    image: pulumi.Output[str]
+    extra: Mapping[str, pulumi.Input[Any]] = field(default_factory=dict)
+
+    def export(self) -> None:
+        """`pulumi.export` all outputs with snake_case names."""
+        pulumi.export("url", self.url)
+        pulumi.export("image", self.image)
+        for name, value in self.extra.items():
+            pulumi.export(name, value)
+
+
+@dataclass(frozen=True)
+class Target(Generic[S]):
+    """A deployment target: `read` validates its config section, `deploy` declares resources."""
+
+    read: Callable[[ConfigReader, Settings], S]
+    deploy: Callable[[Settings, S], TargetOutputs]

@@ -1,0 +1,14 @@
+"""The fargate target: ECS on Fargate behind an Application Load Balancer, in its own VPC."""
+
+from __future__ import annotations
+
+from infra.targets import Target
+from infra.targets.fargate.config import FargateSettings, read_fargate_settings
+from infra.targets.fargate.deploy import deploy_fargate
+
+TARGET: Target[FargateSettings] = Target(
+    read=read_fargate_settings,
+    deploy=deploy_fargate,
+)
+
+__all__ = ["TARGET", "FargateSettings", "deploy_fargate", "read_fargate_settings"]

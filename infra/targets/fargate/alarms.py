@@ -1,0 +1,145 @@
+"""CloudWatch alarms on the service's own signals: 5xx error rate, feature and prediction drift.
+
+The service writes them as embedded-metric-format lines to its log group (namespace `modelship`,
+dimension `Service` = the task family), turned on by `cloudwatch_metrics_env`. The alarms notify
+the SNS topic `modelship:alarmTopicArn` names, if any; without one they only show in the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.core.components import child_opts
+from infra.core.container import service_env
+
+NAMESPACE = "modelship"  # the service's modelship.monitoring.cloudwatch.NAMESPACE
+PERIOD_SECONDS = 300
+ERROR_RATE_THRESHOLD = 0.05  # the share of 5xx answers that pages (as monitoring/alerts.yml)
+DRIFT_PERIODS = 3  # 15 minutes in drift, as the Prometheus alert's `for: 15m`
+
+
+def cloudwatch_metrics_env(service: str) -> dict[str, str]:
+    """The container variables that make the service write its CloudWatch metric lines."""
+    return {service_env("cloudwatch_metrics"): "true", service_env("cloudwatch_service"): service}
+
+
+class ServiceAlarmsArgs(TypedDict):
+    """Inputs of `ServiceAlarms`."""
+
+    service: str
+    """The Service dimension the task writes (its family)."""
+    tags: Mapping[str, str]
+    alarm_actions: NotRequired[Sequence[pulumi.Input[str]]]
+    """ARNs notified when an alarm fires and clears (an SNS topic); none by default."""
+
+
+class ServiceAlarms(pulumi.ComponentResource):
+    """Error-rate, feature-drift and prediction-drift alarms for one service."""
+
+    error_rate: aws.cloudwatch.MetricAlarm
+    feature_drift: aws.cloudwatch.MetricAlarm
+    prediction_drift: aws.cloudwatch.MetricAlarm
+
+    def __init__(
+        self, name: str, args: ServiceAlarmsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("modelship:fargate:ServiceAlarms", name, None, opts)
+        child = child_opts(self, opts)
+        dimensions = {"Service": args["service"]}
+        actions = list(args.get("alarm_actions", ()))
+        common: dict[str, Any] = {
+            "alarm_actions": actions,
+            "ok_actions": actions,
+            "tags": dict(args["tags"]),
+        }
+
+        def metric(query_id: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=query_id,
+                return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=NAMESPACE,
+                    metric_name=metric_name,
+                    dimensions=dimensions,
+                    period=PERIOD_SECONDS,
+                    stat="Sum",
+                ),
+            )
+
+        self.error_rate = aws.cloudwatch.MetricAlarm(
+            f"{name}-errors",
+            alarm_description="More than 5% of requests answered 5xx over 5 minutes "
+            "(docs/monitoring.md)",
+            comparison_operator="GreaterThanThreshold",
+            threshold=ERROR_RATE_THRESHOLD,
+            evaluation_periods=1,
+            # No traffic is no error: missing data keeps the alarm as it is.
+            treat_missing_data="notBreaching",
+            metric_queries=[
+                metric("errors", "Errors5xx"),
+                metric("requests", "Requests"),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="rate",
+                    expression="IF(requests > 0, errors / requests, 0)",
+                    label="5xx share of requests",
+                    return_data=True,
+                ),
+            ],
+            **common,
+            opts=child,
+        )
+        self.feature_drift = self._drift_alarm(
+            f"{name}-feature-drift",
+            metric_name="FeaturesInDrift",
+            description="A feature's PSI stayed above its threshold for 15 minutes: "
+            "GET /model/drift says which (docs/monitoring.md)",
+            dimensions=dimensions,
+            common=common,
+            opts=child,
+        )
+        self.prediction_drift = self._drift_alarm(
+            f"{name}-prediction-drift",
+            metric_name="PredictionDrift",
+            description="The predictions' PSI stayed above its threshold for 15 minutes "
+            "(docs/monitoring.md)",
+            dimensions=dimensions,
+            common=common,
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "error_rate": self.error_rate.name,
+                "feature_drift": self.feature_drift.name,
+                "prediction_drift": self.prediction_drift.name,
+            }
+        )
+
+    @staticmethod
+    def _drift_alarm(
+        name: str,
+        *,
+        metric_name: str,
+        description: str,
+        dimensions: dict[str, str],
+        common: dict[str, Any],
+        opts: pulumi.ResourceOptions,
+    ) -> aws.cloudwatch.MetricAlarm:
+        return aws.cloudwatch.MetricAlarm(
+            name,
+            alarm_description=description,
+            namespace=NAMESPACE,
+            metric_name=metric_name,
+            dimensions=dimensions,
+            statistic="Maximum",
+            period=PERIOD_SECONDS,
+            evaluation_periods=DRIFT_PERIODS,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            treat_missing_data="notBreaching",
+            **common,
+            opts=opts,
+        )

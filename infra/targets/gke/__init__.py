@@ -1,0 +1,14 @@
+"""The gke target: Google Kubernetes Engine (Autopilot by default) in a project of the user's."""
+
+from __future__ import annotations
+
+from infra.targets import Target
+from infra.targets.gke.config import GkeSettings, read_gke_settings
+from infra.targets.gke.deploy import deploy_gke
+
+TARGET: Target[GkeSettings] = Target(
+    read=read_gke_settings,
+    deploy=deploy_gke,
+)
+
+__all__ = ["TARGET", "GkeSettings", "deploy_gke", "read_gke_settings"]
