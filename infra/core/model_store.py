@@ -30,6 +30,7 @@ from infra.config import (
 )
 from infra.core.batch import BatchSettings, read_batch
 from infra.settings import KEY_MODEL_URI, Settings
+from modelship.training.options import DEFAULT_TIME_BUDGET_SECONDS
 
 KEY_KEEP_MODEL_STORE = "modelship:keepModelStore"
 KEY_TRAINING_DATA_DAYS = "modelship:trainingDataDays"
@@ -87,7 +88,7 @@ class TrainingSettings:
     memory_bytes: int = 2 * 2**30
     timeout_minutes: int = 60
     time_budget_seconds: int | None = None
-    """The model search's `--time-budget`; None leaves the CLI's default (60 s)."""
+    """The model search's `--time-budget`; None leaves `modelship train`'s default."""
 
     @property
     def search_options(self) -> list[str]:
@@ -193,7 +194,7 @@ def _read_time_budget(reader: ConfigReader, timeout_minutes: int | None) -> int 
     where = "" if timeout_minutes is None else f" (half of {KEY_TRAINING_TIMEOUT})"
     return reader.parse(
         KEY_TRAINING_TIME_BUDGET,
-        60,
+        round(DEFAULT_TIME_BUDGET_SECONDS),  # not used: an unset key returned None above
         lambda text: _seconds_within(text, 5, most),
         f"a whole number of seconds from 5 to {most}{where}",
     )
