@@ -22,6 +22,7 @@ import contextvars
 import functools
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -45,7 +46,7 @@ from modelship.api.middleware import (
 # beyond it (or with a chunked body, or when the client waits for 100 Continue) the 503 goes out
 # at once with `Connection: close` instead of reading an upload nobody will use.
 DRAIN_BYTES = 64 * 1024
-SHED_LOG_EVERY_SECONDS = 1.0
+SHED_REPORT_EVERY_SECONDS = 1.0
 
 
 def find_dataplane(app: Any) -> DataPlane | None:
@@ -70,30 +71,63 @@ def _refusal_bytes(limit: int) -> dict[tuple[bool, bool], tuple[bytes, bytes]]:
     }
 
 
-class _ShedLog:
-    """Counts refusals; the access log gets one line per second with refusals (per worker),
-    written at the end of that second, instead of one line per 503."""
+class _Refused:
+    """This worker's refusals, added up and reported once a second (the end of the first second
+    with any): `modelship_requests_shed_total`, `modelship_http_requests_total` (status 503,
+    route `unmatched`, as the middleware counts its own refusals) and one access-log line, so a
+    refusal costs an addition here instead of metric updates and a log line each."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.by_method: dict[str, int] = {}
         self.since = 0.0
+        self.metrics = True
+        self.log = True
 
-    def add(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.count += 1
-        if self.count == 1:
+    def add(self, method: str, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.by_method:
             self.since = time.monotonic()
-            loop.call_later(SHED_LOG_EVERY_SECONDS, self.flush)
+            loop.call_later(SHED_REPORT_EVERY_SECONDS, self.report)
+        self.by_method[method] = self.by_method.get(method, 0) + 1
 
-    def flush(self) -> None:
-        count, self.count = self.count, 0
-        elapsed = time.monotonic() - self.since
-        access_log.warning(
-            f"shed {count} requests (503 overloaded) in the last {elapsed:.1f} s",
-            extra={"status": 503, "shed": count, "seconds": round(elapsed, 3)},
-        )
+    def report(self) -> None:
+        by_method, self.by_method = self.by_method, {}
+        count = sum(by_method.values())
+        if self.metrics:
+            telemetry.SHED.inc(count)
+            for method, n in by_method.items():
+                telemetry.request_metrics(method, "unmatched", 503).count.inc(n)
+        if self.log:
+            elapsed = time.monotonic() - self.since
+            access_log.warning(
+                f"shed {count} requests (503 overloaded) in the last {elapsed:.1f} s",
+                extra={"status": 503, "shed": count, "seconds": round(elapsed, 3)},
+            )
 
 
-_shed_log = _ShedLog()
+_refused = _Refused()
+
+
+class _Slot:
+    """One admitted request's in-flight slot, given back exactly once."""
+
+    __slots__ = ("dataplane", "on_response", "taken")
+
+    def __init__(self, dataplane: DataPlane, on_response: Callable[[], None]) -> None:
+        self.dataplane = dataplane
+        self.on_response = on_response
+        self.taken = True
+
+    def give_back(self) -> None:
+        if self.taken:
+            self.taken = False
+            self.dataplane.release()
+
+    def response_complete(self) -> None:
+        self.give_back()
+        self.on_response()
+
+    def task_done(self, _: object) -> None:
+        self.give_back()
 
 
 class SheddingHttpProtocol(HttpToolsProtocol):
@@ -118,8 +152,8 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         self.shed_v2 = False
         if dataplane is not None:
             self.refusal_tail = _refusal_bytes(dataplane.max_in_flight)
-            self.count_metrics = dataplane.settings.metrics
-            self.log_shed = dataplane.settings.access_log
+            _refused.metrics = dataplane.settings.metrics
+            _refused.log = dataplane.settings.access_log
 
     def on_message_begin(self) -> None:
         self.shedding = self.refusal_sent = False
@@ -144,7 +178,7 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         path = self.root_path + path
         if never_shed(path):
             super().on_headers_complete()
-        elif dataplane.admit():
+        elif dataplane.admit(count_shed=False):  # counted by `_refused`
             self.scope[ADMITTED] = True  # type: ignore[literal-required]
             super().on_headers_complete()
         else:
@@ -154,17 +188,17 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         if not cycle.scope.get(ADMITTED):
             super()._start_asgi_task(cycle, app)
             return
-        # As uvicorn does it, keeping the task to give the slot back when it ends, however it
-        # ends (finished, failed, cancelled before its first step): no slot can leak.
-        context = contextvars.Context() if self.config.reset_contextvars else None
-        task = self.loop.create_task(cycle.run_asgi(app), context=context)
-        task.add_done_callback(self.tasks.discard)
-        task.add_done_callback(self._release)
-        self.tasks.add(task)
-
-    def _release(self, _: object) -> None:
         assert self.dataplane is not None
-        self.dataplane.release()
+        slot = _Slot(self.dataplane, cycle.on_response)
+        # The slot is given back when the response is complete (before the client can send its
+        # next request, so a client never meets its own previous request's slot) or, failing
+        # that, when the task ends however it ends (failed, cancelled, client gone): no leak.
+        cycle.on_response = slot.response_complete
+        context = contextvars.Context() if self.config.reset_contextvars else None
+        task = self.loop.create_task(cycle.run_asgi(app), context=context)  # as uvicorn does
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(slot.task_done)
+        self.tasks.add(task)
 
     # --- refusal -------------------------------------------------------------------------------
     def _refuse(self, path: str) -> None:
@@ -197,7 +231,6 @@ class SheddingHttpProtocol(HttpToolsProtocol):
 
     def _answer_refusal(self) -> None:
         self.refusal_sent = True
-        started = time.perf_counter()
         headers, body = self.refusal_tail[(self.shed_v2, self.shed_keep_alive)]
         rid = next((v for n, v in self.headers if n == REQUEST_ID_HEADER), None)
         content = [STATUS_LINE[503]]
@@ -209,12 +242,7 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         transport = self.transport
         transport.write(b"".join(content))
         self.server_state.total_requests += 1
-        if self.count_metrics:
-            telemetry.request_metrics(self.scope["method"], "unmatched", 503).record(
-                time.perf_counter() - started
-            )
-        if self.log_shed:
-            _shed_log.add(self.loop)
+        _refused.add(self.scope["method"], self.loop)
         if not self.shed_keep_alive:
             transport.close()
         elif not transport.is_closing():
