@@ -48,7 +48,7 @@ class _Refusal:
         self.headers = list(response.raw_headers)
         if close:  # the rest of the body is not read: the connection cannot be reused
             self.headers.append((b"connection", b"close"))
-        self.body = response.body
+        self.body = bytes(response.body)
 
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
