@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +47,11 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
         if capture is not None:
             capture.start()
         dataplane.start()
+        # Everything loaded so far (libraries, the model, the app) lives as long as the worker:
+        # frozen, the collector no longer walks it. Unfrozen, a full collection (one per about
+        # 50,000 requests) held the event loop for 80-120 ms, every request in flight waiting.
+        gc.collect()
+        gc.freeze()
         if dataplane.unfit is not None:
             # Not ready, so a rollout stops here instead of pods being OOM-killed under load.
             logging.getLogger("modelship").error("not ready: %s", dataplane.unfit)
