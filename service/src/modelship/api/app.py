@@ -47,11 +47,6 @@ def create_app(settings: Settings, predictor: Predictor) -> FastAPI:
         if capture is not None:
             capture.start()
         dataplane.start()
-        # Everything loaded so far (libraries, the model, the app) lives as long as the worker:
-        # frozen, the collector no longer walks it. Unfrozen, a full collection (one per about
-        # 50,000 requests) held the event loop for 80-120 ms, every request in flight waiting.
-        gc.collect()
-        gc.freeze()
         if dataplane.unfit is not None:
             # Not ready, so a rollout stops here instead of pods being OOM-killed under load.
             logging.getLogger("modelship").error("not ready: %s", dataplane.unfit)
@@ -118,4 +113,11 @@ def app_from_env() -> FastAPI:
         else artifact.load(settings.artifact)
     )
     predictor = Predictor(loaded, threads=settings.onnx_threads)
-    return create_app(settings, predictor)
+    app = create_app(settings, predictor)
+    # A worker's libraries, model and app live as long as it does: frozen, the garbage collector
+    # no longer walks them. Unfrozen, a full collection (one per about 50,000 requests) held the
+    # event loop for 80-120 ms, every request in flight waiting. Here, not in create_app: a
+    # process that builds many apps (the tests) must still collect the ones it drops.
+    gc.collect()
+    gc.freeze()
+    return app
