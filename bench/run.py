@@ -3,6 +3,8 @@
     uv run python bench/run.py                 # everything (about 6 minutes; first run also
                                                # builds MLServer's own environment)
     uv run python bench/run.py --quick         # CI smoke: modelship + ceiling, seconds, no targets
+    uv run python bench/run.py --servers modelship --workers 2   # modelship's single-row runs
+                                               # and the overload run only (about 45 s)
 
 Each server is started by this script from the same trained model, loaded with wrk (Debian's
 `wrk`), measured, and stopped; the table is printed and, with --output, written as Markdown.
@@ -347,9 +349,12 @@ def measure(
         if shed_before is not None and shed_after is not None:
             result.shed_at_32 = shed_after - shed_before
         if workers == 2 and args.overload:
+            cpu_before = tree_cpu(pid)
             result.overload = run_wrk(
                 port, server.predict_path, script, OVERLOAD_CLIENTS, args.seconds, threads=2
             )
+            answered = result.overload.rps * max(1, round(args.seconds))
+            result.overload.server_cpu_us = (tree_cpu(pid) - cpu_before) / answered * 1e6
             time.sleep(1)
             ready = request(port, "GET", server.ready_path)[0] == 200
             answer = request(port, "POST", server.predict_path, server.predict_body, server.headers)
@@ -677,8 +682,8 @@ def report(results: list[Result], floors: dict[str, float], args: argparse.Names
             "healthy after).",
             "",
             "| server | answers/s | p50 (ms) | p99 (ms) | 503 / non-2xx | socket errors "
-            "| healthy after | shed @32 clients |",
-            "|---|---:|---:|---:|---:|---:|---|---:|",
+            "| server CPU per answer (µs) | wrk CPU | healthy after | shed @32 clients |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
         ]
         for r in overloaded:
             o = r.overload
@@ -686,7 +691,8 @@ def report(results: list[Result], floors: dict[str, float], args: argparse.Names
             shed32 = "n/a" if r.shed_at_32 is None else f"{r.shed_at_32:.0f}"
             lines.append(
                 f"| {r.server} | {o.rps:,.0f} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.non_2xx:,} "
-                f"| {o.socket_errors:,} | {'yes' if r.healthy_after else 'NO'} | {shed32} |"
+                f"| {o.socket_errors:,} | {o.server_cpu_us:.0f} | {o.client_cpu:.2f} "
+                f"| {'yes' if r.healthy_after else 'NO'} | {shed32} |"
             )
     lines += [
         "",

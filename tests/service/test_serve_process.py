@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -155,3 +156,108 @@ def test_metrics_add_up_across_two_workers(regression_artifact: Path, tmp_path: 
                 (("method", "POST"), ("route", "/predict"), ("status", "200")),
             )
             assert samples[key] == 40
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """`count` HTTP responses (head, body) read off `sock`, in the order they came."""
+    data = b""
+    found: list[tuple[bytes, bytes]] = []
+    while len(found) < count:
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(found)} responses: {data!r}"
+            data += chunk
+        end = data.index(b"\r\n\r\n") + 4
+        length = _length(data)
+        found.append((data[:end], data[end : end + length]))
+        data = data[end + length :]
+    assert not data, data
+    return found
+
+
+def _length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def _post(path: str, body: bytes, rid: str, extra: str = "", version: str = "1.1") -> bytes:
+    return (
+        f"POST {path} HTTP/{version}\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-ID: {rid}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def test_an_overloaded_worker_refuses_at_the_connection(
+    regression_artifact: Path, insurance_csv: Path, tmp_path: Path
+) -> None:
+    """`modelship serve` with one slot: a half-sent upload holds it, and the protocol answers
+    everything else itself (raw 503 bytes, keep-alive, pipelined in order, probes served)."""
+    with serve(regression_artifact, tmp_path, max_in_flight="1") as (_, port):
+        example = get(port, "/model/examples/0")[1]
+        head, csv_body = _csv_request(insurance_csv, port)
+        head = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+        holder = socket.create_connection(("127.0.0.1", port), timeout=20)
+        holder.sendall(head + csv_body[:1000])  # admitted at its headers: the one slot is taken
+        time.sleep(0.3)
+
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        # Two requests in one write, then a probe on the same connection.
+        client.sendall(_post("/predict", example, "a") + _post("/v2/models/m/infer", b"{}", "b"))
+        (native_head, native_body), (v2_head, v2_body) = _responses(client, 2)
+        assert native_head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), native_head
+        for expected in (b"retry-after: 1", b"content-type: application/json", b"x-request-id: a"):
+            assert expected in native_head
+        assert b"connection: close" not in native_head
+        error = json.loads(native_body)["error"]
+        assert error["status"] == 503 and error["type"] == "overloaded"
+        assert "MODELSHIP_MAX_IN_FLIGHT" in error["message"]
+        assert b"x-request-id: b" in v2_head
+        assert "MODELSHIP_MAX_IN_FLIGHT" in json.loads(v2_body)["error"]  # the V2 shape
+        client.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert _responses(client, 1)[0][0].startswith(b"HTTP/1.1 200")  # probes never shed
+
+        # A client waiting for 100 Continue, and HTTP/1.0: refused at once, connection closed.
+        for request in (
+            _post("/predict", b"", "c", "Expect: 100-continue\r\n").replace(
+                b"Content-Length: 0", b"Content-Length: 50"
+            ),
+            _post("/predict", example, "d", version="1.0"),
+        ):
+            once = socket.create_connection(("127.0.0.1", port), timeout=10)
+            once.sendall(request)
+            answer = _read_all(once)  # ends: the server closed the connection
+            once.close()
+            assert answer.startswith(b"HTTP/1.1 503") and b"connection: close" in answer, answer
+
+        holder.sendall(csv_body[1000:])
+        assert _read_all(holder).startswith(b"HTTP/1.1 200")
+        holder.close()
+        # The slot is back as soon as the answer is complete: pipelined requests are all
+        # served, in order.
+        client.sendall(
+            _post("/predict", example, "e")
+            + b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: f\r\n\r\n"
+            + _post("/predict", example, "g")
+        )
+        answers = _responses(client, 3)
+        assert [h.split(b"\r\n")[0] for h, _ in answers] == [b"HTTP/1.1 200 OK"] * 3
+        assert [h.split(b"x-request-id: ")[1][:1] for h, _ in answers] == [b"e", b"f", b"g"]
+        client.close()
+
+        time.sleep(1.2)  # the refusals' access-log line is written a second after the first
+        metrics = get(port, "/metrics")[1].decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+        }
+        assert samples[("modelship_requests_shed_total", ())] == 4
+        refused = (("method", "POST"), ("route", "unmatched"), ("status", "503"))
+        assert samples[("modelship_http_requests_total", refused)] == 4
+    # The access log sums the refusals up (a line per second), not a line per 503.
+    lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()]
+    assert sum(line.get("shed", 0) for line in lines) == 4
+    assert not [line for line in lines if line.get("status") == 503 and "shed" not in line]

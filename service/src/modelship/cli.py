@@ -562,6 +562,8 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(
             "modelship.api.app:app_from_env",
             factory=True,
+            # Admission at the connection: an overloaded worker refuses without an ASGI task.
+            http="modelship.api.protocol:SheddingHttpProtocol",
             host=settings.host,
             port=settings.port,
             workers=settings.workers,

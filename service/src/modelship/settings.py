@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         description="Most rows per JSON batch (/predict/batch) or V2 inference request (413 above)",
     )
     max_in_flight: int = Field(
-        64,
+        32,
         ge=1,
         le=100_000,
         description="Requests a worker works on at once; beyond it the answer is 503 with "

@@ -91,10 +91,11 @@ class DataPlane:
             )
 
     # --- limits -------------------------------------------------------------------------------
-    def admit(self) -> bool:
-        """Take a slot for one request, or False when `max_in_flight` are already taken."""
+    def admit(self, count_shed: bool = True) -> bool:
+        """Take a slot for one request, or False when `max_in_flight` are already taken (and
+        counted as shed, unless the caller counts refusals itself)."""
         if self.in_flight >= self.max_in_flight:
-            if self._count:
+            if self._count and count_shed:
                 telemetry.SHED.inc()
             return False
         self.in_flight += 1

@@ -15,7 +15,6 @@ import os
 import re
 import time
 
-from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelship.api import telemetry
@@ -26,6 +25,9 @@ from modelship.api.logging import access_line, fast_handler, request_id
 from modelship.errors import BodyTooLarge, ModelshipError, Overloaded
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Set in the scope by `modelship.api.protocol` when it has already taken the in-flight slot
+# (and gives it back when the request's task ends).
+ADMITTED = "modelship.admitted"
 VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 # Never refused for load: the probes (a shed probe would take a busy pod out of service, or
 # restart it) and /metrics (the autoscaler must see the pressure).
@@ -33,7 +35,7 @@ NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/
 access_log = logging.getLogger("modelship.access")
 
 
-def _never_shed(path: str) -> bool:
+def never_shed(path: str) -> bool:
     return path in NEVER_SHED or (path.startswith("/v2/models/") and path.endswith("/ready"))
 
 
@@ -46,11 +48,18 @@ class _Refusal:
         self.headers = list(response.raw_headers)
         if close:  # the rest of the body is not read: the connection cannot be reused
             self.headers.append((b"connection", b"close"))
-        self.body = response.body
+        self.body = bytes(response.body)
 
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
+
+    def raw(self, keep_alive: bool) -> tuple[bytes, bytes]:
+        """(the header lines, ending with the blank line; the body) for writing to a socket."""
+        lines = [b"%s: %s\r\n" % (name, value) for name, value in self.headers]
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        return b"".join(lines) + b"\r\n", self.body
 
 
 class _Refusals:
@@ -62,6 +71,18 @@ class _Refusals:
 
     def of(self, path: str) -> _Refusal:
         return self.v2 if is_v2(path) else self.native
+
+
+def overloaded_refusals(limit: int) -> _Refusals:
+    """The 503 of a worker at its limit of `limit` requests in flight."""
+    return _Refusals(Overloaded(limit))
+
+
+def new_request_id(supplied: bytes | None) -> bytes:
+    """The client's request id when it is a valid one, else a fresh one."""
+    if supplied is not None and VALID_REQUEST_ID.match(supplied):
+        return supplied
+    return os.urandom(16).hex().encode()
 
 
 def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes | None]:
@@ -78,9 +99,9 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, byt
             scheme, _, token = value.partition(b" ")
             if scheme.lower() == b"bearer":
                 supplied = token.strip()
-        elif name == REQUEST_ID_HEADER and VALID_REQUEST_ID.match(value):
+        elif name == REQUEST_ID_HEADER:
             rid = value
-    return rid or os.urandom(16).hex().encode(), length, supplied
+    return new_request_id(rid or None), length, supplied
 
 
 class ServingMiddleware:
@@ -104,10 +125,8 @@ class ServingMiddleware:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.log_requests = log_requests
-        self._overloaded = _Refusals(Overloaded(dataplane.max_in_flight))
+        self._overloaded = overloaded_refusals(dataplane.max_in_flight)
         self._too_large = _Refusals(BodyTooLarge(max_body_bytes), close=True)
-        # (method, route, status) -> (counter, histogram) children; .labels() is slow-ish.
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +146,7 @@ class ServingMiddleware:
 
         path: str = scope["path"]
         try:
-            if _never_shed(path):
+            if never_shed(path):
                 await self.app(scope, receive, send_with_id)
             elif (
                 self.key is not None
@@ -137,6 +156,8 @@ class ServingMiddleware:
                 await _Refusal(path, refusal).send(send_with_id)
             elif length.isdigit() and int(length) > self.max_body_bytes:
                 await self._too_large.of(path).send(send_with_id)
+            elif ADMITTED in scope:  # the slot is already taken (and given back) by the protocol
+                await self.app(scope, self._counting(receive), send_with_id)
             elif not self.dataplane.admit():
                 await self._overloaded.of(path).send(send_with_id)
             else:
@@ -173,14 +194,7 @@ class ServingMiddleware:
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
         if self.metrics:
-            key = (method, template, status)
-            children = self._children.get(key)
-            if children is None:
-                labels = (method, template, str(status))
-                children = (telemetry.REQUESTS.labels(*labels), telemetry.LATENCY.labels(*labels))
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(elapsed)
+            telemetry.request_metrics(method, template, status).record(elapsed)
         if self.log_requests and access_log.isEnabledFor(logging.INFO):
             fields = {
                 "method": method,

@@ -54,6 +54,31 @@ MODEL_INFO = Gauge(
 )
 
 
+class RequestMetrics:
+    """The counter and latency children of one (method, route, status)."""
+
+    def __init__(self, method: str, route: str, status: int) -> None:
+        labels = (method, route, str(status))
+        self.count = REQUESTS.labels(*labels)
+        self.latency = LATENCY.labels(*labels)
+
+    def record(self, seconds: float) -> None:
+        self.count.inc()
+        self.latency.observe(seconds)
+
+
+_request_metrics: dict[tuple[str, str, int], RequestMetrics] = {}
+
+
+def request_metrics(method: str, route: str, status: int) -> RequestMetrics:
+    """The metrics of one kind of answer, made once (`.labels()` is slow for a hot path)."""
+    key = (method, route, status)
+    found = _request_metrics.get(key)
+    if found is None:
+        found = _request_metrics[key] = RequestMetrics(method, route, status)
+    return found
+
+
 def observe_rows(rows: int) -> None:
     """One model call of `rows` rows."""
     PREDICTIONS.inc(rows)

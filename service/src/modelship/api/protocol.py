@@ -1,0 +1,251 @@
+"""uvicorn's HTTP protocol with admission at the connection: an overloaded worker answers 503
+straight onto the socket, without an ASGI task.
+
+Under 2,000 connections a refusal that goes through the ASGI app (a task, the middleware, a
+response object) costs about 0.35 ms of CPU, so refusing is itself the bottleneck and every
+answer waits (docs/benchmarks.md). Here the request is admitted (or not) as soon as its headers
+are parsed: `DataPlane.admit` takes the slot, the same count the ASGI middleware uses when the
+app runs under another server (tests, `uvicorn` by hand), and the task's end gives it back.
+A refused request gets pre-rendered bytes (the service's own 503 body, `Retry-After`,
+`Content-Length`, keep-alive kept when the client allows it) once its body has been read, so
+the connection stays usable and pipelined requests keep their order.
+
+Kept on the ordinary path: probes and /metrics (never shed), pipelined requests behind an
+unanswered one (they cannot be answered out of order; the middleware admits them when they
+run), WebSocket upgrades, and everything when uvicorn's own `--limit-concurrency` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from modelship.api import telemetry
+from modelship.api.dataplane import DataPlane
+from modelship.api.errors import is_v2
+from modelship.api.middleware import (
+    ADMITTED,
+    REQUEST_ID_HEADER,
+    access_log,
+    never_shed,
+    new_request_id,
+    overloaded_refusals,
+)
+
+# A refused request's body is read and dropped up to this size, so the connection stays open;
+# beyond it (or with a chunked body, or when the client waits for 100 Continue) the 503 goes out
+# at once with `Connection: close` instead of reading an upload nobody will use.
+DRAIN_BYTES = 64 * 1024
+SHED_REPORT_EVERY_SECONDS = 1.0
+
+
+def find_dataplane(app: Any) -> DataPlane | None:
+    """The data plane of the modelship app inside uvicorn's wrappers (proxy headers, ...)."""
+    while app is not None:
+        state = getattr(app, "state", None)
+        dataplane = getattr(state, "dataplane", None)
+        if isinstance(dataplane, DataPlane):
+            return dataplane
+        app = getattr(app, "app", None)
+    return None
+
+
+@functools.cache
+def _refusal_bytes(limit: int) -> dict[tuple[bool, bool], tuple[bytes, bytes]]:
+    """(V2?, keep-alive?) -> (header lines after the server's default ones, body) of the 503."""
+    refusals = overloaded_refusals(limit)
+    return {
+        (v2, keep): refusals.of("/v2/" if v2 else "/").raw(keep_alive=keep)
+        for v2 in (False, True)
+        for keep in (False, True)
+    }
+
+
+class _Refused:
+    """This worker's refusals, added up and reported once a second (the end of the first second
+    with any): `modelship_requests_shed_total`, `modelship_http_requests_total` (status 503,
+    route `unmatched`, as the middleware counts its own refusals) and one access-log line, so a
+    refusal costs an addition here instead of metric updates and a log line each."""
+
+    def __init__(self) -> None:
+        self.by_method: dict[str, int] = {}
+        self.since = 0.0
+        self.metrics = True
+        self.log = True
+
+    def add(self, method: str, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.by_method:
+            self.since = time.monotonic()
+            loop.call_later(SHED_REPORT_EVERY_SECONDS, self.report)
+        self.by_method[method] = self.by_method.get(method, 0) + 1
+
+    def report(self) -> None:
+        by_method, self.by_method = self.by_method, {}
+        count = sum(by_method.values())
+        if self.metrics:
+            telemetry.SHED.inc(count)
+            for method, n in by_method.items():
+                telemetry.request_metrics(method, "unmatched", 503).count.inc(n)
+        if self.log:
+            elapsed = time.monotonic() - self.since
+            access_log.warning(
+                f"shed {count} requests (503 overloaded) in the last {elapsed:.1f} s",
+                extra={"status": 503, "shed": count, "seconds": round(elapsed, 3)},
+            )
+
+
+_refused = _Refused()
+
+
+class _Slot:
+    """One admitted request's in-flight slot, given back exactly once."""
+
+    __slots__ = ("dataplane", "on_response", "taken")
+
+    def __init__(self, dataplane: DataPlane, on_response: Callable[[], None]) -> None:
+        self.dataplane = dataplane
+        self.on_response = on_response
+        self.taken = True
+
+    def give_back(self) -> None:
+        if self.taken:
+            self.taken = False
+            self.dataplane.release()
+
+    def response_complete(self) -> None:
+        self.give_back()
+        self.on_response()
+
+    def task_done(self, _: object) -> None:
+        self.give_back()
+
+
+class SheddingHttpProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` that admits each request against the data plane's in-flight limit
+    when its headers arrive and answers a refusal itself. Pass it as uvicorn's `http`."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        dataplane = find_dataplane(self.app)
+        self.dataplane = dataplane if self.limit_concurrency is None else None
+        # The current message is refused: its body is dropped and, unless already done, the
+        # refusal is answered when the message is complete.
+        self.shedding = False
+        self.refusal_sent = False
+        self.shed_keep_alive = True
+        self.shed_v2 = False
+        if dataplane is not None:
+            self.refusal_tail = _refusal_bytes(dataplane.max_in_flight)
+            _refused.metrics = dataplane.settings.metrics
+            _refused.log = dataplane.settings.access_log
+
+    def on_message_begin(self) -> None:
+        self.shedding = self.refusal_sent = False
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        dataplane = self.dataplane
+        if self.transport.is_closing():  # a request after `Connection: close`: nobody reads it
+            self.shedding = self.refusal_sent = True
+            return
+        if (
+            dataplane is None
+            or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
+            or self.parser.should_upgrade()
+        ):
+            super().on_headers_complete()
+            return
+        raw_path = httptools.parse_url(self.url).path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        path = self.root_path + path
+        if never_shed(path):
+            super().on_headers_complete()
+        elif dataplane.admit(count_shed=False):  # counted by `_refused`
+            self.scope[ADMITTED] = True  # type: ignore[literal-required]
+            super().on_headers_complete()
+        else:
+            self._refuse(path)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if not cycle.scope.get(ADMITTED):
+            super()._start_asgi_task(cycle, app)
+            return
+        assert self.dataplane is not None
+        slot = _Slot(self.dataplane, cycle.on_response)
+        # The slot is given back when the response is complete (before the client can send its
+        # next request, so a client never meets its own previous request's slot) or, failing
+        # that, when the task ends however it ends (failed, cancelled, client gone): no leak.
+        cycle.on_response = slot.response_complete
+        context = contextvars.Context() if self.config.reset_contextvars else None
+        task = self.loop.create_task(cycle.run_asgi(app), context=context)  # as uvicorn does
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(slot.task_done)
+        self.tasks.add(task)
+
+    # --- refusal -------------------------------------------------------------------------------
+    def _refuse(self, path: str) -> None:
+        self._unset_keepalive_if_required()
+        self.shedding = True
+        self.scope["method"] = self.parser.get_method().decode("ascii")
+        http_version = self.parser.get_http_version()
+        self.shed_keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
+        self.shed_v2 = is_v2(path)
+        length = -1
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else DRAIN_BYTES + 1
+            elif name == b"transfer-encoding":
+                length = DRAIN_BYTES + 1
+        if self.expect_100_continue or length > DRAIN_BYTES:
+            self.shed_keep_alive = False
+            self._answer_refusal()  # now: the body is not wanted
+
+    def on_body(self, body: bytes) -> None:
+        if not self.shedding:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.shedding:
+            if not self.refusal_sent:
+                self._answer_refusal()
+        elif self.cycle is not None:
+            super().on_message_complete()
+
+    def _answer_refusal(self) -> None:
+        self.refusal_sent = True
+        headers, body = self.refusal_tail[(self.shed_v2, self.shed_keep_alive)]
+        rid = next((v for n, v in self.headers if n == REQUEST_ID_HEADER), None)
+        content = [STATUS_LINE[503]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend([REQUEST_ID_HEADER, b": ", new_request_id(rid), b"\r\n", headers])
+        if self.scope["method"] != "HEAD":
+            content.append(body)
+        transport = self.transport
+        transport.write(b"".join(content))
+        self.server_state.total_requests += 1
+        _refused.add(self.scope["method"], self.loop)
+        if not self.shed_keep_alive:
+            transport.close()
+        elif not transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
