@@ -402,14 +402,9 @@ def distributions(
         if data["kind"] == "numeric":
             edges = np.asarray(data["edges"])
             if len(edges):
-                axes.bar(
-                    edges[:-1],
-                    data["counts"],
-                    width=np.diff(edges),
-                    align="edge",
-                    color=color,
-                    linewidth=0,
-                )
+                # One filled outline per histogram: a bar per bin is an artist per bin, which
+                # made this figure most of the report's time on wide tables.
+                axes.stairs(data["counts"], edges, fill=True, color=color, linewidth=0)
             if data["missing"]:
                 title += f"\n{data['missing']:,} missing"
         else:
