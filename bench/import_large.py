@@ -24,11 +24,13 @@ import numpy as np
 import pandas as pd
 import skops.io
 import xgboost
-from report import synthetic  # bench/report.py: this directory is the script's path
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `bench`
+from bench.report import synthetic
 
 ROWS, CATEGORIES = 20_000, 2_000
 WIDE_COLUMNS, CLASSES = 100, 26

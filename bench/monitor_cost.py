@@ -46,7 +46,8 @@ from modelship.api.dataplane import DataPlane
 from modelship.predictor import Predictor
 from modelship.settings import Settings
 from modelship.training.data import BUNDLED_DATA
-from modelship.training.train import TrainOptions, train
+from modelship.training.options import TrainOptions
+from modelship.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_CONNECTIONS = 8
@@ -142,7 +143,8 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> N
     import json
     import sys
 
-    import run as http_bench  # bench/run.py: its server, wrk and CPU helpers
+    sys.path.insert(0, str(ROOT))  # the repository, for `bench`
+    from bench import run as http_bench  # its server, wrk and CPU helpers
 
     card = json.loads((model / artifact.CARD_FILE).read_text())
     body = json.dumps(card["examples"][0]).encode()

@@ -33,6 +33,7 @@ import pandas as pd
 import modelship.report.build as report_build
 import modelship.training.train as training
 from modelship.training.data import BUNDLED_DATA, BUNDLED_TARGET
+from modelship.training.options import TrainOptions
 
 
 def synthetic(
@@ -93,8 +94,8 @@ def main() -> None:
         return run
 
     # add_report (what training and import call) looks these up at call time
-    report_build.build_report = timed(build)  # type: ignore[assignment]
-    report_build.write_report = timed(write)  # type: ignore[assignment]
+    report_build.build_report = timed(build)
+    report_build.write_report = timed(write)
     with tempfile.TemporaryDirectory() as scratch:
         if args.rows:
             data = synthetic(
@@ -114,7 +115,7 @@ def main() -> None:
             data, target, name = BUNDLED_DATA, BUNDLED_TARGET, "insurance (1,338 rows)"
         out = Path(scratch) / "artifact"
         cpu, wall = _cpu(), time.perf_counter()
-        options = training.TrainOptions(data=data, target=target, output=out, model=args.model)
+        options = TrainOptions(data=data, target=target, output=out, model=args.model)
         training.train(options, lambda _: None)
         total, total_wall = _cpu() - cpu, time.perf_counter() - wall
         size = sum(p.stat().st_size for p in [out / "model-report.html", *out.glob("report/*")])

@@ -357,8 +357,10 @@ def measure(
             result.overload.server_cpu_us = (tree_cpu(pid) - cpu_before) / answered * 1e6
             time.sleep(1)
             ready = request(port, "GET", server.ready_path)[0] == 200
-            answer = request(port, "POST", server.predict_path, server.predict_body, server.headers)
-            result.healthy_after = ready and answer[0] == 200
+            status, _ = request(
+                port, "POST", server.predict_path, server.predict_body, server.headers
+            )
+            result.healthy_after = ready and status == 200
         result.rss_mb, result.rss_total_mb = tree_rss(pid)
         if heavy:
             result.batch_ms = timed(
@@ -390,26 +392,27 @@ def prepare_model(cache: Path, csv_rows: int) -> dict[str, Any]:
 
     from modelship.training import train as training
     from modelship.training.data import BUNDLED_DATA
+    from modelship.training.options import TrainOptions
 
     if not (artifact / "model-card.json").is_file() or not pipeline_file.is_file():
         shutil.rmtree(artifact, ignore_errors=True)
         captured: dict[str, Any] = {}
-        export = training.export_onnx
+        export = training.export_onnx  # type: ignore[attr-defined]
 
         def capture(pipeline: Any, *rest: Any) -> Any:
             captured["pipeline"] = pipeline
             return export(pipeline, *rest)
 
-        training.export_onnx = capture  # type: ignore[assignment]
+        training.export_onnx = capture  # type: ignore[attr-defined, assignment]
         try:
             training.train(
-                training.TrainOptions(
+                TrainOptions(
                     data=BUNDLED_DATA, target="charges", output=artifact, model="gradient_boosting"
                 ),
                 lambda _: None,
             )
         finally:
-            training.export_onnx = export  # type: ignore[assignment]
+            training.export_onnx = export  # type: ignore[attr-defined]
         joblib.dump(captured["pipeline"], pipeline_file)
     card = json.loads((artifact / "model-card.json").read_text())
     rows = BUNDLED_DATA.read_text().splitlines()
