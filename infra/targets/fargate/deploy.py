@@ -86,6 +86,17 @@ class _Service:
     app: FargateService
 
 
+@dataclass(frozen=True)
+class _Platform:
+    """What the training and batch tasks run on: the bucket, the network, the roles, and the
+    service's cluster and log group."""
+
+    store: S3ModelStore
+    network: _Network
+    identity: _Identity
+    service: _Service
+
+
 def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutputs:
     """Declare every resource of the fargate target and return its outputs."""
     stack = Stack(settings, fargate)
@@ -103,31 +114,10 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
     identity = _identity(stack, store)
     service = _service(stack, spec, registries.images.service, network, identity)
     _alarms(stack)
-    training = _training_task(
-        stack,
-        registries.images.training,
-        store=store,
-        network=network,
-        identity=identity,
-        service=service,
-    )
-    batch = _batch_task(
-        stack,
-        registries.images.service,
-        store=store,
-        network=network,
-        identity=identity,
-        service=service,
-    )
-    return _outputs(
-        stack,
-        registries,
-        store=store,
-        network=network,
-        service=service,
-        training=training,
-        batch=batch,
-    )
+    platform = _Platform(store, network, identity, service)
+    training = _training_task(stack, registries.images.training, platform)
+    batch = _batch_task(stack, registries.images.service, platform)
+    return _outputs(stack, registries, platform, training, batch)
 
 
 def _registries_and_images(stack: Stack[FargateSettings]) -> _Registries:
@@ -326,15 +316,15 @@ def _alarms(stack: Stack[FargateSettings]) -> ServiceAlarms:
 
 
 def _training_task(
-    stack: Stack[FargateSettings],
-    image: ServiceImage,
-    *,
-    store: S3ModelStore,
-    network: _Network,
-    identity: _Identity,
-    service: _Service,
+    stack: Stack[FargateSettings], image: ServiceImage, platform: _Platform
 ) -> TrainingTask:
     """The training task definition and the command that runs it once."""
+    store, network, identity, service = (
+        platform.store,
+        platform.network,
+        platform.identity,
+        platform.service,
+    )
     fargate, training = stack.target, stack.target.store.training
     return TrainingTask(
         f"{stack.name}-train",
@@ -367,15 +357,15 @@ def _training_task(
 
 
 def _batch_task(
-    stack: Stack[FargateSettings],
-    image: ServiceImage,
-    *,
-    store: S3ModelStore,
-    network: _Network,
-    identity: _Identity,
-    service: _Service,
+    stack: Stack[FargateSettings], image: ServiceImage, platform: _Platform
 ) -> BatchTask:
     """The batch-scoring task definition (the service image) and the command that runs it."""
+    store, network, identity, service = (
+        platform.store,
+        platform.network,
+        platform.identity,
+        platform.service,
+    )
     fargate, store_settings = stack.target, stack.target.store
     return BatchTask(
         f"{stack.name}-batch",
@@ -411,14 +401,12 @@ def _batch_task(
 def _outputs(
     stack: Stack[FargateSettings],
     registries: _Registries,
-    *,
-    store: S3ModelStore,
-    network: _Network,
-    service: _Service,
+    platform: _Platform,
     training: TrainingTask,
     batch: BatchTask,
 ) -> TargetOutputs:
     """The stack outputs: the URL and image, and what the operations commands need."""
+    store, network, service = platform.store, platform.network, platform.service
     extra: dict[str, pulumi.Input[object]] = {
         "cluster_name": service.cluster.cluster.name,
         "service_name": service.app.service.name,

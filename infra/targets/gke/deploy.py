@@ -5,6 +5,7 @@ Ingress or the LoadBalancer's address) → outputs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -62,6 +63,10 @@ class _Cluster:
     network: Network
     cluster: GkeCluster
     k8s_opts: pulumi.ResourceOptions
+
+    def kubernetes_after(self, ready: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
+        """Options of a Kubernetes object whose pods use the grants in `ready` as they start."""
+        return pulumi.ResourceOptions.merge(self.k8s_opts, pulumi.ResourceOptions(depends_on=ready))
 
 
 def _training_job_name(stack: Stack[GkeSettings]) -> str:
@@ -245,9 +250,7 @@ def _service(
             "service_account_annotations": workload_identity_annotation(store.serving_account),
             "pod_monitor": gke.pod_monitor,
         },
-        opts=pulumi.ResourceOptions.merge(
-            cluster.k8s_opts, pulumi.ResourceOptions(depends_on=store.serving_ready)
-        ),
+        opts=cluster.kubernetes_after(store.serving_ready),
     )
 
 
@@ -276,9 +279,7 @@ def _training_job(
             "extra_resources": {"ephemeral-storage": TRAINING_EPHEMERAL_STORAGE},
             "tmp_size_limit": TRAINING_TMP_SIZE_LIMIT,
         },
-        opts=pulumi.ResourceOptions.merge(
-            cluster.k8s_opts, pulumi.ResourceOptions(depends_on=store.training_ready)
-        ),
+        opts=cluster.kubernetes_after(store.training_ready),
     )
 
 
@@ -318,9 +319,7 @@ def _batch(
             "service_account_annotations": workload_identity_annotation(batch_identity.account),
             "extra_resources": {"ephemeral-storage": EPHEMERAL_STORAGE},
         },
-        opts=pulumi.ResourceOptions.merge(
-            cluster.k8s_opts, pulumi.ResourceOptions(depends_on=batch_identity.ready)
-        ),
+        opts=cluster.kubernetes_after(batch_identity.ready),
     )
     return batch_identity, batch
 
