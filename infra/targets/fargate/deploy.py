@@ -319,12 +319,6 @@ def _training_task(
     stack: Stack[FargateSettings], image: ServiceImage, platform: _Platform
 ) -> TrainingTask:
     """The training task definition and the command that runs it once."""
-    store, network, identity, service = (
-        platform.store,
-        platform.network,
-        platform.identity,
-        platform.service,
-    )
     fargate, training = stack.target, stack.target.store.training
     return TrainingTask(
         f"{stack.name}-train",
@@ -334,23 +328,23 @@ def _training_task(
             "platform": stack.settings.image.platform,
             "training": training,
             "image": image.ref,
-            "command": training_command("s3", store.name, training),
-            "log_group": service.app.log_group.name,
-            "execution_role_arn": identity.roles.execution.arn,
-            "task_role_arn": identity.roles.training.arn,
-            "cluster_name": service.cluster.cluster.name,
-            "subnet_ids": [s.id for s in network.vpc.task_subnets],
-            "security_group_id": network.groups.training.id,
+            "command": training_command("s3", platform.store.name, training),
+            "log_group": platform.service.app.log_group.name,
+            "execution_role_arn": platform.identity.roles.execution.arn,
+            "task_role_arn": platform.identity.roles.training.arn,
+            "cluster_name": platform.service.cluster.cluster.name,
+            "subnet_ids": [s.id for s in platform.network.vpc.task_subnets],
+            "security_group_id": platform.network.groups.training.id,
             "assign_public_ip": not fargate.private_subnets,
             "tags": stack.labels,
         },
         # `train_command` works once `up` is done: grants, bucket settings and routes in place.
         opts=pulumi.ResourceOptions(
             depends_on=[
-                *identity.roles.training_ready,
-                *store.ready,
-                *network.groups.training_rules,
-                *network.vpc.egress_ready,
+                *platform.identity.roles.training_ready,
+                *platform.store.ready,
+                *platform.network.groups.training_rules,
+                *platform.network.vpc.egress_ready,
             ]
         ),
     )
@@ -360,12 +354,6 @@ def _batch_task(
     stack: Stack[FargateSettings], image: ServiceImage, platform: _Platform
 ) -> BatchTask:
     """The batch-scoring task definition (the service image) and the command that runs it."""
-    store, network, identity, service = (
-        platform.store,
-        platform.network,
-        platform.identity,
-        platform.service,
-    )
     fargate, store_settings = stack.target, stack.target.store
     return BatchTask(
         f"{stack.name}-batch",
@@ -376,24 +364,28 @@ def _batch_task(
             "batch": store_settings.batch,
             "image": image.ref,
             "model": store_settings.model_uri or ARTIFACT_DIR,
-            "bucket_name": store.name,
-            "bucket_arn": store.arn,
-            "log_group": service.app.log_group.name,
-            "execution_role_arn": identity.roles.execution.arn,
+            "bucket_name": platform.store.name,
+            "bucket_arn": platform.store.arn,
+            "log_group": platform.service.app.log_group.name,
+            "execution_role_arn": platform.identity.roles.execution.arn,
             "trust_policy": pulumi.Output.json_dumps(
-                pulumi.Output.all(identity.partition, identity.account_id).apply(
+                pulumi.Output.all(platform.identity.partition, platform.identity.account_id).apply(
                     lambda pa: task_trust_policy(pa[0], fargate.region, pa[1])
                 )
             ),
-            "cluster_name": service.cluster.cluster.name,
-            "subnet_ids": [s.id for s in network.vpc.task_subnets],
+            "cluster_name": platform.service.cluster.cluster.name,
+            "subnet_ids": [s.id for s in platform.network.vpc.task_subnets],
             # No ingress, HTTPS out only: what the training task has, and all a worker needs.
-            "security_group_id": network.groups.training.id,
+            "security_group_id": platform.network.groups.training.id,
             "assign_public_ip": not fargate.private_subnets,
             "tags": stack.labels,
         },
         opts=pulumi.ResourceOptions(
-            depends_on=[*store.ready, *network.groups.training_rules, *network.vpc.egress_ready]
+            depends_on=[
+                *platform.store.ready,
+                *platform.network.groups.training_rules,
+                *platform.network.vpc.egress_ready,
+            ]
         ),
     )
 
@@ -406,17 +398,16 @@ def _outputs(
     batch: BatchTask,
 ) -> TargetOutputs:
     """The stack outputs: the URL and image, and what the operations commands need."""
-    store, network, service = platform.store, platform.network, platform.service
     extra: dict[str, pulumi.Input[object]] = {
-        "cluster_name": service.cluster.cluster.name,
-        "service_name": service.app.service.name,
-        "log_group_name": service.app.log_group.name,
+        "cluster_name": platform.service.cluster.cluster.name,
+        "service_name": platform.service.app.service.name,
+        "log_group_name": platform.service.app.log_group.name,
         # What the service should run; compare with ECS after an `up` (a circuit-breaker rollback
         # still reports success, docs/fargate.md).
-        "task_definition": service.app.task_definition.arn,
+        "task_definition": platform.service.app.task_definition.arn,
         "registry": registries.service.url,
         "region": stack.target.region,
-        "model_store": store.uri,
+        "model_store": platform.store.uri,
         "model_uri": stack.target.store.model_uri,
         "training_image": registries.images.training.ref,
         "training_task_definition": training.task_definition.arn,
@@ -427,4 +418,4 @@ def _outputs(
         "batch_command": batch.run_command,
     }
     image = registries.images.service
-    return TargetOutputs(url=network.balancer.url, image=image.ref, extra=extra)
+    return TargetOutputs(url=platform.network.balancer.url, image=image.ref, extra=extra)
