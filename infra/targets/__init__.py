@@ -13,6 +13,8 @@ from typing import Any, Generic, TypeVar
 import pulumi
 
 from infra.config import ConfigReader
+from infra.core.ids import IdRule, make_id
+from infra.core.labels import standard_labels
 from infra.settings import Settings
 
 S = TypeVar("S")
@@ -40,3 +42,26 @@ class Target(Generic[S]):
 
     read: Callable[[ConfigReader, Settings], S]
     deploy: Callable[[Settings, S], TargetOutputs]
+
+
+@dataclass(frozen=True)
+class Stack(Generic[S]):
+    """What every stage of a target's composer needs: the shared settings, the target's own,
+    the labels every resource carries, and the stack's logical names and physical ids."""
+
+    settings: Settings
+    target: S
+    labels: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        labels = standard_labels(self.settings.project, self.settings.stack)
+        object.__setattr__(self, "labels", labels)  # frozen: set once, here
+
+    @property
+    def name(self) -> str:
+        """The prefix of every logical name."""
+        return self.settings.project
+
+    def id(self, rule: IdRule, role: str = "") -> str:
+        """A physical id for this project and stack that `rule` accepts."""
+        return make_id(rule, self.settings.project, self.settings.stack, role=role)

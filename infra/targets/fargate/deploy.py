@@ -1,24 +1,23 @@
-"""Compose the fargate target: registries + images (service, training) → model store bucket →
-network → security groups → load balancer → roles (+ API-key secret) → cluster → service with
-autoscaling → training task definition and the command that runs it."""
+"""Compose the fargate target, one named stage per function, in this order: registries + images
+(service, training) → model store bucket → network (VPC, security groups, load balancer) →
+identity (API-key secret, task roles) → service (cluster, autoscaled service) → alarms →
+training task → batch task → outputs."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.core.build_context import content_tag
-from infra.core.container import ARTIFACT_DIR, container_spec
-from infra.core.ids import make_id
-from infra.core.image import (
-    DOCKERFILE,
-    build_stack_images,
-)
-from infra.core.labels import label_value, standard_labels
+from infra.core.container import ARTIFACT_DIR, ContainerSpec, container_spec
+from infra.core.image import DOCKERFILE, ServiceImage, StackImages, build_stack_images
+from infra.core.labels import label_value
 from infra.core.model_store import training_command
 from infra.settings import Settings
 from infra.stack_file import REPO_ROOT
-from infra.targets import TargetOutputs
+from infra.targets import Stack, TargetOutputs
 from infra.targets.fargate.alarms import ServiceAlarms
 from infra.targets.fargate.batch import BatchTask
 from infra.targets.fargate.cluster import EcsCluster
@@ -49,41 +48,106 @@ def image_tag(settings: Settings, fargate: FargateSettings, labels: dict[str, st
     return content_tag(REPO_ROOT, REPO_ROOT / DOCKERFILE, build)
 
 
+@dataclass(frozen=True)
+class _Registries:
+    """The two ECR repositories and the images pushed to them."""
+
+    service: EcrRepository
+    training: EcrRepository
+    images: StackImages
+
+
+@dataclass(frozen=True)
+class _Network:
+    """The VPC, its security groups and the public load balancer in front of the tasks."""
+
+    vpc: VpcNetwork
+    groups: SecurityGroups
+    balancer: LoadBalancer
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """The task roles, the API key's ARN (None without a key) and the account they live in."""
+
+    roles: TaskRoles
+    api_key_arn: pulumi.Input[str] | None
+    grants: list[pulumi.Resource]
+    """What must exist before a task reads the API key."""
+    partition: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class _Service:
+    """The ECS cluster and the service in it; the tasks share its cluster and log group."""
+
+    cluster: EcsCluster
+    app: FargateService
+
+
+@dataclass(frozen=True)
+class _Platform:
+    """What the training and batch tasks run on: the bucket, the network, the roles, and the
+    service's cluster and log group."""
+
+    store: S3ModelStore
+    network: _Network
+    identity: _Identity
+    service: _Service
+
+
 def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutputs:
     """Declare every resource of the fargate target and return its outputs."""
-    name = settings.project
-    stack_names = (settings.project, settings.stack)
-    labels = standard_labels(settings.project, settings.stack)
-    store_settings = fargate.store
-    production = settings.environment == "production"
-    tag = image_tag(settings, fargate, labels)
+    stack = Stack(settings, fargate)
+    registries = _registries_and_images(stack)
+    store = _model_store(stack)
+    # A new modelship:modelUri changes the container's environment, hence the task definition:
+    # the service rolls to it without a new image, under the circuit breaker.
+    spec = container_spec(
+        settings,
+        model_uri=fargate.store.model_uri,
+        capture=fargate.store.capture,
+        capture_uri=store.uri,
+    )
+    network = _network(stack, spec)
+    identity = _identity(stack, store)
+    service = _service(stack, spec, registries.images.service, network, identity)
+    _alarms(stack)
+    platform = _Platform(store, network, identity, service)
+    training = _training_task(stack, registries.images.training, platform)
+    batch = _batch_task(stack, registries.images.service, platform)
+    return _outputs(stack, registries, platform, training, batch)
 
+
+def _registries_and_images(stack: Stack[FargateSettings]) -> _Registries:
+    """The serving and training repositories, and both images built and pushed to them."""
+    settings, store_settings, labels = stack.settings, stack.target.store, stack.labels
     registry = EcrRepository(
-        f"{name}-registry",
+        f"{stack.name}-registry",
         {
-            "name": make_id(REPOSITORY_NAME, *stack_names),
+            "name": stack.id(REPOSITORY_NAME),
             "keep_images": settings.image.keep_images,
             "keep": store_settings.keep,
             "tags": labels,
         },
     )
-
     # The training image (the Dockerfile's `training` stage) in its own repository, so the
     # serving repository's lifecycle rule counts serving images only.
     training_registry = EcrRepository(
-        f"{name}-training-registry",
+        f"{stack.name}-training-registry",
         {
-            "name": make_id(REPOSITORY_NAME, *stack_names, role="training"),
+            "name": stack.id(REPOSITORY_NAME, role="training"),
             "keep_images": settings.image.keep_images,
             "keep": store_settings.keep,
             "tags": labels,
         },
     )
     images = build_stack_images(
-        name,
+        stack.name,
         settings.image,
         labels=labels,
-        tag=tag,
+        tag=image_tag(settings, stack.target, labels),
         service_name=registry.url,
         training_name=training_registry.url,
         registry=registry.login,
@@ -91,30 +155,31 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         service_opts=pulumi.ResourceOptions(depends_on=[registry.repository]),
         training_opts=pulumi.ResourceOptions(depends_on=[training_registry.repository]),
     )
-    image, training_image = images.service, images.training
-    store = S3ModelStore(
-        f"{name}-store",
+    return _Registries(registry, training_registry, images)
+
+
+def _model_store(stack: Stack[FargateSettings]) -> S3ModelStore:
+    """The bucket of models, training data, captured requests and batch outputs."""
+    store_settings = stack.target.store
+    return S3ModelStore(
+        f"{stack.name}-store",
         {
-            "bucket_prefix": make_id(BUCKET_PREFIX, *stack_names, role="models"),
+            "bucket_prefix": stack.id(BUCKET_PREFIX, role="models"),
             "keep": store_settings.keep,
             "training_data_days": store_settings.training_data_days,
             "capture_days": store_settings.capture.days,
             "output_days": store_settings.batch.output_days,
-            "tags": labels,
+            "tags": stack.labels,
         },
     )
-    # A new modelship:modelUri changes the container's environment, hence the task definition:
-    # the service rolls to it without a new image, under the circuit breaker.
-    spec = container_spec(
-        settings,
-        model_uri=store_settings.model_uri,
-        capture=store_settings.capture,
-        capture_uri=store.uri,
-    )
 
+
+def _network(stack: Stack[FargateSettings], spec: ContainerSpec) -> _Network:
+    """VPC and subnets, the security groups, and the load balancer on the public subnets."""
+    fargate, labels = stack.target, stack.labels
     public_a, public_b, private_a, private_b = fargate.subnet_cidrs
     network = VpcNetwork(
-        f"{name}-network",
+        f"{stack.name}-network",
         {
             "region": fargate.region,
             "zone_ids": fargate.zone_ids,
@@ -126,7 +191,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         },
     )
     groups = SecurityGroups(
-        f"{name}-sg",
+        f"{stack.name}-sg",
         {
             "vpc_id": network.vpc.id,
             "container_port": spec.port,
@@ -136,7 +201,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         },
     )
     balancer = LoadBalancer(
-        f"{name}-lb",
+        f"{stack.name}-lb",
         {
             "vpc_id": network.vpc.id,
             "subnet_ids": [s.id for s in network.public_subnets],
@@ -146,17 +211,22 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
             "health_check_timeout_seconds": spec.readiness.timeout_seconds,
             "deregistration_delay_seconds": fargate.deregistration_delay_seconds,
             "certificate_arn": fargate.certificate_arn,
-            "deletion_protection": production,
+            "deletion_protection": stack.settings.environment == "production",
             "tags": labels,
         },
         opts=pulumi.ResourceOptions(depends_on=network.internet_ready),
     )
+    return _Network(network, groups, balancer)
 
+
+def _identity(stack: Stack[FargateSettings], store: S3ModelStore) -> _Identity:
+    """The API-key secret (when the stack sets a key) and the roles of every task."""
+    settings, fargate, labels = stack.settings, stack.target, stack.labels
     api_key_arn: pulumi.Input[str] | None = fargate.api_key_secret_arn
     grants: list[pulumi.Resource] = []
     if settings.api_key is not None:
         secret = ApiKeySecret(
-            f"{name}-api-key",
+            f"{stack.name}-api-key",
             {
                 "store": fargate.api_key_store,
                 "value": settings.api_key,
@@ -167,134 +237,179 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         api_key_arn = secret.arn
         grants += secret.ready
 
-    identity = aws.get_caller_identity_output()
+    caller = aws.get_caller_identity_output()
+    partition = caller.arn.apply(lambda arn: arn.split(":")[1])
     roles = TaskRoles(
-        f"{name}-roles",
+        f"{stack.name}-roles",
         {
-            "partition": identity.arn.apply(lambda arn: arn.split(":")[1]),
+            "partition": partition,
             "region": fargate.region,
-            "account_id": identity.account_id,
+            "account_id": caller.account_id,
             "api_key_secret_arn": api_key_arn,
             "task_policy_arns": fargate.task_policy_arns,
             "bucket_arn": store.arn,
-            "capture": store_settings.capture.enabled,
+            "capture": fargate.store.capture.enabled,
             "tags": labels,
         },
     )
+    return _Identity(roles, api_key_arn, grants, partition, caller.account_id)
+
+
+def _service(
+    stack: Stack[FargateSettings],
+    spec: ContainerSpec,
+    image: ServiceImage,
+    network: _Network,
+    identity: _Identity,
+) -> _Service:
+    """The ECS cluster and the autoscaled service behind the load balancer."""
+    settings, fargate, labels = stack.settings, stack.target, stack.labels
     cluster = EcsCluster(
-        f"{name}-ecs", {"container_insights": fargate.container_insights, "tags": labels}
+        f"{stack.name}-ecs", {"container_insights": fargate.container_insights, "tags": labels}
     )
     app = FargateService(
-        f"{name}-app",
+        f"{stack.name}-app",
         {
-            "family": make_id(TASK_FAMILY, *stack_names),
+            "family": stack.id(TASK_FAMILY),
             "region": fargate.region,
             "platform": settings.image.platform,
             "container": spec,
             "image": image.ref,
             "cluster": cluster,
-            "execution_role_arn": roles.execution.arn,
-            "task_role_arn": roles.task.arn,
-            "api_key_arn": api_key_arn,
-            "subnet_ids": [s.id for s in network.task_subnets],
-            "security_group_id": groups.tasks.id,
+            "execution_role_arn": identity.roles.execution.arn,
+            "task_role_arn": identity.roles.task.arn,
+            "api_key_arn": identity.api_key_arn,
+            "subnet_ids": [s.id for s in network.vpc.task_subnets],
+            "security_group_id": network.groups.tasks.id,
             "assign_public_ip": not fargate.private_subnets,
-            "target_group_arn": balancer.target_group.arn,
-            "request_count_label": balancer.resource_label,
+            "target_group_arn": network.balancer.target_group.arn,
+            "request_count_label": network.balancer.resource_label,
             "requests_per_target": fargate.requests_per_target,
             "spot": fargate.spot,
             "health_check_grace_seconds": fargate.health_check_grace_seconds,
             "log_retention_days": fargate.log_retention_days,
             "depends_on": [
-                *balancer.listeners,
-                *roles.ready,
-                *grants,
-                *groups.rules,
-                *network.egress_ready,
+                *network.balancer.listeners,
+                *identity.roles.ready,
+                *identity.grants,
+                *network.groups.rules,
+                *network.vpc.egress_ready,
             ],
             "tags": labels,
         },
     )
-    ServiceAlarms(
-        f"{name}-alarms",
+    return _Service(cluster, app)
+
+
+def _alarms(stack: Stack[FargateSettings]) -> ServiceAlarms:
+    """CloudWatch alarms on the service's errors and latency."""
+    topic = stack.target.alarm_topic_arn
+    return ServiceAlarms(
+        f"{stack.name}-alarms",
         {
-            "service": make_id(
-                TASK_FAMILY, *stack_names
-            ),  # the task family: what the service writes as its dimension
-            "tags": labels,
-            "alarm_actions": [fargate.alarm_topic_arn] if fargate.alarm_topic_arn else [],
+            # The task family: what the service writes as its dimension.
+            "service": stack.id(TASK_FAMILY),
+            "tags": stack.labels,
+            "alarm_actions": [topic] if topic else [],
         },
     )
-    training = TrainingTask(
-        f"{name}-train",
+
+
+def _training_task(
+    stack: Stack[FargateSettings], image: ServiceImage, platform: _Platform
+) -> TrainingTask:
+    """The training task definition and the command that runs it once."""
+    fargate, training = stack.target, stack.target.store.training
+    return TrainingTask(
+        f"{stack.name}-train",
         {
-            "family": make_id(TASK_FAMILY, *stack_names, role="train"),
+            "family": stack.id(TASK_FAMILY, role="train"),
             "region": fargate.region,
-            "platform": settings.image.platform,
-            "training": store_settings.training,
-            "image": training_image.ref,
-            "command": training_command("s3", store.name, store_settings.training),
-            "log_group": app.log_group.name,
-            "execution_role_arn": roles.execution.arn,
-            "task_role_arn": roles.training.arn,
-            "cluster_name": cluster.cluster.name,
-            "subnet_ids": [s.id for s in network.task_subnets],
-            "security_group_id": groups.training.id,
+            "platform": stack.settings.image.platform,
+            "training": training,
+            "image": image.ref,
+            "command": training_command("s3", platform.store.name, training),
+            "log_group": platform.service.app.log_group.name,
+            "execution_role_arn": platform.identity.roles.execution.arn,
+            "task_role_arn": platform.identity.roles.training.arn,
+            "cluster_name": platform.service.cluster.cluster.name,
+            "subnet_ids": [s.id for s in platform.network.vpc.task_subnets],
+            "security_group_id": platform.network.groups.training.id,
             "assign_public_ip": not fargate.private_subnets,
-            "tags": labels,
+            "tags": stack.labels,
         },
         # `train_command` works once `up` is done: grants, bucket settings and routes in place.
         opts=pulumi.ResourceOptions(
             depends_on=[
-                *roles.training_ready,
-                *store.ready,
-                *groups.training_rules,
-                *network.egress_ready,
+                *platform.identity.roles.training_ready,
+                *platform.store.ready,
+                *platform.network.groups.training_rules,
+                *platform.network.vpc.egress_ready,
             ]
         ),
     )
-    partition = identity.arn.apply(lambda arn: arn.split(":")[1])
-    batch = BatchTask(
-        f"{name}-batch",
+
+
+def _batch_task(
+    stack: Stack[FargateSettings], image: ServiceImage, platform: _Platform
+) -> BatchTask:
+    """The batch-scoring task definition (the service image) and the command that runs it."""
+    fargate, store_settings = stack.target, stack.target.store
+    return BatchTask(
+        f"{stack.name}-batch",
         {
-            "family": make_id(TASK_FAMILY, *stack_names, role="batch"),
+            "family": stack.id(TASK_FAMILY, role="batch"),
             "region": fargate.region,
-            "platform": settings.image.platform,
+            "platform": stack.settings.image.platform,
             "batch": store_settings.batch,
             "image": image.ref,
             "model": store_settings.model_uri or ARTIFACT_DIR,
-            "bucket_name": store.name,
-            "bucket_arn": store.arn,
-            "log_group": app.log_group.name,
-            "execution_role_arn": roles.execution.arn,
+            "bucket_name": platform.store.name,
+            "bucket_arn": platform.store.arn,
+            "log_group": platform.service.app.log_group.name,
+            "execution_role_arn": platform.identity.roles.execution.arn,
             "trust_policy": pulumi.Output.json_dumps(
-                pulumi.Output.all(partition, identity.account_id).apply(
+                pulumi.Output.all(platform.identity.partition, platform.identity.account_id).apply(
                     lambda pa: task_trust_policy(pa[0], fargate.region, pa[1])
                 )
             ),
-            "cluster_name": cluster.cluster.name,
-            "subnet_ids": [s.id for s in network.task_subnets],
+            "cluster_name": platform.service.cluster.cluster.name,
+            "subnet_ids": [s.id for s in platform.network.vpc.task_subnets],
             # No ingress, HTTPS out only: what the training task has, and all a worker needs.
-            "security_group_id": groups.training.id,
+            "security_group_id": platform.network.groups.training.id,
             "assign_public_ip": not fargate.private_subnets,
-            "tags": labels,
+            "tags": stack.labels,
         },
         opts=pulumi.ResourceOptions(
-            depends_on=[*store.ready, *groups.training_rules, *network.egress_ready]
+            depends_on=[
+                *platform.store.ready,
+                *platform.network.groups.training_rules,
+                *platform.network.vpc.egress_ready,
+            ]
         ),
     )
+
+
+def _outputs(
+    stack: Stack[FargateSettings],
+    registries: _Registries,
+    platform: _Platform,
+    training: TrainingTask,
+    batch: BatchTask,
+) -> TargetOutputs:
+    """The stack outputs: the URL and image, and what the operations commands need."""
     extra: dict[str, pulumi.Input[object]] = {
-        "cluster_name": cluster.cluster.name,
-        "service_name": app.service.name,
-        "log_group_name": app.log_group.name,
+        "cluster_name": platform.service.cluster.cluster.name,
+        "service_name": platform.service.app.service.name,
+        "log_group_name": platform.service.app.log_group.name,
         # What the service should run; compare with ECS after an `up` (a circuit-breaker rollback
         # still reports success, docs/fargate.md).
-        "task_definition": app.task_definition.arn,
-        "registry": registry.url,
-        "region": fargate.region,
-        "model_store": store.uri,
-        "model_uri": store_settings.model_uri,
-        "training_image": training_image.ref,
+        "task_definition": platform.service.app.task_definition.arn,
+        "registry": registries.service.url,
+        "region": stack.target.region,
+        "model_store": platform.store.uri,
+        "model_uri": stack.target.store.model_uri,
+        "training_image": registries.images.training.ref,
         "training_task_definition": training.task_definition.arn,
         # One string for a POSIX shell: run it with `eval "$(pulumi stack output train_command)"`.
         "train_command": training.run_command,
@@ -302,4 +417,5 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         "batch_task_definition": batch.task_definition.arn,
         "batch_command": batch.run_command,
     }
-    return TargetOutputs(url=balancer.url, image=image.ref, extra=extra)
+    image = registries.images.service
+    return TargetOutputs(url=platform.network.balancer.url, image=image.ref, extra=extra)
