@@ -341,7 +341,8 @@ def measure(
             cpu_before = tree_cpu(pid)
             many = run_wrk(port, server.predict_path, script, 32, args.seconds)
             served = many.rps * max(1, round(args.seconds))
-            many.server_cpu_us = (tree_cpu(pid) - cpu_before) / served * 1e6
+            if served:
+                many.server_cpu_us = (tree_cpu(pid) - cpu_before) / served * 1e6
             manys.append(many)
         result.one = min(ones, key=lambda load: load.p50_ms)
         result.many = max(manys, key=lambda load: load.rps)
@@ -354,7 +355,8 @@ def measure(
                 port, server.predict_path, script, OVERLOAD_CLIENTS, args.seconds, threads=2
             )
             answered = result.overload.rps * max(1, round(args.seconds))
-            result.overload.server_cpu_us = (tree_cpu(pid) - cpu_before) / answered * 1e6
+            if answered:  # a server that answered nothing in time (all timeouts) has no figure
+                result.overload.server_cpu_us = (tree_cpu(pid) - cpu_before) / answered * 1e6
             time.sleep(1)
             ready = request(port, "GET", server.ready_path)[0] == 200
             status, _ = request(
