@@ -394,3 +394,14 @@ def test_permutation_importance_predicts_fewer_rows_on_wide_tables(
     assert features * numbers.IMPORTANCE_REPEATS * rows <= max(
         numbers.IMPORTANCE_ROW_BUDGET, features * numbers.IMPORTANCE_REPEATS * 300
     )
+
+
+@pytest.mark.parametrize(("row_ms", "rows"), [(0.001, 1_875), (0.136, 367), (5.0, 300)])
+def test_permutation_importance_predicts_fewer_rows_for_a_slow_model(
+    row_ms: float, rows: int
+) -> None:
+    """16 columns: a fast model keeps the row budget; a slow one (26-class LightGBM: 0.136 ms a
+    row) spends at most IMPORTANCE_SECONDS predicting, never fewer than 300 rows."""
+    from modelship.report import numbers
+
+    assert numbers.importance_rows(16, row_ms) == rows

@@ -357,6 +357,7 @@ class _Builder:
             truth=expected,
             classes=card.classes,
             seed=self.evaluation.seed,
+            row_ms=card.footprint.latency_batch_ms / 1000 if card.footprint else None,
         )
         self.importance = data
         sampled = numbers.Sample(np.arange(data["rows"]), data["of_rows"])

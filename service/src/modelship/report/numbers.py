@@ -25,6 +25,10 @@ IMPORTANCE_REPEATS = 5
 # 3,000 rows, 16 keep 1,875, 100 keep 300 (a 100-column LightGBM model with 26 classes spent
 # 154 s here at 3,000 rows).
 IMPORTANCE_ROW_BUDGET = 150_000
+# And at most this long in the model's own predict time, from its measured latency per row: a
+# 26-class LightGBM model predicts 1,000 rows in 136 ms, so 150,000 rows cost 20 s, a third of
+# the whole training run.
+IMPORTANCE_SECONDS = 4.0
 IMPORTANCE_MIN_ROWS = 300
 HISTOGRAM_BINS = 30
 TOP_CATEGORIES = 12  # categories drawn per categorical feature; the rest are one "other" bar
@@ -140,9 +144,13 @@ def roc_pr(positive: npt.NDArray[np.bool_], scores: Floats) -> dict[str, Any]:
     }
 
 
-def importance_rows(features: int) -> int:
-    """Held-out rows permutation importance uses for a table of `features` columns."""
-    fitting = IMPORTANCE_ROW_BUDGET // (max(features, 1) * IMPORTANCE_REPEATS)
+def importance_rows(features: int, row_ms: float | None = None) -> int:
+    """Held-out rows permutation importance uses for a table of `features` columns, for a model
+    that predicts one row (in a batch) in `row_ms` milliseconds when that was measured."""
+    predictions_per_row = max(features, 1) * IMPORTANCE_REPEATS
+    fitting = IMPORTANCE_ROW_BUDGET // predictions_per_row
+    if row_ms:
+        fitting = min(fitting, int(IMPORTANCE_SECONDS * 1000 / (row_ms * predictions_per_row)))
     return max(IMPORTANCE_MIN_ROWS, min(IMPORTANCE_ROWS, fitting))
 
 
@@ -154,13 +162,14 @@ def permutation_importance(
     truth: npt.NDArray[Any],
     classes: list[str] | None,
     seed: int = 0,
+    row_ms: float | None = None,
 ) -> dict[str, Any]:
     """Drop in the primary metric when one feature's values are shuffled, on the held-out rows.
 
     Computed on the exported model (what the server runs), on a sample of the held-out split;
     the spread is the standard deviation over the repeats.
     """
-    rows = sample(len(frame), importance_rows(len(frame.columns)), seed)
+    rows = sample(len(frame), importance_rows(len(frame.columns), row_ms), seed)
     data = frame.iloc[rows.index].reset_index(drop=True)
     expected = truth[rows.index]
     baseline = score(task, expected, predict(data), classes)
