@@ -175,6 +175,14 @@ def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
     return found
 
 
+def _header_lines(head: bytes) -> list[bytes]:
+    """A response's header lines, sorted, without those that differ per request."""
+    lines = head.split(b"\r\n")[1:]
+    return sorted(
+        line for line in lines if line and not line.startswith((b"date:", b"x-request-id:"))
+    )
+
+
 def _length(data: bytes) -> int:
     head = data.split(b"\r\n\r\n", 1)[0].lower()
     for line in head.split(b"\r\n"):
@@ -219,6 +227,17 @@ def test_an_overloaded_worker_refuses_at_the_connection(
         client.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
         assert _responses(client, 1)[0][0].startswith(b"HTTP/1.1 200")  # probes never shed
 
+        # One plain request per write is refused without the HTTP parser; a request with a
+        # `Connection` header goes through it. Both give the same answer, and the connection
+        # stays usable after either.
+        for rid, extra in (("plain", ""), ("parsed", "Connection: keep-alive\r\n"), ("again", "")):
+            client.sendall(_post("/predict?x=1", example, rid, extra))
+            head, body = _responses(client, 1)[0]
+            assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), head
+            assert f"x-request-id: {rid}\r\n".encode() in head
+            assert _header_lines(head) == _header_lines(native_head), head
+            assert body == native_body
+
         # A client waiting for 100 Continue, and HTTP/1.0: refused at once, connection closed.
         for request in (
             _post("/predict", b"", "c", "Expect: 100-continue\r\n").replace(
@@ -254,10 +273,10 @@ def test_an_overloaded_worker_refuses_at_the_connection(
             for family in text_string_to_metric_families(metrics)
             for s in family.samples
         }
-        assert samples[("modelship_requests_shed_total", ())] == 4
+        assert samples[("modelship_requests_shed_total", ())] == 7
         refused = (("method", "POST"), ("route", "unmatched"), ("status", "503"))
-        assert samples[("modelship_http_requests_total", refused)] == 4
+        assert samples[("modelship_http_requests_total", refused)] == 7
     # The access log sums the refusals up (a line per second), not a line per 503.
     lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()]
-    assert sum(line.get("shed", 0) for line in lines) == 4
+    assert sum(line.get("shed", 0) for line in lines) == 7
     assert not [line for line in lines if line.get("status") == 503 and "shed" not in line]

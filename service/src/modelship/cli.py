@@ -564,6 +564,8 @@ def _serve(args: argparse.Namespace) -> int:
             factory=True,
             # Admission at the connection: an overloaded worker refuses without an ASGI task.
             http="modelship.api.protocol:SheddingHttpProtocol",
+            # uvloop, accepting connections in batches (libuv takes one per loop turn).
+            loop="modelship.api.listener:new_event_loop",
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
