@@ -54,3 +54,15 @@ def test_wrong_width_and_bad_utf8_are_named_by_line() -> None:
     assert caught.value.problems[0].loc == ("file", "line 8")
     with pytest.raises(MalformedBody, match="not valid UTF-8 on line 7, column 5"):
         read((HEADER + ROW * 5).encode() + b"40,m\xe9le,28.5,1,no,northwest\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (b"\r0", r"a carriage return \(\\r\) that does not end the line"),  # found by the fuzz test
+        (HEADER.replace(",bmi", ",b\rmi").encode() + ROW.encode(), "a carriage return"),
+    ],
+)
+def test_a_header_the_csv_module_cannot_read_is_a_clear_error(text: bytes, cause: str) -> None:
+    with pytest.raises(MalformedBody, match=rf"header row \(line 1\) cannot be parsed: {cause}"):
+        read(text)

@@ -201,7 +201,18 @@ class CsvReader:
             self._next_line = 2
         self._slow: Iterator[list[str]] | None = None
         self._slow_reader: Any = None
-        first = self._slow_row() if self._quoted else next(csv.reader([header_text]), None)
+        try:
+            first = self._slow_row() if self._quoted else next(csv.reader([header_text]), None)
+        except csv.Error as exc:  # a lone carriage return (seen as a line break), a NUL byte
+            cause = (
+                "a carriage return (\\r) that does not end the line"
+                if "\r" in header_text.rstrip("\r\n")
+                else str(exc)
+            )
+            raise MalformedBody(
+                f"the CSV header row (line 1) cannot be parsed: {cause}; lines end with \\n or "
+                "\\r\\n, and a field holding a line break must be quoted"
+            ) from exc
         if not first:
             raise MalformedBody(
                 "the CSV file is empty: expected a header row naming the columns "
