@@ -81,6 +81,16 @@ def _same_from_every_worker(url: str) -> dict[str, Any]:
     return answers[0]
 
 
+def _send_shifted(server: Server, features: pd.DataFrame) -> pd.DataFrame:
+    """Rows like the training data but bmi 4 standard deviations up and every row from one
+    region, sent over every transport; returns them."""
+    shifted = features.sample(SHIFTED_ROWS, random_state=8, replace=True).reset_index(drop=True)
+    shifted["bmi"] += 4 * features["bmi"].std()
+    shifted["region"] = "southwest"
+    send_every_transport(server.url, shifted)
+    return shifted
+
+
 @pytest.mark.slow
 def test_training_rows_stay_ok_and_shifted_features_drift(
     server: Server, insurance_frame: pd.DataFrame
@@ -105,10 +115,7 @@ def test_training_rows_stay_ok_and_shifted_features_drift(
 
     # bmi moved by 4 standard deviations, every row from one region: a window of 1,000 rows
     # filled with these drifts for exactly those two features.
-    shifted = features.sample(SHIFTED_ROWS, random_state=8, replace=True).reset_index(drop=True)
-    shifted["bmi"] += 4 * features["bmi"].std()
-    shifted["region"] = "southwest"
-    send_every_transport(server.url, shifted)
+    shifted = _send_shifted(server, features)
     sent = (len(shifted) // 4) * 4
     deadline = time.monotonic() + 20
     while _states(report) != {**_states(report), "bmi": "drift", "region": "drift"}:
@@ -166,8 +173,12 @@ def _emf_documents(server: Server) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_cloudwatch_lines_come_from_one_worker_in_embedded_metric_format(server: Server) -> None:
-    """Runs after the drift test (same server): the drifted features reach the EMF lines."""
+def test_cloudwatch_lines_come_from_one_worker_in_embedded_metric_format(
+    server: Server, insurance_frame: pd.DataFrame
+) -> None:
+    """Drifted features reach the EMF lines. The shifted rows are sent here too: the drift
+    test may have run on another test worker, with a server of its own."""
+    _send_shifted(server, insurance_frame.drop(columns="charges"))
     deadline = time.monotonic() + 20
     while True:
         documents = _emf_documents(server)
