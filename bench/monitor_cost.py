@@ -1,13 +1,16 @@
 """Cost of monitoring and request capture on the hot path, in process, through the data plane.
 
-    uv run python bench/monitor_cost.py [--rounds 15] [--calls 2000] [--http SECONDS]
+    uv run python bench/monitor_cost.py [--rounds 30] [--calls 1000] [--http SECONDS]
+                                        [--http-rounds 5]
 
 Trains the default model into .bench-cache/monitor (once), then builds the service with
 `create_app` four times around the same loaded model, and alternates rounds of `calls` one-row
 predictions (`DataPlane.predict_record`: the JSON record validated, the model, the prediction
-metrics and the data-quality hooks, which is what `POST /predict` runs):
+metrics and the data-quality hooks, which is what `POST /predict` runs), all on one data plane
+with each side's hooks in place for its round:
 
   off          MODELSHIP_MONITORING=false, no capture: the service without either
+  off again    the same once more: how far two identical sides come apart (the noise floor)
   monitor      drift and data quality on (the default)
   capture 1%   monitor + MODELSHIP_CAPTURE_RATE=0.01 to a directory store
   capture 100% monitor + every row captured (the worst case)
@@ -22,14 +25,17 @@ following the same other. Then each hook alone on one decoded row, which a busy 
 less than whole calls, as a share of the call without monitoring. Medians over the rounds.
 
 With `--http SECONDS`, also over real HTTP: `modelship serve` (one worker, access log off) per
-side, loaded by wrk with 8 connections for SECONDS, twice per side interleaved (order
-shuffled); printed are requests per second and the server's CPU time per request (its threads
-included), the number that stays meaningful when other processes share the machine.
+side, loaded by wrk with 8 connections for SECONDS, in `--http-rounds` rounds of every side
+(order shuffled; the server pinned to one core, wrk to another); printed are requests per
+second and the server's CPU time per request (its
+threads included, the number that stays meaningful when other processes share the machine),
+each as the median ratio to the "off" side of the same round and the range of those ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import random
@@ -75,13 +81,20 @@ def background(monitor: Any, capture: Any) -> None:
 def whole_calls(
     sides: dict[str, Side], record: dict[str, Any], rounds: int, calls: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """µs per call of each side: the request path, and with the background work added."""
+    """µs per call of each side: the request path, and with the background work added.
+
+    Every side runs on the same data plane, the "off" side's, with the side's data-quality
+    hooks put in place for its round, so two sides differ by their hooks and nothing else (the
+    hooks are the whole difference monitoring and capture make to the request path). What
+    still separates two identical sides ("off" and "off again") is the machine's noise."""
+    dataplane = sides["off"][0]
     request: dict[str, list[float]] = {name: [] for name in sides}
     total: dict[str, list[float]] = {name: [] for name in sides}
     order = list(sides.items())
     for _ in range(rounds):
         SHUFFLE.shuffle(order)  # no side always runs after the same other one
-        for name, (dataplane, monitor, capture) in order:
+        for name, (own, monitor, capture) in order:
+            dataplane.quality_hooks[:] = own.quality_hooks
             started = time.perf_counter()
             for _ in range(calls):
                 dataplane.predict_record(record)
@@ -90,6 +103,7 @@ def whole_calls(
             done = time.perf_counter()
             request[name].append((served - started) / calls * 1e6)
             total[name].append((done - started) / calls * 1e6)
+    dataplane.quality_hooks.clear()
     return request, total
 
 
@@ -126,6 +140,7 @@ def http_sides(store: Path) -> dict[str, dict[str, str]]:
     """The four sides as the environment of `modelship serve`."""
     return {
         "off": {"MODELSHIP_MONITORING": "false"},
+        "off again": {"MODELSHIP_MONITORING": "false"},
         "monitor": {},
         "capture 1%": {
             "MODELSHIP_CAPTURE_RATE": "0.01",
@@ -138,8 +153,12 @@ def http_sides(store: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> None:
-    """Requests per second and server CPU per request of each side, over HTTP with wrk."""
+def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs: int) -> None:
+    """Requests per second and server CPU per request of each side, over HTTP with wrk, `runs`
+    rounds with every side once in each (in shuffled order); each side's figure is compared
+    with the "off" side's of the same round, and the median and range of those ratios are
+    printed, since a side's own figure moves by a few percent from one server start to the
+    next."""
     import json
     import sys
 
@@ -151,12 +170,21 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> N
     logs = Path(tempfile.mkdtemp(prefix="modelship-monitor-http-"))
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
     order = list(envs.items())
-    for _ in range(2):
+    # The server on one core and wrk (a child of this process) on the other, each side's server
+    # with the same hash seed: unpinned, the scheduler and per-process hash layouts moved one
+    # side's CPU per request by ±10% between rounds.
+    pinned = (os.cpu_count() or 1) >= 2
+    affinity = os.sched_getaffinity(0)
+    if pinned:
+        os.sched_setaffinity(0, {0})
+    pin = ["taskset", "-c", "1"] if pinned else []
+    for _ in range(runs):
         SHUFFLE.shuffle(order)
         for name, env in order:
             server = http_bench.Server(
                 name=name.replace(" ", "-").replace("%", "pct"),
                 command=lambda port, workers: [
+                    *pin,
                     sys.executable,
                     "-m",
                     "modelship",
@@ -170,7 +198,7 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> N
                     "--workers",
                     str(workers),
                 ],
-                env={"MODELSHIP_ACCESS_LOG": "false", **env},
+                env={"MODELSHIP_ACCESS_LOG": "false", "PYTHONHASHSEED": "0", **env},
                 ready_path="/readyz",
                 predict_path="/predict",
                 predict_body=body,
@@ -187,27 +215,43 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float) -> N
                 cpu = http_bench.tree_cpu(pid) - cpu
             requests = load.rps * seconds
             results[name].append((load.rps, cpu / requests * 1e6))
+    os.sched_setaffinity(0, affinity)
     print(
         f"over HTTP: modelship serve, 1 worker, wrk {HTTP_CONNECTIONS} connections x "
-        f"{seconds:g} s, 2 runs per side, interleaved"
+        f"{seconds:g} s, {runs} rounds of every side, shuffled"
+        + (", server and wrk on a core each" if pinned else "")
+        + "; medians, and in brackets the range of the per-round ratio to 'off'"
     )
-    first = next(iter(results))
-    base_rps = statistics.median(r for r, _ in results[first])
-    base_cpu = statistics.median(c for _, c in results[first])
-    for name, runs in results.items():
-        rps = statistics.median(r for r, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
+    base = results["off"]
+    for name, measured in results.items():
+        rps = statistics.median(r for r, _ in measured)
+        cpu = statistics.median(c for _, c in measured)
+        rps_ratios = sorted(r / b - 1 for (r, _), (b, _) in zip(measured, base, strict=True))
+        cpu_ratios = sorted(c / b - 1 for (_, c), (_, b) in zip(measured, base, strict=True))
         print(
-            f"  {name:<13} {rps:7.0f} req/s ({rps / base_rps - 1:+6.1%}), server CPU "
-            f"{cpu:6.0f} µs per request ({cpu / base_cpu - 1:+6.1%})"
+            f"  {name:<13} {rps:7.0f} req/s ({statistics.median(rps_ratios):+6.1%} "
+            f"[{rps_ratios[0]:+.1%}, {rps_ratios[-1]:+.1%}]), server CPU {cpu:6.0f} µs per "
+            f"request ({statistics.median(cpu_ratios):+6.1%} "
+            f"[{cpu_ratios[0]:+.1%}, {cpu_ratios[-1]:+.1%}])"
         )
+
+
+def _paired(values: list[float], base: list[float]) -> str:
+    """The median of `values` and of its ratios to `base` round by round, with their range:
+    the machine's own speed drifts by more than 5% over a run, a round's sides far less."""
+    ratios = sorted(v / b - 1 for v, b in zip(values, base, strict=True))
+    return (
+        f"{statistics.median(values):9.1f} ({statistics.median(ratios):+6.1%} "
+        f"[{ratios[0]:+.1%}, {ratios[-1]:+.1%}])"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--http", type=float, default=0, metavar="SECONDS")
+    parser.add_argument("--http-rounds", type=int, default=5, metavar="N")
     args = parser.parse_args()
     model = ROOT / ".bench-cache" / "monitor" / "insurance"
     if not artifact.exists(model):
@@ -218,10 +262,16 @@ def main() -> None:
     store = Path(tempfile.mkdtemp(prefix="modelship-capture-bench-"))
     sides = {
         "off": side(predictor, monitoring=False),
+        "off again": side(predictor, monitoring=False),  # the same as "off": the noise floor
         "monitor": side(predictor),
         "capture 1%": side(predictor, capture_rate=0.01, capture_uri=f"file://{store}/a"),
         "capture 100%": side(predictor, capture_rate=1.0, capture_uri=f"file://{store}/b"),
     }
+    # As each `modelship serve` worker does once started (api/app.py): without it a full
+    # collection of everything training and the four services loaded, 50-100 ms, lands in a
+    # random round and moves it by half.
+    gc.collect()
+    gc.freeze()
     request_us, total_us = whole_calls(sides, record, args.rounds, args.calls)
     hook_us, background_us = hooks_alone(sides, record, args.rounds, args.calls)
     written = sum(1 for _ in store.rglob("*.csv"))
@@ -232,14 +282,14 @@ def main() -> None:
         f"{load[2]:.2f} at the end; {args.rounds} rounds x {args.calls} one-row calls, interleaved"
     )
     base_request = statistics.median(request_us["off"])
-    base_total = statistics.median(total_us["off"])
-    print(f"{'':<14}{'request path':>22}{'with background work':>30}")
+    print(
+        f"{'':<14}{'request path':>30}{'with background work':>38}\n{'':<14}"
+        + "  (µs, median ratio to 'off' in the same round and its range)"
+    )
     for name in sides:
-        request = statistics.median(request_us[name])
-        total = statistics.median(total_us[name])
         print(
-            f"{name:<14}{request:9.1f} µs ({request / base_request - 1:+6.1%})"
-            f"{total:15.1f} µs ({total / base_total - 1:+6.1%})"
+            f"{name:<14}{_paired(request_us[name], request_us['off'])}"
+            f"{_paired(total_us[name], total_us['off'])}"
         )
     print(f"hooks alone, per one-row request ({written} capture objects written in all):")
     monitor_hook = statistics.median(hook_us["monitor"])
@@ -252,7 +302,7 @@ def main() -> None:
             f"{statistics.median(background_us[name]):6.2f} µs"
         )
     if args.http:
-        over_http(model, http_sides(store), args.http)
+        over_http(model, http_sides(store), args.http, args.http_rounds)
 
 
 if __name__ == "__main__":
