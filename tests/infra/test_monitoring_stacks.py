@@ -122,6 +122,11 @@ def _put_metric_alarm(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "AlarmActions": spec.get("alarmActions", []),
         "OKActions": spec.get("okActions", []),
         "Tags": [{"Key": k, "Value": v} for k, v in spec["tags"].items()],
+        **(
+            {"DatapointsToAlarm": int(spec["datapointsToAlarm"])}
+            if "datapointsToAlarm" in spec
+            else {}
+        ),
     }
     if "metricQueries" in spec:
         request["Metrics"] = [
@@ -165,6 +170,22 @@ def _put_metric_alarm(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 def test_alarms_are_valid_put_metric_alarm_requests() -> None:
     for name, spec in _alarms(fargate_run()).items():
         assert_valid("cloudwatch", "PutMetricAlarm", _put_metric_alarm(name, spec))
+
+
+def test_with_capture_on_an_alarm_watches_the_capture_failures_the_service_writes() -> None:
+    run = run_stack("fargate", {"modelship:captureRate": "0.01"})
+    (container,) = [c for c in containers(run).values() if c["essential"]]
+    service = {e["name"]: e["value"] for e in container["environment"]}[
+        "MODELSHIP_CLOUDWATCH_SERVICE"
+    ]
+    alarms = _alarms(run)
+    assert set(alarms) == {"errors", "feature-drift", "prediction-drift", "capture-failing"}
+    spec = alarms["capture-failing"]
+    assert (spec["namespace"], spec["metricName"]) == (NAMESPACE, "CaptureFailures")
+    assert spec["dimensions"] == {"Service": service}
+    # Failures in each of three 5-minute periods, as the Prometheus alert's `for: 15m`.
+    assert (spec["statistic"], spec["period"], spec["datapointsToAlarm"]) == ("Sum", 300, 3)
+    assert_valid("cloudwatch", "PutMetricAlarm", _put_metric_alarm("x", spec))
 
 
 def test_the_alarm_check_is_real() -> None:

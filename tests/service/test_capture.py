@@ -4,6 +4,7 @@ over real HTTP against an S3 server on 127.0.0.1, and what happens when the stor
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from modelship import artifact
 from modelship.api.app import create_app
 from modelship.errors import ModelshipError
+from modelship.monitoring.cloudwatch import CloudWatchEmitter
 from modelship.predictor import Predictor
 from modelship.settings import Settings, load_settings
 from tests.service.live import serve_in_thread
@@ -143,6 +145,10 @@ def test_an_unreachable_store_never_blocks_or_fails_predictions(
     app = create_app(settings, Predictor(artifact.load(regression_artifact)))
     capture = app.state.capture
     rows = records(insurance_frame.drop(columns="charges").head(150))
+    # What fargate's capture alarm selects: the failures since the last CloudWatch line.
+    lines: list[bytes] = []
+    emitter = CloudWatchEmitter(app.state.monitor, "capture-test", 60, None, lines.append)
+    emitter.emit()
     with serve_in_thread(app) as address, httpx.Client(base_url=f"http://{address}") as client:
         before = scrape(client.base_url.__str__())
         for record in rows:
@@ -154,6 +160,9 @@ def test_an_unreachable_store_never_blocks_or_fails_predictions(
         assert after[dropped] - before.get(dropped, 0) == len(rows) - 50
         errors = ("modelship_capture_upload_errors_total", ())
         assert after[errors] > before.get(errors, 0)
+        emitter.emit()
+        service_lines = [json.loads(line) for line in lines if b'"FeaturesInDrift"' in line]
+        assert service_lines[-1]["CaptureFailures"] >= len(rows) - 50 + 1  # dropped + failed
 
         # The store comes back on that port: what was buffered is written.
         from moto.server import ThreadedMotoServer

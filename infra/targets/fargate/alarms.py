@@ -1,4 +1,5 @@
-"""CloudWatch alarms on the service's own signals: 5xx error rate, feature and prediction drift.
+"""CloudWatch alarms on the service's own signals: 5xx error rate, feature and prediction drift,
+and capture failures when request capture is on.
 
 The service writes them as embedded-metric-format lines to its log group (namespace `modelship`,
 dimension `Service` = the task family), turned on by `cloudwatch_metrics_env`. The alarms notify
@@ -20,6 +21,7 @@ NAMESPACE = "modelship"  # the service's modelship.monitoring.cloudwatch.NAMESPA
 PERIOD_SECONDS = 300
 ERROR_RATE_THRESHOLD = 0.05  # the share of 5xx answers that pages (as monitoring/alerts.yml)
 DRIFT_PERIODS = 3  # 15 minutes in drift, as the Prometheus alert's `for: 15m`
+CAPTURE_FAILING_PERIODS = 3  # failures in each of 15 minutes, as `ModelshipCaptureFailing`
 
 
 def cloudwatch_metrics_env(service: str) -> dict[str, str]:
@@ -35,14 +37,18 @@ class ServiceAlarmsArgs(TypedDict):
     tags: Mapping[str, str]
     alarm_actions: NotRequired[Sequence[pulumi.Input[str]]]
     """ARNs notified when an alarm fires and clears (an SNS topic); none by default."""
+    capture: NotRequired[bool]
+    """Request capture is on: alarm when captured rows cannot be written as well."""
 
 
 class ServiceAlarms(pulumi.ComponentResource):
-    """Error-rate, feature-drift and prediction-drift alarms for one service."""
+    """Error-rate, feature-drift and prediction-drift alarms for one service, and a
+    capture-failure alarm when it captures requests."""
 
     error_rate: aws.cloudwatch.MetricAlarm
     feature_drift: aws.cloudwatch.MetricAlarm
     prediction_drift: aws.cloudwatch.MetricAlarm
+    capture_failing: aws.cloudwatch.MetricAlarm | None
 
     def __init__(
         self, name: str, args: ServiceAlarmsArgs, opts: pulumi.ResourceOptions | None = None
@@ -110,11 +116,33 @@ class ServiceAlarms(pulumi.ComponentResource):
             common=common,
             opts=child,
         )
+        self.capture_failing = None
+        if args.get("capture", False):
+            # Not one failed upload that the retry then wrote (monitoring/alerts.yml).
+            self.capture_failing = aws.cloudwatch.MetricAlarm(
+                f"{name}-capture-failing",
+                alarm_description="Captured requests could not be written to the model store "
+                "for 15 minutes (uploads failing, or rows dropped on a full buffer): "
+                "docs/monitoring.md",
+                namespace=NAMESPACE,
+                metric_name="CaptureFailures",
+                dimensions=dimensions,
+                statistic="Sum",
+                period=PERIOD_SECONDS,
+                evaluation_periods=CAPTURE_FAILING_PERIODS,
+                datapoints_to_alarm=CAPTURE_FAILING_PERIODS,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+                treat_missing_data="notBreaching",
+                **common,
+                opts=child,
+            )
         self.register_outputs(
             {
                 "error_rate": self.error_rate.name,
                 "feature_drift": self.feature_drift.name,
                 "prediction_drift": self.prediction_drift.name,
+                **({"capture_failing": self.capture_failing.name} if self.capture_failing else {}),
             }
         )
 

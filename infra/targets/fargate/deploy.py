@@ -302,7 +302,7 @@ def _service(
 
 
 def _alarms(stack: Stack[FargateSettings]) -> ServiceAlarms:
-    """CloudWatch alarms on the service's errors and latency."""
+    """CloudWatch alarms on the service's errors, drift and (when on) request capture."""
     topic = stack.target.alarm_topic_arn
     return ServiceAlarms(
         f"{stack.name}-alarms",
@@ -311,6 +311,7 @@ def _alarms(stack: Stack[FargateSettings]) -> ServiceAlarms:
             "service": stack.id(TASK_FAMILY),
             "tags": stack.labels,
             "alarm_actions": [topic] if topic else [],
+            "capture": stack.target.store.capture.enabled,
         },
     )
 

@@ -51,15 +51,16 @@ log = logging.getLogger("modelship.capture")
 CAPTURED = Counter(
     "modelship_capture_rows", "Captured rows written to the model store (captures/<version>/)"
 )
+# Watched by the CloudWatch lines (monitoring/cloudwatch.py) as by the Prometheus alert.
+DROPPED_METRIC = "modelship_capture_dropped_rows"
+UPLOAD_ERRORS_METRIC = "modelship_capture_upload_errors"
 DROPPED = Counter(
-    "modelship_capture_dropped_rows",
+    DROPPED_METRIC,
     "Sampled rows not written: the buffer was full (store slow or unreachable), or unsent "
     "at shutdown",
     ("reason",),
 )
-UPLOAD_ERRORS = Counter(
-    "modelship_capture_upload_errors", "Capture uploads that failed (and are retried)"
-)
+UPLOAD_ERRORS = Counter(UPLOAD_ERRORS_METRIC, "Capture uploads that failed (and are retried)")
 BUFFERED = Gauge(
     "modelship_capture_buffered_rows",
     "Captured rows waiting in memory for upload (summed over workers)",

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import orjson
 
+from modelship.monitoring.capture import DROPPED_METRIC, UPLOAD_ERRORS_METRIC
 from modelship.monitoring.monitor import Monitor, collected_metrics
 
 NAMESPACE = "modelship"
@@ -28,7 +29,8 @@ def _stdout_line(line: bytes) -> None:
 
 
 class CloudWatchEmitter:
-    """Every `interval` seconds: requests, 5xx errors, and the drift of each signal."""
+    """Every `interval` seconds: requests, 5xx errors, capture failures, and the drift of each
+    signal."""
 
     def __init__(
         self,
@@ -45,7 +47,7 @@ class CloudWatchEmitter:
         self.write = write
         self._next = time.monotonic() + interval
         self._lock: IO[bytes] | None = None
-        self._last_totals: tuple[float, float] | None = None
+        self._last_totals: tuple[float, float, float] | None = None
 
     def tick(self) -> None:
         """Called often (by the monitor's thread); emits when the interval has passed."""
@@ -77,10 +79,12 @@ class CloudWatchEmitter:
             "FeaturesInDrift": float(len(in_drift)),
             "PredictionDrift": 1.0 if prediction.state == "drift" else 0.0,
         }
-        totals = self._request_totals()
+        totals = self._totals()
         if self._last_totals is not None:  # counts since the last line: CloudWatch sums them
-            service_values["Requests"] = max(totals[0] - self._last_totals[0], 0.0)
-            service_values["Errors5xx"] = max(totals[1] - self._last_totals[1], 0.0)
+            last = self._last_totals
+            service_values["Requests"] = max(totals[0] - last[0], 0.0)
+            service_values["Errors5xx"] = max(totals[1] - last[1], 0.0)
+            service_values["CaptureFailures"] = max(totals[2] - last[2], 0.0)
         self._last_totals = totals
         self._line(timestamp, {"Service": self.service}, service_values)
         for drift in drifts:
@@ -109,14 +113,20 @@ class CloudWatchEmitter:
         }
         self.write(orjson.dumps(document) + b"\n")
 
-    def _request_totals(self) -> tuple[float, float]:
-        requests = errors = 0.0
+    def _totals(self) -> tuple[float, float, float]:
+        """Requests, 5xx answers, and capture failures (failed uploads and rows dropped on a
+        full buffer: what `ModelshipCaptureFailing` in monitoring/alerts.yml watches), so far."""
+        requests = errors = capture_failures = 0.0
         for metric in collected_metrics():
-            if metric.name != REQUESTS_METRIC:
-                continue
             for sample in metric.samples:
-                if sample.name.endswith("_total"):
+                if not sample.name.endswith("_total"):
+                    continue
+                if metric.name == REQUESTS_METRIC:
                     requests += sample.value
                     if sample.labels.get("status", "").startswith("5"):
                         errors += sample.value
-        return requests, errors
+                elif metric.name == UPLOAD_ERRORS_METRIC or (
+                    metric.name == DROPPED_METRIC and sample.labels.get("reason") == "buffer_full"
+                ):
+                    capture_failures += sample.value
+        return requests, errors, capture_failures
