@@ -98,18 +98,24 @@ class ServiceAlarms(pulumi.ComponentResource):
             **common,
             opts=child,
         )
-        self.feature_drift = self._drift_alarm(
+        self.feature_drift = self._sustained_alarm(
             f"{name}-feature-drift",
             metric_name="FeaturesInDrift",
+            statistic="Maximum",
+            at_least=1,
+            periods=DRIFT_PERIODS,
             description="A feature's PSI stayed above its threshold for 15 minutes: "
             "GET /model/drift says which (docs/monitoring.md)",
             dimensions=dimensions,
             common=common,
             opts=child,
         )
-        self.prediction_drift = self._drift_alarm(
+        self.prediction_drift = self._sustained_alarm(
             f"{name}-prediction-drift",
             metric_name="PredictionDrift",
+            statistic="Maximum",
+            at_least=1,
+            periods=DRIFT_PERIODS,
             description="The predictions' PSI stayed above its threshold for 15 minutes "
             "(docs/monitoring.md)",
             dimensions=dimensions,
@@ -119,22 +125,17 @@ class ServiceAlarms(pulumi.ComponentResource):
         self.capture_failing = None
         if args.get("capture", False):
             # Not one failed upload that the retry then wrote (monitoring/alerts.yml).
-            self.capture_failing = aws.cloudwatch.MetricAlarm(
+            self.capture_failing = self._sustained_alarm(
                 f"{name}-capture-failing",
-                alarm_description="Captured requests could not be written to the model store "
-                "for 15 minutes (uploads failing, or rows dropped on a full buffer): "
-                "docs/monitoring.md",
-                namespace=NAMESPACE,
                 metric_name="CaptureFailures",
-                dimensions=dimensions,
+                description="Captured requests could not be written to the model store for 15 "
+                "minutes (uploads failing, or rows dropped on a full buffer): docs/monitoring.md",
                 statistic="Sum",
-                period=PERIOD_SECONDS,
-                evaluation_periods=CAPTURE_FAILING_PERIODS,
-                datapoints_to_alarm=CAPTURE_FAILING_PERIODS,
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
-                treat_missing_data="notBreaching",
-                **common,
+                at_least=1,
+                periods=CAPTURE_FAILING_PERIODS,
+                every_period=True,
+                dimensions=dimensions,
+                common=common,
                 opts=child,
             )
         self.register_outputs(
@@ -147,26 +148,33 @@ class ServiceAlarms(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _drift_alarm(
+    def _sustained_alarm(
         name: str,
         *,
         metric_name: str,
         description: str,
+        statistic: str,
+        at_least: float,
+        periods: int,
         dimensions: dict[str, str],
         common: dict[str, Any],
         opts: pulumi.ResourceOptions,
+        every_period: bool = False,
     ) -> aws.cloudwatch.MetricAlarm:
+        """An alarm on the 5-minute `statistic` of `metric_name` reaching `at_least` for
+        `periods` periods (in each of them, with `every_period`)."""
         return aws.cloudwatch.MetricAlarm(
             name,
             alarm_description=description,
             namespace=NAMESPACE,
             metric_name=metric_name,
             dimensions=dimensions,
-            statistic="Maximum",
+            statistic=statistic,
             period=PERIOD_SECONDS,
-            evaluation_periods=DRIFT_PERIODS,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods if every_period else None,
             comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=1,
+            threshold=at_least,
             treat_missing_data="notBreaching",
             **common,
             opts=opts,
