@@ -4,7 +4,7 @@
                                         [--http-rounds 5]
 
 Trains the default model into .bench-cache/monitor (once), then builds the service with
-`create_app` four times around the same loaded model, and alternates rounds of `calls` one-row
+`create_app` once per side around the same loaded model, and alternates rounds of `calls` one-row
 predictions (`DataPlane.predict_record`: the JSON record validated, the model, the prediction
 metrics and the data-quality hooks, which is what `POST /predict` runs), all on one data plane
 with each side's hooks in place for its round:
@@ -27,9 +27,9 @@ less than whole calls, as a share of the call without monitoring. Medians over t
 With `--http SECONDS`, also over real HTTP: `modelship serve` (one worker, access log off) per
 side, loaded by wrk with 8 connections for SECONDS, in `--http-rounds` rounds of every side
 (order shuffled; the server pinned to one core, wrk to another); printed are requests per
-second and the server's CPU time per request (its
-threads included, the number that stays meaningful when other processes share the machine),
-each as the median ratio to the "off" side of the same round and the range of those ratios.
+second and the server's CPU time per request (its threads included, the number that stays
+meaningful when other processes share the machine), each as the median ratio to the "off"
+side of the same round and the range of those ratios.
 """
 
 from __future__ import annotations
@@ -224,24 +224,17 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
     )
     base = results["off"]
     for name, measured in results.items():
-        rps = statistics.median(r for r, _ in measured)
-        cpu = statistics.median(c for _, c in measured)
-        rps_ratios = sorted(r / b - 1 for (r, _), (b, _) in zip(measured, base, strict=True))
-        cpu_ratios = sorted(c / b - 1 for (_, c), (_, b) in zip(measured, base, strict=True))
-        print(
-            f"  {name:<13} {rps:7.0f} req/s ({statistics.median(rps_ratios):+6.1%} "
-            f"[{rps_ratios[0]:+.1%}, {rps_ratios[-1]:+.1%}]), server CPU {cpu:6.0f} µs per "
-            f"request ({statistics.median(cpu_ratios):+6.1%} "
-            f"[{cpu_ratios[0]:+.1%}, {cpu_ratios[-1]:+.1%}])"
-        )
+        served = _paired([r for r, _ in measured], [r for r, _ in base], ".0f")
+        spent = _paired([c for _, c in measured], [c for _, c in base], ".0f")
+        print(f"  {name:<13} {served} req/s, server CPU {spent} µs per request")
 
 
-def _paired(values: list[float], base: list[float]) -> str:
+def _paired(values: list[float], base: list[float], number: str = ".1f") -> str:
     """The median of `values` and of its ratios to `base` round by round, with their range:
     the machine's own speed drifts by more than 5% over a run, a round's sides far less."""
     ratios = sorted(v / b - 1 for v, b in zip(values, base, strict=True))
     return (
-        f"{statistics.median(values):9.1f} ({statistics.median(ratios):+6.1%} "
+        f"{statistics.median(values):9{number}} ({statistics.median(ratios):+6.1%} "
         f"[{ratios[0]:+.1%}, {ratios[-1]:+.1%}])"
     )
 
@@ -260,9 +253,10 @@ def main() -> None:
     predictor = Predictor(artifact.load(model))
     record = predictor.card.examples[0]
     store = Path(tempfile.mkdtemp(prefix="modelship-capture-bench-"))
+    off = side(predictor, monitoring=False)
     sides = {
-        "off": side(predictor, monitoring=False),
-        "off again": side(predictor, monitoring=False),  # the same as "off": the noise floor
+        "off": off,
+        "off again": off,  # the very same side once more: the noise floor
         "monitor": side(predictor),
         "capture 1%": side(predictor, capture_rate=0.01, capture_uri=f"file://{store}/a"),
         "capture 100%": side(predictor, capture_rate=1.0, capture_uri=f"file://{store}/b"),
