@@ -31,7 +31,7 @@ def test_example_row_predicts(client: TestClient) -> None:
 def test_served_predictions_equal_scikit_learn(
     client: TestClient, insurance_frame: pd.DataFrame, regression_artifact: Path
 ) -> None:
-    from modelship.training.data import model_frame
+    from modelship.build.training.data import model_frame
 
     rows = insurance_frame.drop(columns="charges").head(50)
     records = rows.to_dict(orient="records")
@@ -50,8 +50,8 @@ def _sklearn_pipeline(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
     """The same pipeline the artifact was exported from, fitted again in-process."""
     from sklearn.model_selection import train_test_split
 
-    from modelship.training.data import model_frame
-    from modelship.training.models import REGRESSION, Sizing, build_pipeline
+    from modelship.build.training.data import model_frame
+    from modelship.build.training.models import REGRESSION, Sizing, build_pipeline
 
     x = frame.drop(columns="charges").astype(str)
     kinds = {
@@ -81,8 +81,8 @@ def test_classifier_answers_labels_and_probabilities(
 ) -> None:
     from sklearn.model_selection import train_test_split
 
-    from modelship.training.data import model_frame, read_csv
-    from modelship.training.models import CLASSIFICATION, Sizing, build_pipeline
+    from modelship.build.training.data import model_frame, read_csv
+    from modelship.build.training.models import CLASSIFICATION, Sizing, build_pipeline
 
     raw = read_csv(iris_csv).frame
     names = [c for c in raw.columns if c != "species"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from modelship.contracts.settings import load_settings
 from modelship.errors import ModelshipError
-from modelship.settings import load_settings
 from tests.service.conftest import make_client
 from tests.service.test_cli import assert_one_line_error, modelship
 

@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from modelship.batch import predict_csv
 from modelship.errors import InvalidInput
-from modelship.predictor import Predictions, Predictor
+from modelship.model.predictor import Predictions, Predictor
+from modelship.serving.scoring import predict_csv
 
 HEADER = "age,sex,bmi,children,smoker,region"
 

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelship import artifact
-from modelship.api.app import create_app
+from modelship.contracts.settings import Settings, load_settings
 from modelship.errors import ModelshipError
-from modelship.monitoring.cloudwatch import CloudWatchEmitter
-from modelship.predictor import Predictor
-from modelship.settings import Settings, load_settings
+from modelship.model import artifact
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.serving.monitoring.cloudwatch import CloudWatchEmitter
+from modelship.transport.http.app import create_app
 from tests.service.live import serve_in_thread
 from tests.service.object_stores import BUCKET, s3_client, s3_server
 from tests.service.server import free_port, running_server
@@ -142,7 +143,7 @@ def test_an_unreachable_store_never_blocks_or_fails_predictions(
         capture_interval_seconds=0.2,
         access_log=False,
     )
-    app = create_app(settings, Predictor(artifact.load(regression_artifact)))
+    app = create_app(build_serving(settings, Predictor(artifact.load(regression_artifact))))
     capture = app.state.capture
     rows = records(insurance_frame.drop(columns="charges").head(150))
     # What fargate's capture alarm selects: the failures since the last CloudWatch line.
@@ -186,7 +187,7 @@ def test_the_rate_samples_rows_of_every_batch(
 ) -> None:
     """Rate 0.25 on 2,000 rows in batches: about a quarter is written, to a directory store."""
     settings = Settings(capture_rate=0.25, capture_uri=f"file://{tmp_path}")
-    app = create_app(settings, Predictor(artifact.load(regression_artifact)))
+    app = create_app(build_serving(settings, Predictor(artifact.load(regression_artifact))))
     rows = records(insurance_frame.drop(columns="charges").sample(2000, replace=True))
     from fastapi.testclient import TestClient
 
@@ -214,6 +215,6 @@ def test_capture_settings_are_checked(regression_artifact: Path) -> None:
         load_settings()
     predictor = Predictor(artifact.load(regression_artifact))
     with pytest.raises(ModelshipError, match="ftp://bucket"):
-        create_app(Settings(capture_rate=0.1, capture_uri="ftp://bucket"), predictor)
+        create_app(build_serving(Settings(capture_rate=0.1, capture_uri="ftp://bucket"), predictor))
     with pytest.raises(ModelshipError, match="must be absolute"):
-        create_app(Settings(capture_rate=0.1, capture_uri="relative/dir"), predictor)
+        create_app(build_serving(Settings(capture_rate=0.1, capture_uri="relative/dir"), predictor))

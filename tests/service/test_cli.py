@@ -145,7 +145,7 @@ def test_bad_train_flags_are_all_named_before_any_work(tmp_path: Path) -> None:
 
 
 def test_train_help_shows_the_options_defaults() -> None:
-    from modelship.training.options import TrainOptions
+    from modelship.build.training.options import TrainOptions
 
     defaults = TrainOptions(data=Path("d.csv"), target="y", output=Path("o"))
     shown = " ".join(modelship("train", "--help").stdout.split())
@@ -178,7 +178,7 @@ def test_serve_flags_are_the_settings_fields() -> None:
     choices in --help): renaming or redescribing a field without the flag fails here."""
     from typing import get_args
 
-    from modelship.settings import Settings
+    from modelship.contracts.settings import Settings
 
     result = modelship("serve", "--help")
     assert result.returncode == 0, result.stderr

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from modelship.codecs.csv import CsvChunk, CsvCodec
-from modelship.codecs.records import RecordsCodec
 from modelship.errors import InvalidInput
-from modelship.predictor import Predictor
+from modelship.model.codecs.csv import CsvChunk, CsvCodec
+from modelship.model.codecs.records import RecordsCodec
+from modelship.model.predictor import Predictor
 
 HEADER = ["age", "sex", "bmi", "children", "smoker", "region"]
 POSITIONS = {name: i for i, name in enumerate(HEADER)}

@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from modelship.codecs import csv as csv_codec
-from modelship.codecs.csv import CsvReader
 from modelship.errors import InvalidInput, MalformedBody
+from modelship.model.codecs import csv as csv_codec
+from modelship.model.codecs.csv import CsvReader
 
 HEADER = "age,sex,bmi,children,smoker,region\n"
 ROW = "40,male,28.5,1,no,northwest\n"

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from modelship.api.dataplane import DataPlane
-from modelship.api.schemas.native import ErrorResponse
-from modelship.api.schemas.v2 import ErrorResponse as V2ErrorResponse
+from modelship.contracts.v2 import ErrorResponse as V2ErrorResponse
+from modelship.serving.dataplane import DataPlane
+from modelship.transport.http.schemas import ErrorResponse
 from tests.service.conftest import make_client
 
 MODEL = "insurance-charges"

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from modelship import artifact
-from modelship.card import ModelCard
-from modelship.footprint import (
-    BATCH_ROWS,
-    Footprint,
-    FootprintError,
-    measure_footprint,
-    synthetic_rows,
-)
+from modelship.build.measure import FootprintError, measure_footprint, synthetic_rows
+from modelship.contracts.card import ModelCard
+from modelship.contracts.footprint import BATCH_ROWS, Footprint
+from modelship.model import artifact
 
 
 def test_measures_size_latency_and_memory_of_a_serving_process(regression_artifact: Path) -> None:

@@ -15,17 +15,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from modelship import artifact
-from modelship.api.app import create_app
-from modelship.predictor import Predictor
-from modelship.settings import Settings
+from modelship.contracts.settings import Settings
+from modelship.model import artifact
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.transport.http.app import create_app
 
 CSV_ROUTES = {"/predict/csv", "/score"}
 
 
 def _schema(path: Path) -> schemathesis.schemas.BaseSchema:
     predictor = Predictor(artifact.load(path))
-    app = create_app(Settings(max_batch_rows=50), predictor)
+    app = create_app(build_serving(Settings(max_batch_rows=50), predictor))
     predictor.warm_up()
     app.state.dataplane.ready = True  # what the lifespan does; the ASGI transport does not run it
     return schemathesis.openapi.from_asgi("/openapi.json", app)

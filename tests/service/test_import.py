@@ -35,9 +35,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelship import artifact, cli
-from modelship.codecs.records import RecordsCodec
-from modelship.predictor import Predictor
+from modelship import cli
+from modelship.model import artifact
+from modelship.model.codecs.records import RecordsCodec
+from modelship.model.predictor import Predictor
 from tests.service.object_stores import BUCKET, s3_server
 from tests.service.server import running_server
 from tests.service.test_cli import modelship
@@ -182,7 +183,7 @@ def test_boosters_round_trip(
         sample, index=False
     )
     out = tmp_path / "artifact"
-    from modelship.importing.importer import ImportOptions, import_model
+    from modelship.build.importing.importer import ImportOptions, import_model
 
     import_model(ImportOptions(model=path, sample=sample, output=out, target="y"), lambda _: None)
     _check_booster(out, library, task, x, original)
@@ -252,7 +253,7 @@ def test_onnx_with_one_matrix_input_and_double(iris_csv: Path, tmp_path: Path) -
     sample = tmp_path / "sample.csv"
     x.to_csv(sample, index=False)
     out = tmp_path / "artifact"
-    from modelship.importing.importer import ImportOptions, import_model
+    from modelship.build.importing.importer import ImportOptions, import_model
 
     card = import_model(ImportOptions(model=path, sample=sample, output=out), lambda _: None)
     # Iris's column names ("sepal length (cm)") become safe input names.

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelship.api import listener
-from modelship.api.listener import BatchAcceptLoop, BatchListener
+from modelship.transport.uvicorn import listener
+from modelship.transport.uvicorn.listener import BatchAcceptLoop, BatchListener
 
 BURST = 300
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from modelship import artifact
-from modelship.footprint import Footprint, cgroup_memory_limit, memory_shortfall
+from modelship.contracts.footprint import Footprint, memory_shortfall
+from modelship.model import artifact
+from modelship.serving.memory import cgroup_memory_limit
 from tests.service.conftest import make_client
 
 FOOTPRINT = Footprint(

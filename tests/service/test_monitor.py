@@ -14,20 +14,20 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from modelship import artifact
-from modelship.api.dataplane import DataPlane
-from modelship.codecs.records import RecordsCodec
+from modelship.contracts.settings import Settings, load_settings
 from modelship.errors import ModelshipError
-from modelship.monitoring.distribution import (
+from modelship.model import artifact
+from modelship.model.codecs.records import RecordsCodec
+from modelship.model.predictor import Predictions, Predictor
+from modelship.serving.dataplane import DataPlane
+from modelship.serving.monitoring.distribution import (
     categorical_reference,
     numeric_bins,
     numeric_reference,
     psi,
     reference_shares,
 )
-from modelship.monitoring.monitor import Monitor
-from modelship.predictor import Predictions, Predictor
-from modelship.settings import Settings, load_settings
+from modelship.serving.monitoring.monitor import Monitor
 from tests.service.conftest import make_client
 
 

@@ -12,10 +12,11 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from modelship.api.app import create_app
-from modelship.api.protocol import SheddingHttpProtocol, find_dataplane
-from modelship.predictor import Predictor
-from modelship.settings import Settings
+from modelship.contracts.settings import Settings
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.transport.http.app import create_app
+from modelship.transport.uvicorn.protocol import SheddingHttpProtocol, find_dataplane
 
 BODY = b'{"age": 45}'
 
@@ -66,7 +67,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 @pytest.fixture
 def connect(loop: asyncio.AbstractEventLoop, regression_predictor: Predictor) -> Any:
     """A factory of protocols on one worker whose every in-flight slot is taken."""
-    app = create_app(Settings(max_in_flight=1), regression_predictor)
+    app = create_app(build_serving(Settings(max_in_flight=1), regression_predictor))
     config = Config(app, http=SheddingHttpProtocol, log_config=None)
     config.load()
     dataplane = find_dataplane(config.loaded_app)

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelship import artifact
-from modelship.card import ModelCard
-from modelship.report import Evaluation, build_report
-from modelship.training.options import TrainOptions
-from modelship.training.train import train
+from modelship.build.report import Evaluation, build_report
+from modelship.build.training.options import TrainOptions
+from modelship.build.training.train import train
+from modelship.contracts.card import ModelCard
+from modelship.model import artifact
 from tests.service.conftest import make_client
 from tests.service.test_cli import assert_one_line_error, modelship
 
@@ -248,7 +248,7 @@ def test_without_held_out_rows_or_target_only_what_can_be_shown(
 def test_a_million_training_rows_make_a_small_report(
     regression_artifact: Path, tmp_path: Path
 ) -> None:
-    from modelship.report import write_report
+    from modelship.build.report import write_report
 
     loaded = artifact.load(regression_artifact)
     card = loaded.card
@@ -334,12 +334,13 @@ def test_serving_the_report_imports_no_plotting_or_training_library(
     probe = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
-        "from modelship import artifact\n"
-        "from modelship.api.app import create_app\n"
-        "from modelship.predictor import Predictor\n"
-        "from modelship.settings import Settings\n"
+        "from modelship.model import artifact\n"
+        "from modelship.serving.compose import build_serving\n"
+        "from modelship.transport.http.app import create_app\n"
+        "from modelship.model.predictor import Predictor\n"
+        "from modelship.contracts.settings import Settings\n"
         f"predictor = Predictor(artifact.load(artifact.Path({str(regression_artifact)!r})))\n"
-        "with TestClient(create_app(Settings(), predictor)) as client:\n"
+        "with TestClient(create_app(build_serving(Settings(), predictor))) as client:\n"
         "    assert client.get('/model/report').status_code == 200\n"
         "    assert client.get('/model/report/importance.svg').status_code == 200\n"
         "    assert client.get('/').status_code == 200\n"
@@ -371,7 +372,7 @@ def test_cli_writes_the_report_and_explains_a_missing_one(
 
 
 def test_cli_reads_a_version_from_a_model_store(regression_artifact: Path, tmp_path: Path) -> None:
-    from modelship import store
+    from modelship.model import store
 
     uri = store.publish(regression_artifact, f"file://{tmp_path / 'store'}")
     version = Path(uri)
@@ -388,7 +389,7 @@ def test_permutation_importance_predicts_fewer_rows_on_wide_tables(
     features: int, rows: int
 ) -> None:
     """Its cost is features x repeats x rows: a wide table must not make the report the run."""
-    from modelship.report import numbers
+    from modelship.build.report import numbers
 
     assert numbers.importance_rows(features) == rows
     assert features * numbers.IMPORTANCE_REPEATS * rows <= max(
@@ -402,6 +403,6 @@ def test_permutation_importance_predicts_fewer_rows_for_a_slow_model(
 ) -> None:
     """16 columns: a fast model keeps the row budget; a slow one (26-class LightGBM: 0.136 ms a
     row) spends at most IMPORTANCE_SECONDS predicting, never fewer than 300 rows."""
-    from modelship.report import numbers
+    from modelship.build.report import numbers
 
     assert numbers.importance_rows(16, row_ms) == rows

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelship import artifact, store
-from modelship.store import StoreError
+from modelship.model import artifact, store
+from modelship.model.store import StoreError
 from tests.service.object_stores import BUCKET, gcs_server, s3_server
 from tests.service.server import running_server
 from tests.service.test_cli import assert_one_line_error, modelship

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelship import artifact, store
+from modelship.model import artifact, store
 from tests.service.test_cli import assert_one_line_error, modelship
 
 

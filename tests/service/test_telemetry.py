@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelship.api.logging import (
+from modelship.transport.http.logging import (
     JsonFormatter,
     JsonLinesHandler,
     fast_handler,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modelship import artifact
+from modelship.build.training.models import CLASSIFICATION, REGRESSION
+from modelship.build.training.options import TrainOptions
+from modelship.build.training.train import train
 from modelship.errors import ArtifactError, ExportError, TrainingError
-from modelship.training.models import CLASSIFICATION, REGRESSION
-from modelship.training.options import TrainOptions
-from modelship.training.train import train
+from modelship.model import artifact
 
 MESSAGES: list[str] = []
 
@@ -275,8 +275,8 @@ def test_tampered_model_is_refused(regression_artifact: Path, tmp_path: Path) ->
 def test_noise_counts_both_candidates_spread(runner_up_std: float, chosen: str) -> None:
     """The 26-class table's two best: 0.0006 apart. With the runner-up's own spread that is
     noise, and the smaller model wins; with both spreads tiny it is a real difference."""
-    from modelship.footprint import Footprint
-    from modelship.training.search import Limits, Result, select
+    from modelship.build.training.search import Limits, Result, select
+    from modelship.contracts.footprint import Footprint
 
     def result(key: str, f1: float, std: float, megabytes: float, rss: float) -> Result:
         footprint = Footprint(int(megabytes * 2**20), 0.1, 50.0, rss)
@@ -294,7 +294,7 @@ def test_noise_counts_both_candidates_spread(runner_up_std: float, chosen: str) 
 
 def test_the_help_lists_the_menu_in_the_search_order() -> None:
     """--help names the models without importing scikit-learn: the list is kept equal here."""
-    from modelship.training.options import MENU_NAMES
+    from modelship.build.training.options import MENU_NAMES
 
     assert (
         f"regression: {', '.join(REGRESSION)}; classification: {', '.join(CLASSIFICATION)}"

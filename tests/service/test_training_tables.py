@@ -11,9 +11,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from bench.training import many_classes_table
-from modelship.card import ModelCard
-from modelship.training.options import TrainOptions
-from modelship.training.train import train
+from modelship.build.training.options import TrainOptions
+from modelship.build.training.train import train
+from modelship.contracts.card import ModelCard
 from tests.service.conftest import make_client
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,11 @@ import tritonclient.http as triton
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
-from modelship.api.app import create_app
-from modelship.codecs.records import RecordsCodec
-from modelship.predictor import Predictor
-from modelship.settings import Settings
+from modelship.contracts.settings import Settings
+from modelship.model.codecs.records import RecordsCodec
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.transport.http.app import create_app
 from tests.service.live import serve_in_thread
 
 MODEL = "insurance-charges"
@@ -22,7 +23,9 @@ MODEL = "insurance-charges"
 
 @pytest.fixture(scope="module")
 def triton_client(regression_predictor: Predictor) -> Iterator[triton.InferenceServerClient]:
-    with serve_in_thread(create_app(Settings.model_validate({}), regression_predictor)) as url:
+    with serve_in_thread(
+        create_app(build_serving(Settings.model_validate({}), regression_predictor))
+    ) as url:
         client = triton.InferenceServerClient(url)
         yield client
         client.close()
@@ -201,9 +204,11 @@ def test_classifier_outputs_labels_and_probabilities(iris_client: TestClient) ->
 
 
 def test_not_ready_model_answers_503(regression_artifact: Path) -> None:
-    from modelship import artifact
+    from modelship.model import artifact
 
-    app = create_app(Settings.model_validate({}), Predictor(artifact.load(regression_artifact)))
+    app = create_app(
+        build_serving(Settings.model_validate({}), Predictor(artifact.load(regression_artifact)))
+    )
     client = TestClient(app)  # no lifespan: the model is never marked ready
     assert client.get("/v2/health/ready").status_code == 503
     assert client.get(f"/v2/models/{MODEL}/ready").status_code == 503

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from modelship.api.app import create_app
-from modelship.codecs.records import RecordsCodec
-from modelship.predictor import Predictor
-from modelship.settings import Settings
+from modelship.contracts.settings import Settings
+from modelship.model.codecs.records import RecordsCodec
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.transport.http.app import create_app
 from tests.conftest import REPO
 from tests.service.live import serve_in_thread
 
@@ -49,7 +50,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def base_url(regression_predictor: Predictor) -> Iterator[str]:
-    with serve_in_thread(create_app(Settings.model_validate({}), regression_predictor)) as url:
+    with serve_in_thread(
+        create_app(build_serving(Settings.model_validate({}), regression_predictor))
+    ) as url:
         yield f"http://{url}"
 
 

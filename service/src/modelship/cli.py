@@ -11,14 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
-from modelship import __version__, artifact, store
+from modelship import __version__
+from modelship.contracts.settings import DEFAULT_ARTIFACT, Settings, load_settings
 from modelship.errors import ModelshipError
-from modelship.settings import DEFAULT_ARTIFACT, Settings, load_settings
+from modelship.model import artifact, store
 
 if TYPE_CHECKING:
-    from modelship.card import ModelCard
-    from modelship.predictor import Predictor
-    from modelship.training.options import TrainOptions
+    from modelship.build.training.options import TrainOptions
+    from modelship.contracts.card import ModelCard
+    from modelship.model.predictor import Predictor
     from modelship.transform import Input
 
 # The options of `serve`: each is the Settings field of that name (help, default and choices
@@ -39,7 +40,7 @@ def _names(text: str) -> list[str]:
 
 def _train_flags(train: argparse.ArgumentParser) -> None:
     """The flags of TrainOptions' fields, with its help and defaults; it checks the values."""
-    from modelship.training.options import CLI_FIELDS, TrainOptions, flag_of
+    from modelship.build.training.options import CLI_FIELDS, TrainOptions, flag_of
 
     for field in CLI_FIELDS:
         flag = flag_of(field)
@@ -135,7 +136,7 @@ def _mapping(text: str) -> dict[str, str]:
 
 
 def _import_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from modelship.importing.sources import EXTENSIONS, FORMAT_CHOICES
+    from modelship.build.importing.sources import EXTENSIONS, FORMAT_CHOICES
 
     command = commands.add_parser(
         "import",
@@ -274,8 +275,8 @@ def _say(quiet: bool) -> object:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from modelship.training.data import BUNDLED_DATA, BUNDLED_TARGET
-    from modelship.training.train import train
+    from modelship.build.training.data import BUNDLED_DATA, BUNDLED_TARGET
+    from modelship.build.training.train import train
 
     target = args.target or (BUNDLED_TARGET if args.data is None else None)
     if target is None:
@@ -310,7 +311,7 @@ def _write(output_arg: str, scratch: Path, make: Callable[[Path], ModelCard]) ->
 
 
 def _import(args: argparse.Namespace) -> int:
-    from modelship.importing.importer import ImportOptions, import_model
+    from modelship.build.importing.importer import ImportOptions, import_model
 
     with tempfile.TemporaryDirectory(prefix="modelship-") as scratch:
         model = _local_data(args.model, Path(scratch))
@@ -350,7 +351,7 @@ def _local_data(data: str, scratch: Path) -> Path:
 
 def _train_options(args: argparse.Namespace, data: Path, target: str, output: Path) -> TrainOptions:
     """The options as given: a flag left out takes TrainOptions' default."""
-    from modelship.training.options import CLI_FIELDS, TrainOptions
+    from modelship.build.training.options import CLI_FIELDS, TrainOptions
 
     given = {
         field: getattr(args, field) for field in CLI_FIELDS if getattr(args, field) is not None
@@ -386,7 +387,7 @@ def _predict(args: argparse.Namespace) -> int:
         output = transform.open_output(args.output)
         _report_manifest(transform.merge(output), output.uri_of(transform.MANIFEST))
         return 0
-    from modelship.predictor import Predictor
+    from modelship.model.predictor import Predictor
 
     loaded = transform.load_model(args.model, load_settings().model_cache)
     predictor = Predictor(loaded)
@@ -551,7 +552,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from modelship.api.logging import log_config
+    from modelship.transport.http.logging import log_config
 
     os.environ["MODELSHIP_ARTIFACT"] = str(settings.artifact.resolve())
     # Every worker writes its Prometheus samples here; /metrics in any worker adds them up.
@@ -560,12 +561,12 @@ def _serve(args: argparse.Namespace) -> int:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         uvicorn.run(
-            "modelship.api.app:app_from_env",
+            "modelship.transport.http.app:app_from_env",
             factory=True,
             # Admission at the connection: an overloaded worker refuses without an ASGI task.
-            http="modelship.api.protocol:SheddingHttpProtocol",
+            http="modelship.transport.uvicorn.protocol:SheddingHttpProtocol",
             # uvloop, accepting connections in batches (libuv takes one per loop turn).
-            loop="modelship.api.listener:new_event_loop",
+            loop="modelship.transport.uvicorn.listener:new_event_loop",
             host=settings.host,
             port=settings.port,
             workers=settings.workers,

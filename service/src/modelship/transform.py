@@ -2,7 +2,7 @@
 
 Input: a file, a directory or an `s3://` / `gs://` / `file://` object or prefix; `.gz` files
 are decompressed on the fly. It is read as a stream and scored in chunks by
-`modelship.batch.predict_csv`, so memory stays bounded whatever the size.
+`modelship.serving.scoring.predict_csv`, so memory stays bounded whatever the size.
 
 Output, under a prefix:
   part-<shard>-of-<shards>-<file>.csv   the input rows in order, prediction column(s) appended
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from modelship import artifact, store
-from modelship.batch import CsvSummary, predict_csv
-from modelship.codecs.base import Warnings
 from modelship.errors import ModelshipError, Problem
-from modelship.predictor import Predictor
+from modelship.model import artifact, store
+from modelship.model.codecs.base import Warnings
+from modelship.model.predictor import Predictor
+from modelship.serving.scoring import CsvSummary, predict_csv
 
 MANIFEST = "_manifest.json"
 SHARDS_DIR = "_shards"

@@ -1,0 +1,585 @@
+"""Model versions in object storage (s3://, gs://) or a directory, addressed by URI.
+
+Layout under a store root: `models/<name>/<sha256 of model.onnx>/{model.onnx, model-card.json}`.
+The path holds the content hash, so a version can never change under a running service:
+publishing refuses to write over an existing version, and fetching checks the hash.
+Credentials come from the platform (the ECS task role, GKE Workload Identity, or the usual
+environment), never from this code; `AWS_ENDPOINT_URL` / `STORAGE_EMULATOR_HOST` point the
+clients at other S3- or GCS-compatible servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Protocol
+from urllib.parse import urlparse
+
+from modelship.contracts.card import ModelCard
+from modelship.errors import ModelshipError
+from modelship.model import artifact
+
+SCHEMES = ("s3", "gs", "file")
+
+
+class StoreError(ModelshipError):
+    """A model URI that cannot be read or written: says which URI and why."""
+
+    error_type = "store_error"
+    status_code = 500
+    exit_code = 2
+
+
+# Streamed uploads go out in parts of this size (S3's minimum part is 5 MiB), so writing a
+# file of any size holds one part in memory.
+UPLOAD_PART_BYTES = 8 * 2**20
+READ_BLOCK_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What identifies one stored object's content without reading it."""
+
+    size: int
+    tag: str
+    """S3 ETag, GCS generation, or a local file's modification time in nanoseconds."""
+
+
+class Backend(Protocol):
+    def read(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def write_once(self, key: str, data: bytes) -> None: ...
+    def keys(self, prefix: str) -> list[str]: ...
+    def info(self, key: str) -> ObjectInfo: ...
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        """A stream of the object's bytes from offset `start` to its end."""
+        ...
+
+    def writer(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """Streams an object that appears (or replaces the old one) only when the block exits
+        without an error: a reader never sees it half-written."""
+        ...
+
+
+class MissingObjectError(Exception):
+    pass
+
+
+class ExistsError(Exception):
+    pass
+
+
+class DeniedError(Exception):
+    """Access denied to a key; for S3 without list permission also what a missing key looks like."""
+
+
+class LocalBackend:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            raise MissingObjectError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def write_once(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("xb") as handle:  # "x": fails if the file exists
+                handle.write(data)
+        except FileExistsError:
+            raise ExistsError(key) from None
+
+    def keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def info(self, key: str) -> ObjectInfo:
+        try:
+            stat = (self.root / key).stat()
+        except FileNotFoundError:
+            raise MissingObjectError(key) from None
+        return ObjectInfo(stat.st_size, str(stat.st_mtime_ns))
+
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        try:
+            handle = (self.root / key).open("rb")
+        except FileNotFoundError:
+            raise MissingObjectError(key) from None
+        handle.seek(start)
+        return handle
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            with staging.open("wb") as handle:
+                yield handle
+            staging.replace(path)  # atomic on one file system
+        finally:
+            staging.unlink(missing_ok=True)
+
+
+class S3Backend:
+    """S3 by boto3. Without `s3:ListBucket` on a key's prefix, S3 answers 403 (not 404) for a key
+    that does not exist; both are handled, so a narrow IAM policy still gets clear errors."""
+
+    def __init__(self, bucket: str) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.client: Any = boto3.client("s3")
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = _s3_code(exc)
+            if code in _S3_MISSING:
+                raise MissingObjectError(key) from None
+            if code in _S3_DENIED:
+                raise DeniedError(key) from None
+            raise
+        return body
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            # Denied: unknown, so "not known to exist"; the conditional write that follows
+            # still refuses to replace an object that does exist.
+            if _s3_code(exc) in _S3_MISSING + _S3_DENIED:
+                return False
+            raise
+        return True
+
+    def write_once(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:  # S3 conditional write: refused if the key exists, atomically
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if _s3_code(exc) in ("PreconditionFailed", "412"):
+                raise ExistsError(key) from None
+            raise
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            found.extend(item["Key"] for item in page.get("Contents", []))
+        return sorted(found)
+
+    def info(self, key: str) -> ObjectInfo:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            code = _s3_code(exc)
+            if code in _S3_MISSING:
+                raise MissingObjectError(key) from None
+            if code in _S3_DENIED:
+                raise DeniedError(key) from None
+            raise
+        return ObjectInfo(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
+
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-")
+        return io.BufferedReader(_ReadAdapter(body["Body"]), READ_BLOCK_BYTES)
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        upload = _S3Upload(self.client, self.bucket, key)
+        try:
+            yield upload  # type: ignore[misc]
+        except BaseException:
+            upload.abort()
+            raise
+        upload.complete()
+
+
+class _ReadAdapter(io.RawIOBase):
+    """Any object with `read(n)` as a raw stream, so `io.BufferedReader` can read lines."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
+class _S3Upload(io.RawIOBase):
+    """A multipart upload: parts of UPLOAD_PART_BYTES go out as they fill, and the object
+    exists only once `complete` is called (S3 makes it visible atomically)."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        if len(self._buffer) >= UPLOAD_PART_BYTES:
+            self._send_part()
+        return len(data)
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key
+            )["UploadId"]
+        number = len(self._parts) + 1
+        answer = self._client.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._buffer.clear()
+
+    def complete(self) -> None:
+        if self._upload_id is None:  # small: one plain put
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            return
+        if self._buffer:
+            self._send_part()
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            with contextlib.suppress(Exception):  # the bucket's lifecycle rule cleans up too
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                )
+
+
+_S3_MISSING = ("404", "NoSuchKey", "NotFound")
+_S3_DENIED = ("403", "AccessDenied", "Forbidden")
+
+
+def _s3_code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class GcsBackend:
+    def __init__(self, bucket: str) -> None:
+        from google.cloud import storage
+
+        self.client: Any = storage.Client()
+        self.bucket: Any = self.client.bucket(bucket)
+
+    def read(self, key: str) -> bytes:
+        from google.api_core.exceptions import Forbidden, NotFound
+
+        try:
+            data: bytes = self.bucket.blob(key).download_as_bytes()
+        except NotFound:
+            raise MissingObjectError(key) from None
+        except Forbidden:
+            raise DeniedError(key) from None
+        return data
+
+    def exists(self, key: str) -> bool:
+        from google.api_core.exceptions import Forbidden
+
+        try:
+            return bool(self.bucket.blob(key).exists())
+        except Forbidden:  # not known to exist; the conditional write decides
+            return False
+
+    def write_once(self, key: str, data: bytes) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:  # generation 0 = "only if no live object": refused atomically by GCS
+            self.bucket.blob(key).upload_from_string(data, if_generation_match=0)
+        except PreconditionFailed:
+            raise ExistsError(key) from None
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(blob.name for blob in self.client.list_blobs(self.bucket, prefix=prefix))
+
+    def info(self, key: str) -> ObjectInfo:
+        from google.api_core.exceptions import Forbidden, NotFound
+
+        try:
+            blob = self.bucket.get_blob(key)
+        except Forbidden:
+            raise DeniedError(key) from None
+        except NotFound:
+            blob = None
+        if blob is None:
+            raise MissingObjectError(key)
+        return ObjectInfo(int(blob.size), str(blob.generation))
+
+    def open_read(self, key: str, start: int) -> IO[bytes]:
+        reader: IO[bytes] = self.bucket.blob(key).open("rb", chunk_size=READ_BLOCK_BYTES)
+        reader.seek(start)
+        return reader
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        # A resumable upload: GCS creates (or replaces) the object only when it is closed; on an
+        # error it is never closed and the unfinished session expires.
+        upload: IO[bytes] = self.bucket.blob(key).open(
+            "wb", chunk_size=UPLOAD_PART_BYTES, ignore_flush=True
+        )
+        yield upload
+        upload.close()
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed store URI: where the backend is, and the key prefix inside it."""
+
+    uri: str
+    scheme: str
+    bucket: str
+    prefix: str
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+    def uri_of(self, key: str) -> str:
+        if self.scheme == "file":
+            return str(Path(self.bucket) / key)
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(uri).scheme in ("s3", "gs")
+
+
+def is_store_uri(uri: str) -> bool:
+    """A store root to publish into: s3://, gs:// or file:///DIR (a plain path is an artifact)."""
+    return urlparse(uri).scheme in SCHEMES
+
+
+def parse(uri: str) -> Location:
+    parsed = urlparse(uri)
+    scheme = parsed.scheme or "file"
+    if scheme not in SCHEMES or (scheme != "file" and not parsed.netloc):
+        raise StoreError(
+            f"model URI {uri!r} is not supported: use s3://BUCKET/PATH, gs://BUCKET/PATH "
+            "or a directory path"
+        )
+    if scheme == "file":
+        if parsed.scheme and parsed.netloc:
+            raise StoreError(f"model URI {uri!r}: a file URI has no host; use file:///ABSOLUTE/DIR")
+        return Location(uri, "file", parsed.path if parsed.scheme else uri, "")
+    return Location(uri, scheme, parsed.netloc, parsed.path.strip("/"))
+
+
+def backend(location: Location) -> Backend:
+    try:
+        if location.scheme == "s3":
+            return S3Backend(location.bucket)
+        if location.scheme == "gs":
+            return GcsBackend(location.bucket)
+    except ImportError as exc:
+        raise StoreError(
+            f"{location.uri}: the storage client is not installed ({exc.name}); "
+            "install modelship[cloud]"
+        ) from None
+    return LocalBackend(Path(location.bucket))
+
+
+def _claims_sha256(name: str) -> bool:
+    """A version directory's name is the SHA-256 of its model: 64 characters claim a hash,
+    which must then match (anything else is not a content-addressed version)."""
+    return len(name) == 64
+
+
+def _report_files(card: ModelCard) -> dict[str, str]:
+    """The training report's files (relative path -> SHA-256), checked to stay in the version."""
+    if card.report is None:
+        return {}
+    files = card.report.files
+    for name in files:
+        parts = PurePosixPath(name).parts
+        if PurePosixPath(name).is_absolute() or ".." in parts or not parts:
+            raise StoreError(f"the model card lists a report file outside its version: {name!r}")
+    return files
+
+
+def _check_report(version_uri: str, card: ModelCard, report: dict[str, bytes]) -> None:
+    for name, expected in _report_files(card).items():
+        if hashlib.sha256(report[name]).hexdigest() != expected:
+            raise StoreError(
+                f"model {version_uri}: checksum mismatch: {name} is not the file its card describes"
+            )
+
+
+def version_key(location: Location, card: ModelCard) -> str:
+    return location.key("models", card.name, card.artifact.onnx_sha256)
+
+
+def publish(directory: Path, root_uri: str) -> str:
+    """Upload a local artifact as a new, immutable version; returns the version's URI."""
+    loaded = artifact.load(directory)
+    location = parse(root_uri)
+    store = backend(location)
+    prefix = version_key(location, loaded.card)
+    uri = location.uri_of(prefix) + "/"
+    card_key = f"{prefix}/{artifact.CARD_FILE}"
+    with store_errors(location, "write", uri):
+        if store.exists(card_key):
+            raise ExistsError(card_key)
+        # The model and its report first, the card last: a version with a card is complete.
+        store.write_once(f"{prefix}/{loaded.card.artifact.onnx_file}", loaded.onnx_bytes)
+        for name in _report_files(loaded.card):
+            store.write_once(f"{prefix}/{name}", (directory / name).read_bytes())
+        store.write_once(card_key, (directory / artifact.CARD_FILE).read_bytes())
+    return uri
+
+
+def fetch(version_uri: str, cache: Path) -> artifact.Artifact:
+    """Download a version into `cache`, verify it and return it loaded (read and hashed once).
+
+    The hash in the URI, the hash in the card and the hash of the downloaded model must all
+    agree; anything else is a start-up error naming the URI.
+    """
+    location = parse(version_uri)
+    if location.scheme == "file":
+        path = Path(location.bucket)
+        named = path.name
+        try:
+            loaded = artifact.load(path)
+        except ModelshipError as exc:
+            raise StoreError(f"model {version_uri}: {exc}") from None
+        if _claims_sha256(named) and named != loaded.card.artifact.onnx_sha256:
+            raise StoreError(
+                f"model {version_uri}: checksum mismatch: the directory says {named[:12]}…, "
+                f"model.onnx has sha256 {loaded.card.artifact.onnx_sha256[:12]}…"
+            )
+        return loaded
+    named = location.prefix.rstrip("/").rsplit("/", 1)[-1]
+    if _claims_sha256(named) and artifact.exists(cache / named):
+        return artifact.load(cache / named)  # fetched before (another worker, a restart)
+    store = backend(location)
+
+    def read(name: str) -> bytes:
+        with store_errors(location, "read", version_uri, model=version_uri):
+            return store.read(location.key(name))
+
+    card_bytes = read(artifact.CARD_FILE)
+    try:
+        card = ModelCard.model_validate_json(card_bytes)
+    except ValueError as exc:
+        raise StoreError(f"model {version_uri}: the model card is unreadable: {exc}") from None
+    onnx_bytes = read(card.artifact.onnx_file)
+    actual = hashlib.sha256(onnx_bytes).hexdigest()
+    if actual != card.artifact.onnx_sha256 or (_claims_sha256(named) and named != actual):
+        raise StoreError(
+            f"model {version_uri}: checksum mismatch: model.onnx has sha256 {actual[:12]}…, "
+            f"its card says {card.artifact.onnx_sha256[:12]}…, the URI says {named[:12]}…"
+        )
+    # The model is checked first: a tampered model is named as such, not as a missing plot.
+    report = {name: read(name) for name in _report_files(card)}
+    _check_report(version_uri, card, report)
+    target = cache / actual
+    staging = cache / f".{actual}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / card.artifact.onnx_file).write_bytes(onnx_bytes)
+    for name, content in report.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(content)
+    (staging / artifact.CARD_FILE).write_bytes(card_bytes)
+    if not target.exists():
+        staging.rename(target)
+    else:
+        shutil.rmtree(staging)
+    return artifact.load(target)
+
+
+def versions(root_uri: str) -> list[tuple[str, ModelCard]]:
+    """Every published version under a store root (or under one model's prefix), newest first."""
+    location = parse(root_uri)
+    store = backend(location)
+    within = location.bucket if location.scheme == "file" else location.prefix
+    base = location.key("models") if "/models" not in f"/{within}" else location.key()
+    found: list[tuple[str, ModelCard]] = []
+    with store_errors(location, "list", root_uri):
+        for key in store.keys(base + "/" if base else ""):
+            if key.endswith("/" + artifact.CARD_FILE):
+                card = ModelCard.model_validate_json(store.read(key))
+                found.append((location.uri_of(key.rsplit("/", 1)[0]) + "/", card))
+    return sorted(found, key=lambda item: item[1].created_at, reverse=True)
+
+
+def read_object(uri: str) -> bytes:
+    """One object's bytes (a training CSV in a bucket, say)."""
+    location = parse(uri)
+    with store_errors(location, "read", uri):
+        if location.scheme == "file":
+            return Path(location.bucket).read_bytes()
+        return backend(location).read(location.prefix)
+
+
+@contextlib.contextmanager
+def store_errors(
+    location: Location, action: str, uri: str, model: str | None = None
+) -> Iterator[None]:
+    """The one place where backend errors (S3, GCS, the filesystem, the client libraries)
+    become a `StoreError` naming the URI and the cause; `model` prefixes the version's URI."""
+    about = f"model {model}: " if model else ""
+    try:
+        yield
+    except StoreError:
+        raise
+    except ExistsError:
+        raise StoreError(
+            f"{uri} already exists: a published version is never overwritten"
+        ) from None
+    except MissingObjectError as exc:
+        raise StoreError(f"{about}{location.uri_of(str(exc))} does not exist") from None
+    except DeniedError as exc:
+        raise StoreError(
+            f"{about}{location.uri_of(str(exc))} does not exist or this identity may not read "
+            "it (access denied)"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{about}cannot {action} {uri}: {exc.strerror or exc}") from None
+    except Exception as exc:  # client libraries raise many types; name the URI and the cause
+        raise StoreError(f"{about}cannot {action} {uri}: {type(exc).__name__}: {exc}") from exc
