@@ -550,9 +550,8 @@ def _serve(args: argparse.Namespace) -> int:
         artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
     import tempfile
 
-    import uvicorn
-
     from modelship.transport.http.logging import log_config
+    from modelship.transport.uvicorn import server
 
     os.environ["MODELSHIP_ARTIFACT"] = str(settings.artifact.resolve())
     # Every worker writes its Prometheus samples here; /metrics in any worker adds them up.
@@ -560,20 +559,15 @@ def _serve(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="modelship-metrics-") as metrics_dir:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run(
+        server.run(
             "modelship.transport.http.app:app_from_env",
-            factory=True,
-            # Admission at the connection: an overloaded worker refuses without an ASGI task.
-            http="modelship.transport.uvicorn.protocol:SheddingHttpProtocol",
-            # uvloop, accepting connections in batches (libuv takes one per loop turn).
-            loop="modelship.transport.uvicorn.listener:new_event_loop",
+            adapter=settings.uvicorn_adapter,
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level,
             log_config=log_config(settings.log_level),
-            access_log=False,  # modelship.access logs each request, with its id
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            graceful_seconds=settings.shutdown_grace_seconds,
         )
     return 0
 

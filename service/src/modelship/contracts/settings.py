@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         5_000, ge=100, le=1_000_000, description="CSV rows predicted at a time (bounds memory)"
     )
     onnx_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per worker")
+    uvicorn_adapter: bool = Field(
+        True,
+        description="Refuse overload at the connection with modelship's uvicorn adapter (used "
+        "only with the uvicorn, uvloop and httptools versions it was tested with); off: stock "
+        "uvicorn, overload refused by the ASGI middleware",
+    )
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may finish"
     )

@@ -39,7 +39,8 @@ from modelship.model.predictor import Predictions, Predictor
 from modelship.serving import scoring, telemetry
 
 # Up to this many rows a request is predicted inline on the event loop: below it, a hop to the
-# thread pool costs more than the prediction (py-spy under wrk load, docs/benchmarks.md).
+# thread pool costs more than the prediction (py-spy under wrk load,
+# docs/benchmarks.md#what-changed-and-why).
 INLINE_BATCH_ROWS = 1_000
 SPOOL_BYTES = 8 * 1024 * 1024  # CSV results beyond this go to a temporary file, not memory
 

@@ -14,7 +14,7 @@ from modelship.serving.compose import Serving, build_serving, load_predictor
 from modelship.serving.monitoring.monitor import DriftCollector
 from modelship.transport.http.errors import install_error_handlers
 from modelship.transport.http.metrics import install_metrics
-from modelship.transport.http.middleware import ServingMiddleware
+from modelship.transport.http.middleware import HttpAdmission, ServingMiddleware
 from modelship.transport.http.openapi import install_openapi
 from modelship.transport.http.responses import JSONBytes
 from modelship.transport.http.routes import drift, health, model, predict
@@ -46,6 +46,7 @@ def create_app(serving: Serving) -> FastAPI:
         default_response_class=JSONBytes,
     )
     app.state.dataplane = dataplane
+    app.state.admission = HttpAdmission(dataplane)  # what the uvicorn adapter asks
     app.state.monitor = monitor
     app.state.capture = serving.capture
     install_error_handlers(app)
@@ -74,10 +75,10 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn (`--factory`): settings from MODELSHIP_* variables, model from disk."""
     settings = load_settings()
     app = create_app(build_serving(settings, load_predictor(settings)))
-    # A worker's libraries, model and app live as long as it does: frozen, the garbage collector
-    # no longer walks them. Unfrozen, a full collection (one per about 50,000 requests) held the
-    # event loop for 80-120 ms, every request in flight waiting. Here, not in create_app: a
-    # process that builds many apps (the tests) must still collect the ones it drops.
+    # A worker's libraries, model and app live as long as it does: frozen, the garbage collector no
+    # longer walks them. Unfrozen, a full collection held the event loop for a long pause, every
+    # request in flight waiting (docs/benchmarks.md#what-changed-and-why). Here, not in create_app:
+    # a process that builds many apps (the tests) must still collect the ones it drops.
     gc.collect()
     gc.freeze()
     return app

@@ -10,7 +10,8 @@ from modelship.serving.dataplane import DataPlane
 
 
 # `async def` on purpose: FastAPI runs plain `def` dependencies in its thread pool, and that hop
-# cost more than the whole prediction (py-spy under wrk load, see docs/benchmarks.md).
+# cost more than the whole prediction (py-spy under wrk load,
+# docs/benchmarks.md#what-changed-and-why).
 async def get_dataplane(request: Request) -> DataPlane:
     return dataplane_of(request)
 

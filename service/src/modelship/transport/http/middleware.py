@@ -15,20 +15,18 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelship.errors import BodyTooLarge, ModelshipError, Overloaded
 from modelship.serving import telemetry
 from modelship.serving.dataplane import DataPlane
+from modelship.transport.admission import ADMITTED, REQUEST_ID_HEADER
 from modelship.transport.http.auth import KeyCheck, is_open
 from modelship.transport.http.errors import is_v2, render
 from modelship.transport.http.logging import access_line, fast_handler, request_id
 
-REQUEST_ID_HEADER = b"x-request-id"
-# Set in the scope by the uvicorn adapter when it has already taken the in-flight slot (and
-# gives it back when the request's task ends).
-ADMITTED = "modelship.admitted"
 VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 # Never refused for load: the probes (a shed probe would take a busy pod out of service, or
 # restart it) and /metrics (the autoscaler must see the pressure).
@@ -84,6 +82,48 @@ def new_request_id(supplied: bytes | None) -> bytes:
     if supplied is not None and VALID_REQUEST_ID.match(supplied):
         return supplied
     return os.urandom(16).hex().encode()
+
+
+class HttpAdmission:
+    """The admission a server adapter asks (`modelship.transport.admission.Admission`): the data
+    plane's slots, this app's never-shed paths, and its 503 rendered once per protocol and
+    keep-alive, so a refusal at the connection is the same bytes the middleware sends."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.slots = dataplane
+        refusals = overloaded_refusals(dataplane.max_in_flight)
+        self._rendered = {
+            (v2, keep): refusals.of("/v2/" if v2 else "/").raw(keep_alive=keep)
+            for v2 in (False, True)
+            for keep in (False, True)
+        }
+        self.metrics = dataplane.settings.metrics
+        self.log = dataplane.settings.access_log
+
+    @staticmethod
+    def never_shed(path: str) -> bool:
+        return never_shed(path)
+
+    def refusal(self, path: str, keep_alive: bool) -> tuple[bytes, bytes]:
+        return self._rendered[(is_v2(path), keep_alive)]
+
+    @staticmethod
+    def request_id(supplied: bytes | None) -> bytes:
+        return new_request_id(supplied)
+
+    def refused(self, by_method: Mapping[str, int], seconds: float) -> None:
+        """`modelship_requests_shed_total`, `modelship_http_requests_total` (status 503, route
+        `unmatched`, as the middleware counts its own refusals) and one access-log line."""
+        count = sum(by_method.values())
+        if self.metrics:
+            telemetry.SHED.inc(count)
+            for method, n in by_method.items():
+                telemetry.request_metrics(method, "unmatched", 503).count.inc(n)
+        if self.log:
+            access_log.warning(
+                f"shed {count} requests (503 overloaded) in the last {seconds:.1f} s",
+                extra={"status": 503, "shed": count, "seconds": round(seconds, 3)},
+            )
 
 
 def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes | None]:

@@ -1,15 +1,13 @@
 """The event loop `modelship serve` runs: uvloop, accepting new connections in batches.
 
 libuv accepts one connection each time the listening socket is reported readable, that is one
-per loop turn (since libuv 1.45, pull request 3696 "unix: don't accept() connections in a
-loop"; uvloop bundles its own libuv, 1.52 in uvloop 0.23). Under overload a worker's loop turn
-reads about a thousand ready sockets, some 100 ms of work, so the worker took about ten new
-connections a second and the rest waited in the kernel's accept queue: at 2,000 connections on
-2 workers, 700 of them sat there for seconds with their first request unread, which made the
-whole latency tail (p99 2 to 5 s while no request the service had read took over 0.2 s;
-docs/benchmarks.md). asyncio's own loop takes up to `backlog` connections per readiness; this
-loop does the same, in `BatchListener`, and hands each accepted socket to uvloop, which serves
-it as any other connection.
+per loop turn (since libuv 1.45, pull request 3696 "unix: don't accept() connections in a loop";
+uvloop bundles its own libuv). Under overload a worker's loop turn reads every ready socket, a
+long turn, so the worker took few new connections a second and the rest waited in the kernel's
+accept queue with their first request unread: they, not the requests the service had read, made
+the whole latency tail (docs/benchmarks.md#what-changed-and-why). asyncio's own loop takes up to
+`backlog` connections per readiness; this loop does the same, in `BatchListener`, and hands each
+accepted socket to uvloop, which serves it as any other connection.
 """
 
 from __future__ import annotations
@@ -24,9 +22,9 @@ import uvloop
 
 # Connections taken per readiness of the listening socket, as asyncio's loop takes up to its
 # backlog. Bounded so one worker does not take a whole burst from the others sharing the socket
-# (the kernel wakes them all; each takes a batch per turn). 128 left 2,000 new connections'
-# first requests waiting 0.3-0.5 s while the loops filled up (p99 270-350 ms in a 5 s run);
-# 512 takes such a burst within a few turns (p99 190-200 ms; docs/benchmarks.md).
+# (the kernel wakes them all; each takes a batch per turn). A smaller batch left a burst of new
+# connections' first requests waiting while the loops filled up; this one takes such a burst
+# within a few turns (docs/benchmarks.md#what-changed-and-why).
 ACCEPT_BATCH = 512
 # After an error such as "too many open files", accepting pauses this long instead of spinning
 # on a socket that stays readable (asyncio's loop does the same).

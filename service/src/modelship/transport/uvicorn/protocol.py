@@ -1,19 +1,20 @@
 """uvicorn's HTTP protocol with admission at the connection: an overloaded worker answers 503
 straight onto the socket, without an ASGI task.
 
-Under 2,000 connections a refusal that goes through the ASGI app (a task, the middleware, a
-response object) costs about 0.35 ms of CPU, so refusing is itself the bottleneck and every
-answer waits (docs/benchmarks.md). Here the request is admitted (or not) as soon as its headers
-are parsed: `DataPlane.admit` takes the slot, the same count the ASGI middleware uses when the
-app runs under another server (tests, `uvicorn` by hand), and the task's end gives it back.
-A refused request gets pre-rendered bytes (the service's own 503 body, `Retry-After`,
-`Content-Length`, keep-alive kept when the client allows it) once its body has been read, so
-the connection stays usable and pipelined requests keep their order. The refusals are written
-at the end of the loop turn that read them (`_Turn`), and a read that is exactly one plain
-request is refused without the HTTP parser (`_refuse_whole`): at 2,000 connections these two
-took the p99 of all answers from 270-520 ms to 210-250 ms and the answers from 15,000 to 20,000
-a second, once the listener had stopped connections waiting to be accepted (listener.py,
-docs/benchmarks.md).
+Under overload a refusal that goes through the ASGI app (a task, the middleware, a response
+object) costs about as much CPU as an answer, so refusing is itself the bottleneck and every
+answer waits (measured in docs/benchmarks.md#what-changed-and-why). Here the request is admitted
+(or not) as soon as its headers are parsed: the app's admission
+(`modelship.transport.admission`, the only thing of the app this module knows) takes the slot,
+the same count the ASGI middleware uses when the app runs under another server (tests, `uvicorn`
+by hand, the adapter off), and the task's end gives it back. A refused request gets pre-rendered
+bytes (the service's own 503 body, `Retry-After`, `Content-Length`, keep-alive kept when the
+client allows it) once its body has been read, so the connection stays usable and pipelined
+requests keep their order. The refusals are written at the end of the loop turn that read them
+(`_Turn`), and a read that is exactly one plain request is refused without the HTTP parser
+(`_refuse_whole`): together they shortened the overload tail and raised the answers per second,
+once the listener had stopped connections waiting to be accepted (listener.py;
+docs/benchmarks.md#what-changed-and-why).
 
 Kept on the ordinary path: probes and /metrics (never shed), pipelined requests behind an
 unanswered one (they cannot be answered out of order; the middleware admits them when they
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -35,16 +35,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from modelship.serving import telemetry
-from modelship.serving.dataplane import DataPlane
-from modelship.transport.http.errors import is_v2
-from modelship.transport.http.middleware import (
+from modelship.transport.admission import (
     ADMITTED,
     REQUEST_ID_HEADER,
-    access_log,
-    never_shed,
-    new_request_id,
-    overloaded_refusals,
+    Admission,
+    Slots,
+    find_admission,
 )
 
 # A refused request's body is read and dropped up to this size, so the connection stays open;
@@ -54,28 +50,6 @@ DRAIN_BYTES = 64 * 1024
 SHED_REPORT_EVERY_SECONDS = 1.0
 # Requests with these headers are refused through the HTTP parser, which knows their rules.
 _SLOW_HEADERS = frozenset({b"connection", b"expect", b"transfer-encoding", b"upgrade"})
-
-
-def find_dataplane(app: Any) -> DataPlane | None:
-    """The data plane of the modelship app inside uvicorn's wrappers (proxy headers, ...)."""
-    while app is not None:
-        state = getattr(app, "state", None)
-        dataplane = getattr(state, "dataplane", None)
-        if isinstance(dataplane, DataPlane):
-            return dataplane
-        app = getattr(app, "app", None)
-    return None
-
-
-@functools.cache
-def _refusal_bytes(limit: int) -> dict[tuple[bool, bool], tuple[bytes, bytes]]:
-    """(V2?, keep-alive?) -> (header lines after the server's default ones, body) of the 503."""
-    refusals = overloaded_refusals(limit)
-    return {
-        (v2, keep): refusals.of("/v2/" if v2 else "/").raw(keep_alive=keep)
-        for v2 in (False, True)
-        for keep in (False, True)
-    }
 
 
 class _StatusAndDefaults:
@@ -98,16 +72,14 @@ _status_and_default_headers = _StatusAndDefaults()
 
 
 class _Refused:
-    """This worker's refusals, added up and reported once a second (the end of the first second
-    with any): `modelship_requests_shed_total`, `modelship_http_requests_total` (status 503,
-    route `unmatched`, as the middleware counts its own refusals) and one access-log line, so a
-    refusal costs an addition here instead of metric updates and a log line each."""
+    """This worker's refusals, added up and reported to the admission once a second (the end of
+    the first second with any), so a refusal costs an addition here instead of metric updates
+    and a log line each."""
 
     def __init__(self) -> None:
         self.by_method: dict[str, int] = {}
         self.since = 0.0
-        self.metrics = True
-        self.log = True
+        self.admission: Admission | None = None
 
     def add(self, method: str, loop: asyncio.AbstractEventLoop) -> None:
         if not self.by_method:
@@ -117,17 +89,8 @@ class _Refused:
 
     def report(self) -> None:
         by_method, self.by_method = self.by_method, {}
-        count = sum(by_method.values())
-        if self.metrics:
-            telemetry.SHED.inc(count)
-            for method, n in by_method.items():
-                telemetry.request_metrics(method, "unmatched", 503).count.inc(n)
-        if self.log:
-            elapsed = time.monotonic() - self.since
-            access_log.warning(
-                f"shed {count} requests (503 overloaded) in the last {elapsed:.1f} s",
-                extra={"status": 503, "shed": count, "seconds": round(elapsed, 3)},
-            )
+        if self.admission is not None:
+            self.admission.refused(by_method, time.monotonic() - self.since)
 
 
 _refused = _Refused()
@@ -136,8 +99,8 @@ _refused = _Refused()
 class _Turn:
     """The refusals of one event-loop turn, written together once the turn's reads are done.
 
-    A worker's loop turn reads every ready connection (about a thousand under 2,000
-    connections on 2 workers) and only then runs the tasks of the requests it admitted.
+    A worker's loop turn reads every ready connection (about a thousand under the overload
+    benchmark) and only then runs the tasks of the requests it admitted.
     Answered as soon as it was read, a refusal came back within the turn while an admitted
     request waited for the next one, so the admitted requests, the service's real work, were
     the whole latency tail. Written when the reads are done, in the same turn as the admitted
@@ -167,17 +130,17 @@ _turn = _Turn()
 class _Slot:
     """One admitted request's in-flight slot, given back exactly once."""
 
-    __slots__ = ("dataplane", "on_response", "taken")
+    __slots__ = ("on_response", "slots", "taken")
 
-    def __init__(self, dataplane: DataPlane, on_response: Callable[[], None]) -> None:
-        self.dataplane = dataplane
+    def __init__(self, slots: Slots, on_response: Callable[[], None]) -> None:
+        self.slots = slots
         self.on_response = on_response
         self.taken = True
 
     def give_back(self) -> None:
         if self.taken:
             self.taken = False
-            self.dataplane.release()
+            self.slots.release()
 
     def response_complete(self) -> None:
         self.give_back()
@@ -188,8 +151,8 @@ class _Slot:
 
 
 class SheddingHttpProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that admits each request against the data plane's in-flight limit
-    when its headers arrive and answers a refusal itself. Pass it as uvicorn's `http`."""
+    """`HttpToolsProtocol` that admits each request (`modelship.transport.admission`) when its
+    headers arrive and answers a refusal itself. Pass it as uvicorn's `http`."""
 
     def __init__(
         self,
@@ -199,27 +162,26 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        dataplane = find_dataplane(self.app)
-        self.dataplane = dataplane if self.limit_concurrency is None else None
+        admission = find_admission(self.app) if self.limit_concurrency is None else None
+        self.admission = admission
+        self.slots = admission.slots if admission is not None else None
         # The current message is refused: its body is dropped and, unless already done, the
         # refusal is answered when the message is complete.
         self.shedding = False
         self.refusal_sent = False
         self.shed_keep_alive = True
-        self.shed_v2 = False
+        self.shed_path = "/"
         self.shed_request_id: bytes | None = None
         self.closing_after_refusal = False
         self.message_open = False  # the parser is inside a message (between its begin and end)
-        if dataplane is not None:
-            self.refusal_tail = _refusal_bytes(dataplane.max_in_flight)
-            _refused.metrics = dataplane.settings.metrics
-            _refused.log = dataplane.settings.access_log
+        if admission is not None:
+            _refused.admission = admission
 
     def data_received(self, data: bytes) -> None:
-        dataplane = self.dataplane
+        slots = self.slots
         if (
-            dataplane is not None
-            and dataplane.in_flight >= dataplane.max_in_flight
+            slots is not None
+            and slots.in_flight >= slots.max_in_flight
             and not self.message_open
             and (self.cycle is None or self.cycle.response_complete)
             and not self.closing_after_refusal
@@ -234,12 +196,12 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        dataplane = self.dataplane
+        admission = self.admission
         if self.closing_after_refusal or self.transport.is_closing():  # after `Connection: close`
             self.shedding = self.refusal_sent = True
             return
         if (
-            dataplane is None
+            admission is None
             or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
             or self.parser.should_upgrade()
         ):
@@ -250,9 +212,9 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         if "%" in path:
             path = urllib.parse.unquote(path)
         path = self.root_path + path
-        if never_shed(path):
+        if admission.never_shed(path):
             super().on_headers_complete()
-        elif dataplane.admit(count_shed=False):  # counted by `_refused`
+        elif admission.slots.admit(count_shed=False):  # counted by `_refused`
             self.scope[ADMITTED] = True  # type: ignore[literal-required]
             super().on_headers_complete()
         else:
@@ -262,8 +224,8 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         if not cycle.scope.get(ADMITTED):
             super()._start_asgi_task(cycle, app)
             return
-        assert self.dataplane is not None
-        slot = _Slot(self.dataplane, cycle.on_response)
+        assert self.slots is not None
+        slot = _Slot(self.slots, cycle.on_response)
         # The slot is given back when the response is complete (before the client can send its
         # next request, so a client never meets its own previous request's slot) or, failing
         # that, when the task ends however it ends (failed, cancelled, client gone): no leak.
@@ -281,7 +243,7 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         self.scope["method"] = self.parser.get_method().decode("ascii")
         http_version = self.parser.get_http_version()
         self.shed_keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
-        self.shed_v2 = is_v2(path)
+        self.shed_path = path
         length = -1
         self.shed_request_id = None
         for name, value in self.headers:
@@ -340,10 +302,11 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         if end + 4 + length != len(data) or b"%" in path or b"#" in path or not path.isascii():
             return False
         text_path = self.root_path + path.decode("ascii")
-        if never_shed(text_path):
+        assert self.admission is not None
+        if self.admission.never_shed(text_path):
             return False
         self._unset_keepalive_if_required()
-        self._queue_refusal(method.decode("ascii"), is_v2(text_path), True, request_id)
+        self._queue_refusal(method.decode("ascii"), text_path, True, request_id)
         return True
 
     def _answer_refusal(self) -> None:
@@ -351,18 +314,19 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         if not self.shed_keep_alive:
             self.closing_after_refusal = True  # what the client sends after it is not read
         self._queue_refusal(
-            self.scope["method"], self.shed_v2, self.shed_keep_alive, self.shed_request_id
+            self.scope["method"], self.shed_path, self.shed_keep_alive, self.shed_request_id
         )
 
     def _queue_refusal(
-        self, method: str, v2: bool, keep_alive: bool, request_id: bytes | None
+        self, method: str, path: str, keep_alive: bool, request_id: bytes | None
     ) -> None:
-        headers, body = self.refusal_tail[(v2, keep_alive)]
+        assert self.admission is not None
+        headers, body = self.admission.refusal(path, keep_alive)
         content = [
             _status_and_default_headers(self.server_state.default_headers),
             REQUEST_ID_HEADER,
             b": ",
-            new_request_id(request_id),
+            self.admission.request_id(request_id),
             b"\r\n",
             headers,
         ]

@@ -15,8 +15,9 @@ from uvicorn.server import ServerState
 from modelship.contracts.settings import Settings
 from modelship.model.predictor import Predictor
 from modelship.serving.compose import build_serving
+from modelship.transport.admission import find_admission
 from modelship.transport.http.app import create_app
-from modelship.transport.uvicorn.protocol import SheddingHttpProtocol, find_dataplane
+from modelship.transport.uvicorn.protocol import SheddingHttpProtocol
 
 BODY = b'{"age": 45}'
 
@@ -70,9 +71,9 @@ def connect(loop: asyncio.AbstractEventLoop, regression_predictor: Predictor) ->
     app = create_app(build_serving(Settings(max_in_flight=1), regression_predictor))
     config = Config(app, http=SheddingHttpProtocol, log_config=None)
     config.load()
-    dataplane = find_dataplane(config.loaded_app)
-    assert dataplane is not None
-    dataplane.in_flight = dataplane.max_in_flight
+    admission = find_admission(config.loaded_app)
+    assert admission is not None
+    admission.slots.in_flight = admission.slots.max_in_flight
     state = ServerState()
 
     def connect() -> tuple[SheddingHttpProtocol, RecordingTransport]:
