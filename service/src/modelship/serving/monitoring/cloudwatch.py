@@ -19,9 +19,21 @@ import orjson
 from modelship.serving.monitoring.capture import DROPPED_METRIC, UPLOAD_ERRORS_METRIC
 from modelship.serving.monitoring.monitor import Monitor, collected_metrics
 
+# Live quality per model version (`Feedback.quality`): {version: {"live", "metric", "state", ...}}
+LiveQuality = Callable[[], dict[str, dict[str, Any]]]
 NAMESPACE = "modelship"
 LOCK_FILE = "cloudwatch-emitter.lock"
 REQUESTS_METRIC = "modelship_http_requests"
+COUNTS = frozenset(
+    {
+        "Requests",
+        "Errors5xx",
+        "CaptureFailures",
+        "FeaturesInDrift",
+        "PredictionDrift",
+        "LabelledRows",
+    }
+)
 
 
 def _stdout_line(line: bytes) -> None:
@@ -29,8 +41,8 @@ def _stdout_line(line: bytes) -> None:
 
 
 class CloudWatchEmitter:
-    """Every `interval` seconds: requests, 5xx errors, capture failures, and the drift of each
-    signal."""
+    """Every `interval` seconds: requests, 5xx errors, capture failures, the drift of each
+    signal, and (with feedback on) the live quality of each model version."""
 
     def __init__(
         self,
@@ -39,7 +51,10 @@ class CloudWatchEmitter:
         interval: float,
         directory: Path | None,
         write: Callable[[bytes], None] = _stdout_line,
+        *,
+        quality: LiveQuality | None = None,
     ) -> None:
+        self.quality = quality
         self.monitor = monitor
         self.service = service
         self.interval = interval
@@ -86,12 +101,30 @@ class CloudWatchEmitter:
             service_values["Errors5xx"] = max(totals[1] - last[1], 0.0)
             service_values["CaptureFailures"] = max(totals[2] - last[2], 0.0)
         self._last_totals = totals
+        if self.quality is not None:
+            below = self._quality_lines(timestamp, self.quality())
+            service_values["QualityBelowTest"] = float(below)
         self._line(timestamp, {"Service": self.service}, service_values)
         for drift in drifts:
             if drift.statistic is None:
                 continue
             dimensions = {"Service": self.service, "Signal": f"{drift.kind}:{drift.name}"}
             self._line(timestamp, dimensions, {"DriftPSI": drift.statistic})
+
+    def _quality_lines(self, timestamp: int, versions: dict[str, dict[str, Any]]) -> bool:
+        """One line per model version (dimension ModelVersion: what a rollout gate selects);
+        True when any version's live quality is below its test figure (the Service-level value
+        the alarm watches: an alarm cannot name a version that changes with every model)."""
+        below = False
+        for version, judged in versions.items():
+            values = {"LabelledRows": float(judged["labelled_rows"])}
+            live = judged["live"] or {}
+            if isinstance(live.get(judged["metric"]), float):
+                values["LiveQuality"] = live[judged["metric"]]
+            values["QualityBelowTest"] = 1.0 if judged["state"] == "below_test" else 0.0
+            below = below or judged["state"] == "below_test"
+            self._line(timestamp, {"Service": self.service, "ModelVersion": version}, values)
+        return below
 
     def _line(self, timestamp: int, dimensions: dict[str, str], values: dict[str, float]) -> None:
         document: dict[str, Any] = {
@@ -102,7 +135,7 @@ class CloudWatchEmitter:
                         "Namespace": NAMESPACE,
                         "Dimensions": [list(dimensions)],
                         "Metrics": [
-                            {"Name": name, "Unit": "None" if name == "DriftPSI" else "Count"}
+                            {"Name": name, "Unit": "Count" if name in COUNTS else "None"}
                             for name in values
                         ],
                     }

@@ -15,7 +15,12 @@ from starlette.datastructures import UploadFile
 
 from modelship.errors import MalformedBody, UnsupportedMediaType
 from modelship.serving.dataplane import SPOOL_BYTES, parse_json
-from modelship.transport.http.deps import ReadyDataPlaneDep, dataplane_of
+from modelship.transport.http.deps import (
+    ReadyDataPlaneDep,
+    dataplane_of,
+    prediction_ids_header,
+    request_id_of,
+)
 from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.transport.http.responses import JSONBytes
 from modelship.transport.http.schemas import BatchResponse, PredictResponse, ScoreResponse, ok
@@ -65,7 +70,7 @@ async def predict(request: Request) -> Response:
     # No Depends() here: on this route FastAPI's dependency solving cost more than validation
     # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
     dataplane = dataplane_of(request)
-    return JSONBytes(dataplane.predict_record(parse_json(await request.body())))
+    return JSONBytes(dataplane.predict_record(parse_json(await request.body()), request_id_of()))
 
 
 @router.post(
@@ -78,7 +83,9 @@ async def predict(request: Request) -> Response:
 )
 async def predict_batch(request: Request) -> Response:
     dataplane = dataplane_of(request)
-    return JSONBytes(await dataplane.predict_records(parse_json(await request.body())))
+    rid = request_id_of()
+    body = await dataplane.predict_records(parse_json(await request.body()), rid)
+    return JSONBytes(body, headers=prediction_ids_header(rid, body["count"]))
 
 
 @router.post(
@@ -90,11 +97,13 @@ async def predict_batch(request: Request) -> Response:
 )
 async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     async with _csv_upload(request) as source:
-        sink, summary = await dataplane.predict_csv(source)
+        rid = request_id_of()
+        sink, summary = await dataplane.predict_csv(source, rid)
     headers = {
         "Content-Disposition": 'attachment; filename="predictions.csv"',
         "X-Modelship-Rows": str(summary.rows),
         "X-Modelship-Model-Version": dataplane.card.version,
+        **prediction_ids_header(rid, summary.rows),
     }
     if summary.warnings:
         headers["X-Modelship-Warnings"] = _header_text(summary.warnings.summary())
@@ -109,7 +118,7 @@ async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Re
 )
 async def score(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     async with _csv_upload(request) as source:
-        return JSONBytes(await dataplane.score_csv(source))
+        return JSONBytes(await dataplane.score_csv(source, request_id_of()))
 
 
 @asynccontextmanager
