@@ -84,6 +84,7 @@ def test_every_transport_is_captured_to_s3_in_batches(
             nulls = [{k: None if pd.isna(v) else v for k, v in r.items()} for r in records(rows)]
             expected = httpx.post(f"{server.url}/predict/batch", json=nulls, timeout=30)
             first_prediction = expected.json()["predictions"][0]["prediction"]
+            first_id = expected.json()["predictions"][0]["id"]
             send_every_transport(server.url, rows.fillna({"bmi": rows["bmi"].median()}))
             sent = 2 * len(rows)
             prefix = f"prod/captures/{version}/"
@@ -98,7 +99,9 @@ def test_every_transport_is_captured_to_s3_in_batches(
     assert all(len(frame) <= 40 for _, frame in objects)
     assert len({key for key, _ in objects}) == len(objects)
     frame = pd.concat([frame for _, frame in objects], ignore_index=True)
-    assert list(frame.columns) == [*FEATURES, "predicted_charges"]
+    assert list(frame.columns) == [*FEATURES, "predicted_charges", "prediction_id", "model_version"]
+    assert set(frame["model_version"]) == {version}
+    assert frame["prediction_id"].is_unique
     assert len(frame) == sent
     assert metrics[("modelship_capture_rows_total", ())] == sent
     assert metrics[("modelship_capture_dropped_rows_total", (("reason", "buffer_full"),))] == 0
@@ -107,6 +110,7 @@ def test_every_transport_is_captured_to_s3_in_batches(
     mine = frame[(frame["age"] == first["age"]) & (frame["bmi"] == "")]
     assert len(mine) == 1
     assert float(mine["predicted_charges"].iloc[0]) == pytest.approx(first_prediction, rel=1e-6)
+    assert mine["prediction_id"].iloc[0] == first_id
     assert sorted(frame["region"].unique()) == sorted(rows["region"].unique())
 
 

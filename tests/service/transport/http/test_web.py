@@ -106,7 +106,8 @@ def test_csv_upload_previews_and_offers_the_result(
     expect(page.locator("#csv-result")).to_be_visible()
     rows = page.locator("#csv-preview tr")
     expect(rows).to_have_count(11)
-    expect(rows.first.locator("th").last).to_have_text("predicted_charges")
+    expect(rows.first.locator("th").nth(-2)).to_have_text("predicted_charges")
+    expect(rows.first.locator("th").last).to_have_text("prediction_id")
     lines = len(insurance_csv.read_text().splitlines()) - 1
     expect(page.locator("#csv-summary")).to_contain_text(f"Predicted {lines} rows")
     with page.expect_download() as download:

@@ -39,7 +39,7 @@ OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"oneOf": [LABEL, {"type": "array", "items": LABEL}]}
+                    "schema": {"oneOf": [LABEL, {"type": "array", "items": LABEL, "minItems": 1}]}
                 },
                 "text/csv": {"schema": {"type": "string"}},
             },
