@@ -192,10 +192,10 @@ class LabelRule:
     """A label as the model's target takes it: a finite number (regression), or one of the
     classes the model was trained on (classification). CSV cells arrive as text."""
 
-    def __init__(self, card: ModelCard) -> None:
-        self.target = card.target
-        self.classes = card.classes
-        self._known = frozenset(card.classes or ())
+    def __init__(self, target: str, classes: list[str] | None) -> None:
+        self.target = target
+        self.classes = classes
+        self._known = frozenset(classes or ())
 
     def parse(self, value: Any) -> tuple[Any, str | None]:
         """(the label, None), or (None, what is wrong with it)."""
@@ -235,7 +235,7 @@ class Feedback:
 
     def __init__(self, cards: Sequence[ModelCard], settings: Settings, directory: Path) -> None:
         self.cards = {card.version: card for card in cards}
-        self.rules = {card.version: LabelRule(card) for card in cards}
+        self.rules = {card.version: LabelRule(card.target, card.classes) for card in cards}
         self.window_seconds = settings.feedback_window_seconds
         self.window_rows = settings.feedback_window_rows
         self.flush_seconds = settings.feedback_flush_seconds
@@ -425,7 +425,7 @@ class Feedback:
         return answer
 
     def _judge(self, card: ModelCard, rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
-        live = _metrics(card, rows) if rows else None
+        live = joined_metrics(card.classes, rows) if rows else None
         test = card.metrics.get("test") or {}
         metric = HEADLINE[card.task]
         state = "ok"
@@ -488,11 +488,14 @@ class QualityCollector:
         yield from (quality, rows, below)
 
 
-def _metrics(card: ModelCard, rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
+def joined_metrics(
+    classes: list[str] | None, rows: Sequence[tuple[Any, Any, Any]]
+) -> dict[str, Any]:
+    """The card's metrics on joined rows of (label, prediction, probabilities): a regression's
+    (`classes` None) or a classifier's, whose probabilities are float64 bytes in class order."""
     truth = [row[0] for row in rows]
     predicted = [row[1] for row in rows]
-    if card.task == "regression":
+    if classes is None:
         return dict(regression_metrics(truth, predicted))
-    assert card.classes is not None
     probabilities = np.stack([np.frombuffer(row[2], dtype=np.float64) for row in rows])
-    return classification_metrics(truth, predicted, probabilities, card.classes)
+    return classification_metrics(truth, predicted, probabilities, classes)
