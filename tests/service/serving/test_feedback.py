@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn import metrics as sk
 
+from modelship.serving.monitoring.cloudwatch import CloudWatchEmitter
 from tests.service.conftest import make_client
 
 
@@ -165,7 +167,31 @@ def test_classification_labels_accuracy_recall_and_log_loss(
             sk.log_loss(truth, scaled, labels=classes), abs=1e-9
         )
         assert judged["state"] == "below_test"  # a third wrong is far below the test accuracy
-        assert 'modelship_quality_below_test{model_version="' in client.get("/metrics").text
+        version = answer.json()["model_version"]
+        assert f'modelship_quality_below_test{{model_version="{version}"}} 1.0' in (
+            client.get("/metrics").text
+        )
+        # The CloudWatch lines: per version, and the Service-level verdict the alarm watches.
+        lines: list[bytes] = []
+        emitter = CloudWatchEmitter(
+            client.app.state.monitor,  # type: ignore[attr-defined]
+            "svc",
+            60,
+            None,
+            lines.append,
+            quality=client.app.state.dataplane.feedback.quality,  # type: ignore[attr-defined]
+        )
+        emitter.emit()
+        documents = [json.loads(line) for line in lines]
+        (per_version,) = [d for d in documents if "ModelVersion" in d]
+        assert per_version["ModelVersion"] == version
+        assert per_version["LiveQuality"] == pytest.approx(live["accuracy"])
+        assert per_version["LabelledRows"] == 150
+        assert per_version["QualityBelowTest"] == 1.0
+        (service,) = [
+            d for d in documents if set(d) >= {"Service", "Requests"} or "FeaturesInDrift" in d
+        ]
+        assert service["QualityBelowTest"] == 1.0 and "ModelVersion" not in service
 
 
 def test_a_label_not_of_the_target_is_invalid_and_says_why(iris_client: TestClient) -> None:
