@@ -284,8 +284,9 @@ class Feedback:
             except sqlite3.Error as exc:  # never the end of the thread: the next flush retries
                 log.warning("feedback: cannot write the predictions to %s: %s", self.path, exc)
 
-    def flush(self) -> None:
-        """Write the remembered answers to the shared file, and forget what is past the window."""
+    def flush(self, sweep: bool = False) -> None:
+        """Write the remembered answers to the shared file, and forget what is past the window
+        (every ten seconds at most, or now with `sweep`)."""
         pending, self._pending = self._pending, []  # one swap: appends go to the new list
         rows = [row for answer in pending for row in self._rows(*answer)]
         with self._lock:
@@ -298,7 +299,7 @@ class Feedback:
                     )
                 REMEMBERED.inc(len(rows))
             now = time.time()
-            if now >= self._next_sweep:
+            if sweep or now >= self._next_sweep:
                 self._next_sweep = now + max(self.flush_seconds, 10.0)
                 self._sweep(now)
 
@@ -342,6 +343,12 @@ class Feedback:
             "(SELECT seq FROM labels WHERE version = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
             (version, version, self.quality_rows),
         )
+
+    def remembered(self) -> int:
+        """Predictions in the join now (all workers')."""
+        with self._lock:
+            count: int = self._db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        return count
 
     # --- labels in --------------------------------------------------------------------------
     def receive(self, items: Iterable[tuple[Any, Any]]) -> FeedbackReport:
