@@ -6,7 +6,9 @@ Trains the default model (or an iris classifier) into .bench-cache/feedback (onc
 join as a server worker does (`build_serving`, default settings) and answers N predictions
 through the data plane in batches of 1,000 rows with generated 32-character request ids (the
 ids `modelship serve` makes when the client sends none), writing them to the join as its thread
-does. Then labels the latest `quality_window_rows` of them and measures live quality once.
+does, and forgetting what is past the window every ten batches (every ten seconds at 1,000
+predictions a second). Then labels the latest `quality_window_rows` of them and measures live
+quality once.
 
 Printed: the worker's resident memory before and after (VmRSS: what a container limit
 counts) and its peak (VmHWM), the join's files in the state directory (the SQLite file and its
@@ -33,6 +35,7 @@ from modelship.serving.feedback import PredictionIds
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1_000
+SWEEP_EVERY = 10  # batches
 
 
 def _status(field: str) -> int:
@@ -78,14 +81,16 @@ def main() -> None:
     batch = dataplane.records.decode(records)
     before = _status("VmRSS")
     latest: deque[tuple[str, Any]] = deque(maxlen=settings.quality_window_rows)
-    for _ in range(0, args.rows, BATCH):
+    for n, _ in enumerate(range(0, args.rows, BATCH)):
         ids = PredictionIds(os.urandom(16).hex(), 0)
         result = dataplane.predict(batch, ids)
         labels = result.values if result.values is not None else result.labels
         assert labels is not None
         latest.extend(zip(ids.of(BATCH), labels.tolist(), strict=True))  # its own answer
-        feedback.flush()
-    feedback.flush(sweep=True)  # the window applied, as the thread does every ten seconds
+        # The window applied as the thread does every ten seconds: every ten batches here,
+        # a server answering 1,000 predictions a second.
+        feedback.flush(sweep=n % SWEEP_EVERY == 0)
+    feedback.flush(sweep=True)
     after = _status("VmRSS")
     files = {p.name: p.stat().st_size for p in feedback.path.parent.iterdir()}
     remembered = feedback.remembered()

@@ -177,11 +177,11 @@ class Settings(BaseSettings):
         "expired (score those offline with `modelship quality`)",
     )
     feedback_window_rows: int = Field(
-        200_000,
+        100_000,
         ge=1_000,
         le=50_000_000,
         description="Most predictions remembered per server (the oldest are forgotten first); "
-        "disk and memory per remembered prediction: docs/monitoring.md#feedback",
+        "the default fits the stacks' 64 MiB /tmp (measured: docs/monitoring.md#feedback)",
     )
     feedback_flush_seconds: float = Field(
         1.0,

@@ -40,7 +40,7 @@ from modelship.contracts.settings import Settings
 from modelship.errors import InvalidInput, MalformedBody
 from modelship.errors import Problem as InputProblem
 from modelship.model_quality import classification_metrics, regression_metrics
-from modelship.serving.shared import connect, transaction
+from modelship.serving.shared import connect, sqlite_errors, transaction
 
 if TYPE_CHECKING:
     from modelship.model.codecs.base import Batch
@@ -353,6 +353,10 @@ class Feedback:
     # --- labels in --------------------------------------------------------------------------
     def receive(self, items: Iterable[tuple[Any, Any]]) -> FeedbackReport:
         """Join `(id, label)` items to the predictions they judge; every item is counted."""
+        with sqlite_errors(self.path, "join the labels in"):
+            return self._receive(items)
+
+    def _receive(self, items: Iterable[tuple[Any, Any]]) -> FeedbackReport:
         self.flush()  # this worker's latest answers can be labelled at once
         report = FeedbackReport()
         now = time.time()
@@ -422,7 +426,7 @@ class Feedback:
         training and test figures, and whether live quality fell below the test figure."""
         answer: dict[str, dict[str, Any]] = {}
         for version, card in self.cards.items():
-            with self._lock:
+            with self._lock, sqlite_errors(self.path, "read the labelled rows from"):
                 rows = self._db.execute(
                     "SELECT truth, prediction, probabilities FROM labels WHERE version = ? "
                     "ORDER BY seq DESC LIMIT ?",

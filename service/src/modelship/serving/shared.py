@@ -20,7 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from modelship.errors import ModelshipError
+
 STATE_DIR_ENV = "MODELSHIP_STATE_DIR"
+# The write-ahead log is cut back to this after each checkpoint: the directory is /tmp on the
+# stacks, a small volume (or memory) shared with the model cache and the metrics files.
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
 # A writer waits this long for another worker's transaction before giving up (transactions here
 # last milliseconds; the bound only matters if a worker is wedged holding one).
 BUSY_TIMEOUT_MS = 10_000
@@ -38,7 +43,24 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
     return connection
+
+
+class SharedStateError(ModelshipError):
+    """The shared file cannot be read or written (the directory full, say): a 503, retried."""
+
+    status_code = 503
+    error_type = "unavailable"
+
+
+@contextmanager
+def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
+    """SQLite's errors as one `SharedStateError` naming the file and what failed."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise SharedStateError(f"cannot {doing} {path}: {exc}; retry later") from exc
 
 
 @contextmanager
