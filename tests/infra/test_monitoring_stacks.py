@@ -2,7 +2,7 @@
 
 gke and k8s: scrape annotations on every pod, a PodMonitor / PodMonitoring by config (refused
 at preview with the allowed values otherwise). fargate: the service writes CloudWatch metric
-lines (embedded metric format) and three CloudWatch alarms select them, each a valid
+lines (embedded metric format) and CloudWatch alarms select them, each a valid
 PutMetricAlarm request by botocore's CloudWatch model.
 """
 
