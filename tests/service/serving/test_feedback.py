@@ -21,8 +21,10 @@ from tests.service.conftest import make_client
 
 
 def _records(frame: pd.DataFrame, target: str, rows: int) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = frame.drop(columns=target).head(rows).to_dict(orient="records")
-    return records
+    return [
+        {str(k): v for k, v in row.items()}
+        for row in frame.drop(columns=target).head(rows).to_dict(orient="records")
+    ]
 
 
 def test_every_answered_row_has_an_id(client: TestClient, insurance_frame: pd.DataFrame) -> None:

@@ -377,9 +377,9 @@ class Feedback:
                 report.count(outcome, index, item_id, message)
             for version in report.joined_by_version:
                 self._trim_labels(version)
-        for outcome, count in report.counts.items():
+        for name, count in report.counts.items():
             if count:
-                LABELS.labels(outcome).inc(count)
+                LABELS.labels(name).inc(count)
         return report
 
     def _join(

@@ -121,9 +121,9 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
         body = await request.body()
         inference = dataplane.parse_v2(body, request.headers.get(BINARY_HEADER))
         rid = request_id_of()
-        body = await dataplane.infer(inference, rid)
-        rows = len(body["parameters"]["prediction_ids"])
-        return JSONBytes(body, headers=prediction_ids_header(rid, rows))
+        answer = await dataplane.infer(inference, rid)
+        rows = len(answer["parameters"]["prediction_ids"])
+        return JSONBytes(answer, headers=prediction_ids_header(rid, rows))
 
     @router.api_route(
         "/{rest:path}",
