@@ -12,9 +12,9 @@ import pytest
 
 from modelship.model import artifact, store
 from modelship.model.store import StoreError
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 from tests.service.object_stores import BUCKET, gcs_server, s3_server
 from tests.service.server import running_server
-from tests.service.test_cli import assert_one_line_error, modelship
 
 
 @pytest.fixture(params=["s3", "gs"], scope="module")

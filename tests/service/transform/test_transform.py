@@ -14,7 +14,7 @@ import pytest
 
 from modelship import transform
 from modelship.transform import Shard, TransformError
-from tests.service.test_cli import assert_one_line_error, modelship
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 
 HEADER = "age,sex,bmi,children,smoker,region"
 ROWS = [
