@@ -64,8 +64,9 @@ class RecordsCodec:
     def _clean_records(self, records: Sequence[Any], loc_prefix: Location) -> ModelInput | None:
         """Batches where every value is plainly valid, column by column with numpy; None when
         anything needs a word (a missing key, a null to impute, an unseen category, a bad value):
-        the record-by-record path then says exactly what and where. The profiler put ~45% of a
-        1,000-record /predict/batch in the record-by-record loop; this path is ~4x faster."""
+        the record-by-record path then says exactly what and where. The profiler found most of a
+        large JSON batch's validation in the record-by-record loop
+        (docs/benchmarks.md#what-changed-and-why)."""
         schema = self.schema
         width = len(schema.names)
         if not all(type(record) is dict and len(record) == width for record in records):
