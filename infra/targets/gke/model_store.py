@@ -121,13 +121,17 @@ class ModelStore(pulumi.ComponentResource):
         bucket_depends: list[pulumi.Resource] = []
         if args["kms_key"] is not None:
             # GCS encrypts with the key as its own service agent, which needs the key role.
+            # The key is the user's and the agent is the project's: deleting an IAM member
+            # removes that member from the key's binding whoever added it, so other buckets on
+            # the key (and this one, when kept) could no longer be read. The grant outlives
+            # `destroy`.
             agent = gcp.storage.get_project_service_account_output(project=project)
             key_grant = gcp.kms.CryptoKeyIAMMember(
                 f"{name}-kms",
                 crypto_key_id=args["kms_key"],
                 role=KMS_ENCRYPTER_DECRYPTER,
                 member=agent.email_address.apply(lambda email: f"serviceAccount:{email}"),
-                opts=child,
+                opts=child_opts(self, opts, retain_on_delete=True),
             )
             bucket_depends.append(key_grant)
             encryption = gcp.storage.BucketEncryptionArgs(default_kms_key_name=args["kms_key"])
