@@ -15,6 +15,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import pytest
@@ -440,7 +441,7 @@ def _needs(
     types: set[str],
     table: dict[str, tuple[str, ...]],
     cloud: str,
-    labelled: set[str] = frozenset(),  # type: ignore[assignment]
+    labelled: AbstractSet[str] = frozenset(),
     labels: dict[str, tuple[str, ...]] | None = None,
 ) -> Iterator[str]:
     for type_ in sorted(types):
