@@ -577,3 +577,80 @@ def test_the_aws_policy_lints_clean_with_parliament() -> None:
         "EcsCannotBeNamed",
         "Autoscaling",
     }
+
+
+# --------------------------------------------------------------------------- who may assume what
+
+AWS_PREVIEW_POLICY_FILE = DOCS / "ci" / "aws-preview-policy.json"
+SUB = "token.actions.githubusercontent.com:sub"
+# GitHub's subject with the repository's numeric ids (the customization in docs/ci.md): a
+# repository deleted and re-created under the same name by someone else does not match.
+SUBJECT_PREFIX = "repository_owner_id:OWNER_ID:repository_id:REPOSITORY_ID:"
+# What each invoke of the fargate program takes; a preview runs them too. getCallerIdentity
+# needs no permission (STS answers any caller).
+AWS_INVOKES: dict[str, tuple[str, ...]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": ("ec2:DescribeAvailabilityZones",),
+    "aws:index/getCallerIdentity:getCallerIdentity": (),
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
+}
+# A read, by its name; GetAuthorizationToken yields a registry login that can do no more than
+# the role's own ECR permissions (none here).
+READ_ACTION = re.compile(r"[a-z0-9-]+:(Describe|List|Get)[A-Za-z]*")
+
+
+def _json(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((DOCS / "ci" / name).read_text())
+    return document
+
+
+def _subjects(trust: dict[str, Any]) -> list[str]:
+    (statement,) = trust["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert set(statement["Condition"]) == {"StringEquals"}, "no StringLike: no wildcards"
+    condition = statement["Condition"]["StringEquals"]
+    assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    return _as_list(condition[SUB])
+
+
+def test_only_the_environments_jobs_may_assume_the_aws_deploy_role() -> None:
+    """`repo:ORG/REPO:*` let every pull request's preview job assume the full deploy role."""
+    assert _subjects(_json("aws-deployer-trust.json")) == [f"{SUBJECT_PREFIX}environment:fargate"]
+    assert _subjects(_json("aws-preview-trust.json")) == [f"{SUBJECT_PREFIX}pull_request"]
+    ci = (DOCS / "ci.md").read_text()
+    for name in ("aws-deployer-trust.json", "aws-preview-trust.json", "aws-preview-policy.json"):
+        assert f"docs/ci/{name}" in ci
+    assert '"include_claim_keys":["repository_owner_id","repository_id","context"]' in ci
+    assert "repo:my-org/modelship:*" not in ci
+
+
+def test_the_aws_preview_role_reads_what_a_preview_reads_and_nothing_else() -> None:
+    runs = [fargate_run(v) for v in ("default", "https-ssm-key", "secretsmanager-key", "private")]
+    invokes = {token for run in runs for token in run.invokes if token.startswith("aws:")}
+    unknown = invokes - set(AWS_INVOKES)
+    assert not unknown, f"no permissions known for the invokes {sorted(unknown)}"
+    needed = {a for token in invokes for a in AWS_INVOKES[token]}
+    policy: dict[str, Any] = json.loads(AWS_PREVIEW_POLICY_FILE.read_text())
+    granted = {
+        a for s in policy["Statement"] if s["Effect"] == "Allow" for a in _as_list(s["Action"])
+    }
+    assert granted == needed
+    assert all(READ_ACTION.fullmatch(a) for a in granted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import parliament
+
+    findings = parliament.analyze_policy_string(AWS_PREVIEW_POLICY_FILE.read_text()).findings
+    assert [f.issue for f in findings if f.issue != "RESOURCE_STAR"] == []
+
+
+def test_the_gcp_federation_matches_the_repository_id_and_says_what_the_role_amounts_to() -> None:
+    ci = (DOCS / "ci.md").read_text()
+    assert "attribute.repository_id=assertion.repository_id" in ci
+    assert "--attribute-condition=\"assertion.repository_id == '$REPO_ID'\"" in ci
+    assert "attribute.repository_id/$REPO_ID" in ci
+    assert "attribute.repository/" not in ci and "assertion.repository ==" not in ci
+    # Project-level setIamPolicy (the node role's grant) plus actAs: whoever holds it can grant
+    # itself any role; the docs must say so rather than call the role least-privilege.
+    role = _gcp_documented()
+    assert {"resourcemanager.projects.setIamPolicy", "iam.serviceAccounts.actAs"} <= role
+    assert "owner-equivalent" in ci

@@ -136,7 +136,7 @@ def _cloud_job(workflow: str, job: str) -> dict[str, Any]:
     return result
 
 
-def _check_oidc(job: dict[str, Any]) -> None:
+def _check_oidc(job: dict[str, Any], aws_role: str = "AWS_ROLE_ARN") -> None:
     assert job["permissions"]["id-token"] == "write"
     (google,) = uses(job, "google-github-actions/auth")
     assert set(google["with"]) == {"workload_identity_provider", "service_account"}
@@ -144,7 +144,7 @@ def _check_oidc(job: dict[str, Any]) -> None:
     (gcloud,) = uses(job, "google-github-actions/setup-gcloud")
     assert gcloud["with"]["install_components"] == "gke-gcloud-auth-plugin"
     (aws,) = uses(job, "aws-actions/configure-aws-credentials")
-    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+    assert aws["with"]["role-to-assume"] == f"${{{{ vars.{aws_role} }}}}"
     assert "matrix.stack == 'fargate'" in aws["if"]
 
 
@@ -174,7 +174,9 @@ def test_preview_comments_the_diff_of_each_stack_with_the_policy_pack() -> None:
     job = _cloud_job("preview.yml", "preview")
     assert set(load("preview.yml")["on"]) == {"pull_request"}
     assert job["permissions"]["pull-requests"] == "write"
-    _check_oidc(job)
+    # Pull requests get the read-only role: the deploy role trusts the environment's jobs only.
+    _check_oidc(job, aws_role="AWS_PREVIEW_ROLE_ARN")
+    assert "vars.AWS_PREVIEW_ROLE_ARN != ''" in steps(job)[0]["env"]["AWS"]
     _check_gate(job, "pulumi preview ($STACK) skipped")
     assert "FORK" in steps(job)[0]["env"]
     args = _pulumi(job)
