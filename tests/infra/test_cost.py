@@ -9,6 +9,7 @@ new metric changes a figure here, and the doc must follow.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -45,8 +46,13 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}"
 
 
+def _dollars(value: float) -> int:
+    """Whole dollars, halves up (as a reader rounds; `round` would give $36 for $36.50)."""
+    return math.floor(value + 0.5)
+
+
 def _about(value: float) -> str:
-    return f"**≈ ${round(value)}**"
+    return f"**≈ ${_dollars(value)}**"
 
 
 class Fargate:
@@ -155,7 +161,15 @@ def test_the_nat_and_parked_figures_follow_the_stack() -> None:
     lines = parked.lines()
     assert f"the stack's {parked.stack_alarms} alarms ({_usd(lines['alarms'])})" in bullet
     assert f"public IPs ({_usd(lines['ips'])})" in bullet
-    assert f"**≈ ${round(parked.total())}** without NAT" in bullet
+    assert f"**≈ ${_dollars(parked.total())}** without NAT" in bullet
     nat = private.lines()["nat"]
     assert f"if enabled ({_usd(nat)})" in bullet
-    assert f"**≈ ${round(parked.total() + nat)}** with NAT" in bullet
+    assert f"**≈ ${_dollars(parked.total() + nat)}** with NAT" in bullet
+
+
+def test_the_fargate_guide_quotes_the_same_totals(default: Fargate) -> None:
+    guide = re.sub(r"\s+", " ", (REPO_ROOT / "docs" / "fargate.md").read_text())
+    assert f"Default total: about **${_dollars(default.total())} / month**" in guide
+    parked = Fargate(fargate_run("parked-spot")).total()
+    nat = Fargate(fargate_run("private")).lines()["nat"]
+    assert f"(≈ ${_dollars(parked)} / month, plus ≈ ${_dollars(nat)} with a NAT gateway)" in guide
