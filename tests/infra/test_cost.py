@@ -145,13 +145,13 @@ def test_the_nat_and_parked_figures_follow_the_stack() -> None:
     private = Fargate(fargate_run("private"))
     assert (private.nat, private.eips, private.task_ips) == (1, 1, 0)
     public = Fargate(fargate_run("default"))
-    nat = _row(section, "NAT gateway, only if enabled")
+    nat_row = _row(section, "NAT gateway, only if enabled")
     saved = public.lines()["ips"] - private.lines()["ips"]
     assert (
         f"+ {_usd(prices.NAT_GATEWAY.monthly())} + {_usd(prices.PUBLIC_IPV4.monthly())} + traffic"
-        in nat
+        in nat_row
     )
-    assert f"{MINUS} {_usd(saved)} |" in nat
+    assert f"{MINUS} {_usd(saved)} |" in nat_row
     assert _about(private.total()) in _row(section, "**total with a NAT gateway")
 
     parked = Fargate(fargate_run("parked-spot"))
