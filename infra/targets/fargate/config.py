@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from infra.config import ConfigReader, parse_cidr
 from infra.core.batch import KEY_BATCH_CPU, KEY_BATCH_MEMORY
 from infra.core.container import TERMINATION_SLACK_SECONDS
-from infra.core.ids import check_project_name
 from infra.core.model_store import (
     KEY_TRAINING_CPU,
     KEY_TRAINING_MEMORY,
@@ -31,7 +30,6 @@ from infra.settings import (
     KEY_SHUTDOWN_GRACE,
     Settings,
 )
-from infra.targets.fargate.ids import AUTO_NAMED
 from infra.targets.fargate.network import FARGATE_ZONE_IDS, ZONES
 from infra.targets.fargate.sizes import check_fargate_size
 
@@ -262,7 +260,6 @@ def read_fargate_settings(reader: ConfigReader, settings: Settings) -> FargateSe
             "not starting with '.' or '-'",
         )
         image_tag = None
-    check_project_name(reader, settings.project, AUTO_NAMED)
 
     return FargateSettings(
         region=region,

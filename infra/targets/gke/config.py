@@ -18,7 +18,6 @@ from infra.config import (
     parse_cidr,
 )
 from infra.core.batch import KEY_BATCH_CPU, KEY_BATCH_MEMORY
-from infra.core.ids import check_project_name
 from infra.core.model_store import (
     KEY_TRAINING_CPU,
     KEY_TRAINING_MEMORY,
@@ -27,7 +26,6 @@ from infra.core.model_store import (
 )
 from infra.kubernetes.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import KEY_CPU, KEY_MEMORY, Settings
-from infra.targets.gke.ids import AUTO_NAMED
 
 GCP_REGION = re.compile(r"[a-z]+-[a-z]+[1-9][0-9]*")
 GCP_REGION_ALLOWED = "a Google Cloud region such as us-central1, europe-west4, asia-southeast1"
@@ -123,7 +121,6 @@ class GkeSettings:
 
 def read_gke_settings(reader: ConfigReader, settings: Settings) -> GkeSettings:
     """Read and check the gke keys; problems go to `reader`."""
-    check_project_name(reader, settings.project, AUTO_NAMED)
     project = reader.raw(KEY_PROJECT)
     if project is None or not GCP_PROJECT_ID.fullmatch(project):
         reader.problem(
