@@ -195,6 +195,30 @@ def _dropped(reason: str) -> float:
     return value or 0.0
 
 
+def _capture_to(uri: str, artifact_path: Path, backend: store.Backend | None = None) -> Any:
+    """An app capturing every row to `uri` in objects of 5 rows, through `backend` if given."""
+    settings = Settings(
+        capture_rate=1.0,
+        capture_uri=uri,
+        capture_batch_rows=5,
+        capture_interval_seconds=0.2,
+        access_log=False,
+    )
+    app = create_app(settings, Predictor(artifact.load(artifact_path)))
+    app.state.capture._backend = backend or store.backend(app.state.capture.location)
+    return app
+
+
+def _predict_and_drain(app: Any, frame: pd.DataFrame, rows: int = 15) -> None:
+    """Serve `rows` rows one by one, then wait until the capture holds none of them."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        for record in records(frame.drop(columns="charges").head(rows)):
+            assert client.post("/predict", json=record).status_code == 200
+        _wait_for(lambda: app.state.capture.buffered == 0, "the capture buffer drained")
+
+
 @pytest.mark.parametrize("scheme", ["s3", "gs"])
 def test_a_lost_answer_does_not_stop_capture(
     scheme: str,
@@ -207,24 +231,11 @@ def test_a_lost_answer_does_not_stop_capture(
     with s3_server() if scheme == "s3" else gcs_server() as env:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        settings = Settings(
-            capture_rate=1.0,
-            capture_uri=f"{scheme}://{BUCKET}",
-            capture_batch_rows=5,
-            capture_interval_seconds=0.2,
-            access_log=False,
-        )
-        app = create_app(settings, Predictor(artifact.load(regression_artifact)))
-        capture = app.state.capture
-        backend = store.backend(capture.location)
-        capture._backend = backend
-        from fastapi.testclient import TestClient
-
-        with lose_first_answer(backend) as lost, TestClient(app) as client:
-            for record in records(insurance_frame.drop(columns="charges").head(15)):
-                assert client.post("/predict", json=record).status_code == 200
-            _wait_for(lambda: capture.buffered == 0, "every captured row written")
-            assert lost and not capture.failing
+        app = _capture_to(f"{scheme}://{BUCKET}", regression_artifact)
+        backend = app.state.capture._backend
+        with lose_first_answer(backend) as lost:
+            _predict_and_drain(app, insurance_frame)
+        assert lost and not app.state.capture.failing
         keys = backend.keys("captures/")
         assert len(keys) == 3
         assert sum(len(pd.read_csv(io.BytesIO(backend.read(k)))) for k in keys) == 15
@@ -250,27 +261,14 @@ def test_an_object_the_store_keeps_refusing_is_dropped_and_counted(
                 raise store.DeniedError(key)
             super().write_once(key, data)
 
-    settings = Settings(
-        capture_rate=1.0,
-        capture_uri=f"file://{tmp_path}",
-        capture_batch_rows=5,
-        capture_interval_seconds=0.2,
-        access_log=False,
-    )
-    app = create_app(settings, Predictor(artifact.load(regression_artifact)))
-    capture = app.state.capture
     backend = RefusesFirstObject(tmp_path)
-    capture._backend = backend
+    app = _capture_to(f"file://{tmp_path}", regression_artifact, backend)
     before = _dropped("upload_failed")
-    from fastapi.testclient import TestClient
-
-    with TestClient(app) as client:
-        for record in records(insurance_frame.drop(columns="charges").head(15)):
-            assert client.post("/predict", json=record).status_code == 200
-        _wait_for(lambda: capture.buffered == 0, "the refused object dropped, the rest written")
+    _predict_and_drain(app, insurance_frame)
     assert _dropped("upload_failed") - before == 5
     assert sum(len(pd.read_csv(f)) for f in tmp_path.rglob("*.csv")) == 10
-    assert f"dropped {capture.location.uri_of(backend.refused)} (5 rows)" in caplog.text
+    assert backend.refused is not None
+    assert f"dropped {app.state.capture.location.uri_of(backend.refused)} (5 rows)" in caplog.text
 
 
 def test_the_rate_samples_rows_of_every_batch(

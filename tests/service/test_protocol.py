@@ -165,13 +165,15 @@ def test_serve_gives_every_http_protocol_its_keep_alive(
     # `serve` runs the shedding protocol; a stock one (uvicorn's own, with the same config)
     # must get the same keep-alive from it.
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from modelship import cli
+    from modelship import artifact, cli
 
     captured: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: captured.update(options))
-    monkeypatch.setattr(cli.artifact, "exists", lambda path: True)
-    monkeypatch.setattr(cli.artifact, "load", lambda path: None)
+    monkeypatch.setattr(artifact, "exists", lambda path: True)
+    monkeypatch.setattr(artifact, "load", lambda path: None)
     for name in ("ARTIFACT", "KEEP_ALIVE_SECONDS"):  # `serve` sets them; restored afterwards
         monkeypatch.setenv(f"MODELSHIP_{name}", "")
     monkeypatch.setenv("MODELSHIP_ARTIFACT", str(tmp_path))
@@ -182,4 +184,5 @@ def test_serve_gives_every_http_protocol_its_keep_alive(
     config = Config(create_app(Settings(), regression_predictor), **options)
     config.load()
     protocol = config.http_protocol_class(config, ServerState(), {}, loop)  # type: ignore[call-arg]
+    assert isinstance(protocol, HttpToolsProtocol | H11Protocol)
     assert protocol.timeout_keep_alive == 900
