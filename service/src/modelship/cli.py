@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 
 # The options of `serve`: each is the Settings field of that name (help, default and choices
 # from its declaration), set through its MODELSHIP_* variable.
-SERVE_FLAGS = ("artifact", "model_uri", "host", "port", "workers", "log_level")
+SERVE_FLAGS = (
+    "artifact",
+    "model_uri",
+    "host",
+    "port",
+    "workers",
+    "log_level",
+    "keep_alive_seconds",
+)
 OUTPUT_HELP = (
     "artifact directory to write, or a store root (s3://BUCKET[/PATH], gs://…, "
     "file:///DIR) to publish a new immutable version under models/<name>/<sha256>/"
@@ -573,6 +581,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_config=log_config(settings.log_level),
             access_log=False,  # modelship.access logs each request, with its id
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            # uvicorn's protocols (stock and shedding alike) read it from this config.
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
     return 0
 

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         5_000, ge=100, le=1_000_000, description="CSV rows predicted at a time (bounds memory)"
     )
     onnx_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per worker")
+    keep_alive_seconds: int = Field(
+        620,
+        ge=1,
+        le=86_400,
+        description="How long an idle connection is kept open for its next request; longer than "
+        "every proxy in front keeps its idle connections to the service (ALB and ingress-nginx "
+        "60 s, Google's HTTPS load balancer 600 s), or the proxy reuses a connection the "
+        "service has just closed and its client gets a 502",
+    )
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may finish"
     )
