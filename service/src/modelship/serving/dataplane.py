@@ -33,7 +33,7 @@ from modelship.errors import (
     Problem,
     TimedOut,
 )
-from modelship.model.codecs.base import Batch
+from modelship.model.codecs.base import ModelInput
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.codecs.v2 import V2Codec, decode_binary
 from modelship.model.predictor import Predictions, Predictor
@@ -50,7 +50,7 @@ SPOOL_BYTES = 8 * 1024 * 1024  # CSV results beyond this go to a temporary file,
 # ids: the place where data-quality checks (drift, outliers), capture and the feedback join plug
 # in. Runs where the prediction ran (the event loop for small requests, a pool thread for large
 # ones), so a hook must be quick and thread-safe.
-QualityHook = Callable[[Batch, Predictions, PredictionIds], None]
+QualityHook = Callable[[ModelInput, Predictions, PredictionIds], None]
 T = TypeVar("T")
 
 
@@ -128,7 +128,7 @@ class DataPlane:
             raise TimedOut(self.timeout) from None
 
     # --- prediction ---------------------------------------------------------------------------
-    def predict(self, batch: Batch, ids: PredictionIds) -> Predictions:
+    def predict(self, batch: ModelInput, ids: PredictionIds) -> Predictions:
         """The model on validated input, then metrics and data-quality hooks."""
         result = self.predictor.predict(batch)
         if self._count:
@@ -141,7 +141,7 @@ class DataPlane:
         """`predict` for the chunks of one file, numbering its rows on from chunk to chunk."""
         done = 0
 
-        def predict(batch: Batch) -> Predictions:
+        def predict(batch: ModelInput) -> Predictions:
             nonlocal done
             result = self.predict(batch, PredictionIds(request_id, done))
             done += batch.rows  # after: a refused chunk numbers no rows

@@ -43,7 +43,7 @@ from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.serving.shared import connect, sqlite_errors, transaction
 
 if TYPE_CHECKING:
-    from modelship.model.codecs.base import Batch
+    from modelship.model.codecs.base import ModelInput
     from modelship.model.predictor import Predictions
 
 DATABASE = "feedback.sqlite3"
@@ -255,7 +255,9 @@ class Feedback:
         REMEMBERED.inc(0)
 
     # --- the request path -------------------------------------------------------------------
-    def observe(self, version: str, batch: Batch, result: Predictions, ids: PredictionIds) -> None:
+    def observe(
+        self, version: str, batch: ModelInput, result: Predictions, ids: PredictionIds
+    ) -> None:
         """Remember an answer's rows (a reference: written by the flush thread)."""
         self._pending.append((version, ids, batch.rows, result, time.time()))
 

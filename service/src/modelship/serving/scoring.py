@@ -1,4 +1,5 @@
-"""CSV in, CSV out (and CSV scoring), in chunks: shared by the HTTP routes and the CLI."""
+"""CSV scoring: a CSV predicted in chunks (CSV in, CSV out), or measured against its labels;
+shared by the HTTP routes and the batch transform."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import IO, Any
 import numpy as np
 
 from modelship.errors import InvalidInput, Problem
-from modelship.model.codecs.base import MISSING_TOKENS, Batch, Warnings
+from modelship.model.codecs.base import MISSING_TOKENS, ModelInput, Warnings
 from modelship.model.codecs.csv import BadRow, CsvChunk, CsvCodec, CsvReader
 from modelship.model.predictor import Predictions, Predictor
 from modelship.model_quality import classification_metrics, regression_metrics
@@ -20,7 +21,7 @@ from modelship.serving.feedback import PREDICTION_ID, PredictionIds
 
 # How a chunk is predicted: the predictor's own `predict`, or the service's data plane (which
 # also counts it and runs its data-quality hooks).
-PredictFn = Callable[[Batch], Predictions]
+PredictFn = Callable[[ModelInput], Predictions]
 # Told each row left out under `--on-error skip`: its line, its cells and what is wrong with it.
 RejectRow = Callable[[int, list[str], Sequence[Problem]], None]
 
@@ -75,7 +76,7 @@ def predict_csv(
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow([*reader.header, *added])
 
-    def write(chunk: CsvChunk, batch: Batch, result: Predictions) -> None:
+    def write(chunk: CsvChunk, batch: ModelInput, result: Predictions) -> None:
         columns = [column.astype(str).tolist() for column in result.columns()]
         if request_id is not None:
             columns.append(PredictionIds(request_id, summary.rows).of(batch.rows))
@@ -140,15 +141,15 @@ def _added_columns(predictor: Predictor, reader: CsvReader, ids: bool) -> list[s
 
 def _pipelined(
     chunks: Iterable[CsvChunk],
-    decode: Callable[[CsvChunk], Batch],
+    decode: Callable[[CsvChunk], ModelInput],
     predict: PredictFn,
-    write: Callable[[CsvChunk, Batch, Predictions], None],
+    write: Callable[[CsvChunk, ModelInput, Predictions], None],
 ) -> None:
     """A pipeline of two: the model (native code, without the GIL) predicts chunk N in its own
     thread while this one parses chunk N+1 and writes chunk N-1. The model was about half of the
     time of a large upload; chunks are still written in order, at most two are in memory."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-model") as model_thread:
-        pending: tuple[CsvChunk, Batch, Future[Predictions]] | None = None
+        pending: tuple[CsvChunk, ModelInput, Future[Predictions]] | None = None
         for chunk in chunks:
             batch = decode(chunk)
             predicted = model_thread.submit(predict, batch)

@@ -41,8 +41,9 @@ def _stdout_line(line: bytes) -> None:
 
 
 class CloudWatchEmitter:
-    """Every `interval` seconds: requests, 5xx errors, capture failures, the drift of each
-    signal, and (with feedback on) the live quality of each model version."""
+    """Every `interval` seconds: requests, 5xx errors, capture failures, how many signals are in
+    drift, the PSI of each signal in drift, and (with feedback on) the live quality of each model
+    version that has labelled rows."""
 
     def __init__(
         self,
@@ -102,11 +103,18 @@ class CloudWatchEmitter:
             service_values["CaptureFailures"] = max(totals[2] - last[2], 0.0)
         self._last_totals = totals
         if self.quality is not None:
-            below = self._quality_lines(timestamp, self.quality())
-            service_values["QualityBelowTest"] = float(below)
+            # Only versions with labels: a metric costs for every hour it gets a value.
+            labelled = {v: q for v, q in self.quality().items() if q["labelled_rows"]}
+            if labelled:
+                below = self._quality_lines(timestamp, labelled)
+                service_values["QualityBelowTest"] = float(below)
         self._line(timestamp, {"Service": self.service}, service_values)
         for drift in drifts:
-            if drift.statistic is None:
+            # CloudWatch bills a custom metric for every hour it gets a value, so one PSI metric
+            # per feature, always, would cost more than the rest of the monitoring: a signal's
+            # PSI goes out only while it is in drift (docs/cost.md). Every signal's is on
+            # /model/drift and /metrics.
+            if drift.statistic is None or drift.state != "drift":
                 continue
             dimensions = {"Service": self.service, "Signal": f"{drift.kind}:{drift.name}"}
             self._line(timestamp, dimensions, {"DriftPSI": drift.statistic})
