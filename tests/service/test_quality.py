@@ -24,7 +24,7 @@ from sklearn import metrics as sk
 
 from modelship.model import artifact
 from tests.service.object_stores import BUCKET, gcs_server, s3_server
-from tests.service.server import running_server
+from tests.service.server import capturing_server
 from tests.service.traffic import records
 
 PREDICTIONS = 10_000
@@ -98,20 +98,13 @@ def test_labels_join_live_and_offline_exactly(
     frame = insurance_frame.sample(PREDICTIONS, replace=True, random_state=11)
     with s3_server() if scheme == "s3" else gcs_server() as env:
         store_uri = f"{scheme}://{BUCKET}/prod"
-        settings = {
-            "MODELSHIP_CAPTURE_RATE": "1",
-            "MODELSHIP_CAPTURE_URI": store_uri,
-            "MODELSHIP_CAPTURE_BUFFER_ROWS": "20000",
-            "MODELSHIP_CAPTURE_INTERVAL_SECONDS": "1",
-            "MODELSHIP_ACCESS_LOG": "false",
-        }
-        with running_server(
-            "--artifact",
-            str(regression_artifact),
-            "--workers",
-            "2",
-            cwd=tmp_path,
-            env={**env, **settings},
+        with capturing_server(
+            regression_artifact,
+            store_uri,
+            env,
+            tmp_path,
+            capture_buffer_rows="20000",
+            capture_interval_seconds="1",
         ) as server:
             served = _predict(server.url, frame)
             # Row i of the frame was predicted as the i-th id answered: its truth is its charges.
