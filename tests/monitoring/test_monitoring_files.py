@@ -98,6 +98,7 @@ def test_dashboard_has_the_panels_an_operator_needs() -> None:
         "Latency of /predict",
         "Feature drift (PSI)",
         "Prediction drift (PSI)",
+        "Live quality vs test, per model version",
     ):
         assert needed in titles
     ids = [p["id"] for p in dashboard["panels"]]
