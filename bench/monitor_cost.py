@@ -29,9 +29,10 @@ following the same other. Then each hook alone on one decoded row, which a busy 
 less than whole calls, as a share of the call without monitoring. Medians over the rounds.
 
 With `--http SECONDS`, also over real HTTP: `modelship serve` (one worker, access log off) per
-side, loaded by wrk with 8 connections for SECONDS, in `--http-rounds` rounds of every side
-(order shuffled; the server pinned to one core, wrk to another); printed are requests per
-second and the server's CPU time per request (its threads included, the number that stays
+side, loaded by wrk with 8 connections for SECONDS, then with 1 connection for SECONDS (the
+single-row p50 latency), in `--http-rounds` rounds of every side (order shuffled; the server
+pinned to one core, wrk to another); printed are requests per second, the single-row p50 and
+the server's CPU time per request (its threads included, the number that stays
 meaningful when other processes share the machine), each as the median ratio to the "off"
 side of the same round and the range of those ratios.
 """
@@ -185,7 +186,7 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
     card = json.loads((model / artifact.CARD_FILE).read_text())
     body = json.dumps(card["examples"][0]).encode()
     logs = Path(tempfile.mkdtemp(prefix="modelship-monitor-http-"))
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in envs}
     order = list(envs.items())
     # The server on one core and wrk (a child of this process) on the other, each side's server
     # with the same hash seed: unpinned, the scheduler and per-process hash layouts moved one
@@ -230,8 +231,9 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
                 cpu = http_bench.tree_cpu(pid)
                 load = http_bench.run_wrk(port, "/predict", script, HTTP_CONNECTIONS, seconds)
                 cpu = http_bench.tree_cpu(pid) - cpu
+                one = http_bench.run_wrk(port, "/predict", script, 1, seconds)  # latency alone
             requests = load.rps * seconds
-            results[name].append((load.rps, cpu / requests * 1e6))
+            results[name].append((load.rps, cpu / requests * 1e6, one.p50_ms * 1000))
     os.sched_setaffinity(0, affinity)
     print(
         f"over HTTP: modelship serve, 1 worker, wrk {HTTP_CONNECTIONS} connections x "
@@ -241,9 +243,13 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
     )
     base = results["off"]
     for name, measured in results.items():
-        served = _paired([r for r, _ in measured], [r for r, _ in base], ".0f")
-        spent = _paired([c for _, c in measured], [c for _, c in base], ".0f")
-        print(f"  {name:<13} {served} req/s, server CPU {spent} µs per request")
+        served = _paired([r for r, _, _ in measured], [r for r, _, _ in base], ".0f")
+        spent = _paired([c for _, c, _ in measured], [c for _, c, _ in base], ".0f")
+        single = _paired([p for _, _, p in measured], [p for _, _, p in base], ".0f")
+        print(
+            f"  {name:<13} {served} req/s, server CPU {spent} µs per request, "
+            f"single-row p50 {single} µs (1 connection)"
+        )
 
 
 def _paired(values: list[float], base: list[float], number: str = ".1f") -> str:
