@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -40,7 +41,8 @@ def install_metrics(app: FastAPI, card: ModelCard, computed: Sequence[Collector]
             views = CollectorRegistry()
             for collector in computed:
                 views.register(collector)
-            payload += generate_latest(views)
+            # In a thread: the live-quality view reads the labelled rows from the shared file.
+            payload += await run_in_threadpool(generate_latest, views)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
