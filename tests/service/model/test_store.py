@@ -69,7 +69,7 @@ def test_publish_survives_a_lost_answer(
     there (412) with the very bytes it sent, which is success, not "already exists"."""
     root, _ = object_store
     backend = store.backend(store.parse(root))
-    monkeypatch.setattr(store, "backend", lambda _: backend)
+    monkeypatch.setattr(store.model_versions, "backend", lambda _: backend)
     with lose_first_answer(backend) as lost:
         uri = store.publish(regression_artifact, f"{root}/lost-answer")
     assert lost  # the fault was injected, and the SDK retried it
