@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +21,7 @@ from sklearn import metrics as sk
 
 from modelship.serving.monitoring.cloudwatch import CloudWatchEmitter
 from tests.service.conftest import make_client
+from tests.service.server import running_server
 
 
 def _records(frame: pd.DataFrame, target: str, rows: int) -> list[dict[str, Any]]:
@@ -242,3 +246,45 @@ def test_feedback_off_is_a_clear_404(regression_artifact: Path) -> None:
         ):
             assert answer.status_code == 404
             assert "MODELSHIP_FEEDBACK" in answer.json()["error"]["message"]
+
+
+def _workers(supervisor: int) -> list[int]:
+    """The worker processes `modelship serve` started (children running multiprocessing's
+    spawn entry point, not its resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == supervisor and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_labels_join_after_the_worker_that_answered_is_gone(
+    regression_artifact: Path, insurance_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Two workers answer 20 batches (new connections: both answer some); one is killed
+    (SIGKILL: no shutdown, no last flush) once its answers are written; every label joins."""
+    rows = _records(insurance_frame, "charges", 10)
+    env = {"MODELSHIP_ACCESS_LOG": "false"}
+    with running_server(
+        "--artifact", str(regression_artifact), "--workers", "2", cwd=tmp_path, env=env
+    ) as server:
+        ids = []
+        for n in range(20):
+            answer = httpx.post(
+                f"{server.url}/predict/batch", json=rows, headers={"X-Request-Id": f"k{n}"}
+            )
+            ids += [p["id"] for p in answer.json()["predictions"]]
+        time.sleep(2)  # past MODELSHIP_FEEDBACK_FLUSH_SECONDS
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        labels = [{"id": i, "label": 1000.0} for i in ids]
+        report = httpx.post(f"{server.url}/feedback", json=labels, timeout=30).json()
+        assert (report["joined"], report["unknown"]) == (200, 0)
+        server.stop()

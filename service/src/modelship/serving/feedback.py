@@ -289,9 +289,9 @@ class Feedback:
     def flush(self, sweep: bool = False) -> None:
         """Write the remembered answers to the shared file, and forget what is past the window
         (every ten seconds at most, or now with `sweep`)."""
-        pending, self._pending = self._pending, []  # one swap: appends go to the new list
-        rows = [row for answer in pending for row in self._rows(*answer)]
-        with self._lock:
+        with self._lock:  # the thread and a label request may flush at once
+            pending, self._pending = self._pending, []  # one swap: appends go to the new list
+            rows = [row for answer in pending for row in self._rows(*answer)]
             if rows:
                 with transaction(self._db):
                     self._db.executemany(
