@@ -234,3 +234,20 @@ def test_feedback_sends_a_labels_file_and_reports_every_outcome(
     assert lines[0] == "5 labels sent: 2 joined, 1 unknown, 0 expired, 1 duplicate, 1 invalid"
     assert "row 3: 'q#1' duplicate" in lines[1]
     assert "row 4: 'q#2' invalid: charges is a number" in lines[2]
+
+
+def test_the_command_loads_no_metrics_library_before_serve_sets_it_up() -> None:
+    """prometheus_client picks in-memory or per-process-file values when it is imported: if the
+    `modelship` process (which runs a single worker itself) imported it before `serve` sets
+    PROMETHEUS_MULTIPROC_DIR, /metrics would miss every request counted."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, modelship.cli; print('prometheus_client' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"

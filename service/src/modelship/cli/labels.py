@@ -8,8 +8,6 @@ import json
 import os
 from pathlib import Path
 
-from modelship.serving.feedback import OUTCOMES
-
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`modelship feedback URL LABELS` and `modelship quality STORE --labels LABELS`."""
@@ -47,7 +45,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_feedback(args: argparse.Namespace) -> int:
+    # Here, not at the top: importing the serving side loads prometheus_client, which must not
+    # happen in the `modelship` process before `serve` has set PROMETHEUS_MULTIPROC_DIR.
     from modelship.quality import send_labels
+    from modelship.serving.feedback import OUTCOMES
 
     report = send_labels(args.url, args.labels, args.api_key)
     counts = ", ".join(f"{report[o]} {o}" for o in OUTCOMES)

@@ -97,17 +97,22 @@ def run(args: argparse.Namespace) -> int:
     ):
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        if settings.state_dir is None:
+        own_state = settings.state_dir is None
+        if own_state:
             os.environ[STATE_DIR_ENV] = state_dir
-        server.run(
-            "modelship.transport.http.app:app_from_env",
-            adapter=settings.uvicorn_adapter,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            log_config=log_config(settings.log_level),
-            graceful_seconds=settings.shutdown_grace_seconds,
-            keep_alive_seconds=settings.keep_alive_seconds,
-        )
+        try:
+            server.run(
+                "modelship.transport.http.app:app_from_env",
+                adapter=settings.uvicorn_adapter,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.workers,
+                log_level=settings.log_level,
+                log_config=log_config(settings.log_level),
+                graceful_seconds=settings.shutdown_grace_seconds,
+                keep_alive_seconds=settings.keep_alive_seconds,
+            )
+        finally:
+            if own_state:  # the directory is gone now: nothing started later may name it
+                os.environ.pop(STATE_DIR_ENV, None)
     return 0

@@ -84,6 +84,14 @@ class StateDirectory:
         if configured is None:
             self._private = tempfile.TemporaryDirectory(prefix="modelship-state-")
             configured = Path(self._private.name)
+        else:  # a directory the user named: made if missing, an unusable one said plainly
+            try:
+                configured.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ModelshipError(
+                    f"setting MODELSHIP_STATE_DIR = '{configured}': cannot make the directory "
+                    f"({exc.strerror or exc})"
+                ) from exc
         self.path = configured
 
     def close(self) -> None:
