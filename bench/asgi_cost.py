@@ -62,16 +62,17 @@ async def drive(app: Any, body: bytes, headers: list[tuple[bytes, bytes]], n: in
 
 def main() -> None:
     artifact_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".bench-cache" / "artifact"
-    from modelship import artifact
-    from modelship.api.app import create_app
-    from modelship.api.logging import JsonLinesHandler, tune_logging
-    from modelship.predictor import Predictor
-    from modelship.settings import Settings
+    from modelship.contracts.settings import Settings
+    from modelship.model import artifact
+    from modelship.model.predictor import Predictor
+    from modelship.serving.compose import build_serving
+    from modelship.transport.http.app import create_app
+    from modelship.transport.http.logging import JsonLinesHandler, tune_logging
 
     predictor = Predictor(artifact.load(artifact_dir))
     record = json.dumps(predictor.card.examples[0]).encode()
     tune_logging()
-    # What `modelship serve` configures (api/logging.py log_config), writing to memory.
+    # What `modelship serve` configures (transport/http/logging.py log_config), writing to memory.
     logging.getLogger("modelship").addHandler(JsonLinesHandler(io.StringIO()))
     logging.getLogger("modelship").propagate = False
     logging.getLogger("modelship").setLevel(logging.INFO)
@@ -85,7 +86,7 @@ def main() -> None:
     n = 2000
     loop = asyncio.new_event_loop()
     for label, settings in variants.items():
-        app = create_app(Settings.model_validate(settings), predictor)
+        app = create_app(build_serving(Settings.model_validate(settings), predictor))
         app.state.dataplane.ready = True
         predictor.warm_up()
         headers = [(b"x-api-key", KEY.encode())] if "api_key" in settings else []

@@ -46,14 +46,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelship import artifact
-from modelship.api.app import create_app
-from modelship.api.dataplane import DataPlane
-from modelship.predictor import Predictor
-from modelship.settings import Settings
-from modelship.training.data import BUNDLED_DATA
-from modelship.training.options import TrainOptions
-from modelship.training.train import train
+from modelship.build.training.data import BUNDLED_DATA
+from modelship.build.training.options import TrainOptions
+from modelship.build.training.train import train
+from modelship.contracts.settings import Settings
+from modelship.model import artifact
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.serving.dataplane import DataPlane
+from modelship.transport.http.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_CONNECTIONS = 8
@@ -64,7 +65,7 @@ Side = tuple[DataPlane, Any, Any]  # data plane, monitor (or None), capture (or 
 def side(predictor: Predictor, **settings: Any) -> Side:
     """The data plane, monitor and capture of a service built as `modelship serve` builds it
     (their threads not started: the background work runs between rounds)."""
-    app = create_app(Settings(access_log=False, **settings), predictor)
+    app = create_app(build_serving(Settings(access_log=False, **settings), predictor))
     dataplane: DataPlane = app.state.dataplane
     dataplane.start()
     return dataplane, app.state.monitor, app.state.capture
@@ -261,7 +262,7 @@ def main() -> None:
         "capture 1%": side(predictor, capture_rate=0.01, capture_uri=f"file://{store}/a"),
         "capture 100%": side(predictor, capture_rate=1.0, capture_uri=f"file://{store}/b"),
     }
-    # As each `modelship serve` worker does once started (api/app.py): without it a full
+    # As each `modelship serve` worker does once started (transport/http/app.py): without it a full
     # collection of everything training and the four services loaded, 50-100 ms, lands in a
     # random round and moves it by half.
     gc.collect()

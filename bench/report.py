@@ -8,7 +8,7 @@
     uv run python bench/report.py --rows 20000 --categorical 1 --categories 2000 --classes 5 \\
         --model logistic                                           # a text column, many values
 
-Trains once with `modelship.training.train.train` (the search and the footprint process
+Trains once with `modelship.build.training.train.train` (the search and the footprint process
 included) and prints the CPU seconds of the whole run (this process and its children), of the
 report alone (`build_report` + `write_report`), how much the report raised the process's peak
 memory, and the report's size. CPU seconds, not wall time: on a shared machine wall time
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import modelship.report.build as report_build
-import modelship.training.train as training
-from modelship.training.data import BUNDLED_DATA, BUNDLED_TARGET
-from modelship.training.options import TrainOptions
+import modelship.build.report.build as report_build
+import modelship.build.training.train as training
+from modelship.build.training.data import BUNDLED_DATA, BUNDLED_TARGET
+from modelship.build.training.options import TrainOptions
 
 
 def synthetic(

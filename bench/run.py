@@ -392,9 +392,9 @@ def prepare_model(cache: Path, csv_rows: int) -> dict[str, Any]:
     pipeline_file = cache / "pipeline.joblib"
     import joblib
 
-    from modelship.training import train as training
-    from modelship.training.data import BUNDLED_DATA
-    from modelship.training.options import TrainOptions
+    from modelship.build.training import train as training
+    from modelship.build.training.data import BUNDLED_DATA
+    from modelship.build.training.options import TrainOptions
 
     if not (artifact / "model-card.json").is_file() or not pipeline_file.is_file():
         shutil.rmtree(artifact, ignore_errors=True)
@@ -606,9 +606,9 @@ def floor(model: dict[str, Any], repeats: int) -> dict[str, float]:
     import joblib
     import pandas as pd
 
-    from modelship import artifact
-    from modelship.codecs.records import RecordsCodec
-    from modelship.predictor import Predictor
+    from modelship.model import artifact
+    from modelship.model.codecs.records import RecordsCodec
+    from modelship.model.predictor import Predictor
 
     predictor = Predictor(artifact.load(model["artifact"]))
     example = model["card"]["examples"][0]

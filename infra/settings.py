@@ -22,10 +22,10 @@ from infra.config import (
     parse_memory_bytes,
 )
 from infra.stack_file import REPO_ROOT
-from modelship import artifact
-from modelship.card import ModelCard
+from modelship.contracts.card import ModelCard
+from modelship.contracts.footprint import memory_shortfall
 from modelship.errors import ModelshipError
-from modelship.footprint import memory_shortfall
+from modelship.model import artifact
 
 
 def check_model_fits(

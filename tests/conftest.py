@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from modelship.training.data import BUNDLED_DATA
-from modelship.training.options import TrainOptions
-from modelship.training.train import train
+from modelship.build.training.data import BUNDLED_DATA
+from modelship.build.training.options import TrainOptions
+from modelship.build.training.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ import pulumi
 
 from infra.core.model_store import CaptureSettings
 from infra.settings import Settings
-from modelship.settings import Settings as ServiceSettings
+from modelship.contracts.settings import Settings as ServiceSettings
 
 
 def service_env(setting: str) -> str:
@@ -27,7 +27,9 @@ def service_env(setting: str) -> str:
     program (and so its tests) instead of being ignored by the service at run time.
     """
     if setting not in ServiceSettings.model_fields:
-        raise KeyError(f"the service's Settings has no field {setting!r} (modelship.settings)")
+        raise KeyError(
+            f"the service's Settings has no field {setting!r} (modelship.contracts.settings)"
+        )
     return f"{ServiceSettings.model_config['env_prefix']}{setting.upper()}"
 
 

@@ -1,13 +1,13 @@
 """The model store and the training job: what every cloud target declares the same way.
 
 Each cloud stack owns one bucket (GCS on gke, S3 on fargate) laid out as the service's store
-(`modelship.store`): training CSVs under `data/`, model versions under
+(`modelship.model.store`): training CSVs under `data/`, model versions under
 `models/<name>/<sha256>/`. The training job runs `modelship train` in the training image, reads
 `data/…` and publishes a new immutable version under `models/`; the service fetches the version
 named by `modelship:modelUri` and verifies it before it reports ready. So the identities split:
 
   serving   may read `models/` only, and with `modelship:captureRate` above 0 create objects
-            under `captures/` (the request capture, `modelship.monitoring.capture`);
+            under `captures/` (the request capture, `modelship.serving.monitoring.capture`);
   training  may read `data/` and `models/` and create (never overwrite or delete) in `models/`.
 
 This module holds the config keys, their validation and the training command line; the targets
@@ -30,7 +30,7 @@ from infra.config import (
 )
 from infra.core.batch import BatchSettings, read_batch
 from infra.settings import KEY_MODEL_URI, Settings
-from modelship.training.options import DEFAULT_TIME_BUDGET_SECONDS
+from modelship.build.training.options import DEFAULT_TIME_BUDGET_SECONDS
 
 KEY_KEEP_MODEL_STORE = "modelship:keepModelStore"
 KEY_TRAINING_DATA_DAYS = "modelship:trainingDataDays"

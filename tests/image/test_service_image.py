@@ -83,7 +83,7 @@ def test_the_service_image_has_no_training_libraries(service_image: str) -> None
     deployed = service_container("k8s")
     with run_container(service_image, deployed.spec) as container:
         probe = (
-            "import importlib.util as u, modelship.api.app, boto3, google.cloud.storage;"
+            "import importlib.util as u, modelship.transport.http.app, boto3, google.cloud.storage;"
             "print([m for m in ('sklearn', 'pandas', 'skl2onnx', 'onnx') if u.find_spec(m)])"
         )
         result = container.exec(["python", "-c", probe], timeout=60)

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import pytest
 
 from infra.config import ConfigError
-from modelship import store
+from modelship.model import store
 from tests.image.runtime import RunningContainer, run_container
 from tests.image.stacks import (
     Deployed,

@@ -20,7 +20,7 @@ from infra.core.container import (
     service_env,
 )
 from infra.stack_file import PROGRAM_DIR
-from modelship.settings import Settings as ServiceSettings
+from modelship.contracts.settings import Settings as ServiceSettings
 from tests.infra.plan import PLANS_DIR
 from tests.infra.test_core import settings
 

@@ -16,7 +16,11 @@ import pytest
 
 from infra.offline import prices
 from tests.infra.harness import REPO_ROOT, StackRun
-from tests.service.test_cloudwatch import SERVICE_METRICS, emitted_metrics, signals
+from tests.service.serving.monitoring.test_cloudwatch import (
+    SERVICE_METRICS,
+    emitted_metrics,
+    signals,
+)
 
 from .fargate import fargate_run, inputs
 

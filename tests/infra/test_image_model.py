@@ -15,7 +15,7 @@ import pytest
 
 from infra.config import ConfigError
 from infra.settings import KEY_IMAGE_MODEL, KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS
-from modelship import artifact
+from modelship.model import artifact
 from tests.infra.harness import PROGRAM_DIR, REPO_ROOT, StackRun, run_stack
 
 from .conftest import GKE_PROJECT

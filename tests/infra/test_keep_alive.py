@@ -10,7 +10,7 @@ import pytest
 
 from infra.core.container import service_env
 from infra.core.values import plain
-from modelship.settings import Settings as ServiceSettings
+from modelship.contracts.settings import Settings as ServiceSettings
 from tests.infra.harness import StackRun
 
 from .fargate import containers, fargate_run

@@ -1,6 +1,6 @@
 """The local stack's model store: a host directory, the version it serves, the training run.
 
-Real stores, made by publishing the session's fixture models with `modelship.store.publish`
+Real stores, made by publishing the session's fixture models with `modelship.model.store.publish`
 (what `modelship train --output file://…` does), so the config checks meet what users have on
 disk. The `train_command` output is parsed with shlex and its arguments with the real CLI parser.
 """
@@ -19,7 +19,8 @@ from infra.core.build_context import context_files
 from infra.core.image import TRAINING_IMAGE_NAME
 from infra.settings import KEY_MEMORY, KEY_MODEL_URI, KEY_WORKERS
 from infra.targets.local.config import KEY_MODEL_STORE_DIR
-from modelship import artifact, cli, store
+from modelship import cli
+from modelship.model import artifact, store
 from policy.stack_config import declared_environment
 from tests.infra import plan
 from tests.infra.harness import REPO_ROOT, StackRun, run_stack

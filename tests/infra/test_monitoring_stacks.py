@@ -14,7 +14,7 @@ import pytest
 
 from infra.config import ConfigError
 from infra.targets.fargate.alarms import NAMESPACE
-from modelship.monitoring.cloudwatch import NAMESPACE as SERVICE_NAMESPACE
+from modelship.serving.monitoring.cloudwatch import NAMESPACE as SERVICE_NAMESPACE
 from tests.infra.harness import StackRun, run_stack
 
 from .conftest import GKE_PROJECT

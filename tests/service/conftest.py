@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from modelship import artifact
-from modelship.api.app import create_app
-from modelship.predictor import Predictor
-from modelship.settings import Settings
+from modelship.contracts.settings import Settings
+from modelship.model import artifact
+from modelship.model.predictor import Predictor
+from modelship.serving.compose import build_serving
+from modelship.transport.http.app import create_app
 
 
 def make_client(artifact_path: Path, **settings: object) -> TestClient:
     predictor = Predictor(artifact.load(artifact_path))
-    return TestClient(create_app(Settings(**settings), predictor))  # type: ignore[arg-type]
+    return TestClient(create_app(build_serving(Settings(**settings), predictor)))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

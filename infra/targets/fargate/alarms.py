@@ -17,7 +17,7 @@ import pulumi_aws as aws
 from infra.core.components import child_opts
 from infra.core.container import service_env
 
-NAMESPACE = "modelship"  # the service's modelship.monitoring.cloudwatch.NAMESPACE
+NAMESPACE = "modelship"  # the service's modelship.serving.monitoring.cloudwatch.NAMESPACE
 PERIOD_SECONDS = 300
 ERROR_RATE_THRESHOLD = 0.05  # the share of 5xx answers that pages (as monitoring/alerts.yml)
 DRIFT_PERIODS = 3  # 15 minutes in drift, as the Prometheus alert's `for: 15m`

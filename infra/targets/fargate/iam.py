@@ -19,7 +19,7 @@ Why the serving role may list `models/`: without `s3:ListBucket` S3 answers 403 
 key that does not exist. Whether S3 applies the `s3:prefix` condition to that implicit check is
 not documented, so the service does not depend on it: a 403 is reported as "does not exist or may
 not be read" with the URI, and publishing relies on conditional writes, not on 404s
-(`modelship.store.S3Backend`).
+(`modelship.model.store.S3Backend`).
 """
 
 from __future__ import annotations

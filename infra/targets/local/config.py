@@ -2,8 +2,9 @@
 the model store (a directory on this machine) with the version to serve and the training run.
 
 A local stack can look at the disk it deploys to, so `modelship:modelUri` is checked at preview
-the way the service checks it at start-up (`modelship.store.fetch`): a version that is missing,
-incomplete or does not match its hash is a config error before the running container is touched.
+the way the service checks it at start-up (`modelship.model.store.fetch`): a version that is
+missing, incomplete or does not match its hash is a config error before the running container
+is touched.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from infra.settings import (
     check_model_fits,
 )
 from infra.stack_file import REPO_ROOT
-from modelship import store
 from modelship.errors import ModelshipError
+from modelship.model import store
 
 KEY_HOST_PORT = "modelship:hostPort"
 KEY_BIND_ADDRESS = "modelship:bindAddress"
@@ -51,7 +52,7 @@ STORE_DIR_ALLOWED = (
     "a directory on this machine, absolute or relative to the repository root "
     f"(default {DEFAULT_MODEL_STORE_DIR}); no ':' (Docker's volume syntax splits on it)"
 )
-# A version directory relative to the store: the layout of `modelship.store` and the buckets.
+# A version directory relative to the store: the layout of `modelship.model.store` and the buckets.
 VERSION_PATH = re.compile(rf"{MODELS_PREFIX}[A-Za-z0-9._-]+/[0-9a-f]{{64}}")
 MODEL_URI_ALLOWED = (
     "a model version in the model store ({store}): the path printed by "

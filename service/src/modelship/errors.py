@@ -1,5 +1,5 @@
 """One error root for everything a user can get wrong. Each wire protocol renders these in its
-own shape at one place (`modelship.api.errors`); the CLI prints the message."""
+own shape at one place (`modelship.transport.http.errors`); the CLI prints the message."""
 
 from __future__ import annotations
 

@@ -1,0 +1,247 @@
+"""Serving settings, read from MODELSHIP_* environment variables (the container's interface)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelship.errors import ModelshipError
+
+DEFAULT_ARTIFACT = Path("artifacts/default")
+
+
+class Settings(BaseSettings):
+    """Every field is also an environment variable: `artifact` is MODELSHIP_ARTIFACT, and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSHIP_", frozen=True, extra="ignore")
+
+    artifact: Path = Field(DEFAULT_ARTIFACT, description="Model artifact directory to serve")
+    model_uri: str | None = Field(
+        None,
+        description="Model version to fetch and verify at start-up "
+        "(s3://…/models/<name>/<sha256>/, gs://… or a version directory); overrides `artifact`",
+    )
+    model_cache: Path = Field(
+        Path("/tmp/modelship-models"),  # noqa: S108 - the one writable place in the container
+        description="Where fetched model versions are kept",
+    )
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers)")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (one per core is best)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level"
+    )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)"
+    )
+    max_batch_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Most rows per JSON batch (/predict/batch) or V2 inference request (413 above)",
+    )
+    max_in_flight: int = Field(
+        32,
+        ge=1,
+        le=100_000,
+        description="Requests a worker works on at once; beyond it the answer is 503 with "
+        "Retry-After at once (probes and /metrics are never refused)",
+    )
+    request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest a large batch or CSV upload may compute before a 503 (small "
+        "requests run inline and are not cut short)",
+    )
+    csv_chunk_rows: int = Field(
+        5_000, ge=100, le=1_000_000, description="CSV rows predicted at a time (bounds memory)"
+    )
+    onnx_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per worker")
+    uvicorn_adapter: bool = Field(
+        True,
+        description="Refuse overload at the connection with modelship's uvicorn adapter (used "
+        "only with the uvicorn, uvloop and httptools versions it was tested with); off: stock "
+        "uvicorn, overload refused by the ASGI middleware",
+    )
+    keep_alive_seconds: int = Field(
+        620,
+        ge=1,
+        le=86_400,
+        description="How long an idle connection is kept open for its next request; longer than "
+        "every proxy in front keeps its idle connections to the service (ALB and ingress-nginx "
+        "60 s, Google's HTTPS load balancer 600 s), or the proxy reuses a connection the "
+        "service has just closed and its client gets a 502",
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may finish"
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="If set, prediction and model routes need it (Authorization: Bearer <key> or "
+        "X-API-Key); probes, /metrics and the page stay open",
+    )
+    api_key_file: Path | None = Field(
+        None, description="File holding the API key (a mounted secret); used instead of api_key"
+    )
+    memory_limit_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Memory the service may use, checked against the model card's measured "
+        "footprint x workers before it reports ready; default: the container's cgroup limit",
+    )
+    access_log: bool = Field(True, description="One JSON log line per request")
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics")
+    monitoring: bool = Field(
+        True,
+        description="Count missing, out-of-range and unseen values per feature and measure drift "
+        "against the model card's training distributions (/model/drift, /metrics)",
+    )
+    drift_window_rows: int = Field(
+        2_000,
+        ge=100,
+        le=1_000_000,
+        description="Recent rows drift is measured over, shared out evenly among the workers",
+    )
+    drift_min_rows: int = Field(
+        200, ge=10, description="Below this many rows in the window, drift is 'insufficient_data'"
+    )
+    drift_threshold: float = Field(
+        0.2,
+        gt=0,
+        le=100,
+        description="PSI of a feature above which it is in drift (PSI under 0.1 is usually read "
+        "as stable, above 0.25 as a major shift)",
+    )
+    drift_feature_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-feature thresholds overriding drift_threshold, as JSON: {"bmi": 0.3}',
+    )
+    prediction_drift_threshold: float = Field(
+        0.2, gt=0, le=100, description="PSI of the predictions above which they are in drift"
+    )
+    monitor_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each worker folds the rows it served into its drift window "
+        "(off the request path)",
+    )
+    cloudwatch_metrics: bool = Field(
+        False,
+        description="Print the drift and error signals as CloudWatch embedded-metric-format log "
+        "lines (the fargate stack turns it on)",
+    )
+    cloudwatch_service: str = Field(
+        "modelship",
+        min_length=1,
+        max_length=250,
+        description="Value of the Service dimension of the CloudWatch metrics (alarms select it)",
+    )
+    cloudwatch_interval_seconds: float = Field(
+        60.0, ge=1, le=3600, description="Seconds between CloudWatch metric lines"
+    )
+
+    capture_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of the rows served that are written, with their predictions, to "
+        "captures/<model version>/ under capture_uri (0: off; 0.01 = one row in a hundred)",
+    )
+    capture_uri: str | None = Field(
+        None,
+        description="Model store the captures go to: s3://BUCKET, gs://BUCKET or file:///DIR "
+        "(the stacks set it to their own store)",
+    )
+    capture_batch_rows: int = Field(
+        1_000, ge=1, le=100_000, description="Captured rows per object written to the store"
+    )
+    capture_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Longest a captured row waits for its batch before it is written anyway",
+    )
+    capture_buffer_rows: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Captured rows a worker holds while the store is slow or unreachable; "
+        "beyond, rows are dropped and counted (modelship_capture_dropped_rows_total)",
+    )
+
+    _api_key: bytes | None = PrivateAttr(None)
+
+    @property
+    def required_key(self) -> bytes | None:
+        """The API key requests must carry (read from `api_key_file` or `api_key`), or None."""
+        return self._api_key
+
+    @model_validator(mode="after")
+    def _one_usable_api_key(self) -> Settings:
+        """The key file is read here, once, so an unusable key stops start-up, not a request."""
+        if self.api_key_file is not None and self.api_key is not None:
+            raise ValueError(
+                "set only one of MODELSHIP_API_KEY or MODELSHIP_API_KEY_FILE, not both"
+            )
+        if self.api_key_file is not None:
+            try:
+                text = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"MODELSHIP_API_KEY_FILE {self.api_key_file}: cannot read it "
+                    f"({exc.strerror or exc})"
+                ) from exc
+            if not text:
+                raise ValueError(f"MODELSHIP_API_KEY_FILE {self.api_key_file} is empty")
+            self._api_key = text.encode()
+        elif self.api_key is not None:
+            text = self.api_key.get_secret_value().strip()
+            if not text:
+                raise ValueError("MODELSHIP_API_KEY is set but empty")
+            self._api_key = text.encode()
+        return self
+
+    @model_validator(mode="after")
+    def _window_holds_min_rows(self) -> Settings:
+        if self.drift_min_rows > self.drift_window_rows:
+            raise ValueError(
+                f"drift_min_rows ({self.drift_min_rows}) cannot exceed drift_window_rows "
+                f"({self.drift_window_rows})"
+            )
+        for name, value in self.drift_feature_thresholds.items():
+            if not 0 < value <= 100:
+                raise ValueError(
+                    f"drift_feature_thresholds[{name!r}] = {value}: must be above 0, at most 100"
+                )
+        if self.capture_rate > 0 and not self.capture_uri:
+            raise ValueError(
+                f"capture_rate is {self.capture_rate} but capture_uri is not set: set "
+                "MODELSHIP_CAPTURE_URI to s3://BUCKET, gs://BUCKET or file:///DIR (or "
+                "MODELSHIP_CAPTURE_RATE to 0)"
+            )
+        if self.capture_batch_rows > self.capture_buffer_rows:
+            raise ValueError(
+                f"capture_batch_rows ({self.capture_batch_rows}) cannot exceed "
+                f"capture_buffer_rows ({self.capture_buffer_rows})"
+            )
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and explicit overrides), with a readable error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # A rule's own ValueError reads better without pydantic's "Value error, " in front.
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise ModelshipError(f"settings: {message}") from exc
+        name = str(first["loc"][0])
+        raise ModelshipError(
+            f"setting MODELSHIP_{name.upper()} = {first.get('input')!r}: {message}"
+        ) from exc

@@ -1,0 +1,284 @@
+"""The one data plane between every transport and the predictor.
+
+Native routes (JSON records, CSV files) and Open Inference Protocol (V2) routes are thin adapters
+over `DataPlane`: it owns readiness, the limits (bytes, rows, requests in flight, time), the
+decision to predict inline or in the thread pool, the prediction metrics, the data-quality hooks,
+and turning foreign errors (bad JSON, invalid V2 requests) into `ModelshipError`s. Each adapter
+keeps only its wire format; `modelship.transport.http.errors` renders every error in the
+protocol's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any, TypeVar
+
+import orjson
+from anyio import to_thread
+from pydantic import ValidationError
+
+from modelship.contracts.settings import Settings
+from modelship.contracts.v2 import InferenceRequest
+from modelship.errors import (
+    BodyTooLarge,
+    InvalidInput,
+    InvalidTensor,
+    MalformedBody,
+    NotReady,
+    Problem,
+    TimedOut,
+)
+from modelship.model.codecs.base import ModelInput
+from modelship.model.codecs.records import RecordsCodec
+from modelship.model.codecs.v2 import V2Codec, decode_binary
+from modelship.model.predictor import Predictions, Predictor
+from modelship.serving import scoring, telemetry
+
+# Up to this many rows a request is predicted inline on the event loop: below it, a hop to the
+# thread pool costs more than the prediction (py-spy under wrk load,
+# docs/benchmarks.md#what-changed-and-why).
+INLINE_BATCH_ROWS = 1_000
+SPOOL_BYTES = 8 * 1024 * 1024  # CSV results beyond this go to a temporary file, not memory
+
+# Called after every prediction with the validated input and the result: the place where
+# data-quality checks (drift, outliers) plug in. Runs where the prediction ran (the event loop
+# for small requests, a pool thread for large ones), so a hook must be quick and thread-safe.
+QualityHook = Callable[[ModelInput, Predictions], None]
+T = TypeVar("T")
+
+
+class DataPlane:
+    """Readiness, limits, inline-or-thread, metrics and data-quality hooks, once for every
+    protocol. Methods take decoded client input and return response bodies (JSON-ready)."""
+
+    def __init__(self, settings: Settings, predictor: Predictor, unfit: str | None = None) -> None:
+        self.settings = settings
+        # Why the model cannot be served in this container (its memory), or None: then the
+        # service never turns ready, so a rollout stops instead of pods being OOM-killed.
+        self.unfit = unfit
+        self.predictor = predictor
+        self.card = predictor.card
+        self.records = RecordsCodec(predictor.schema)
+        self.v2 = V2Codec(predictor.card, self.records)
+        self.max_rows = settings.max_batch_rows
+        self.max_in_flight = settings.max_in_flight
+        self.timeout = settings.request_timeout_seconds
+        self.ready = False
+        self.in_flight = 0
+        self.quality_hooks: list[QualityHook] = []
+        self._count = settings.metrics
+        self._classes = predictor.card.classes
+        self._version = predictor.card.version
+
+    # --- life cycle and readiness -------------------------------------------------------------
+    def start(self) -> None:
+        """Warm the model up (the first real request pays no first-call cost), then be ready."""
+        self.predictor.warm_up()
+        self.ready = self.unfit is None
+
+    def stop(self) -> None:
+        self.ready = False
+
+    def check_ready(self) -> None:
+        if not self.ready:
+            raise NotReady(
+                self.unfit
+                or "the model is still loading; retry when the readiness probe (/readyz, "
+                "/v2/health/ready) answers 200"
+            )
+
+    # --- limits -------------------------------------------------------------------------------
+    def admit(self, count_shed: bool = True) -> bool:
+        """Take a slot for one request, or False when `max_in_flight` are already taken (and
+        counted as shed, unless the caller counts refusals itself)."""
+        if self.in_flight >= self.max_in_flight:
+            if self._count and count_shed:
+                telemetry.SHED.inc()
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    def check_rows(self, rows: int) -> None:
+        """The one row limit, for JSON batches and V2 requests alike."""
+        if rows > self.max_rows:
+            raise BodyTooLarge.batch(rows, self.max_rows)
+
+    async def run(self, rows: int, work: Callable[[], T]) -> T:
+        """Small requests inline; large ones in the thread pool, within the request timeout.
+
+        A timed-out computation cannot be interrupted: it finishes in its thread (bounded by the
+        row limit) while the client already has its 503; CSV work stops at its next chunk.
+        """
+        if rows <= INLINE_BATCH_ROWS:
+            return work()
+        try:
+            return await asyncio.wait_for(to_thread.run_sync(work), self.timeout)
+        except TimeoutError:
+            raise TimedOut(self.timeout) from None
+
+    # --- prediction ---------------------------------------------------------------------------
+    def predict(self, batch: ModelInput) -> Predictions:
+        """The model on validated input, then metrics and data-quality hooks."""
+        result = self.predictor.predict(batch)
+        if self._count:
+            telemetry.observe_rows(batch.rows)
+        for hook in self.quality_hooks:
+            hook(batch, result)
+        return result
+
+    # --- native protocol: JSON records --------------------------------------------------------
+    def predict_record(self, record: Any) -> dict[str, Any]:
+        """One JSON record (always inline: it is the hot path)."""
+        self.check_ready()
+        batch = self.records.decode([record])
+        result = self.predict(batch)
+        body = result.row(0, self._classes)
+        body["warnings"] = batch.warnings.as_json()
+        body["model_version"] = self._version
+        return body
+
+    async def predict_records(self, records: Any) -> dict[str, Any]:
+        """A JSON list of records, answered in order."""
+        self.check_ready()
+        if not isinstance(records, list):
+            raise InvalidInput(
+                [Problem(("body",), "expected a JSON array of records", "[{...}, {...}]")]
+            )
+        if not records:
+            raise InvalidInput([Problem(("body",), "the batch is empty", "1 or more records")])
+        self.check_rows(len(records))
+
+        def work() -> dict[str, Any]:
+            batch = self.records.decode(records, ("body",))
+            result = self.predict(batch)
+            return {
+                "predictions": [result.row(i, self._classes) for i in range(batch.rows)],
+                "count": batch.rows,
+                "warnings": batch.warnings.as_json(),
+                "model_version": self._version,
+            }
+
+        return await self.run(len(records), work)
+
+    # --- native protocol: CSV files -----------------------------------------------------------
+    async def predict_csv(self, source: IO[bytes]) -> tuple[IO[bytes], scoring.CsvSummary]:
+        """The CSV with the prediction column(s) appended, as a file to stream back."""
+        self.check_ready()
+        deadline = _with_deadline(source, self.timeout)
+
+        def work() -> tuple[IO[bytes], scoring.CsvSummary]:
+            sink = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
+            text = io.TextIOWrapper(sink, encoding="utf-8", newline="")
+            try:
+                summary = scoring.predict_csv(
+                    self.predictor, deadline, text, self.settings.csv_chunk_rows, self.predict
+                )
+            except BaseException:
+                sink.close()
+                raise
+            text.flush()
+            text.detach()
+            sink.seek(0)
+            return sink, summary
+
+        return await to_thread.run_sync(work)
+
+    async def score_csv(self, source: IO[bytes]) -> dict[str, Any]:
+        """The training metrics on a labelled CSV."""
+        self.check_ready()
+        deadline = _with_deadline(source, self.timeout)
+        return await to_thread.run_sync(
+            scoring.score_csv,
+            self.predictor,
+            deadline,
+            self.settings.csv_chunk_rows,
+            self.predict,
+        )
+
+    # --- Open Inference Protocol (V2) ---------------------------------------------------------
+    def parse_v2(self, body: bytes, header_length: str | None) -> InferenceRequest:
+        """The request from its JSON (and, with the binary extension, the tensors after it)."""
+        try:
+            if header_length is None:
+                return InferenceRequest.model_validate_json(body)
+            split = _header_length(header_length, len(body))
+            request = InferenceRequest.model_validate_json(body[:split])
+        except ValidationError as exc:
+            raise InvalidTensor(_validation_message(exc)) from None
+        decode_binary(request, body[split:])
+        return request
+
+    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
+        """V2 inference: the same rows limit, validation, inline-or-thread rule as native."""
+        self.check_ready()
+        self.v2.requested(request)
+        rows = self.v2.rows(request)
+        self.check_rows(rows)
+
+        def work() -> dict[str, Any]:
+            batch = self.v2.decode(request)
+            return self.v2.encode(request, batch, self.predict(batch))
+
+        return await self.run(rows, work)
+
+
+def parse_json(body: bytes) -> Any:
+    """The parsed JSON body; malformed JSON is a 400 that says where it broke."""
+    if not body.strip():
+        raise MalformedBody("the request body is empty: expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        hint = ""
+        if "infinity" in str(exc) or b"NaN" in body or b"Infinity" in body:
+            hint = " (NaN and Infinity are not JSON numbers: send null for a missing value)"
+        raise MalformedBody(f"the request body is not valid JSON: {exc}{hint}") from None
+
+
+def _with_deadline(source: IO[bytes], seconds: float) -> IO[bytes]:
+    """The CSV source, refusing to be read once the request timeout has passed: reads are in
+    blocks, so the check costs nothing per row and a timed-out upload stops within a block."""
+    return io.BufferedReader(_Deadline(source, seconds), buffer_size=256 * 1024)
+
+
+class _Deadline(io.RawIOBase):
+    def __init__(self, source: IO[bytes], seconds: float) -> None:
+        self._source = source
+        self._seconds = seconds
+        self._until = time.monotonic() + seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if time.monotonic() > self._until:
+            raise TimedOut(self._seconds)
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _header_length(text: str, body_length: int) -> int:
+    if not text.isdigit() or int(text) > body_length:
+        raise InvalidTensor(
+            f"Inference-Header-Content-Length {text!r} is not a length within the body "
+            f"({body_length} bytes)"
+        )
+    return int(text)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    more = exc.error_count() - len(parts)
+    return "invalid inference request: " + "; ".join(parts) + (f" (+{more} more)" * (more > 0))

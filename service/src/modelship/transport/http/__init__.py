@@ -1,0 +1,1 @@
+"""The HTTP transport: the FastAPI application, its routes, middleware and error rendering."""

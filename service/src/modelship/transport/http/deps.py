@@ -1,0 +1,33 @@
+"""Dependencies that hand route functions the objects they need, read from the app's state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from modelship.serving.dataplane import DataPlane
+
+
+# `async def` on purpose: FastAPI runs plain `def` dependencies in its thread pool, and that hop
+# cost more than the whole prediction (py-spy under wrk load,
+# docs/benchmarks.md#what-changed-and-why).
+async def get_dataplane(request: Request) -> DataPlane:
+    return dataplane_of(request)
+
+
+def dataplane_of(request: Request) -> DataPlane:
+    """The data plane (also called directly on the hot path, where Depends() costs too much)."""
+    dataplane: DataPlane = request.app.state.dataplane
+    return dataplane
+
+
+async def get_ready_dataplane(request: Request) -> DataPlane:
+    """The data plane, or 503 while the model is loading."""
+    dataplane = dataplane_of(request)
+    dataplane.check_ready()
+    return dataplane
+
+
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+ReadyDataPlaneDep = Annotated[DataPlane, Depends(get_ready_dataplane)]

@@ -1,0 +1,43 @@
+"""`GET /metrics`: every worker's Prometheus samples, and the drift view."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.registry import Collector
+
+from modelship import __version__
+from modelship.contracts.card import ModelCard
+from modelship.serving.telemetry import MODEL_INFO, MULTIPROC_ENV
+
+
+def install_metrics(app: FastAPI, card: ModelCard, drift: Collector | None = None) -> None:
+    """`GET /metrics`, the model-info sample, and the drift view."""
+    MODEL_INFO.labels(
+        card.name, card.version, card.task, card.training_data.sha256, __version__
+    ).set(1)
+    router = APIRouter(tags=["health"])
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        response_class=PlainTextResponse,
+    )
+    async def metrics() -> Response:
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            payload = generate_latest(registry)
+        else:
+            payload = generate_latest(REGISTRY)
+        if drift is not None:  # computed from every worker's window, the same on each
+            computed = CollectorRegistry()
+            computed.register(drift)
+            payload += generate_latest(computed)
+        return Response(payload, media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)

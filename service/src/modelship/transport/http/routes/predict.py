@@ -1,0 +1,151 @@
+"""Native prediction routes: one record, a JSON batch, a CSV file, and scoring a labelled CSV.
+
+Thin adapters over the data plane: each reads its wire format and writes the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from modelship.errors import MalformedBody, UnsupportedMediaType
+from modelship.serving.dataplane import SPOOL_BYTES, parse_json
+from modelship.transport.http.deps import ReadyDataPlaneDep, dataplane_of
+from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
+from modelship.transport.http.responses import JSONBytes
+from modelship.transport.http.schemas import BatchResponse, PredictResponse, ScoreResponse, ok
+
+router = APIRouter(tags=["predict"])
+
+STREAM_BLOCK = 64 * 1024
+CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"schema": ERROR_REF}}}
+    for code, text in [
+        (400, "Malformed body (not JSON / not CSV / not UTF-8)"),
+        (413, "Body or batch over the configured limit"),
+        (422, "Values that do not fit the model's features"),
+        (503, "Still loading, or over MODELSHIP_MAX_IN_FLIGHT (with Retry-After), or timed out"),
+    ]
+}
+UNSUPPORTED = {
+    "description": "Not a CSV upload",
+    "content": {"application/json": {"schema": ERROR_REF}},
+}
+CSV_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        "text/csv": {"schema": {"type": "string"}},
+    },
+}
+
+
+@router.post(
+    "/predict",
+    summary="Predict one record",
+    response_model=None,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": RECORD_REF}}}
+    },
+    responses={**ok(PredictResponse), **ERRORS},
+)
+async def predict(request: Request) -> Response:
+    # No Depends() here: on this route FastAPI's dependency solving cost more than validation
+    # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
+    dataplane = dataplane_of(request)
+    return JSONBytes(dataplane.predict_record(parse_json(await request.body())))
+
+
+@router.post(
+    "/predict/batch",
+    summary="Predict a JSON list of records, answers in the same order",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_REF}}}
+    },
+    responses={**ok(BatchResponse), **ERRORS},
+)
+async def predict_batch(request: Request) -> Response:
+    dataplane = dataplane_of(request)
+    return JSONBytes(await dataplane.predict_records(parse_json(await request.body())))
+
+
+@router.post(
+    "/predict/csv",
+    summary="Upload a CSV, get it back with the prediction column(s) appended",
+    openapi_extra={"requestBody": CSV_BODY},
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **ERRORS, 415: UNSUPPORTED},
+)
+async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
+    async with _csv_upload(request) as source:
+        sink, summary = await dataplane.predict_csv(source)
+    headers = {
+        "Content-Disposition": 'attachment; filename="predictions.csv"',
+        "X-Modelship-Rows": str(summary.rows),
+        "X-Modelship-Model-Version": dataplane.card.version,
+    }
+    if summary.warnings:
+        headers["X-Modelship-Warnings"] = _header_text(summary.warnings.summary())
+    return StreamingResponse(_blocks(sink), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.post(
+    "/score",
+    summary="Score the model on a labelled CSV (it must include the target column)",
+    openapi_extra={"requestBody": CSV_BODY},
+    responses={**ok(ScoreResponse), **ERRORS, 415: UNSUPPORTED},
+)
+async def score(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
+    async with _csv_upload(request) as source:
+        return JSONBytes(await dataplane.score_csv(source))
+
+
+@asynccontextmanager
+async def _csv_upload(request: Request) -> Any:
+    """The uploaded CSV as a binary file, from a multipart form or a raw text/csv body."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise MalformedBody(
+                    "the multipart form has no file field named 'file' (curl -F file=@data.csv)"
+                )
+            yield upload.file
+        return
+    if media in CSV_TYPES:
+        with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            async for chunk in request.stream():
+                spool.write(chunk)
+            spool.seek(0)
+            yield spool
+        return
+    raise UnsupportedMediaType(
+        f"content type {media or '(none)'!r} is not accepted; send text/csv, or "
+        "multipart/form-data with the CSV in a field named 'file'"
+    )
+
+
+def _blocks(sink: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while block := sink.read(STREAM_BLOCK):
+            yield block
+    finally:
+        sink.close()
+
+
+def _header_text(text: str, limit: int = 1000) -> str:
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return ascii_text if len(ascii_text) <= limit else ascii_text[: limit - 3] + "..."

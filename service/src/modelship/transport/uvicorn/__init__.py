@@ -1,0 +1,1 @@
+"""The uvicorn adapter: the only modelship code that imports uvicorn, uvloop or httptools."""

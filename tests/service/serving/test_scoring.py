@@ -1,0 +1,73 @@
+"""`predict_csv`: chunks are predicted in a second thread while the next is parsed, and the
+output is the same, in the same order, whatever the chunk size; errors still name their line."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from modelship.errors import InvalidInput
+from modelship.model.predictor import Predictions, Predictor
+from modelship.serving.scoring import predict_csv
+
+HEADER = "age,sex,bmi,children,smoker,region"
+
+
+def rows(count: int) -> list[str]:
+    regions = ["northwest", "northeast", "southwest", "southeast"]
+    return [
+        f"{20 + i % 40},{'male' if i % 2 else 'female'},{20 + i % 17}.5,{i % 4},"
+        f"{'yes' if i % 5 == 0 else 'no'},{regions[i % 4]}"
+        for i in range(count)
+    ]
+
+
+def predicted(predictor: Predictor, lines: list[str], chunk_rows: int) -> list[str]:
+    out = io.StringIO()
+    summary = predict_csv(
+        predictor, io.BytesIO("\n".join([HEADER, *lines]).encode()), out, chunk_rows
+    )
+    assert summary.rows == len(lines)
+    return out.getvalue().splitlines()
+
+
+def test_output_is_the_same_in_order_for_any_chunk_size(regression_predictor: Predictor) -> None:
+    lines = rows(1_003)
+    whole = predicted(regression_predictor, lines, 10_000)
+    assert whole[0] == ",".join([HEADER, *regression_predictor.card.prediction_columns])
+    assert [line.rsplit(",", 1)[0] for line in whole[1:]] == lines
+    for chunk_rows in (1, 7, 500):
+        assert predicted(regression_predictor, lines, chunk_rows) == whole
+
+
+def test_a_bad_cell_in_a_later_chunk_names_its_line(regression_predictor: Predictor) -> None:
+    lines = rows(50)
+    lines[37] = "forty" + lines[37][2:]
+    with pytest.raises(InvalidInput) as info:
+        predicted(regression_predictor, lines, 10)
+    assert info.value.problems[0].loc[:2] == ("file", "line 39")
+
+
+def test_a_model_error_in_a_later_chunk_is_raised_not_lost(
+    regression_predictor: Predictor,
+) -> None:
+    calls: list[int] = []
+    real = regression_predictor.predict
+
+    def failing_third(batch: object) -> Predictions:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the model failed on chunk 3")
+        return real(batch)  # type: ignore[arg-type]
+
+    out = io.StringIO()
+    with pytest.raises(RuntimeError, match="chunk 3"):
+        predict_csv(
+            regression_predictor,
+            io.BytesIO("\n".join([HEADER, *rows(50)]).encode()),
+            out,
+            10,
+            failing_third,
+        )
+    assert len(calls) <= 4  # stops within one chunk of the failure

@@ -1,0 +1,104 @@
+"""The event loop of `modelship serve`: a burst of connections is taken within a few loop turns
+(libuv alone takes one per turn), accept errors pause accepting, and closing stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from modelship.transport.uvicorn import listener
+from modelship.transport.uvicorn.listener import BatchAcceptLoop, BatchListener
+
+BURST = 300
+
+
+class Counting(asyncio.Protocol):
+    made = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        Counting.made += 1
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = BatchAcceptLoop()
+    Counting.made = 0
+    yield loop
+    loop.close()
+
+
+def turns(loop: asyncio.AbstractEventLoop, count: int) -> None:
+    for _ in range(count):
+        loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_a_burst_of_connections_is_accepted_within_a_few_loop_turns(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    server = loop.run_until_complete(loop.create_server(Counting, "127.0.0.1", 0, backlog=1024))
+    assert isinstance(server, BatchListener) and server.owns_socket
+    port = server.sock.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(BURST)]
+    try:
+        # Every connection is queued in the kernel before the loop looks: one turn takes them
+        # (up to ACCEPT_BATCH), and a turn or two make their transports.
+        turns(loop, 8)
+        assert Counting.made == BURST
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+    assert server.sock.fileno() == -1  # bound here, so closed here
+
+
+class FailingOnce(socket.socket):
+    """A listening socket whose first accept fails as when the process is out of files."""
+
+    failed = False
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_an_accept_error_pauses_accepting_then_it_resumes(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listener, "ACCEPT_PAUSE_SECONDS", 0.05)
+    sock = FailingOnce(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = loop.run_until_complete(loop.create_server(Counting, sock=sock))
+    assert isinstance(server, BatchListener) and not server.owns_socket
+    client = socket.create_connection(sock.getsockname())
+    try:
+        turns(loop, 5)
+        assert sock.failed and Counting.made == 0  # paused, not spinning on the error
+        loop.run_until_complete(asyncio.sleep(0.1))
+        turns(loop, 5)
+        assert Counting.made == 1
+    finally:
+        client.close()
+        server.close()
+    assert sock.fileno() != -1  # the caller's socket (uvicorn's, shared by its workers) stays open
+    sock.close()
+
+
+def test_a_closed_listener_accepts_nothing_more(loop: asyncio.AbstractEventLoop) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = loop.run_until_complete(loop.create_server(Counting, sock=sock, backlog=16))
+    server.close()
+    client = socket.create_connection(sock.getsockname())  # queued by the kernel, never taken
+    try:
+        turns(loop, 5)
+        assert Counting.made == 0
+    finally:
+        client.close()
+        sock.close()
