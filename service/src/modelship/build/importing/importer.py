@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from modelship.build import explanation as explain
 from modelship.build.importing.formats import CONVERTERS, Request
 from modelship.build.importing.graph import text_labels
 from modelship.build.importing.sources import PICKLE_FORMATS, read_source
@@ -33,6 +34,7 @@ from modelship.build.training.train import (
 )
 from modelship.contracts.card import (
     ArtifactFiles,
+    ExplanationFiles,
     ModelCard,
     ModelInfo,
     Provenance,
@@ -145,6 +147,22 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
                 conversion.classes,
             )
 
+    explanation = (
+        explain.write(
+            options.output,
+            onnx_bytes,
+            pipeline=conversion.fitted,
+            frame=x,
+            task=task,
+            classes=conversion.classes,
+        )
+        if conversion.fitted is not None
+        else ExplanationFiles(
+            method=None,
+            unavailable=f"no exact explanation for a model imported from {conversion.library} "
+            "yet: import a scikit-learn pipeline, or train with modelship",
+        )
+    )
     card = ModelCard(
         name=model_name(options.name or options.model.stem),
         task=task,
@@ -186,6 +204,7 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
             converter=conversion.converter,
             trusted_pickle=source.format in PICKLE_FORMATS,
         ),
+        explanation=explanation,
     )
     artifact.save(options.output, card, onnx_bytes)
     say("Measuring the serving footprint (a fresh process loads the artifact as a worker does)")

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from modelship.build import explanation as explain
 from modelship.build.measure import measure_footprint
 from modelship.build.report import Evaluation, add_report
 from modelship.build.report.numbers import Outputs
@@ -108,6 +109,14 @@ class _Prepared:
                 list(self.y_test), list(outputs[0].astype(str)), outputs[1], classes
             )
         estimator = pipeline.steps[-1][1]
+        explanation = explain.write(
+            directory,
+            onnx_bytes,
+            pipeline=pipeline,
+            frame=self.x_train,
+            task=task,
+            classes=classes,
+        )
         card = ModelCard(
             name=model_name(options.name or f"{options.data.stem}-{options.target}"),
             task=task,
@@ -140,6 +149,7 @@ class _Prepared:
             ),
             # Predictions on rows the model never trained on: what live traffic should look like.
             prediction_distribution=prediction_distribution(outputs, task),
+            explanation=explanation,
         )
         artifact.save(directory, card, onnx_bytes)
         self.exported[directory] = (pipeline, outputs)
@@ -211,7 +221,7 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
         )
         say(f"Footprint: {footprint.summary()}")
         card = prepared.report(card, loaded.onnx_bytes, chosen_dir, say)
-        artifact.save(options.output, card, loaded.onnx_bytes)
+        artifact.save(options.output, card, loaded.onnx_bytes, loaded.explanation)
     say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
     return card
 
