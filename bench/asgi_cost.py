@@ -72,7 +72,7 @@ def main() -> None:
     predictor = Predictor(artifact.load(artifact_dir))
     record = json.dumps(predictor.card.examples[0]).encode()
     tune_logging()
-    # What `modelship serve` configures (api/logging.py log_config), writing to memory.
+    # What `modelship serve` configures (transport/http/logging.py log_config), writing to memory.
     logging.getLogger("modelship").addHandler(JsonLinesHandler(io.StringIO()))
     logging.getLogger("modelship").propagate = False
     logging.getLogger("modelship").setLevel(logging.INFO)

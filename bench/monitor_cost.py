@@ -262,7 +262,7 @@ def main() -> None:
         "capture 1%": side(predictor, capture_rate=0.01, capture_uri=f"file://{store}/a"),
         "capture 100%": side(predictor, capture_rate=1.0, capture_uri=f"file://{store}/b"),
     }
-    # As each `modelship serve` worker does once started (api/app.py): without it a full
+    # As each `modelship serve` worker does once started (transport/http/app.py): without it a full
     # collection of everything training and the four services loaded, 50-100 ms, lands in a
     # random round and moves it by half.
     gc.collect()

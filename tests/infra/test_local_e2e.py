@@ -19,8 +19,8 @@ from infra.settings import KEY_MODEL_URI
 from infra.targets.local.config import KEY_MODEL_STORE_DIR
 from modelship.build.training.data import BUNDLED_DATA
 from tests.infra.harness import StackRun, run_stack
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 from tests.service.server import running_server
-from tests.service.test_cli import assert_one_line_error, modelship
 
 from .test_local import container, env
 

@@ -14,13 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "service" / "src" / "modelship"
 TESTS_DIR = Path(__file__).resolve().parent
 TOP_LEVEL_TESTS = {
-    "test_cli.py",  # modelship.cli
     "test_container.py",  # the Dockerfile
     "test_e2e.py",  # the whole service, trained and served
     "test_layout.py",  # the package's structure
     "test_model_quality.py",  # modelship.model_quality
-    "test_transform.py",  # modelship.transform
-    "test_transform_s3.py",
 }
 
 

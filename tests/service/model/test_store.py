@@ -12,9 +12,9 @@ import pytest
 
 from modelship.model import artifact, store
 from modelship.model.store import StoreError
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 from tests.service.object_stores import BUCKET, gcs_server, s3_server
 from tests.service.server import running_server
-from tests.service.test_cli import assert_one_line_error, modelship
 
 
 @pytest.fixture(params=["s3", "gs"], scope="module")
@@ -171,7 +171,7 @@ def test_s3_access_denied_reads_as_missing_or_forbidden_not_a_crash(
     with Stubber(backend.client) as stub:
         stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
         stub.add_client_error("head_object", "403", "Forbidden", 403)
-        monkeypatch.setattr(store, "backend", lambda location: backend)
+        monkeypatch.setattr(store.model_versions, "backend", lambda location: backend)
         with pytest.raises(StoreError) as caught:
             store.fetch(uri, tmp_path / "cache")
         assert str(caught.value) == (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelship.model import artifact, store
-from tests.service.test_cli import assert_one_line_error, modelship
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 
 
 @pytest.fixture

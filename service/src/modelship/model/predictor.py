@@ -12,7 +12,7 @@ import onnxruntime as ort
 from modelship.contracts.card import ModelCard
 from modelship.errors import ArtifactError, InvalidInput, NoExplanation, Problem
 from modelship.model.artifact import Artifact
-from modelship.model.codecs.base import Batch, FeatureSchema
+from modelship.model.codecs.base import FeatureSchema, ModelInput
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.explain import Explainer, Explanations
 
@@ -88,7 +88,7 @@ class Predictor:
                 f"the model card's features {expected}"
             )
 
-    def predict(self, batch: Batch) -> Predictions:
+    def predict(self, batch: ModelInput) -> Predictions:
         outputs = self._session.run(self._outputs, batch.feeds)
         if self.is_classifier:
             result = Predictions(labels=outputs[0], probabilities=outputs[1])
@@ -100,7 +100,7 @@ class Predictor:
             self._refuse_non_finite(numbers, batch)
         return result
 
-    def explain(self, batch: Batch) -> Explanations:
+    def explain(self, batch: ModelInput) -> Explanations:
         """Each row's exact contributions per input column (card.explanation says how)."""
         if self.explainer is None:
             files = self.card.explanation
@@ -134,7 +134,7 @@ class Predictor:
             "contributions": per_output[names[0]] if single else per_output,
         }
 
-    def _refuse_non_finite(self, numbers: npt.NDArray[Any], batch: Batch) -> None:
+    def _refuse_non_finite(self, numbers: npt.NDArray[Any], batch: ModelInput) -> None:
         """Inputs far outside the training data can overflow float32 arithmetic."""
         bad = np.flatnonzero(~np.isfinite(numbers.reshape(len(batch.row_locs), -1)).all(axis=1))
         ranges = "; ".join(

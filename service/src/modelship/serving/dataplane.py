@@ -32,7 +32,7 @@ from modelship.errors import (
     Problem,
     TimedOut,
 )
-from modelship.model.codecs.base import Batch
+from modelship.model.codecs.base import ModelInput
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.codecs.v2 import V2Codec, decode_binary
 from modelship.model.predictor import Predictions, Predictor
@@ -47,7 +47,7 @@ SPOOL_BYTES = 8 * 1024 * 1024  # CSV results beyond this go to a temporary file,
 # Called after every prediction with the validated input and the result: the place where
 # data-quality checks (drift, outliers) plug in. Runs where the prediction ran (the event loop
 # for small requests, a pool thread for large ones), so a hook must be quick and thread-safe.
-QualityHook = Callable[[Batch, Predictions], None]
+QualityHook = Callable[[ModelInput, Predictions], None]
 T = TypeVar("T")
 
 
@@ -124,7 +124,7 @@ class DataPlane:
             raise TimedOut(self.timeout) from None
 
     # --- prediction ---------------------------------------------------------------------------
-    def predict(self, batch: Batch) -> Predictions:
+    def predict(self, batch: ModelInput) -> Predictions:
         """The model on validated input, then metrics and data-quality hooks."""
         result = self.predictor.predict(batch)
         if self._count:

@@ -1,4 +1,5 @@
-"""CSV in, CSV out (and CSV scoring), in chunks: shared by the HTTP routes and the CLI."""
+"""CSV scoring: a CSV predicted in chunks (CSV in, CSV out), or measured against its labels;
+shared by the HTTP routes and the batch transform."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from typing import IO, Any
 import numpy as np
 
 from modelship.errors import InvalidInput, Problem
-from modelship.model.codecs.base import MISSING_TOKENS, Batch, Warnings
+from modelship.model.codecs.base import MISSING_TOKENS, ModelInput, Warnings
 from modelship.model.codecs.csv import BadRow, CsvChunk, CsvCodec, CsvReader
 from modelship.model.predictor import Predictions, Predictor
 from modelship.model_quality import classification_metrics, regression_metrics
 
 # How a chunk is predicted: the predictor's own `predict`, or the service's data plane (which
 # also counts it and runs its data-quality hooks).
-PredictFn = Callable[[Batch], Predictions]
+PredictFn = Callable[[ModelInput], Predictions]
 # Told each row left out under `--on-error skip`: its line, its cells and what is wrong with it.
 RejectRow = Callable[[int, list[str], Sequence[Problem]], None]
 
@@ -82,7 +83,7 @@ def predict_csv(
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow([*reader.header, *predictor.card.prediction_columns])
 
-    def write(chunk: CsvChunk, batch: Batch, result: Predictions) -> None:
+    def write(chunk: CsvChunk, batch: ModelInput, result: Predictions) -> None:
         columns = [column.astype(str).tolist() for column in result.columns()]
         if chunk.texts is not None:  # rows without quotes: their text, then the predictions
             # map/zip/join run in C: no Python step per row
@@ -126,15 +127,15 @@ def predict_csv(
 
 def _pipelined(
     chunks: Iterable[CsvChunk],
-    decode: Callable[[CsvChunk], Batch],
+    decode: Callable[[CsvChunk], ModelInput],
     predict: PredictFn,
-    write: Callable[[CsvChunk, Batch, Predictions], None],
+    write: Callable[[CsvChunk, ModelInput, Predictions], None],
 ) -> None:
     """A pipeline of two: the model (native code, without the GIL) predicts chunk N in its own
     thread while this one parses chunk N+1 and writes chunk N-1. The model was about half of the
     time of a large upload; chunks are still written in order, at most two are in memory."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-model") as model_thread:
-        pending: tuple[CsvChunk, Batch, Future[Predictions]] | None = None
+        pending: tuple[CsvChunk, ModelInput, Future[Predictions]] | None = None
         for chunk in chunks:
             batch = decode(chunk)
             predicted = model_thread.submit(predict, batch)

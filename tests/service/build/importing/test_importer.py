@@ -44,9 +44,9 @@ from modelship.model import artifact
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.predictor import Predictor
 from tests.service.build.report.test_report import assert_self_contained, report_data, svg_of, texts
+from tests.service.cli.test_cli import modelship
 from tests.service.object_stores import BUCKET, s3_server
 from tests.service.server import running_server
-from tests.service.test_cli import modelship
 
 NUMERIC = ["age", "bmi", "children"]
 CATEGORICAL = ["sex", "smoker", "region"]

@@ -24,8 +24,8 @@ from modelship.build.training.options import TrainOptions
 from modelship.build.training.train import train
 from modelship.contracts.card import ModelCard
 from modelship.model import artifact
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 from tests.service.conftest import make_client
-from tests.service.test_cli import assert_one_line_error, modelship
 
 SVG = "{http://www.w3.org/2000/svg}"
 

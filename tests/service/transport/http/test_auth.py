@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from modelship.contracts.settings import load_settings
 from modelship.errors import ModelshipError
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 from tests.service.conftest import make_client
-from tests.service.test_cli import assert_one_line_error, modelship
 
 KEY = "s3cret-key-for-tests"
 MODEL = "insurance-charges"

@@ -9,16 +9,14 @@ installs: the server never imports this package, it serves the files written her
 """
 
 from modelship.build.report.build import (
-    PLOTS_DIR,
     REPORT_PAGE,
     Evaluation,
-    Plot,
-    Report,
     add_report,
     build_report,
     served_model,
     write_report,
 )
+from modelship.build.report.page import PLOTS_DIR, Plot, Report
 
 __all__ = [
     "PLOTS_DIR",

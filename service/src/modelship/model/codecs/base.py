@@ -95,7 +95,7 @@ class Warnings:
 
 
 @dataclass
-class Batch:
+class ModelInput:
     """Validated model input: one array per ONNX input, and where each row came from."""
 
     feeds: dict[str, npt.NDArray[Any]]

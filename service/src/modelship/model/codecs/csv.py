@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelship.errors import InvalidInput, Location, MalformedBody, Problem, ProblemCollector
-from modelship.model.codecs.base import MISSING_TOKENS, Batch, FeatureSchema, Warnings, clip
+from modelship.model.codecs.base import MISSING_TOKENS, FeatureSchema, ModelInput, Warnings, clip
 
 CsvRows = Sequence[tuple[int, list[str]]]  # (line number, cells) of each data row
 # Told each row of the wrong width when rows may be left out: its line, its cells, the problem.
@@ -50,7 +50,7 @@ class CsvCodec:
                 )
         return problems
 
-    def decode(self, chunk: CsvChunk, positions: dict[str, int]) -> Batch:
+    def decode(self, chunk: CsvChunk, positions: dict[str, int]) -> ModelInput:
         """Validate a chunk of CSV rows given each feature's column position."""
         schema = self.schema
         problems = ProblemCollector()
@@ -91,7 +91,7 @@ class CsvCodec:
                         schema.check_known(name, text, line, warnings)
             feeds[schema.input_name[name]] = np.asarray(texts, dtype=object).reshape(-1, 1)
         problems.raise_if_any()
-        return Batch(feeds, len(chunk), warnings, _LineLocations(chunk.lines))
+        return ModelInput(feeds, len(chunk), warnings, _LineLocations(chunk.lines))
 
 
 class _LineLocations(Sequence[Location]):
@@ -113,7 +113,8 @@ def _parse_numbers(texts: list[str], low: float, high: float) -> npt.NDArray[np.
     """A CSV column of plain finite numbers in one numpy call, or None to take the cell-by-cell
     path (missing values, text, out-of-range numbers: it reports or imputes each of them).
 
-    The profiler put 45% of a 100,000-row CSV upload in the per-cell loop; this path is ~10x faster.
+    The profiler found most of a large CSV upload's time in the per-cell loop
+    (docs/benchmarks.md#what-changed-and-why).
     """
     try:
         values = np.asarray(texts, dtype=np.float64)

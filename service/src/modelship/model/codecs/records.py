@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelship.errors import Location, ProblemCollector
-from modelship.model.codecs.base import Batch, FeatureSchema, Warnings, category_text, clip
+from modelship.model.codecs.base import FeatureSchema, ModelInput, Warnings, category_text, clip
 
 # From this many records on, a batch first tries the column-wise path (cheaper only for batches).
 FAST_PATH_ROWS = 32
@@ -24,7 +24,7 @@ class RecordsCodec:
         self._lows = {name: schema.bounds[name][0] for name in schema.numeric}
         self._highs = {name: schema.bounds[name][1] for name in schema.numeric}
 
-    def decode(self, records: Sequence[Any], loc_prefix: Location = ("body",)) -> Batch:
+    def decode(self, records: Sequence[Any], loc_prefix: Location = ("body",)) -> ModelInput:
         """Validate a list of JSON records (each an object with every feature) into arrays."""
         if len(records) >= FAST_PATH_ROWS:
             fast = self._clean_records(records, loc_prefix)
@@ -59,13 +59,14 @@ class RecordsCodec:
                 )
         problems.raise_if_any()
         locs = [(*loc_prefix, i) for i in range(len(records))] if with_rows else [loc_prefix]
-        return Batch(schema.arrays(numeric_cols, text_cols), len(records), warnings, locs)
+        return ModelInput(schema.arrays(numeric_cols, text_cols), len(records), warnings, locs)
 
-    def _clean_records(self, records: Sequence[Any], loc_prefix: Location) -> Batch | None:
+    def _clean_records(self, records: Sequence[Any], loc_prefix: Location) -> ModelInput | None:
         """Batches where every value is plainly valid, column by column with numpy; None when
         anything needs a word (a missing key, a null to impute, an unseen category, a bad value):
-        the record-by-record path then says exactly what and where. The profiler put ~45% of a
-        1,000-record /predict/batch in the record-by-record loop; this path is ~4x faster."""
+        the record-by-record path then says exactly what and where. The profiler found most of a
+        large JSON batch's validation in the record-by-record loop
+        (docs/benchmarks.md#what-changed-and-why)."""
         schema = self.schema
         width = len(schema.names)
         if not all(type(record) is dict and len(record) == width for record in records):
@@ -94,7 +95,7 @@ class RecordsCodec:
                 return None
             feeds[schema.input_name[name]] = np.asarray(column, dtype=object).reshape(-1, 1)
         locs: list[Location] = [(*loc_prefix, i) for i in range(len(records))]
-        return Batch(feeds, len(records), Warnings(), locs)
+        return ModelInput(feeds, len(records), Warnings(), locs)
 
     def _key_problems(self, record: dict[str, Any], loc: Location, out: ProblemCollector) -> None:
         names = self.schema.names

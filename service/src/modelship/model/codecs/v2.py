@@ -18,7 +18,7 @@ from modelship.contracts.v2 import (
     check_size,
 )
 from modelship.errors import InvalidTensor
-from modelship.model.codecs.base import Batch
+from modelship.model.codecs.base import ModelInput
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.predictor import Predictions
 
@@ -151,7 +151,7 @@ class V2Codec:
         shape = request.inputs[0].shape
         return shape[0] if shape else 0
 
-    def decode(self, request: InferenceRequest) -> Batch:
+    def decode(self, request: InferenceRequest) -> ModelInput:
         """One tensor per feature, shape [N] or [N, 1], into the validated model input arrays."""
         columns: dict[str, list[Any]] = {}
         rows: int | None = None
@@ -216,7 +216,7 @@ class V2Codec:
         return names
 
     def encode(
-        self, request: InferenceRequest, batch: Batch, result: Predictions
+        self, request: InferenceRequest, batch: ModelInput, result: Predictions
     ) -> dict[str, Any]:
         """The response body; numeric data stays numpy so orjson writes it without copies."""
         wanted = self.requested(request)

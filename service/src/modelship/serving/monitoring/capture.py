@@ -38,7 +38,7 @@ from modelship.errors import ModelshipError
 from modelship.model import store
 
 if TYPE_CHECKING:
-    from modelship.model.codecs.base import Batch
+    from modelship.model.codecs.base import ModelInput
     from modelship.model.predictor import Predictions
 
 CAPTURES_PREFIX = "captures"
@@ -135,7 +135,7 @@ class Capture:
         UPLOAD_ERRORS.inc(0)
 
     # --- the request path -------------------------------------------------------------------
-    def observe(self, batch: Batch, predictions: Predictions) -> None:
+    def observe(self, batch: ModelInput, predictions: Predictions) -> None:
         """Draw the sample of one served batch and queue it (a single row is not copied)."""
         rows = batch.rows
         if rows == 1:

@@ -105,7 +105,8 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def access_line(fields: dict[str, Any]) -> str:
     """The access-log line of a request: the same JSON shape as JsonFormatter's, built directly
-    (a LogRecord and its formatting cost ~30 µs a request; this costs ~3 µs)."""
+    (a LogRecord and its formatting cost several times more, on every request:
+    docs/benchmarks.md#what-changed-and-why)."""
     now = time.time()
     out: dict[str, Any] = {
         "ts": _line_timestamp(now),
@@ -150,7 +151,7 @@ def fast_handler(logger: logging.Logger) -> JsonLinesHandler | None:
 
 def tune_logging() -> None:
     """Skip what our JSON lines never show (caller frame, thread and process names): the
-    documented logging optimisations, worth ~10 µs per log line, paid on every request."""
+    documented logging optimisations, paid on every request otherwise."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

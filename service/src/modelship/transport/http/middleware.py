@@ -100,16 +100,12 @@ class HttpAdmission:
         self.metrics = dataplane.settings.metrics
         self.log = dataplane.settings.access_log
 
-    @staticmethod
-    def never_shed(path: str) -> bool:
-        return never_shed(path)
+    # The module's functions themselves: asked per request, so no wrapper call on the way.
+    never_shed = staticmethod(never_shed)
+    request_id = staticmethod(new_request_id)
 
     def refusal(self, path: str, keep_alive: bool) -> tuple[bytes, bytes]:
         return self._rendered[(is_v2(path), keep_alive)]
-
-    @staticmethod
-    def request_id(supplied: bytes | None) -> bytes:
-        return new_request_id(supplied)
 
     def refused(self, by_method: Mapping[str, int], seconds: float) -> None:
         """`modelship_requests_shed_total`, `modelship_http_requests_total` (status 503, route

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -38,7 +39,7 @@ def installed_versions() -> dict[str, str | None]:
     return found
 
 
-def untested(installed: dict[str, str | None]) -> list[str]:
+def untested(installed: Mapping[str, str | None]) -> list[str]:
     """`name version` of each installed library the adapter was not tested with."""
     return [
         f"{name} {installed.get(name) or 'missing'}"
@@ -47,7 +48,9 @@ def untested(installed: dict[str, str | None]) -> list[str]:
     ]
 
 
-def adapter_options(enabled: bool, installed: dict[str, str | None]) -> tuple[dict[str, Any], str]:
+def adapter_options(
+    enabled: bool, installed: Mapping[str, str | None]
+) -> tuple[dict[str, Any], str]:
     """uvicorn's `http` and `loop` options, and the one line saying which server runs."""
     if not enabled:
         return {"http": "auto", "loop": "auto"}, (

@@ -14,7 +14,7 @@ import pytest
 
 from modelship import transform
 from modelship.transform import Shard, TransformError
-from tests.service.test_cli import assert_one_line_error, modelship
+from tests.service.cli.test_cli import assert_one_line_error, modelship
 
 HEADER = "age,sex,bmi,children,smoker,region"
 ROWS = [
@@ -67,7 +67,7 @@ def test_shards_cover_every_line_exactly_once_in_order(
     content = VARIANTS[variant]
     path = tmp_path / ("in.csv.gz" if compressed else "in.csv")
     # Small gzip blocks, and two gzip members, so that shards start inside the file.
-    monkeypatch.setattr(transform, "GZIP_BLOCK_BYTES", 7)
+    monkeypatch.setattr(transform.inputs, "GZIP_BLOCK_BYTES", 7)
     middle = len(content) // 2
     path.write_bytes(
         gzip.compress(content[:middle]) + gzip.compress(content[middle:]) if compressed else content

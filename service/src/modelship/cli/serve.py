@@ -1,0 +1,97 @@
+"""`modelship serve`: check or fetch (or first train) the model, then run the server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+
+from modelship.contracts.settings import DEFAULT_ARTIFACT, Settings, load_settings
+from modelship.errors import ModelshipError
+from modelship.model import artifact, store
+
+if TYPE_CHECKING:
+    pass
+from modelship.cli import train
+
+# The options of `serve`: each is the Settings field of that name (help, default and choices
+# from its declaration), set through its MODELSHIP_* variable.
+SERVE_FLAGS = ("artifact", "model_uri", "host", "port", "workers", "log_level")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`modelship serve`."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP",
+        description="Serve a model over HTTP. Options default to MODELSHIP_* environment "
+        "variables (MODELSHIP_ARTIFACT, _HOST, _PORT, _WORKERS, _LOG_LEVEL, ...). If the default "
+        "artifact does not exist yet, the default model is trained first.",
+    )
+    for name in SERVE_FLAGS:
+        serve.add_argument(f"--{name.replace('_', '-')}", dest=name, **_setting_flag(name))
+
+
+def _setting_flag(name: str) -> dict[str, Any]:
+    """An option of `serve` as its Settings field declares it: help text, default, choices."""
+    field = Settings.model_fields[name]
+    default = "none" if field.default is None else field.default
+    options: dict[str, Any] = {
+        "help": f"{field.description} (MODELSHIP_{name.upper()}; default {default})"
+    }
+    if get_origin(field.annotation) is Literal:
+        options["choices"] = get_args(field.annotation)
+        return options
+    options["metavar"] = name.upper()
+    if field.annotation in (int, float):
+        options["type"] = field.annotation
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    # Through the environment: the workers uvicorn starts read their settings from it.
+    for name in SERVE_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"MODELSHIP_{name.upper()}"] = str(value)
+    settings = load_settings()
+    if settings.model_uri:
+        # Fetched and verified once here, so a bad URI stops start-up with a clear message
+        # and the workers find the version in the cache.
+        path = store.fetch(settings.model_uri, settings.model_cache).path
+        print(f"Serving {settings.model_uri} (verified, cached at {path})", file=sys.stderr)
+    elif not artifact.exists(settings.artifact):
+        if settings.artifact != DEFAULT_ARTIFACT:
+            raise ModelshipError(f"no model artifact at {settings.artifact}")
+        print(
+            f"No model at {settings.artifact} yet: training the default model on the bundled "
+            "insurance data first (about a minute).",
+            file=sys.stderr,
+            flush=True,
+        )
+        train.train_to(str(settings.artifact), None, None, {}, quiet=False)
+    else:
+        artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
+
+    from modelship.transport.http.logging import log_config
+    from modelship.transport.uvicorn import server
+
+    os.environ["MODELSHIP_ARTIFACT"] = str(settings.artifact.resolve())
+    # Every worker writes its Prometheus samples here; /metrics in any worker adds them up.
+    # A fresh directory per start, so counters of an earlier run never leak in.
+    with tempfile.TemporaryDirectory(prefix="modelship-metrics-") as metrics_dir:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        server.run(
+            "modelship.transport.http.app:app_from_env",
+            adapter=settings.uvicorn_adapter,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level),
+            graceful_seconds=settings.shutdown_grace_seconds,
+        )
+    return 0
