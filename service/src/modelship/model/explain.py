@@ -49,7 +49,8 @@ class _Group:
     """The leaves whose paths test the same number `d` of distinct features."""
 
     feature: npt.NDArray[np.intp]  # [leaves, d] index into the feature matrix
-    column: npt.NDArray[np.intp]  # [leaves, d] index of the input column it came from
+    # Per slot: (input column, the leaves whose slot's feature derives from it).
+    by_column: list[list[tuple[int, npt.NDArray[np.intp]]]]
     low: F64  # [leaves, d] the interval a value must fall in (open/closed per mode)
     high: F64
     missing_ok: npt.NDArray[np.bool_]  # [leaves, d] whether a missing value follows the path
@@ -100,18 +101,9 @@ class TreeShap:
                 poly *= g.share[:, j, None]
                 poly[..., 1:] += shifted
             scale = (on[..., i] - g.share[:, i]) * (poly @ g.weights)  # [rows, leaves]
-            contribution = scale[..., None] * g.value  # [rows, leaves, outputs]
-            for output in range(self.outputs):
-                phi[:, :, output] += _by_column(contribution[..., output], g.column[:, i], self)
+            for column, leaves_of in g.by_column[i]:
+                phi[:, column, :] += scale[:, leaves_of] @ g.value[leaves_of]
         return phi
-
-
-def _by_column(values: F64, column: npt.NDArray[np.intp], shap: TreeShap) -> F64:
-    """Sum [rows, leaves] into [rows, columns] by each leaf's column."""
-    out = np.zeros((values.shape[0], shap.columns))
-    for c in np.unique(column):
-        out[:, c] = values[:, column == c].sum(axis=1)
-    return out
 
 
 def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64]:
@@ -171,12 +163,19 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64]:
                 stack.append((child, {**slots, feature: [low, high, missing_ok, share]}))
     groups = []
     for d, leaves in sorted(by_length.items()):
-        feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
+        slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
         table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
+        slot_column = column_of[slot_feature].astype(np.intp)
         groups.append(
             _Group(
-                feature=feature,
-                column=column_of[feature].astype(np.intp),
+                feature=slot_feature,
+                by_column=[
+                    [
+                        (int(c), np.flatnonzero(slot_column[:, i] == c))
+                        for c in np.unique(slot_column[:, i])
+                    ]
+                    for i in range(d)
+                ],
                 low=table[..., 0],
                 high=table[..., 1],
                 missing_ok=table[..., 2].astype(bool),
@@ -206,7 +205,8 @@ class LinearShap:
 
     def __call__(self, x: F64) -> F64:
         per_feature = (x - self.means)[:, :, None] * self.coef[None, :, :]
-        return np.einsum("rfk,fc->rck", per_feature, self.onehot)
+        result: F64 = np.einsum("rfk,fc->rck", per_feature, self.onehot)
+        return result
 
 
 class Explainer:

@@ -231,7 +231,11 @@ class DataPlane:
 
         def work() -> dict[str, Any]:
             batch = self.v2.decode(request)
-            return self.v2.encode(request, batch, self.predict(batch))
+            result = self.predict(batch)
+            explained = (
+                self.predictor.explain(batch) if self.v2.wants_explanation(request) else None
+            )
+            return self.v2.encode(request, batch, result, explained)
 
         return await self.run(rows, work)
 

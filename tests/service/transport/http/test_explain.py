@@ -82,3 +82,35 @@ def test_a_model_without_an_explanation_says_why(regression_artifact: Path, tmp_
         assert answer.status_code == 409
         assert "made before modelship recorded explanations" in answer.json()["error"]["message"]
         assert client.post("/predict", json=example).status_code == 200
+
+
+def test_v2_offers_the_explanation_as_extra_outputs(client: TestClient) -> None:
+    example = client.get("/model/examples/0").json()
+    native = client.post("/explain", json=example).json()
+    inputs = [
+        {
+            "name": name,
+            "shape": [1],
+            "datatype": "BYTES" if isinstance(value, str) else "FP64",
+            "data": [value],
+        }
+        for name, value in example.items()
+    ]
+    plain = client.post("/v2/models/insurance-charges/infer", json={"inputs": inputs}).json()
+    assert [o["name"] for o in plain["outputs"]] == ["predicted_charges"]
+    wanted = [
+        {"name": n} for n in ("predicted_charges", "explanation_contributions", "explanation_base")
+    ]
+    body = client.post(
+        "/v2/models/insurance-charges/infer", json={"inputs": inputs, "outputs": wanted}
+    ).json()
+    prediction, contributions, base = body["outputs"]
+    columns = contributions["parameters"]["columns"].split(",")
+    assert contributions["shape"] == [1, 1, len(columns)]
+    assert dict(zip(columns, contributions["data"], strict=True)) == pytest.approx(
+        native["explanation"]["contributions"]
+    )
+    assert base["data"] == pytest.approx([native["explanation"]["base"]])
+    assert base["data"][0] + sum(contributions["data"]) == pytest.approx(
+        prediction["data"][0], rel=1e-5
+    )
