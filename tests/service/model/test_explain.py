@@ -144,3 +144,27 @@ def test_linear_models_are_coefficients_against_the_training_means(
             _close(ours.contributions[:, :, k], _by_column(theirs[:, :, k], owner, x.shape[1]))
         total = ours.base + ours.contributions.sum(axis=1)
         np.testing.assert_allclose(total, pipeline.decision_function(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_boosters_match_shap_on_their_own_models(
+    library: str, insurance_frame: pd.DataFrame
+) -> None:
+    """LightGBM and XGBoost: covers from their own tree dumps, matched to the ONNX trees."""
+    from lightgbm import LGBMRegressor
+    from xgboost import XGBRegressor
+
+    x = insurance_frame.drop(columns="charges")
+    y = insurance_frame["charges"]
+    estimator = (
+        LGBMRegressor(n_estimators=50, num_leaves=15, verbose=-1, random_state=0)
+        if library == "lightgbm"
+        else XGBRegressor(n_estimators=50, max_depth=4, random_state=0)
+    )
+    pipeline, ours, owner, _ = _explained(estimator, x, y, "regression")
+    features = pipeline[:-1].transform(x).astype(np.float32)
+    reference = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
+    theirs = _by_column(reference.shap_values(features, check_additivity=False), owner, x.shape[1])
+    _close(ours.contributions[:, :, 0], theirs)
+    total = ours.base[0] + ours.contributions[:, :, 0].sum(axis=1)
+    np.testing.assert_allclose(total, pipeline.predict(x), rtol=1e-5, atol=1e-2)

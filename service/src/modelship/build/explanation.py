@@ -206,7 +206,7 @@ def _trees(
         "missing_true": np.asarray(
             attrs.get("nodes_missing_value_tracks_true") or [0] * len(tree_ids), dtype=np.int8
         ),
-        "covers": _covers(estimator, tree_ids, node_ids),
+        "covers": _covers(estimator, attrs),
         "leaf_tree_ids": np.asarray(attrs[f"{prefix}_treeids"], dtype=np.int64),
         "leaf_node_ids": np.asarray(attrs[f"{prefix}_nodeids"], dtype=np.int64),
         "leaf_targets": targets,
@@ -217,10 +217,13 @@ def _trees(
     }
 
 
-def _covers(
-    estimator: Any, tree_ids: npt.NDArray[np.int64], node_ids: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
-    """Training samples per ONNX node, from the source model's trees (skl2onnx's numbering)."""
+def _covers(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64]:
+    """Training samples per ONNX node, from the source model's trees."""
+    tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
+    node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
+    boosted = _booster_trees(estimator)
+    if boosted is not None:
+        return _matched_covers(boosted, attrs, tree_ids, node_ids)
     per_tree = _cover_source(estimator)
     cache: dict[int, npt.NDArray[np.float64]] = {}
     out = np.empty(len(tree_ids))
@@ -232,6 +235,7 @@ def _covers(
 
 
 def _cover_source(estimator: Any) -> Callable[[int], Any]:
+    """scikit-learn's trees, numbered as skl2onnx numbers them (tree per stage and class)."""
     from sklearn.ensemble import (
         GradientBoostingClassifier,
         GradientBoostingRegressor,
@@ -255,6 +259,94 @@ def _cover_source(estimator: Any) -> Callable[[int], Any]:
     raise NotExplainable(
         f"no exact explanation for {type(estimator).__name__}: its node covers are not known"
     )
+
+
+@dataclass(frozen=True)
+class _Node:
+    cover: float
+    left: _Node | None = None  # the branch ONNX takes when the test holds (true)
+    right: _Node | None = None
+
+
+def _booster_trees(estimator: Any) -> list[_Node] | None:
+    """LightGBM's and XGBoost's trees with their covers, in the order the converters write."""
+    if hasattr(estimator, "booster_"):  # LightGBM's scikit-learn API
+        return [
+            _lightgbm_node(info["tree_structure"])
+            for info in estimator.booster_.dump_model()["tree_info"]
+        ]
+    if hasattr(estimator, "get_booster"):  # XGBoost's
+        import json
+
+        dumps = estimator.get_booster().get_dump(dump_format="json", with_stats=True)
+        return [_xgboost_node(json.loads(d)) for d in dumps]
+    return None
+
+
+def _lightgbm_node(node: dict[str, Any]) -> _Node:
+    if "leaf_value" in node:
+        return _Node(float(node.get("leaf_count", 0)))
+    return _Node(
+        float(node["internal_count"]),
+        _lightgbm_node(node["left_child"]),
+        _lightgbm_node(node["right_child"]),
+    )
+
+
+def _xgboost_node(node: dict[str, Any]) -> _Node:
+    if "leaf" in node:
+        return _Node(float(node["cover"]))
+    children = {c["nodeid"]: c for c in node["children"]}
+    return _Node(
+        float(node["cover"]),
+        _xgboost_node(children[node["yes"]]),
+        _xgboost_node(children[node["no"]]),
+    )
+
+
+def _matched_covers(
+    trees: list[_Node],
+    attrs: dict[str, Any],
+    tree_ids: npt.NDArray[np.int64],
+    node_ids: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """Walk each ONNX tree and its source tree together: true child with the left/yes one."""
+    position = {
+        (int(t), int(n)): i for i, (t, n) in enumerate(zip(tree_ids, node_ids, strict=True))
+    }
+    modes = attrs["nodes_modes"]
+    true_ids, false_ids = attrs["nodes_truenodeids"], attrs["nodes_falsenodeids"]
+    out = np.full(len(tree_ids), np.nan)
+    onnx_trees = sorted({int(t) for t in tree_ids})
+    if len(onnx_trees) != len(trees):
+        raise NotExplainable(
+            f"no exact explanation: the ONNX graph has {len(onnx_trees)} trees, the source model "
+            f"{len(trees)}"
+        )
+    rows_of: dict[int, list[int]] = {}
+    for i, tree in enumerate(tree_ids):
+        rows_of.setdefault(int(tree), []).append(i)
+    for tree, source in zip(onnx_trees, trees, strict=True):
+        mine = rows_of[tree]
+        children = {
+            int(ids[i]) for i in mine if modes[i] != b"LEAF" for ids in (true_ids, false_ids)
+        }
+        root = next(int(node_ids[i]) for i in mine if int(node_ids[i]) not in children)
+        stack = [(root, source)]
+        while stack:
+            node, mirror = stack.pop()
+            i = position[(tree, node)]
+            out[i] = mirror.cover
+            if modes[i] == b"LEAF" and mirror.left is None:
+                continue
+            if modes[i] == b"LEAF" or mirror.left is None or mirror.right is None:
+                raise NotExplainable(
+                    f"no exact explanation: tree {tree} of the ONNX graph does not have the shape "
+                    "of the source model's"
+                )
+            stack.append((int(true_ids[i]), mirror.left))
+            stack.append((int(false_ids[i]), mirror.right))
+    return out
 
 
 def _linear(
