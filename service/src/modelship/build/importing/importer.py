@@ -218,6 +218,9 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
         task=task,
         truth=truth,
         outputs=outputs,
+        explanation=(
+            (options.output / explanation.file).read_bytes() if explanation.file else None
+        ),
     )
     card = add_report(card, evaluation, options.output, say)
     artifact.save(options.output, card, onnx_bytes)
@@ -233,6 +236,7 @@ def _evaluation(
     task: Task,
     truth: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
     outputs: list[npt.NDArray[Any]],
+    explanation: bytes | None,
 ) -> Evaluation:
     """The report's input: the sample is both what the model is described and evaluated on;
     quality is judged on the rows that have a target, parity on the same rows."""
@@ -251,6 +255,7 @@ def _evaluation(
         truth=target,
         reference=reference_outputs(original, rows, task),
         predictions=onnx_predictions([o[keep] for o in outputs], task),
+        explanation=explanation,
     )
 
 

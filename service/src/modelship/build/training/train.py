@@ -167,6 +167,11 @@ class _Prepared:
             reference=reference_outputs(pipeline, self.x_test, self.task),
             predictions=onnx_predictions(outputs, self.task),
             seed=self.options.seed,
+            explanation=(
+                (directory / card.explanation.file).read_bytes()
+                if card.explanation is not None and card.explanation.file
+                else None
+            ),
         )
         return add_report(card, evaluation, self.options.output, say)
 
