@@ -29,7 +29,7 @@ RELATIVE = 1e-6
 
 
 def _kinds(frame: pd.DataFrame) -> dict[str, FeatureKind]:
-    return {c: "numeric" if frame[c].dtype.kind in "if" else "categorical" for c in frame}
+    return {str(c): "numeric" if frame[c].dtype.kind in "if" else "categorical" for c in frame}
 
 
 def _explained(

@@ -131,7 +131,8 @@ def _final_node(model: onnx.ModelProto) -> onnx.NodeProto:
             "no exact explanation for this graph: it needs exactly one tree ensemble or linear "
             f"operator, and has {len(found)} (operators: {', '.join(kinds)})"
         )
-    return found[0]
+    node: onnx.NodeProto = found[0]
+    return node
 
 
 def _features_graph(model: onnx.ModelProto, features: str) -> bytes:

@@ -74,7 +74,7 @@ class TreeShap:
         phi = np.zeros((rows, self.columns, self.outputs))
         for group in self.groups:
             leaves, d = group.feature.shape
-            step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * d))
+            step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * d))  # `held` is the largest
             for start in range(0, rows, step):
                 phi[start : start + step] += self._group(x[start : start + step], group)
         return phi
@@ -88,19 +88,29 @@ class TreeShap:
         )
         on = np.where(np.isnan(values), g.missing_ok, inside).astype(np.float64)
         rows, leaves, d = on.shape
+        # Coefficients of P(z) = prod_j (share_j + on_j z): coefficient k sums the subsets of
+        # k features that follow the path, weighted by the shares of the others.
+        poly = np.zeros((rows, leaves, d + 1))
+        poly[..., 0] = 1.0
+        for j in range(d):
+            shifted = poly[..., :-1] * on[..., j, None]
+            poly *= g.share[:, j, None]
+            poly[..., 1:] += shifted
+        # P without slot i, for every i at once: divided by (share_i + z) when the row follows
+        # slot i (from the top: each step multiplies errors by share_i <= 1, so it is stable),
+        # or by share_i when it does not.
+        share = np.broadcast_to(g.share, on.shape)[..., None]
+        held = np.zeros((rows, leaves, d, d))
+        held[..., d - 1] = poly[..., None, d]
+        for k in range(d - 1, 0, -1):
+            held[..., k - 1] = poly[..., None, k] - share[..., 0] * held[..., k]
+        safe = np.where(share > 0, share, 1.0)
+        dropped = np.where(share > 0, poly[..., None, :d] / safe, 0.0)
+        without = np.where(on[..., None] > 0, held, dropped)
+        scales = (on - g.share) * (without @ g.weights)  # [rows, leaves, d]
         phi = np.zeros((rows, self.columns, self.outputs))
         for i in range(d):
-            # Coefficients of prod over j != i of (share_j + on_j z): coefficient k sums the
-            # subsets S of size k that follow the path, weighted by the features outside S.
-            poly = np.zeros((rows, leaves, d))
-            poly[..., 0] = 1.0
-            for j in range(d):
-                if j == i:
-                    continue
-                shifted = poly[..., :-1] * on[..., j, None]
-                poly *= g.share[:, j, None]
-                poly[..., 1:] += shifted
-            scale = (on[..., i] - g.share[:, i]) * (poly @ g.weights)  # [rows, leaves]
+            scale = scales[..., i]
             for column, leaves_of in g.by_column[i]:
                 phi[:, column, :] += scale[:, leaves_of] @ g.value[leaves_of]
         return phi

@@ -380,7 +380,7 @@ class _Builder:
                     }
                     for f, m in zip(card.features, mean_abs, strict=True)
                 ),
-                key=lambda item: -item["mean_abs"],
+                key=lambda item: -float(item["mean_abs"] or 0.0),
             ),
         }
         self.add(

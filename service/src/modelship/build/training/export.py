@@ -15,7 +15,7 @@ from onnx import TensorProto
 from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 from skl2onnx import get_latest_tested_opset_version, to_onnx, update_registered_converter
-from skl2onnx.algebra.onnx_ops import OnnxCast, OnnxDiv, OnnxSub  # type: ignore[attr-defined]
+from skl2onnx.algebra.onnx_ops import OnnxCast, OnnxDiv, OnnxSub
 from skl2onnx.common._container import ModelComponentContainer as Container
 from skl2onnx.common._topology import Operator, Scope
 from skl2onnx.common.data_types import (
