@@ -62,7 +62,7 @@ def measure(
     name: str, estimator: Any, x: pd.DataFrame, y: pd.Series, *, task: Task, repeats: int
 ) -> None:
     kinds: dict[str, FeatureKind] = {
-        c: "numeric" if x[c].dtype.kind in "if" else "categorical" for c in x
+        str(c): "numeric" if x[c].dtype.kind in "if" else "categorical" for c in x
     }
     candidate = Candidate(name, name, lambda s: estimator, False)
     sizing = Sizing(rows=len(x), classes=0, seed=0, threads=1, max_model_bytes=2**28)

@@ -168,3 +168,15 @@ def test_boosters_match_shap_on_their_own_models(
     _close(ours.contributions[:, :, 0], theirs)
     total = ours.base[0] + ours.contributions[:, :, 0].sum(axis=1)
     np.testing.assert_allclose(total, pipeline.predict(x), rtol=1e-5, atol=1e-2)
+
+
+def test_histogram_boosting_is_refused_not_approximated(insurance_frame: pd.DataFrame) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from modelship.build.explanation import NotExplainable
+
+    x = insurance_frame.drop(columns="charges")
+    with pytest.raises(NotExplainable, match="HistGradientBoostingRegressor yet"):
+        _explained(
+            HistGradientBoostingRegressor(max_iter=5), x, insurance_frame["charges"], "regression"
+        )
