@@ -49,7 +49,7 @@ def main() -> TargetOutputs:
     reader = ConfigReader(pulumi.get_stack())
     settings = read_shared(reader, pulumi.get_project(), TARGETS)
     target = TARGETS.get(settings.target)
-    section = target.read(reader, settings) if target is not None else None
+    section = target.read_section(reader, settings) if target is not None else None
     reader.check_unknown_keys()
     reader.raise_if_problems()
     assert target is not None  # a missing target is a problem raised above

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infra.config import ConfigReader
 
 HASH_LENGTH = 4
 
@@ -76,3 +81,40 @@ def make_id(rule: IdRule, *parts: str, role: str = "") -> str:
     if not rule.pattern().fullmatch(made) or not rule.min_length <= len(made) <= rule.max_length:
         raise ValueError(f"cannot make a {rule.what} from {original!r} (made {made!r})")
     return made
+
+
+# --------------------------------------------------------------------------- auto-names
+
+AUTO_NAME_SUFFIX = 8
+"""What Pulumi's auto-naming adds to a logical name: `-` and 7 random characters."""
+PROJECT_NAME_KEY = "name (Pulumi.yaml)"
+"""Where the project name, the prefix of every logical name, is set: not a config key."""
+
+
+@dataclass(frozen=True)
+class AutoNameLimit:
+    """A resource the stack leaves to Pulumi's auto-naming although its cloud caps the name's
+    length: `<project><role>-XXXXXXX` must fit, or the provider refuses the name at `up`."""
+
+    what: str
+    role: str
+    """The logical name after the project name (`-lb-alb`)."""
+    max_length: int
+
+    def longest_project(self) -> int:
+        """The longest project name whose auto-name still fits."""
+        return self.max_length - AUTO_NAME_SUFFIX - len(self.role)
+
+
+def check_project_name(reader: ConfigReader, project: str, limits: Iterable[AutoNameLimit]) -> None:
+    """A problem naming the project name if an auto-name made from it would be too long."""
+    too_long = [limit for limit in limits if len(project) > limit.longest_project()]
+    if too_long:
+        tightest = min(too_long, key=AutoNameLimit.longest_project)
+        reader.problem(
+            PROJECT_NAME_KEY,
+            project,
+            f"at most {tightest.longest_project()} characters: the {tightest.what} is named "
+            f"'{project}{tightest.role}-' plus 7 random characters, and may have at most "
+            f"{tightest.max_length}; shorten the project's name",
+        )

@@ -219,15 +219,17 @@ def run_program(
     mocks: OfflineMocks,
     *,
     secret_keys: tuple[str, ...] = (),
+    project: str = PROJECT,
 ) -> StackRun:
-    """Run `infra/` as stack `stack` with `config` (keys fully qualified) against `mocks`.
+    """Run `infra/` as stack `stack` of `project` with `config` (keys fully qualified) against
+    `mocks`.
 
     Exceptions the program raises (e.g. `ConfigError`) propagate.
     """
     monitor = RecordingMonitor(mocks)
     runtime_settings.set_root_resource(cast("Any", None))  # a fresh Stack resource per run
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=mocks.preview, monitor=monitor
+        mocks, project=project, stack=stack, preview=mocks.preview, monitor=monitor
     )
     pulumi.runtime.set_all_config(
         {key: config_string(value) for key, value in config.items()},

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 import pulumi
 
 from infra.config import ConfigReader
-from infra.core.ids import IdRule, make_id
+from infra.core.ids import AutoNameLimit, IdRule, check_project_name, make_id
 from infra.core.labels import standard_labels
 from infra.settings import Settings
 
@@ -42,6 +42,13 @@ class Target(Generic[S]):
 
     read: Callable[[ConfigReader, Settings], S]
     deploy: Callable[[Settings, S], TargetOutputs]
+    auto_named: tuple[AutoNameLimit, ...] = ()
+    """Resources left to Pulumi's auto-naming whose cloud caps the name's length."""
+
+    def read_section(self, reader: ConfigReader, settings: Settings) -> S:
+        """The target's settings; a project name too long for an auto-name is a problem too."""
+        check_project_name(reader, settings.project, self.auto_named)
+        return self.read(reader, settings)
 
 
 @dataclass(frozen=True)

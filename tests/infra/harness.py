@@ -28,7 +28,7 @@ from infra.offline.runner import (
     physical_name,
     run_program,
 )
-from infra.stack_file import PROGRAM_DIR, REPO_ROOT, load_stack_config, stack_file_path
+from infra.stack_file import PROGRAM_DIR, PROJECT, REPO_ROOT, load_stack_config, stack_file_path
 
 __all__ = [
     "MOCK_ACCESS_TOKEN",
@@ -265,12 +265,14 @@ def run_stack(
     unset: tuple[str, ...] = (),
     preview: bool = False,
     stack_name: str | None = None,
+    project: str = PROJECT,
 ) -> StackRun:
     """Run `infra/` for `stack` with its `Pulumi.<stack>.yaml` (plus overrides) under mocks.
 
     `overrides` replace or add config keys, `secrets` add secret config keys, `unset` removes keys.
     `stack_name` is the name the program sees (default `stack`): a stack named `gke_prod` with
-    the gke stack's config. Exceptions the program raises (e.g. `ConfigError`) propagate.
+    the gke stack's config; `project` the project's name (Pulumi.yaml). Exceptions the program
+    raises (e.g. `ConfigError`) propagate.
     """
     name = stack_name or stack
     config = {**load_stack_config(stack), **(overrides or {}), **(secrets or {})}
@@ -278,4 +280,4 @@ def run_stack(
         config.pop(key, None)
 
     mocks = ModelshipMocks(name, preview=preview)
-    return run_program(name, config, mocks, secret_keys=tuple(secrets or {}))
+    return run_program(name, config, mocks, secret_keys=tuple(secrets or {}), project=project)

@@ -15,6 +15,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import pytest
@@ -88,6 +89,21 @@ GCP: dict[str, tuple[str, ...]] = {
     ),
     # On the key only, not the project: docs/ci.md binds roles/cloudkms.admin on that key.
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": ("roles/cloudkms.admin",),
+}
+# What putting its labels on a resource takes. Most Google APIs take them in the create request;
+# where one cannot, the provider creates the resource and then calls setLabels (magic-modules
+# mmv1/products/<product>/<Resource>.yaml with `post_create: .../post_create/labels.tmpl`:
+# "Labels cannot be set in a create"). pulumi-gcp adds its own `goog-pulumi-provisioned` label,
+# so that call happens even for a resource declared without labels. Checked for every type the
+# plans declare: Network and Subnetwork take no labels; Network's post_create only deletes the
+# default routes when asked to (the stacks do not); the cluster, node pool, bucket and service
+# account are handwritten resources whose create calls carry the labels (or none).
+GCP_LABELS: dict[str, tuple[str, ...]] = {
+    "gcp:artifactregistry/repository:Repository": ("artifactregistry.repositories.create",),
+    "gcp:compute/globalAddress:GlobalAddress": ("compute.globalAddresses.setLabels",),
+    "gcp:container/cluster:Cluster": (KUBERNETES_ROLE,),
+    "gcp:container/nodePool:NodePool": (KUBERNETES_ROLE,),
+    "gcp:storage/bucket:Bucket": ("storage.buckets.create",),
 }
 # The destroy workflow's sweep of GKE's leftovers on the stack's network.
 GCP_SWEEP = (
@@ -314,6 +330,41 @@ AWS: dict[str, tuple[str, ...]] = {
         "secretsmanager:GetSecretValue",
     ),
 }
+# Tags: AWS authorizes tags given in a create request as a tagging action of their own on the new
+# resource (EC2's TagSpecifications take ec2:CreateTags, ECS's and ELB's creates take
+# ecs:TagResource and elasticloadbalancing:AddTags); S3 takes no tags in CreateBucket and the
+# provider calls PutBucketTagging after it.
+_EC2_TAGS = ("ec2:CreateTags",)
+AWS_TAGS: dict[str, tuple[str, ...]] = {
+    **{
+        f"aws:ec2/{t}": _EC2_TAGS
+        for t in (
+            "vpc:Vpc",
+            "subnet:Subnet",
+            "internetGateway:InternetGateway",
+            "routeTable:RouteTable",
+            "eip:Eip",
+            "natGateway:NatGateway",
+            "securityGroup:SecurityGroup",
+        )
+    },
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _EC2_TAGS,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _EC2_TAGS,
+    "aws:ecr/repository:Repository": ("ecr:TagResource",),
+    "aws:s3/bucket:Bucket": ("s3:PutBucketTagging",),
+    "aws:iam/role:Role": ("iam:TagRole",),
+    "aws:cloudwatch/logGroup:LogGroup": ("logs:TagResource",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("cloudwatch:TagResource",),
+    "aws:ecs/cluster:Cluster": ("ecs:TagResource",),
+    "aws:ecs/service:Service": ("ecs:TagResource",),
+    "aws:ecs/taskDefinition:TaskDefinition": ("ecs:TagResource",),
+    "aws:lb/loadBalancer:LoadBalancer": ("elasticloadbalancing:AddTags",),
+    "aws:lb/targetGroup:TargetGroup": ("elasticloadbalancing:AddTags",),
+    "aws:lb/listener:Listener": ("elasticloadbalancing:AddTags",),
+    "aws:appautoscaling/target:Target": ("application-autoscaling:TagResource",),
+    "aws:ssm/parameter:Parameter": ("ssm:AddTagsToResource",),
+    "aws:secretsmanager/secret:Secret": ("secretsmanager:TagResource",),
+}
 # The deploy and destroy workflows' own calls (rollback check, stopping training tasks).
 AWS_WORKFLOWS = ("ecs:DescribeServices", "ecs:ListTasks", "ecs:StopTask", "ecs:DescribeTasks")
 # Types that need no permission of their own: components, providers, the stack.
@@ -325,27 +376,74 @@ UNSCOPED_ACTIONS = {"ecr:GetAuthorizationToken", "iam:CreateServiceLinkedRole"}
 READ_ONLY = re.compile(r"[a-z-]+:(Describe|List)")
 
 
-def _plan_types(stack: str) -> set[str]:
+LABEL_INPUTS = ("labels", "tags", "resourceLabels")
+# Image labels are metadata of the image, not of a cloud resource.
+LABELS_OF_NO_RESOURCE = ("docker-build:", "kubernetes:")
+
+
+def _plan_types(stack: str, *, labelled: bool = False) -> set[str]:
+    """Resource types of a committed plan (only those declared with labels/tags: `labelled`)."""
     text = (REPO_ROOT / "tests" / "infra" / "plans" / f"{stack}.txt").read_text()
-    return {line.split(" ", 1)[0] for line in text.splitlines() if line and line[0] not in " #"}
+    types: set[str] = set()
+    current = ""
+    for line in text.splitlines():
+        if line and line[0] not in " #":
+            current = line.split(" ", 1)[0]
+            if not labelled:
+                types.add(current)
+        elif labelled and line.strip().split(".", 1)[0].split(" ", 1)[0] in LABEL_INPUTS:
+            types.add(current)
+    return types
 
 
 @pytest.fixture(scope="module")
-def declared(gke_https: StackRun, gke_standard: StackRun) -> dict[str, set[str]]:
-    """Resource types per cloud: the plans, plus the variants that add types."""
-    gke_runs: list[StackRun] = [
-        gke_https,
-        gke_standard,
-        run_stack("gke", {**GKE_PROJECT, "modelship:modelStoreKmsKey": KMS_KEY}),
-    ]
-    fargate_runs = [fargate_run(v) for v in ("https-ssm-key", "secretsmanager-key", "private")]
+def variant_runs(gke_https: StackRun, gke_standard: StackRun) -> dict[str, list[StackRun]]:
+    """Per cloud, the variants that add resource types to the plans."""
     return {
-        "gke": _plan_types("gke") | {r.type for run in gke_runs for r in run.resources},
-        "fargate": _plan_types("fargate") | {r.type for run in fargate_runs for r in run.resources},
+        "gke": [
+            gke_https,
+            gke_standard,
+            run_stack("gke", {**GKE_PROJECT, "modelship:modelStoreKmsKey": KMS_KEY}),
+        ],
+        "fargate": [fargate_run(v) for v in ("https-ssm-key", "secretsmanager-key", "private")],
     }
 
 
-def _needs(types: set[str], table: dict[str, tuple[str, ...]], cloud: str) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def declared(variant_runs: dict[str, list[StackRun]]) -> dict[str, set[str]]:
+    """Resource types per cloud: the plans, plus the variants that add types."""
+    return {
+        cloud: _plan_types(cloud) | {r.type for run in runs for r in run.resources}
+        for cloud, runs in variant_runs.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def labelled(variant_runs: dict[str, list[StackRun]]) -> dict[str, set[str]]:
+    """Resource types per cloud declared with labels or tags, in the plans or the variants."""
+    return {
+        cloud: {
+            t
+            for t in _plan_types(cloud, labelled=True)
+            | {
+                r.type
+                for run in runs
+                for r in run.resources
+                if any(r.inputs.get(k) for k in LABEL_INPUTS)
+            }
+            if not t.startswith(LABELS_OF_NO_RESOURCE)
+        }
+        for cloud, runs in variant_runs.items()
+    }
+
+
+def _needs(
+    types: set[str],
+    table: dict[str, tuple[str, ...]],
+    cloud: str,
+    labelled: AbstractSet[str] = frozenset(),
+    labels: dict[str, tuple[str, ...]] | None = None,
+) -> Iterator[str]:
     for type_ in sorted(types):
         if NO_PERMISSION.match(type_) or type_.startswith("kubernetes:"):
             continue
@@ -353,6 +451,23 @@ def _needs(types: set[str], table: dict[str, tuple[str, ...]], cloud: str) -> It
             f"{cloud}: no permissions known for {type_}: add them here and to the docs"
         )
         yield from table[type_]
+        if type_ in labelled:
+            assert labels is not None and type_ in labels, (
+                f"{cloud}: {type_} is declared with labels/tags: add what setting them takes"
+            )
+            yield from labels[type_]
+
+
+def test_every_labelled_type_says_what_its_labels_take(
+    declared: dict[str, set[str]], labelled: dict[str, set[str]]
+) -> None:
+    """The issue-28 gap: a global address's labels are set after create (setLabels)."""
+    assert "gcp:compute/globalAddress:GlobalAddress" in labelled["gke"]
+    assert {"aws:lb/targetGroup:TargetGroup", "aws:ecs/taskDefinition:TaskDefinition"} <= labelled[
+        "fargate"
+    ]
+    assert labelled["gke"] <= set(GCP_LABELS) and labelled["fargate"] <= set(AWS_TAGS)
+    assert "compute.globalAddresses.setLabels" in _gcp_documented()
 
 
 def test_every_declared_type_has_its_permissions(declared: dict[str, set[str]]) -> None:
@@ -375,12 +490,12 @@ def _gcp_documented() -> set[str]:
 
 
 def test_the_gcp_deploy_identity_has_every_permission_the_gke_stack_needs(
-    declared: dict[str, set[str]],
+    declared: dict[str, set[str]], labelled: dict[str, set[str]]
 ) -> None:
     ci = (DOCS / "ci.md").read_text()
     assert "docs/ci/gcp-deployer-permissions.txt" in ci
     role = _gcp_documented()
-    needed = set(_needs(declared["gke"], GCP, "gke")) | set(GCP_SWEEP)
+    needed = set(_needs(declared["gke"], GCP, "gke", labelled["gke"], GCP_LABELS)) | set(GCP_SWEEP)
     roles = {p for p in needed if p.startswith("roles/")}
     missing = sorted(p for p in needed - roles if p not in role)
     assert not missing, f"docs/ci/gcp-deployer-permissions.txt misses {missing}"
@@ -409,11 +524,13 @@ def _granting(action: str) -> list[dict[str, Any]]:
 
 
 def test_the_aws_deploy_role_has_every_permission_the_fargate_stack_needs(
-    declared: dict[str, set[str]],
+    declared: dict[str, set[str]], labelled: dict[str, set[str]]
 ) -> None:
     ci = (DOCS / "ci.md").read_text()
     assert "file://docs/ci/aws-deployer-policy.json" in ci
-    needed = set(_needs(declared["fargate"], AWS, "fargate")) | set(AWS_WORKFLOWS)
+    needed = set(_needs(declared["fargate"], AWS, "fargate", labelled["fargate"], AWS_TAGS)) | set(
+        AWS_WORKFLOWS
+    )
     missing = sorted(a for a in needed if not _granting(a))
     assert not missing, f"docs/ci/aws-deployer-policy.json misses {missing}"
     for action in sorted(needed):
@@ -460,3 +577,80 @@ def test_the_aws_policy_lints_clean_with_parliament() -> None:
         "EcsCannotBeNamed",
         "Autoscaling",
     }
+
+
+# --------------------------------------------------------------------------- who may assume what
+
+AWS_PREVIEW_POLICY_FILE = DOCS / "ci" / "aws-preview-policy.json"
+SUB = "token.actions.githubusercontent.com:sub"
+# GitHub's subject with the repository's numeric ids (the customization in docs/ci.md): a
+# repository deleted and re-created under the same name by someone else does not match.
+SUBJECT_PREFIX = "repository_owner_id:OWNER_ID:repository_id:REPOSITORY_ID:"
+# What each invoke of the fargate program takes; a preview runs them too. getCallerIdentity
+# needs no permission (STS answers any caller).
+AWS_INVOKES: dict[str, tuple[str, ...]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": ("ec2:DescribeAvailabilityZones",),
+    "aws:index/getCallerIdentity:getCallerIdentity": (),
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
+}
+# A read, by its name; GetAuthorizationToken yields a registry login that can do no more than
+# the role's own ECR permissions (none here).
+READ_ACTION = re.compile(r"[a-z0-9-]+:(Describe|List|Get)[A-Za-z]*")
+
+
+def _json(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((DOCS / "ci" / name).read_text())
+    return document
+
+
+def _subjects(trust: dict[str, Any]) -> list[str]:
+    (statement,) = trust["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert set(statement["Condition"]) == {"StringEquals"}, "no StringLike: no wildcards"
+    condition = statement["Condition"]["StringEquals"]
+    assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    return _as_list(condition[SUB])
+
+
+def test_only_the_environments_jobs_may_assume_the_aws_deploy_role() -> None:
+    """`repo:ORG/REPO:*` let every pull request's preview job assume the full deploy role."""
+    assert _subjects(_json("aws-deployer-trust.json")) == [f"{SUBJECT_PREFIX}environment:fargate"]
+    assert _subjects(_json("aws-preview-trust.json")) == [f"{SUBJECT_PREFIX}pull_request"]
+    ci = (DOCS / "ci.md").read_text()
+    for name in ("aws-deployer-trust.json", "aws-preview-trust.json", "aws-preview-policy.json"):
+        assert f"docs/ci/{name}" in ci
+    assert '"include_claim_keys":["repository_owner_id","repository_id","context"]' in ci
+    assert "repo:my-org/modelship:*" not in ci
+
+
+def test_the_aws_preview_role_reads_what_a_preview_reads_and_nothing_else() -> None:
+    runs = [fargate_run(v) for v in ("default", "https-ssm-key", "secretsmanager-key", "private")]
+    invokes = {token for run in runs for token in run.invokes if token.startswith("aws:")}
+    unknown = invokes - set(AWS_INVOKES)
+    assert not unknown, f"no permissions known for the invokes {sorted(unknown)}"
+    needed = {a for token in invokes for a in AWS_INVOKES[token]}
+    policy: dict[str, Any] = json.loads(AWS_PREVIEW_POLICY_FILE.read_text())
+    granted = {
+        a for s in policy["Statement"] if s["Effect"] == "Allow" for a in _as_list(s["Action"])
+    }
+    assert granted == needed
+    assert all(READ_ACTION.fullmatch(a) for a in granted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import parliament
+
+    findings = parliament.analyze_policy_string(AWS_PREVIEW_POLICY_FILE.read_text()).findings
+    assert [f.issue for f in findings if f.issue != "RESOURCE_STAR"] == []
+
+
+def test_the_gcp_federation_matches_the_repository_id_and_says_what_the_role_amounts_to() -> None:
+    ci = (DOCS / "ci.md").read_text()
+    assert "attribute.repository_id=assertion.repository_id" in ci
+    assert "--attribute-condition=\"assertion.repository_id == '$REPO_ID'\"" in ci
+    assert "attribute.repository_id/$REPO_ID" in ci
+    assert "attribute.repository/" not in ci and "assertion.repository ==" not in ci
+    # Project-level setIamPolicy (the node role's grant) plus actAs: whoever holds it can grant
+    # itself any role; the docs must say so rather than call the role least-privilege.
+    role = _gcp_documented()
+    assert {"resourcemanager.projects.setIamPolicy", "iam.serviceAccounts.actAs"} <= role
+    assert "owner-equivalent" in ci

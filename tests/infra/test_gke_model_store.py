@@ -248,6 +248,21 @@ def test_a_customer_managed_key_is_usable_by_the_storage_agent() -> None:
     assert grant.urn in run.one(BUCKET).dependencies  # the key works before the bucket uses it
 
 
+def test_the_grant_on_the_users_key_survives_destroy() -> None:
+    """Deleting a CryptoKeyIAMMember removes the member from the key's binding whoever added it
+    (terraform-provider-google resourceIamMemberDelete): the project's storage agent would lose
+    the key for every other bucket on it, and for this bucket when it is kept."""
+    key = "projects/keys/locations/us-central1/keyRings/r/cryptoKeys/models"
+    for keep in (False, True):
+        config = {
+            **GKE_PROJECT,
+            "modelship:modelStoreKmsKey": key,
+            "modelship:keepModelStore": keep,
+        }
+        grant = run_stack("gke", config).one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+        assert grant.retain_on_delete
+
+
 # --------------------------------------------------------------------------- IAM
 
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from infra.config import ConfigError
 from infra.core.ids import IdRule, make_id
 from infra.targets.fargate.ids import BUCKET_PREFIX, REPOSITORY_NAME, TASK_FAMILY
 from infra.targets.gke.ids import REPOSITORY_ID, SERVICE_ACCOUNT_ID
@@ -141,3 +142,31 @@ def test_stacks_with_awkward_names_declare_only_valid_ids(target: str, stack_nam
     for image in run.of_type("docker-build:index:Image"):
         tag = str(image.inputs["tags"][0]).rsplit(":", 1)[1]
         assert _docker_tag(tag), tag
+
+
+# Names the stacks leave to Pulumi's auto-naming (logical name, `-`, 7 random characters) whose
+# cloud caps their length: Elastic Load Balancing 32, GKE clusters 40.
+AUTO_NAME_LIMITS = {
+    "fargate": {"aws:lb/loadBalancer:LoadBalancer": 32, "aws:lb/targetGroup:TargetGroup": 32},
+    "gke": {"gcp:container/cluster:Cluster": 40},
+}
+
+
+@pytest.mark.parametrize("stack", sorted(AUTO_NAME_LIMITS))
+def test_a_project_name_too_long_for_an_auto_name_fails_at_preview_naming_it(stack: str) -> None:
+    """The project name is the prefix of every logical name: renamed to something long, the
+    first `up` would stop at the load balancer or the cluster. Preview says so first."""
+    config = GKE_PROJECT if stack == "gke" else {}
+    default = run_stack(stack, config)
+    longest = min(
+        limit - (len(r.name) - len("modelship") + 8)
+        for type_, limit in AUTO_NAME_LIMITS[stack].items()
+        for r in default.of_type(type_)
+    )
+    fits = "p" * longest
+    run = run_stack(stack, config, project=fits)
+    for type_, limit in AUTO_NAME_LIMITS[stack].items():
+        assert max(len(r.name) + 8 for r in run.of_type(type_)) <= limit
+    with pytest.raises(ConfigError) as info:
+        run_stack(stack, config, project=fits + "p")
+    assert f"name (Pulumi.yaml) = '{fits}p': at most {longest} characters" in str(info.value)

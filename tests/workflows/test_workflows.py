@@ -136,7 +136,7 @@ def _cloud_job(workflow: str, job: str) -> dict[str, Any]:
     return result
 
 
-def _check_oidc(job: dict[str, Any]) -> None:
+def _check_oidc(job: dict[str, Any], aws_role: str = "AWS_ROLE_ARN") -> None:
     assert job["permissions"]["id-token"] == "write"
     (google,) = uses(job, "google-github-actions/auth")
     assert set(google["with"]) == {"workload_identity_provider", "service_account"}
@@ -144,7 +144,7 @@ def _check_oidc(job: dict[str, Any]) -> None:
     (gcloud,) = uses(job, "google-github-actions/setup-gcloud")
     assert gcloud["with"]["install_components"] == "gke-gcloud-auth-plugin"
     (aws,) = uses(job, "aws-actions/configure-aws-credentials")
-    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+    assert aws["with"]["role-to-assume"] == f"${{{{ vars.{aws_role} }}}}"
     assert "matrix.stack == 'fargate'" in aws["if"]
 
 
@@ -174,7 +174,9 @@ def test_preview_comments_the_diff_of_each_stack_with_the_policy_pack() -> None:
     job = _cloud_job("preview.yml", "preview")
     assert set(load("preview.yml")["on"]) == {"pull_request"}
     assert job["permissions"]["pull-requests"] == "write"
-    _check_oidc(job)
+    # Pull requests get the read-only role: the deploy role trusts the environment's jobs only.
+    _check_oidc(job, aws_role="AWS_PREVIEW_ROLE_ARN")
+    assert "vars.AWS_PREVIEW_ROLE_ARN != ''" in steps(job)[0]["env"]["AWS"]
     _check_gate(job, "pulumi preview ($STACK) skipped")
     assert "FORK" in steps(job)[0]["env"]
     args = _pulumi(job)
@@ -348,26 +350,68 @@ def test_deploy_fails_when_the_circuit_breaker_rolled_the_service_back(
         assert "rolling back" in result.stdout
 
 
-def test_destroy_stops_running_training_tasks_before_the_cluster_goes(tmp_path: Path) -> None:
+def _task_lines(*pairs: tuple[str, str]) -> str:
+    """`describe-tasks --query 'tasks[].[group,taskArn]' --output text`: one task a line."""
+    return "".join(f"{group}\t{arn}\n" for group, arn in pairs)
+
+
+def test_destroy_stops_every_task_of_no_service_before_the_cluster_goes(tmp_path: Path) -> None:
+    """ECS refuses DeleteCluster while tasks run and the provider retries for a fixed 10 minutes
+    (terraform-provider-aws resourceClusterDelete): batch shards (`modelship-batch`, up to
+    120 min), training runs and hand-started tasks are stopped, the service's are left to
+    `destroy`, and the step waits until they have stopped."""
     job = load("destroy.yml")["jobs"]["destroy"]
-    index, step = step_named(job, "Stop the stack's training tasks")
+    found = [(i, s) for i, s in enumerate(steps(job)) if "aws ecs stop-task" in s.get("run", "")]
+    assert len(found) == 1
+    index, step = found[0]
+    assert "matrix.stack == 'fargate'" in step["if"]
     assert pulumi_index(job, "output") < index < pulumi_index(job, "destroy")
-    tasks = "arn:aws:ecs:us-west-1:1:task/c/aaa\tarn:aws:ecs:us-west-1:1:task/c/bbb"
-    answers = {**OUTPUTS, "aws ecs list-tasks *--started-by modelship-train*": tasks}
+    arn = "arn:aws:ecs:us-west-1:1:task/modelship-ecs-cluster-1/"
+    service, batch, train = (f"{arn}{n}" for n in ("svc", "batch", "train"))
+    answers = {
+        **OUTPUTS,
+        "aws ecs list-tasks *": f"{service}\t{batch}\t{train}",
+        "aws ecs describe-tasks *": _task_lines(
+            ("service:modelship-app-service-1", service),
+            ("family:modelship-fargate-batch", batch),
+            ("family:modelship-fargate-train", train),
+        ),
+    }
     result, calls = run_step(step["run"], tmp_path, answers)
     assert result.returncode == 0, result.stderr
-    stops = [c for c in calls if c.startswith("aws ecs stop-task")]
-    assert [c.split("--task ")[1].split()[0] for c in stops] == tasks.split("\t")
-    assert any(
-        c.startswith("aws ecs wait tasks-stopped")
-        and c.endswith("aaa arn:aws:ecs:us-west-1:1:task/c/bbb")
-        for c in calls
-    )
-    # An empty cluster, and a stack without outputs (never deployed), stop nothing and pass.
-    for answers in ({**OUTPUTS, "aws ecs list-tasks *": "None"}, {}):
+    (listed,) = [c for c in calls if c.startswith("aws ecs list-tasks")]
+    assert "--started-by" not in listed and "--desired-status RUNNING" in listed
+    stops = [c.split("--task ")[1].split()[0] for c in calls if c.startswith("aws ecs stop-task")]
+    assert stops == [batch, train]
+    (wait,) = [c for c in calls if c.startswith("aws ecs wait tasks-stopped")]
+    assert wait.endswith(f"--tasks {batch} {train}")
+    assert calls.index(wait) > max(i for i, c in enumerate(calls) if "stop-task" in c)
+
+    # 150 tasks: DescribeTasks and the waiter take at most 100 a call.
+    many = [f"{arn}t{n}" for n in range(150)]
+    answers = {
+        **OUTPUTS,
+        "aws ecs list-tasks *": "\t".join(many),
+        "aws ecs describe-tasks *": _task_lines(*(("family:modelship-batch", t) for t in many)),
+    }
+    result, calls = run_step(step["run"], tmp_path, answers)
+    assert result.returncode == 0, result.stderr
+    described = [c for c in calls if c.startswith("aws ecs describe-tasks")]
+    assert [len(c.split("--tasks ")[1].split()) for c in described] == [100, 50]
+
+    # Only the service's tasks, an empty cluster, a stack never deployed: nothing stopped.
+    for answers in (
+        {
+            **OUTPUTS,
+            "aws ecs list-tasks *": service,
+            "aws ecs describe-tasks *": _task_lines(("service:modelship-app-service-1", service)),
+        },
+        {**OUTPUTS, "aws ecs list-tasks *": "None"},
+        {},
+    ):
         result, calls = run_step(step["run"], tmp_path, answers)
         assert result.returncode == 0, result.stderr
-        assert not any("stop-task" in c for c in calls)
+        assert not any("stop-task" in c or "wait" in c for c in calls)
 
 
 def test_gke_destroy_sweeps_firewall_rules_and_negs_of_its_network_then_retries(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.core.ids import IdRule
+from infra.core.ids import AutoNameLimit, IdRule
 
 # ECR: 2-256 characters, lowercase, components of [a-z0-9] joined by single `.`, `_` or `-`.
 REPOSITORY_NAME = IdRule("ECR repository name", "a-z0-9", max_length=256, min_length=2)
@@ -14,3 +14,10 @@ BUCKET_PREFIX = IdRule(
 )
 # ECS: a task definition family is up to 255 letters, digits, `-` and `_`.
 TASK_FAMILY = IdRule("ECS task definition family", "a-z0-9", max_length=255)
+# Elastic Load Balancing: load balancer and target group names are at most 32 characters. They are
+# auto-named (a name the stack chose could clash with a replacement during `up`), from the logical
+# names `<project>-lb-alb` and `<project>-lb-tg` (infra/targets/fargate/loadbalancer.py).
+AUTO_NAMED = (
+    AutoNameLimit("Application Load Balancer", "-lb-alb", 32),
+    AutoNameLimit("target group", "-lb-tg", 32),
+)

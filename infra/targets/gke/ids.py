@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.core.ids import IdRule
+from infra.core.ids import AutoNameLimit, IdRule
 
 # IAM: `accountId` must be 6-30 characters, [a-z][a-z0-9-]*[a-z0-9].
 SERVICE_ACCOUNT_ID = IdRule(
@@ -13,3 +13,6 @@ SERVICE_ACCOUNT_ID = IdRule(
 REPOSITORY_ID = IdRule(
     "Artifact Registry repository id", "a-z0-9", max_length=63, letter_first=True
 )
+# GKE: a cluster name is at most 40 characters; the cluster is auto-named from
+# `<project>-gke-cluster` (infra/targets/gke/cluster.py).
+AUTO_NAMED = (AutoNameLimit("GKE cluster", "-gke-cluster", 40),)

@@ -120,16 +120,7 @@ class ModelStore(pulumi.ComponentResource):
         encryption = None
         bucket_depends: list[pulumi.Resource] = []
         if args["kms_key"] is not None:
-            # GCS encrypts with the key as its own service agent, which needs the key role.
-            agent = gcp.storage.get_project_service_account_output(project=project)
-            key_grant = gcp.kms.CryptoKeyIAMMember(
-                f"{name}-kms",
-                crypto_key_id=args["kms_key"],
-                role=KMS_ENCRYPTER_DECRYPTER,
-                member=agent.email_address.apply(lambda email: f"serviceAccount:{email}"),
-                opts=child,
-            )
-            bucket_depends.append(key_grant)
+            bucket_depends.append(self._grant_key(name, project, args["kms_key"], opts))
             encryption = gcp.storage.BucketEncryptionArgs(default_kms_key_name=args["kms_key"])
 
         self.bucket = gcp.storage.Bucket(
@@ -276,6 +267,22 @@ class ModelStore(pulumi.ComponentResource):
                 "serving_account": self.serving_account.email,
                 "training_account": self.training_account.email,
             }
+        )
+
+    def _grant_key(
+        self, name: str, project: str, key: str, opts: pulumi.ResourceOptions | None
+    ) -> gcp.kms.CryptoKeyIAMMember:
+        """GCS encrypts with the key as the project's storage service agent, which needs the key
+        role. The key is the user's: deleting an IAM member removes that member from the key's
+        binding whoever added it, so every other bucket on the key (and this one, when kept)
+        could no longer be read. The grant outlives `destroy`."""
+        agent = gcp.storage.get_project_service_account_output(project=project)
+        return gcp.kms.CryptoKeyIAMMember(
+            f"{name}-kms",
+            crypto_key_id=key,
+            role=KMS_ENCRYPTER_DECRYPTER,
+            member=agent.email_address.apply(lambda email: f"serviceAccount:{email}"),
+            opts=child_opts(self, opts, retain_on_delete=True),
         )
 
 

@@ -157,6 +157,8 @@ def test_train_help_shows_the_options_defaults() -> None:
 def test_bad_environment_setting_is_named(tmp_path: Path) -> None:
     result = modelship("serve", cwd=tmp_path, env={"MODELSHIP_PORT": "eighty"})
     assert_one_line_error(result, 2, "setting MODELSHIP_PORT = 'eighty'")
+    result = modelship("serve", "--keep-alive-seconds", "0", cwd=tmp_path)
+    assert_one_line_error(result, 2, "setting MODELSHIP_KEEP_ALIVE_SECONDS = '0'")
 
 
 def test_bad_csv_for_predict_is_one_line(regression_artifact: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from modelship.model import artifact, store
 from modelship.model.store import StoreError
 from tests.service.cli.test_cli import assert_one_line_error, modelship
-from tests.service.object_stores import BUCKET, gcs_server, s3_server
+from tests.service.object_stores import BUCKET, gcs_server, lose_first_answer, s3_server
 from tests.service.server import running_server
 
 
@@ -57,6 +57,41 @@ def test_publish_fetch_list(
     listed = store.versions(f"{root}/team-a")
     assert [(u, c.artifact.onnx_sha256) for u, c in listed] == [(uri, card.artifact.onnx_sha256)]
     assert store.versions(f"{root}/team-a/models/{card.name}") == listed
+
+
+def test_publish_survives_a_lost_answer(
+    object_store: tuple[str, dict[str, str]],
+    regression_artifact: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first write lands but its answer is lost: the SDK's own retry finds the object
+    there (412) with the very bytes it sent, which is success, not "already exists"."""
+    root, _ = object_store
+    backend = store.backend(store.parse(root))
+    monkeypatch.setattr(store.model_versions, "backend", lambda _: backend)
+    with lose_first_answer(backend) as lost:
+        uri = store.publish(regression_artifact, f"{root}/lost-answer")
+    assert lost  # the fault was injected, and the SDK retried it
+    assert store.fetch(uri, tmp_path / "cache").card == artifact.load(regression_artifact).card
+
+
+def test_a_version_left_without_its_card_is_completed_but_never_changed(
+    object_store: tuple[str, dict[str, str]], regression_artifact: Path, tmp_path: Path
+) -> None:
+    """An earlier publish stopped after the model (a lost answer, a crash): publishing again
+    completes the version, since the model there is the same bytes. Other bytes under the
+    version's key are a conflict, refused with the version's URI."""
+    root, _ = object_store
+    loaded = artifact.load(regression_artifact)
+    for name, model in (("partial", loaded.onnx_bytes), ("conflict", b"not this model")):
+        location = store.parse(f"{root}/{name}")
+        prefix = store.version_key(location, loaded.card)
+        store.backend(location).write_once(f"{prefix}/{loaded.card.artifact.onnx_file}", model)
+    uri = store.publish(regression_artifact, f"{root}/partial")
+    assert store.fetch(uri, tmp_path / "cache").card == loaded.card
+    with pytest.raises(StoreError, match=r"conflict/models/.* already exists"):
+        store.publish(regression_artifact, f"{root}/conflict")
 
 
 def test_checksum_mismatch_and_missing_objects_are_refused(

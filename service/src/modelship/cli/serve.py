@@ -18,7 +18,15 @@ from modelship.cli import train
 
 # The options of `serve`: each is the Settings field of that name (help, default and choices
 # from its declaration), set through its MODELSHIP_* variable.
-SERVE_FLAGS = ("artifact", "model_uri", "host", "port", "workers", "log_level")
+SERVE_FLAGS = (
+    "artifact",
+    "model_uri",
+    "host",
+    "port",
+    "workers",
+    "log_level",
+    "keep_alive_seconds",
+)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,5 +101,6 @@ def run(args: argparse.Namespace) -> int:
             log_level=settings.log_level,
             log_config=log_config(settings.log_level),
             graceful_seconds=settings.shutdown_grace_seconds,
+            keep_alive_seconds=settings.keep_alive_seconds,
         )
     return 0

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
         "only with the uvicorn, uvloop and httptools versions it was tested with); off: stock "
         "uvicorn, overload refused by the ASGI middleware",
     )
+    keep_alive_seconds: int = Field(
+        620,
+        ge=1,
+        le=86_400,
+        description="How long an idle connection is kept open for its next request; longer than "
+        "every proxy in front keeps its idle connections to the service (ALB and ingress-nginx "
+        "60 s, Google's HTTPS load balancer 600 s), or the proxy reuses a connection the "
+        "service has just closed and its client gets a 502",
+    )
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=3600, description="On SIGTERM, how long in-flight requests may finish"
     )

@@ -18,13 +18,20 @@ import pytest
 
 from modelship.contracts.settings import Settings, load_settings
 from modelship.errors import ModelshipError
-from modelship.model import artifact
+from modelship.model import artifact, store
 from modelship.model.predictor import Predictor
 from modelship.serving.compose import build_serving
+from modelship.serving.monitoring import capture as capture_module
 from modelship.serving.monitoring.cloudwatch import CloudWatchEmitter
 from modelship.transport.http.app import create_app
 from tests.service.live import serve_in_thread
-from tests.service.object_stores import BUCKET, s3_client, s3_server
+from tests.service.object_stores import (
+    BUCKET,
+    gcs_server,
+    lose_first_answer,
+    s3_client,
+    s3_server,
+)
 from tests.service.server import free_port, running_server
 from tests.service.traffic import records, scrape, send_every_transport
 
@@ -180,6 +187,89 @@ def test_an_unreachable_store_never_blocks_or_fails_predictions(
             assert sum(len(frame) for _, frame in written) == 50
         finally:
             server.stop()
+
+
+def _dropped(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("modelship_capture_dropped_rows_total", {"reason": reason})
+    return value or 0.0
+
+
+def _capture_to(uri: str, artifact_path: Path, backend: store.Backend | None = None) -> Any:
+    """An app capturing every row to `uri` in objects of 5 rows, through `backend` if given."""
+    settings = Settings(
+        capture_rate=1.0,
+        capture_uri=uri,
+        capture_batch_rows=5,
+        capture_interval_seconds=0.2,
+        access_log=False,
+    )
+    app = create_app(build_serving(settings, Predictor(artifact.load(artifact_path))))
+    app.state.capture._backend = backend or store.backend(app.state.capture.location)
+    return app
+
+
+def _predict_and_drain(app: Any, frame: pd.DataFrame, rows: int = 15) -> None:
+    """Serve `rows` rows one by one, then wait until the capture holds none of them."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        for record in records(frame.drop(columns="charges").head(rows)):
+            assert client.post("/predict", json=record).status_code == 200
+        _wait_for(lambda: app.state.capture.buffered == 0, "the capture buffer drained")
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_lost_answer_does_not_stop_capture(
+    scheme: str,
+    regression_artifact: Path,
+    insurance_frame: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first capture object reaches the store but its answer is lost, so the SDK's retry
+    fails the create-only precondition: that object is this upload, the next ones follow."""
+    with s3_server() if scheme == "s3" else gcs_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        app = _capture_to(f"{scheme}://{BUCKET}", regression_artifact)
+        backend = app.state.capture._backend
+        with lose_first_answer(backend) as lost:
+            _predict_and_drain(app, insurance_frame)
+        assert lost and not app.state.capture.failing
+        keys = backend.keys("captures/")
+        assert len(keys) == 3
+        assert sum(len(pd.read_csv(io.BytesIO(backend.read(k)))) for k in keys) == 15
+
+
+def test_an_object_the_store_keeps_refusing_is_dropped_and_counted(
+    regression_artifact: Path,
+    insurance_frame: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One object is refused on every attempt: after MAX_UPLOAD_ATTEMPTS it is dropped, its
+    rows counted and logged, and the objects behind it are written."""
+    monkeypatch.setattr(capture_module, "FIRST_RETRY_SECONDS", 0.01)
+
+    class RefusesFirstObject(store.LocalBackend):
+        refused: str | None = None
+
+        def write_once(self, key: str, data: bytes) -> None:
+            if self.refused in (None, key):
+                self.refused = key
+                raise store.DeniedError(key)
+            super().write_once(key, data)
+
+    backend = RefusesFirstObject(tmp_path)
+    app = _capture_to(f"file://{tmp_path}", regression_artifact, backend)
+    before = _dropped("upload_failed")
+    _predict_and_drain(app, insurance_frame)
+    assert _dropped("upload_failed") - before == 5
+    assert sum(len(pd.read_csv(f)) for f in tmp_path.rglob("*.csv")) == 10
+    assert backend.refused is not None
+    assert f"dropped {app.state.capture.location.uri_of(backend.refused)} (5 rows)" in caplog.text
 
 
 def test_the_rate_samples_rows_of_every_batch(

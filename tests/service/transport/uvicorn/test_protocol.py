@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +152,40 @@ def test_a_client_that_asked_to_close_is_not_read_further(
     protocol.data_received(post())  # sent before the answer came: nobody reads it
     assert answers(loop, transport) == [b"HTTP/1.1 503 Service Unavailable"]
     assert b"connection: close" in transport.written and transport.closed
+
+
+@pytest.mark.parametrize(
+    "http", ["httptools", "h11", "modelship.transport.uvicorn.protocol:SheddingHttpProtocol"]
+)
+def test_serve_gives_every_http_protocol_its_keep_alive(
+    http: str,
+    loop: asyncio.AbstractEventLoop,
+    regression_predictor: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # `serve` runs the shedding protocol; a stock one (uvicorn's own, with the same config)
+    # must get the same keep-alive from it.
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from modelship import cli
+    from modelship.model import artifact
+
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: captured.update(options))
+    monkeypatch.setattr(artifact, "exists", lambda path: True)
+    monkeypatch.setattr(artifact, "load", lambda path: None)
+    for name in ("ARTIFACT", "KEEP_ALIVE_SECONDS"):  # `serve` sets them; restored afterwards
+        monkeypatch.setenv(f"MODELSHIP_{name}", "")
+    monkeypatch.setenv("MODELSHIP_ARTIFACT", str(tmp_path))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert cli.main(["serve", "--keep-alive-seconds", "900"]) == 0
+    options = {**captured, "http": http, "log_config": None}
+    del options["factory"], options["loop"]
+    config = Config(create_app(build_serving(Settings(), regression_predictor)), **options)
+    config.load()
+    protocol = config.http_protocol_class(config, ServerState(), {}, loop)  # type: ignore[call-arg]
+    assert isinstance(protocol, HttpToolsProtocol | H11Protocol)
+    assert protocol.timeout_keep_alive == 900

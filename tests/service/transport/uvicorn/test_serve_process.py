@@ -280,3 +280,28 @@ def test_an_overloaded_worker_refuses_at_the_connection(
     lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()]
     assert sum(line.get("shed", 0) for line in lines) == 7
     assert not [line for line in lines if line.get("status") == 503 and "shed" not in line]
+
+
+# The fargate stack's ALB keeps an idle connection to a target this long (idle_timeout); Google's
+# load balancer (600 s) and ingress-nginx (60 s) are checked against the setting's default in
+# tests/infra/test_keep_alive.py, without the wait.
+ALB_IDLE_SECONDS = 60
+
+
+def test_a_connection_idle_longer_than_the_load_balancer_still_answers(
+    regression_artifact: Path, tmp_path: Path
+) -> None:
+    # A proxy reuses its idle connection up to its own timeout: if the service closed it first,
+    # the next request on it would fail, and the proxy's client would get a 502.
+    with (
+        serve(regression_artifact, tmp_path) as (_, port),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        request = f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        sock.sendall(request)
+        assert _responses(sock, 1)[0][0].startswith(b"HTTP/1.1 200")
+        time.sleep(ALB_IDLE_SECONDS + 5)
+        sock.sendall(request)
+        head, _ = _responses(sock, 1)[0]
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b"connection: close" not in head.lower()

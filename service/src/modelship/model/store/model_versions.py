@@ -116,6 +116,19 @@ def _check_report(version_uri: str, card: ModelCard, report: dict[str, bytes]) -
             )
 
 
+def write_or_same(store: Backend, key: str, data: bytes) -> None:
+    """A create-only write that also succeeds when `key` already holds exactly `data`.
+
+    The SDKs retry a write whose answer was lost; if the first attempt did land, the retry fails
+    its precondition (`ExistsError`) although the object is this very upload. An existing
+    object with other bytes is a real conflict and raises `ExistsError`."""
+    try:
+        store.write_once(key, data)
+    except ExistsError:
+        if store.read(key) != data:
+            raise
+
+
 def version_key(location: Location, card: ModelCard) -> str:
     return location.key("models", card.name, card.artifact.onnx_sha256)
 
@@ -132,10 +145,12 @@ def publish(directory: Path, root_uri: str) -> str:
         if store.exists(card_key):
             raise ExistsError(card_key)
         # The model and its report first, the card last: a version with a card is complete.
-        store.write_once(f"{prefix}/{loaded.card.artifact.onnx_file}", loaded.onnx_bytes)
+        # A version an earlier attempt left without its card (a lost answer, a crash) is
+        # completed: its files are content-addressed, so the same bytes are the same version.
+        write_or_same(store, f"{prefix}/{loaded.card.artifact.onnx_file}", loaded.onnx_bytes)
         for name in _report_files(loaded.card):
-            store.write_once(f"{prefix}/{name}", (directory / name).read_bytes())
-        store.write_once(card_key, (directory / artifact.CARD_FILE).read_bytes())
+            write_or_same(store, f"{prefix}/{name}", (directory / name).read_bytes())
+        write_or_same(store, card_key, (directory / artifact.CARD_FILE).read_bytes())
     return uri
 
 

@@ -9,8 +9,8 @@ The request path only draws the sample and appends array references to a queue (
 a daemon thread per worker turns the queue into CSV objects of `capture_batch_rows` rows, at
 least every `capture_interval_seconds`. Memory is bounded by `capture_buffer_rows`: while the
 store is slow or unreachable the uploads are retried with backoff and rows beyond the bound are
-dropped and counted, never waited for. A prediction never blocks on, or fails because of, the
-store.
+dropped and counted, never waited for; an object that fails `MAX_UPLOAD_ATTEMPTS` writes in a
+row is dropped and counted too. A prediction never blocks on, or fails because of, the store.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 CAPTURES_PREFIX = "captures"
 # Between failed uploads the thread waits this long, doubling up to the capture interval.
 FIRST_RETRY_SECONDS = 1.0
+# An object that failed this many uploads in a row is dropped (and counted), so one the store
+# keeps refusing cannot hold back every later one; with the backoff that is minutes of retrying.
+MAX_UPLOAD_ATTEMPTS = 10
 # Failures are logged at most this often (a store that is down would otherwise flood the log).
 LOG_EVERY_SECONDS = 60.0
 log = logging.getLogger("modelship.capture")
@@ -56,8 +59,8 @@ DROPPED_METRIC = "modelship_capture_dropped_rows"
 UPLOAD_ERRORS_METRIC = "modelship_capture_upload_errors"
 DROPPED = Counter(
     DROPPED_METRIC,
-    "Sampled rows not written: the buffer was full (store slow or unreachable), or unsent "
-    "at shutdown",
+    "Sampled rows not written: the buffer was full (store slow or unreachable), their upload "
+    "failed MAX_UPLOAD_ATTEMPTS times, or unsent at shutdown",
     ("reason",),
 )
 UPLOAD_ERRORS = Counter(UPLOAD_ERRORS_METRIC, "Capture uploads that failed (and are retried)")
@@ -126,11 +129,13 @@ class Capture:
         self._thread: threading.Thread | None = None
         self._backend: store.Backend | None = None
         self._last_log = -LOG_EVERY_SECONDS
+        self._attempts = 0  # failed uploads of the object at the head of `_pending`
         self.failing = False
         # Created at zero, so rate() and alerts work before the first drop.
         self._dropped_full = DROPPED.labels("buffer_full")
         self._dropped_full.inc(0)
         DROPPED.labels("shutdown").inc(0)
+        DROPPED.labels("upload_failed").inc(0)
         CAPTURED.inc(0)
         UPLOAD_ERRORS.inc(0)
 
@@ -216,12 +221,23 @@ class Capture:
                 key, data, rows = self._pending[0]
                 try:
                     self._store().write_once(key, data)
+                except store.ExistsError:
+                    # The key is this worker's own (token and sequence) and its bytes never
+                    # change between attempts: the object is an earlier attempt of this upload
+                    # whose answer was lost (the SDK's retry then fails the create-only
+                    # precondition). The service may not read captures back to compare.
+                    pass
                 except Exception as exc:  # any client error: predictions never see it
                     UPLOAD_ERRORS.inc()
-                    self._log_failure(key, exc)
+                    self._attempts += 1
+                    if self._attempts >= MAX_UPLOAD_ATTEMPTS:
+                        self._give_up(key, rows, exc)
+                    else:
+                        self._log_failure(key, exc)
                     self.failing = True
                     return False
                 self._pending.popleft()
+                self._attempts = 0
                 with self._lock:
                     self.buffered -= rows
                 CAPTURED.inc(rows)
@@ -278,6 +294,23 @@ class Capture:
         if self._backend is None:
             self._backend = store.backend(self.location)
         return self._backend
+
+    def _give_up(self, key: str, rows: int, exc: Exception) -> None:
+        """Drop the head object after its last failed attempt: count its rows and say so."""
+        self._pending.popleft()
+        self._attempts = 0
+        with self._lock:
+            self.buffered -= rows
+        DROPPED.labels("upload_failed").inc(rows)
+        log.error(
+            "capture: dropped %s (%d rows) after %d failed uploads, the last %s: %s; counted in "
+            'modelship_capture_dropped_rows_total{reason="upload_failed"}',
+            self.location.uri_of(key),
+            rows,
+            MAX_UPLOAD_ATTEMPTS,
+            type(exc).__name__,
+            exc,
+        )
 
     def _log_failure(self, key: str, exc: Exception) -> None:
         now = time.monotonic()

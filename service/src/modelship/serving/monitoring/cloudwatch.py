@@ -29,8 +29,8 @@ def _stdout_line(line: bytes) -> None:
 
 
 class CloudWatchEmitter:
-    """Every `interval` seconds: requests, 5xx errors, capture failures, and the drift of each
-    signal."""
+    """Every `interval` seconds: requests, 5xx errors, capture failures, how many signals are in
+    drift, and the PSI of each signal in drift."""
 
     def __init__(
         self,
@@ -88,7 +88,11 @@ class CloudWatchEmitter:
         self._last_totals = totals
         self._line(timestamp, {"Service": self.service}, service_values)
         for drift in drifts:
-            if drift.statistic is None:
+            # CloudWatch bills a custom metric for every hour it gets a value, so one PSI metric
+            # per feature, always, would cost more than the rest of the monitoring: a signal's
+            # PSI goes out only while it is in drift (docs/cost.md). Every signal's is on
+            # /model/drift and /metrics.
+            if drift.statistic is None or drift.state != "drift":
                 continue
             dimensions = {"Service": self.service, "Signal": f"{drift.kind}:{drift.name}"}
             self._line(timestamp, dimensions, {"DriftPSI": drift.statistic})

@@ -79,6 +79,7 @@ def run(
     log_level: str,
     log_config: dict[str, Any],
     graceful_seconds: float,
+    keep_alive_seconds: int,
 ) -> None:
     """Serve `app_factory` (a `module:function` uvicorn calls in each worker) until stopped."""
     options, note = adapter_options(adapter, installed_versions())
@@ -95,5 +96,7 @@ def run(
         log_config=log_config,
         access_log=False,  # modelship.access logs each request, with its id
         timeout_graceful_shutdown=int(graceful_seconds),
+        # uvicorn's protocols (stock and the adapter's alike) read it from this config.
+        timeout_keep_alive=keep_alive_seconds,
         **options,
     )
