@@ -31,7 +31,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 from modelship.build.explanation import record
 from modelship.build.training.data import BUNDLED_DATA
 from modelship.build.training.export import export_onnx, onnx_feeds
-from modelship.build.training.models import Candidate, Sizing, build_pipeline
+from modelship.build.training.models import pipeline_around
 from modelship.contracts.card import FeatureKind, Task
 from modelship.model.explain import Explainer
 
@@ -64,13 +64,9 @@ def measure(
     kinds: dict[str, FeatureKind] = {
         str(c): "numeric" if x[c].dtype.kind in "if" else "categorical" for c in x
     }
-    candidate = Candidate(name, name, lambda s: estimator, False)
-    sizing = Sizing(rows=len(x), classes=0, seed=0, threads=1, max_model_bytes=2**28)
-    numeric = [c for c, k in kinds.items() if k == "numeric"]
-    categorical = [c for c, k in kinds.items() if k == "categorical"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = build_pipeline(candidate, numeric, categorical, None, sizing).fit(x, y)
+        pipeline = pipeline_around(estimator, kinds).fit(x, y)
     onnx_bytes, names = export_onnx(pipeline, kinds, task)
     classes = [str(c) for c in pipeline.classes_] if task == "classification" else None
     started = time.perf_counter()

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from modelship.build.explanation import record
 from modelship.build.training.export import export_onnx, onnx_feeds
-from modelship.build.training.models import Candidate, Sizing, build_pipeline
+from modelship.build.training.models import pipeline_around
 from modelship.contracts.card import FeatureKind, Task
 from modelship.model.explain import Explainer, Explanations
 
@@ -36,13 +36,9 @@ def _explained(
     estimator: Any, x: pd.DataFrame, y: pd.Series, task: Task, scaled: bool = False
 ) -> tuple[Any, Explanations, np.ndarray[Any, Any], Explainer]:
     kinds = _kinds(x)
-    candidate = Candidate("test", "test", lambda s: estimator, scaled)
-    sizing = Sizing(rows=len(x), classes=0, seed=0, threads=1, max_model_bytes=2**26)
-    numeric = [c for c, k in kinds.items() if k == "numeric"]
-    categorical = [c for c, k in kinds.items() if k == "categorical"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = build_pipeline(candidate, numeric, categorical, None, sizing).fit(x, y)
+        pipeline = pipeline_around(estimator, kinds, scaled=scaled).fit(x, y)
     onnx_bytes, names = export_onnx(pipeline, kinds, task)
     classes = [str(c) for c in pipeline.classes_] if task == "classification" else None
     recorded = record(

@@ -296,7 +296,8 @@ def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str,
         _without(insurance, "charges", folder),
         # A forest in skops holds types skops asks the user to trust by name.
         ("--target", "region", "--trust", "sklearn.tree._tree.Tree"),
-        CLASSIFICATION_PLOTS | every_task,
+        # A scikit-learn pipeline: its forest's covers are recorded, so its explanations too.
+        CLASSIFICATION_PLOTS | every_task | {"contributions"},
         {"confusion-matrix", "importance"},
         lambda out: _check_regions(out, regions, pipeline, insurance),
     )
@@ -357,7 +358,12 @@ def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str,
         )
 
     cases["no-target"] = CliCase(
-        folder / "charges.skops", folder / "features.csv", (), every_task, set(), check_untargeted
+        folder / "charges.skops",
+        folder / "features.csv",
+        (),
+        every_task | {"contributions"},  # needs no target: the sample's means are the base
+        set(),
+        check_untargeted,
     )
     return cases
 
