@@ -3,6 +3,7 @@ its default without background data) on the original scikit-learn model, and add
 
 from __future__ import annotations
 
+import io
 import warnings
 from typing import Any
 
@@ -46,7 +47,7 @@ def _explained(
     )
     explainer = Explainer(recorded.data, len(x.columns))
     explanations = explainer.explain(onnx_feeds(x, kinds, names))
-    owner = np.load(__import__("io").BytesIO(recorded.data))["column_of_feature"]
+    owner = np.load(io.BytesIO(recorded.data))["column_of_feature"]
     return pipeline, explanations, owner, explainer
 
 
@@ -176,3 +177,48 @@ def test_histogram_boosting_is_refused_not_approximated(insurance_frame: pd.Data
         _explained(
             HistGradientBoostingRegressor(max_iter=5), x, insurance_frame["charges"], "regression"
         )
+
+
+def _letters(rows: int) -> tuple[pd.DataFrame, pd.Series]:
+    """26 classes, six numbers and a text column of 300 categories (300 one-hot features)."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 26, rows)
+    centers = rng.normal(0, 2.5, (26, 6))
+    frame = pd.DataFrame(
+        (centers[labels] + rng.normal(0, 1.2, (rows, 6))).round(3),
+        columns=[f"x{i}" for i in range(6)],
+    )
+    frame["shop"] = [f"shop-{i:03d}" for i in rng.integers(0, 300, rows)]
+    return frame, pd.Series([chr(ord("A") + i) for i in labels])
+
+
+@pytest.mark.slow
+def test_26_classes_and_300_categories_match_shap() -> None:
+    """A 20,000-row, 26-class LightGBM with a 300-category column: per class, in log-odds, the
+    300 one-hot features summed back to their column."""
+    from lightgbm import LGBMClassifier
+
+    x, y = _letters(20_000)
+    estimator = LGBMClassifier(n_estimators=10, num_leaves=15, verbose=-1, random_state=0)
+    kinds = _kinds(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = pipeline_around(estimator, kinds).fit(x, y)
+    onnx_bytes, names = export_onnx(pipeline, kinds, "classification")
+    classes = [str(c) for c in pipeline.classes_]
+    recorded = record(
+        onnx_bytes, pipeline=pipeline, frame=x, columns=list(x.columns), task="classification",
+        classes=classes,
+    )  # fmt: skip
+    explainer = Explainer(recorded.data, len(x.columns))
+    rows = x.head(300)
+    ours = explainer.explain(onnx_feeds(rows, kinds, names))
+    owner = np.load(io.BytesIO(recorded.data))["column_of_feature"]
+    assert list(np.unique(owner)) == [0, 1, 2, 3, 4, 5, 6]  # 306 features, 7 columns
+    features = pipeline[:-1].transform(rows).astype(np.float32)
+    reference = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
+    theirs = np.asarray(reference.shap_values(features, check_additivity=False))
+    for k in range(26):
+        _close(ours.contributions[:, :, k], _by_column(theirs[:, :, k], owner, x.shape[1]))
+    margins = pipeline[-1].predict(pipeline[:-1].transform(rows), raw_score=True)
+    np.testing.assert_allclose(ours.base + ours.contributions.sum(axis=1), margins, atol=1e-4)
