@@ -90,8 +90,14 @@ class BatchResponse(BaseModel):
     model_version: str
 
 
+class ExplainedPredictResponse(PredictResponse):
+    """One record: the /predict answer plus its `explanation`."""
+
+    explanation: Explanation
+
+
 class ExplainResponse(BaseModel):
-    """For one record: the /predict answer plus `explanation`; for a list: this."""
+    """A list of records: the /predict/batch answer, each prediction with its `explanation`."""
 
     predictions: list[ExplainedPrediction] = Field(description="One per record, in order")
     count: int

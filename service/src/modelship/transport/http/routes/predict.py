@@ -20,6 +20,7 @@ from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.transport.http.responses import JSONBytes
 from modelship.transport.http.schemas import (
     BatchResponse,
+    ExplainedPredictResponse,
     ExplainResponse,
     PredictResponse,
     ScoreResponse,
@@ -100,7 +101,7 @@ async def predict_batch(request: Request) -> Response:
         }
     },
     responses={
-        **ok(ExplainResponse),
+        200: {"model": ExplainedPredictResponse | ExplainResponse},
         **ERRORS,
         409: {
             "description": "The model has no exact explanation (the message says why)",
