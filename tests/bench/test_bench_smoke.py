@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.tools import require
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_quick_benchmark_prints_the_table(tmp_path: Path) -> None:
+    require("wrk")  # bench/run.py drives both servers with it
     table = tmp_path / "table.md"
     run = subprocess.run(
         [

@@ -7,6 +7,7 @@ while the other runs the rest of the suite (`scripts/check.sh` passes `--dist lo
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -14,8 +15,13 @@ import pytest
 
 from tests.image.buildah import build_image, missing_tools, remove_image, standin_base
 from tests.image.checker import check_image
+from tests.tools import missing_message
 
 SESSION = secrets.token_hex(4)  # parallel sessions on one machine must not share tags
+NOT_ROOT = (
+    "the image tests need root (buildah's chroot isolation and its mounts):"
+    " run them, or bash scripts/check.sh, as root"
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,10 +35,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def base_image() -> str:
     missing = missing_tools()
     if missing:
-        pytest.fail(
-            "the image tests need " + ", ".join(missing) + " (apt-get install -y buildah podman "
-            "debootstrap, as .ci/run does, and run as root)"
-        )
+        pytest.fail(missing_message(missing), pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail(NOT_ROOT, pytrace=False)
     return standin_base()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.conftest import make_client
+from tests.tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
@@ -29,10 +29,8 @@ METRIC_NAME = re.compile(r"\b(modelship_[a-z0-9_]+)")
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: apt-get install prometheus (as .ci/run does)"
     return subprocess.run(
-        [promtool, *args], capture_output=True, text=True, timeout=60, check=False
+        [require("promtool"), *args], capture_output=True, text=True, timeout=60, check=False
     )
 
 

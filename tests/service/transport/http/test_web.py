@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from modelship.serving.compose import build_serving
 from modelship.transport.http.app import create_app
 from tests.conftest import REPO
 from tests.service.live import serve_in_thread
+from tests.tools import require
 
-CHROMIUM = os.environ.get("MODELSHIP_CHROMIUM", "/usr/bin/chromium")
 # Flags this closed network needs: no background calls home, no sandbox as root, no GPU.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,17 +31,15 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT = REPO / "docs" / "images" / "web-page.png"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    chromium = os.environ.get("MODELSHIP_CHROMIUM") or require("chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         yield browser
         browser.close()

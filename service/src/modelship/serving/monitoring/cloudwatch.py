@@ -2,7 +2,9 @@
 
 On ECS the awslogs driver sends stdout to CloudWatch Logs, which turns each EMF line into metric
 values: no agent, no API call, no credentials. One worker per task writes them (the one holding a
-lock file in the metrics directory), from the totals of all workers, so a task reports once.
+lock file in the metrics directory), from the totals of all workers, so a task reports once. The
+lock file also keeps the totals the last line reported: the first line counts from the task's
+start, and a worker taking over from one that exited counts from where that one stopped.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class CloudWatchEmitter:
         self.write = write
         self._next = time.monotonic() + interval
         self._lock: IO[bytes] | None = None
-        self._last_totals: tuple[float, float, float] | None = None
+        # The counters start at zero with the task (a new metrics directory per `serve`).
+        self._last_totals = (0.0, 0.0, 0.0)
 
     def tick(self) -> None:
         """Called often (by the monitor's thread); emits when the interval has passed."""
@@ -61,13 +64,18 @@ class CloudWatchEmitter:
     def _is_emitter(self) -> bool:
         if self.directory is None or self._lock is not None:
             return True
-        handle = (self.directory / LOCK_FILE).open("ab")
+        handle = (self.directory / LOCK_FILE).open("a+b")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return False
         self._lock = handle  # held until this worker exits; then another one takes over
+        handle.seek(0)
+        reported = handle.read()
+        if reported:  # a previous emitter's last line
+            requests, errors, capture_failures = orjson.loads(reported)
+            self._last_totals = (requests, errors, capture_failures)
         return True
 
     def emit(self) -> None:
@@ -80,13 +88,16 @@ class CloudWatchEmitter:
             "PredictionDrift": 1.0 if prediction.state == "drift" else 0.0,
         }
         totals = self._totals()
-        if self._last_totals is not None:  # counts since the last line: CloudWatch sums them
-            last = self._last_totals
-            service_values["Requests"] = max(totals[0] - last[0], 0.0)
-            service_values["Errors5xx"] = max(totals[1] - last[1], 0.0)
-            service_values["CaptureFailures"] = max(totals[2] - last[2], 0.0)
-        self._last_totals = totals
+        last = self._last_totals  # counts since the last line: CloudWatch sums them
+        service_values["Requests"] = max(totals[0] - last[0], 0.0)
+        service_values["Errors5xx"] = max(totals[1] - last[1], 0.0)
+        service_values["CaptureFailures"] = max(totals[2] - last[2], 0.0)
         self._line(timestamp, {"Service": self.service}, service_values)
+        self._last_totals = totals
+        if self._lock is not None:  # for the worker that takes over when this one exits
+            self._lock.truncate(0)
+            self._lock.write(orjson.dumps(totals))
+            self._lock.flush()
         for drift in drifts:
             # CloudWatch bills a custom metric for every hour it gets a value, so one PSI metric
             # per feature, always, would cost more than the rest of the monitoring: a signal's
