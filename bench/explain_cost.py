@@ -36,7 +36,8 @@ from modelship.contracts.card import FeatureKind, Task
 from modelship.model.explain import Explainer
 
 
-def _letters(rows: int = 20_000) -> tuple[pd.DataFrame, pd.Series]:
+def letters_table(rows: int = 20_000) -> tuple[pd.DataFrame, pd.Series]:
+    """26 classes, six numbers and a text column of 300 categories (300 one-hot features)."""
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 26, rows)
     centers = rng.normal(0, 2.5, (26, 6))
@@ -117,7 +118,7 @@ def main() -> None:
         LGBMRegressor(n_estimators=500, num_leaves=31, verbose=-1, random_state=0),
         x, y, task="regression", repeats=max(5, args.repeats // 10),
     )  # fmt: skip
-    letters, labels = _letters()
+    letters, labels = letters_table()
     measure(
         "LightGBM, 26 classes x 100 rounds",
         LGBMClassifier(n_estimators=100, num_leaves=15, verbose=-1, random_state=0),

@@ -20,6 +20,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from bench.explain_cost import letters_table
 from modelship.build.explanation import record
 from modelship.build.training.export import export_onnx, onnx_feeds
 from modelship.build.training.models import pipeline_around
@@ -179,26 +180,13 @@ def test_histogram_boosting_is_refused_not_approximated(insurance_frame: pd.Data
         )
 
 
-def _letters(rows: int) -> tuple[pd.DataFrame, pd.Series]:
-    """26 classes, six numbers and a text column of 300 categories (300 one-hot features)."""
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 26, rows)
-    centers = rng.normal(0, 2.5, (26, 6))
-    frame = pd.DataFrame(
-        (centers[labels] + rng.normal(0, 1.2, (rows, 6))).round(3),
-        columns=[f"x{i}" for i in range(6)],
-    )
-    frame["shop"] = [f"shop-{i:03d}" for i in rng.integers(0, 300, rows)]
-    return frame, pd.Series([chr(ord("A") + i) for i in labels])
-
-
 @pytest.mark.slow
 def test_26_classes_and_300_categories_match_shap() -> None:
     """A 20,000-row, 26-class LightGBM with a 300-category column: per class, in log-odds, the
     300 one-hot features summed back to their column."""
     from lightgbm import LGBMClassifier
 
-    x, y = _letters(20_000)
+    x, y = letters_table(20_000)
     estimator = LGBMClassifier(n_estimators=10, num_leaves=15, verbose=-1, random_state=0)
     kinds = _kinds(x)
     with warnings.catch_warnings():
