@@ -109,14 +109,6 @@ class _Prepared:
                 list(self.y_test), list(outputs[0].astype(str)), outputs[1], classes
             )
         estimator = pipeline.steps[-1][1]
-        explanation = explain.write(
-            directory,
-            onnx_bytes,
-            pipeline=pipeline,
-            frame=self.x_train,
-            task=task,
-            classes=classes,
-        )
         card = ModelCard(
             name=model_name(options.name or f"{options.data.stem}-{options.target}"),
             task=task,
@@ -149,11 +141,31 @@ class _Prepared:
             ),
             # Predictions on rows the model never trained on: what live traffic should look like.
             prediction_distribution=prediction_distribution(outputs, task),
-            explanation=explanation,
         )
         artifact.save(directory, card, onnx_bytes)
         self.exported[directory] = (pipeline, outputs)
         return card
+
+    def explain(self, directory: Path, say: Say) -> bool:
+        """Record the explanation of the exported candidate in `directory` into its artifact.
+
+        Only the chosen model gets one, after the search: recording it takes up to seconds per
+        model, which every candidate would otherwise spend from the search's time budget.
+        Whether a file was recorded (the card says why not, otherwise)."""
+        loaded = artifact.load(directory)
+        pipeline, _ = self.exported[directory]
+        say("Recording what per-prediction explanations need")
+        explanation = explain.write(
+            directory,
+            loaded.onnx_bytes,
+            pipeline=pipeline,
+            frame=self.x_train,
+            task=self.task,
+            classes=loaded.card.classes,
+        )
+        card = loaded.card.model_copy(update={"explanation": explanation})
+        artifact.save(directory, card, loaded.onnx_bytes)
+        return explanation.file is not None
 
     def report(self, card: ModelCard, onnx_bytes: bytes, directory: Path, say: Say) -> ModelCard:
         """Draw the training report of the exported candidate in `directory` into the output."""
@@ -204,6 +216,15 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
             chosen_dir, footprint, leaderboard, search_info = _search(
                 prepared, candidates, pipeline_of, scratch, say
             )
+            # The serving worker loads the explanation too: weigh the winner again with it.
+            if prepared.explain(chosen_dir, say):
+                footprint = _weigh(
+                    chosen_dir,
+                    options,
+                    f"{chosen_dir.name}, the chosen model, with its explanation,",
+                    "raise the limit or choose another --model",
+                    say,
+                )
         else:
             chosen = candidates[0]
             say(f"Fitting {chosen.key} ({chosen.description}) on the training split")
@@ -211,14 +232,11 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
             say("Exporting to ONNX and checking parity with scikit-learn on the test split")
             chosen_dir = scratch / chosen.key
             prepared.export(chosen, pipeline, chosen_dir)
-            say("Measuring the model's footprint in a fresh serving process")
-            footprint = measure_footprint(chosen_dir)
-            excess = options.limits.excess(footprint)
-            if excess:
-                raise TrainingError(
-                    f"{chosen.key} does not fit the footprint budget: {excess}; raise the "
-                    "limit or choose a smaller --model"
-                )
+            # Before the footprint, as import does: the serving worker loads the explanation.
+            prepared.explain(chosen_dir, say)
+            footprint = _weigh(
+                chosen_dir, options, chosen.key, "raise the limit or choose a smaller --model", say
+            )
             leaderboard, search_info = None, None
         loaded = artifact.load(chosen_dir)
         card = loaded.card.model_copy(
@@ -229,6 +247,16 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
         artifact.save(options.output, card, loaded.onnx_bytes, loaded.explanation)
     say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
     return card
+
+
+def _weigh(directory: Path, options: TrainOptions, what: str, advice: str, say: Say) -> Footprint:
+    """The footprint of the artifact in `directory`, which must fit the footprint budget."""
+    say("Measuring the model's footprint in a fresh serving process")
+    footprint = measure_footprint(directory)
+    excess = options.limits.excess(footprint)
+    if excess:
+        raise TrainingError(f"{what} does not fit the footprint budget: {excess}; {advice}")
+    return footprint
 
 
 def _search(
