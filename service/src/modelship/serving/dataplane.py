@@ -134,18 +134,20 @@ class DataPlane:
         return result
 
     # --- native protocol: JSON records --------------------------------------------------------
-    def predict_record(self, record: Any) -> dict[str, Any]:
-        """One JSON record (always inline: it is the hot path)."""
+    def predict_record(self, record: Any, explain: bool = False) -> dict[str, Any]:
+        """One JSON record (always inline: it is the hot path); with its explanation if asked."""
         self.check_ready()
         batch = self.records.decode([record])
         result = self.predict(batch)
         body = result.row(0, self._classes)
+        if explain:
+            body["explanation"] = self.predictor.explanation_row(self.predictor.explain(batch), 0)
         body["warnings"] = batch.warnings.as_json()
         body["model_version"] = self._version
         return body
 
-    async def predict_records(self, records: Any) -> dict[str, Any]:
-        """A JSON list of records, answered in order."""
+    async def predict_records(self, records: Any, explain: bool = False) -> dict[str, Any]:
+        """A JSON list of records, answered in order; with each one's explanation if asked."""
         self.check_ready()
         if not isinstance(records, list):
             raise InvalidInput(
@@ -158,8 +160,13 @@ class DataPlane:
         def work() -> dict[str, Any]:
             batch = self.records.decode(records, ("body",))
             result = self.predict(batch)
+            rows = [result.row(i, self._classes) for i in range(batch.rows)]
+            if explain:
+                explanations = self.predictor.explain(batch)
+                for i, row in enumerate(rows):
+                    row["explanation"] = self.predictor.explanation_row(explanations, i)
             return {
-                "predictions": [result.row(i, self._classes) for i in range(batch.rows)],
+                "predictions": rows,
                 "count": batch.rows,
                 "warnings": batch.warnings.as_json(),
                 "model_version": self._version,
@@ -224,7 +231,11 @@ class DataPlane:
 
         def work() -> dict[str, Any]:
             batch = self.v2.decode(request)
-            return self.v2.encode(request, batch, self.predict(batch))
+            result = self.predict(batch)
+            explained = (
+                self.predictor.explain(batch) if self.v2.wants_explanation(request) else None
+            )
+            return self.v2.encode(request, batch, result, explained)
 
         return await self.run(rows, work)
 

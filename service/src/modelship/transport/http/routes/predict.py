@@ -18,7 +18,14 @@ from modelship.serving.dataplane import SPOOL_BYTES, parse_json
 from modelship.transport.http.deps import ReadyDataPlaneDep, dataplane_of
 from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.transport.http.responses import JSONBytes
-from modelship.transport.http.schemas import BatchResponse, PredictResponse, ScoreResponse, ok
+from modelship.transport.http.schemas import (
+    BatchResponse,
+    ExplainedPredictResponse,
+    ExplainResponse,
+    PredictResponse,
+    ScoreResponse,
+    ok,
+)
 
 router = APIRouter(tags=["predict"])
 
@@ -65,7 +72,8 @@ async def predict(request: Request) -> Response:
     # No Depends() here: on this route FastAPI's dependency solving cost more than validation
     # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
     dataplane = dataplane_of(request)
-    return JSONBytes(dataplane.predict_record(parse_json(await request.body())))
+    body = parse_json(await request.body())
+    return JSONBytes(dataplane.predict_record(body, _explain_asked(request)))
 
 
 @router.post(
@@ -78,7 +86,45 @@ async def predict(request: Request) -> Response:
 )
 async def predict_batch(request: Request) -> Response:
     dataplane = dataplane_of(request)
-    return JSONBytes(await dataplane.predict_records(parse_json(await request.body())))
+    body = parse_json(await request.body())
+    return JSONBytes(await dataplane.predict_records(body, _explain_asked(request)))
+
+
+@router.post(
+    "/explain",
+    summary="Predict one record or a JSON list of records, each with its exact explanation: a "
+    "base value and one contribution per input column that add up to the prediction",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}}},
+        }
+    },
+    responses={
+        200: {"model": ExplainedPredictResponse | ExplainResponse},
+        **ERRORS,
+        409: {
+            "description": "The model has no exact explanation (the message says why)",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
+    },
+)
+async def explain(request: Request) -> Response:
+    dataplane = dataplane_of(request)
+    body = parse_json(await request.body())
+    if isinstance(body, list):
+        return JSONBytes(await dataplane.predict_records(body, explain=True))
+    return JSONBytes(dataplane.predict_record(body, explain=True))
+
+
+def _explain_asked(request: Request) -> bool:
+    """`?explain=true` on /predict and /predict/batch adds each row's explanation."""
+    value = request.query_params.get("explain")
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise MalformedBody(f"query parameter explain={value!r} must be true or false")
 
 
 @router.post(
