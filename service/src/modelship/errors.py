@@ -101,6 +101,13 @@ class InvalidTensor(ModelshipError):
     error_type = "invalid_tensor"
 
 
+class NoExplanation(ModelshipError):
+    """The loaded model has no exact explanation: the card says why (never an approximation)."""
+
+    status_code = 409
+    error_type = "no_explanation"
+
+
 class Unauthorized(ModelshipError):
     status_code = 401
     error_type = "unauthorized"

@@ -21,7 +21,12 @@ def weighed_artifact(regression_artifact: Path, tmp_path_factory: pytest.TempPat
     """The insurance model with a (large) footprint recorded in its card."""
     loaded = artifact.load(regression_artifact)
     out = tmp_path_factory.mktemp("weighed")
-    artifact.save(out, loaded.card.model_copy(update={"footprint": FOOTPRINT}), loaded.onnx_bytes)
+    artifact.save(
+        out,
+        loaded.card.model_copy(update={"footprint": FOOTPRINT}),
+        loaded.onnx_bytes,
+        loaded.explanation,
+    )
     return out
 
 
@@ -48,7 +53,12 @@ def test_ready_when_it_fits_or_nothing_is_known(
         assert client.get("/readyz").status_code == 200
     # A card made before footprints were measured: nothing to compare, so no refusal.
     loaded = artifact.load(regression_artifact)
-    artifact.save(tmp_path, loaded.card.model_copy(update={"footprint": None}), loaded.onnx_bytes)
+    artifact.save(
+        tmp_path,
+        loaded.card.model_copy(update={"footprint": None}),
+        loaded.onnx_bytes,
+        loaded.explanation,
+    )
     with make_client(tmp_path, memory_limit_bytes=8 * 2**20) as client:
         assert client.get("/readyz").status_code == 200
 

@@ -162,6 +162,21 @@ class ReportFiles(_Frozen):
         return {self.page: self.page_sha256, **{p.file: p.sha256 for p in self.plots}}
 
 
+class ExplanationFiles(_Frozen):
+    """What exact per-prediction explanations need, or why the model has none."""
+
+    method: str | None = Field(
+        description="'path-dependent TreeSHAP' (node covers recorded from the source model) or "
+        "'linear' (coefficients against the training means); None when there is no explanation"
+    )
+    file: str | None = Field(None, description="The arrays, relative to the artifact directory")
+    sha256: str | None = None
+    output_space: str | None = Field(
+        None, description="The space contributions add up in (for classifiers, the mapping)"
+    )
+    unavailable: str | None = Field(None, description="Why this model has no exact explanation")
+
+
 class ModelCard(_Frozen):
     schema_version: int = CARD_SCHEMA_VERSION
     name: str
@@ -194,6 +209,9 @@ class ModelCard(_Frozen):
     )
     report: ReportFiles | None = Field(
         None, description="The training report; None for artifacts made before reports existed"
+    )
+    explanation: ExplanationFiles | None = Field(
+        None, description="Exact explanations of each prediction; None for older artifacts"
     )
 
     @property

@@ -20,6 +20,7 @@ class Artifact:
     card: ModelCard
     onnx_bytes: bytes
     path: Path
+    explanation: bytes | None = None  # the card's explanation file, checked against its sha256
 
 
 def exists(path: Path) -> bool:
@@ -51,13 +52,31 @@ def load(path: Path) -> Artifact:
             f"{onnx_path} does not match its model card: sha256 {actual[:12]}…, "
             f"card says {card.artifact.onnx_sha256[:12]}…"
         )
-    return Artifact(card=card, onnx_bytes=onnx_bytes, path=path)
+    return Artifact(
+        card=card, onnx_bytes=onnx_bytes, path=path, explanation=_explanation(path, card)
+    )
 
 
-def save(path: Path, card: ModelCard, onnx_bytes: bytes) -> None:
-    """Write the ONNX file first and the card last, so a card always describes a complete model."""
+def _explanation(path: Path, card: ModelCard) -> bytes | None:
+    files = card.explanation
+    if files is None or files.file is None:
+        return None
+    file = path / files.file
+    if not file.is_file():
+        raise ArtifactError(f"model artifact {path} is incomplete: {files.file} is missing")
+    data = file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != files.sha256:
+        raise ArtifactError(f"{file} does not match its model card (sha256 differs)")
+    return data
+
+
+def save(path: Path, card: ModelCard, onnx_bytes: bytes, explanation: bytes | None = None) -> None:
+    """Write the model's files first and the card last, so a card always describes a complete
+    model. `explanation` is the card's explanation file, when it is not in `path` already."""
     path.mkdir(parents=True, exist_ok=True)
     (path / card.artifact.onnx_file).write_bytes(onnx_bytes)
+    if explanation is not None and card.explanation is not None and card.explanation.file:
+        (path / card.explanation.file).write_bytes(explanation)
     tmp = path / f".{CARD_FILE}.tmp"
     tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
     tmp.replace(path / CARD_FILE)

@@ -10,10 +10,11 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from modelship.contracts.card import ModelCard
-from modelship.errors import ArtifactError, InvalidInput, Problem
+from modelship.errors import ArtifactError, InvalidInput, NoExplanation, Problem
 from modelship.model.artifact import Artifact
 from modelship.model.codecs.base import FeatureSchema, ModelInput
 from modelship.model.codecs.records import RecordsCodec
+from modelship.model.explain import Explainer, Explanations
 
 if TYPE_CHECKING:
     pass
@@ -72,6 +73,11 @@ class Predictor:
         self._check_inputs()
         self._outputs = [output.name for output in self._session.get_outputs()]
         self.is_classifier = artifact.card.task == "classification"
+        self.explainer = (
+            Explainer(artifact.explanation, len(self.card.features), threads)
+            if artifact.explanation is not None
+            else None
+        )
 
     def _check_inputs(self) -> None:
         declared = {i.name: i.type for i in self._session.get_inputs()}
@@ -93,6 +99,40 @@ class Predictor:
         if not np.isfinite(numbers).all():
             self._refuse_non_finite(numbers, batch)
         return result
+
+    def explain(self, batch: ModelInput) -> Explanations:
+        """Each row's exact contributions per input column (card.explanation says how)."""
+        if self.explainer is None:
+            files = self.card.explanation
+            raise NoExplanation(
+                f"this model ({self.card.model.estimator}) has no exact explanation: "
+                + (
+                    files.unavailable
+                    if files is not None and files.unavailable
+                    else "it was made before modelship recorded explanations; train or import "
+                    "it again"
+                )
+            )
+        return self.explainer.explain(batch.feeds)
+
+    def explanation_row(self, explanations: Explanations, i: int) -> dict[str, Any]:
+        """One row's explanation as JSON: per output (the prediction, or each class)."""
+        assert self.explainer is not None
+        columns = [f.name for f in self.card.features]
+        names = self.explainer.outputs
+        base = explanations.base
+        contributions = explanations.contributions[i]
+        per_output = {
+            name: dict(zip(columns, contributions[:, k].tolist(), strict=True))
+            for k, name in enumerate(names)
+        }
+        single = not self.is_classifier
+        return {
+            "method": explanations.method,
+            "output_space": self.explainer.output_space,
+            "base": float(base[0]) if single else dict(zip(names, base.tolist(), strict=True)),
+            "contributions": per_output[names[0]] if single else per_output,
+        }
 
     def _refuse_non_finite(self, numbers: npt.NDArray[Any], batch: ModelInput) -> None:
         """Inputs far outside the training data can overflow float32 arithmetic."""

@@ -150,20 +150,25 @@ class DataPlane:
         return predict
 
     # --- native protocol: JSON records --------------------------------------------------------
-    def predict_record(self, record: Any, request_id: str) -> dict[str, Any]:
+    def predict_record(self, record: Any, request_id: str, explain: bool = False) -> dict[str, Any]:
         """One JSON record (always inline: it is the hot path); its prediction id is the
-        request id."""
+        request id; with its explanation if asked."""
         self.check_ready()
         batch = self.records.decode([record])
         result = self.predict(batch, PredictionIds(request_id))
         body = result.row(0, self._classes)
         body["id"] = request_id
+        if explain:
+            body["explanation"] = self.predictor.explanation_row(self.predictor.explain(batch), 0)
         body["warnings"] = batch.warnings.as_json()
         body["model_version"] = self._version
         return body
 
-    async def predict_records(self, records: Any, request_id: str) -> dict[str, Any]:
-        """A JSON list of records, answered in order; row i's id is `<request id>#i`."""
+    async def predict_records(
+        self, records: Any, request_id: str, explain: bool = False
+    ) -> dict[str, Any]:
+        """A JSON list of records, answered in order; row i's id is `<request id>#i`; with each
+        one's explanation if asked."""
         self.check_ready()
         if not isinstance(records, list):
             raise InvalidInput(
@@ -180,6 +185,10 @@ class DataPlane:
             rows = [result.row(i, self._classes) for i in range(batch.rows)]
             for row, prediction_id in zip(rows, ids.of(batch.rows), strict=True):
                 row["id"] = prediction_id
+            if explain:
+                explanations = self.predictor.explain(batch)
+                for i, row in enumerate(rows):
+                    row["explanation"] = self.predictor.explanation_row(explanations, i)
             return {
                 "predictions": rows,
                 "count": batch.rows,
@@ -256,7 +265,11 @@ class DataPlane:
         def work() -> dict[str, Any]:
             batch = self.v2.decode(request)
             ids = PredictionIds(request_id, 0)
-            body = self.v2.encode(request, batch, self.predict(batch, ids))
+            result = self.predict(batch, ids)
+            explained = (
+                self.predictor.explain(batch) if self.v2.wants_explanation(request) else None
+            )
+            body = self.v2.encode(request, batch, result, explained)
             body.setdefault("parameters", {})["prediction_ids"] = ids.of(batch.rows)
             return body
 

@@ -29,7 +29,11 @@ import xgboost
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -292,7 +296,8 @@ def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str,
         _without(insurance, "charges", folder),
         # A forest in skops holds types skops asks the user to trust by name.
         ("--target", "region", "--trust", "sklearn.tree._tree.Tree"),
-        CLASSIFICATION_PLOTS | every_task,
+        # A scikit-learn pipeline: its forest's covers are recorded, so its explanations too.
+        CLASSIFICATION_PLOTS | every_task | {"contributions"},
         {"confusion-matrix", "importance"},
         lambda out: _check_regions(out, regions, pipeline, insurance),
     )
@@ -353,7 +358,12 @@ def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str,
         )
 
     cases["no-target"] = CliCase(
-        folder / "charges.skops", folder / "features.csv", (), every_task, set(), check_untargeted
+        folder / "charges.skops",
+        folder / "features.csv",
+        (),
+        every_task | {"contributions"},  # needs no target: the sample's means are the base
+        set(),
+        check_untargeted,
     )
     return cases
 
@@ -727,3 +737,33 @@ def test_imported_model_is_published_listed_served_and_scored_like_a_trained_one
             assert metadata["name"] == "iris-xgb"
             # V2 names inputs by feature (column), like a trained model's metadata.
             assert [i["name"] for i in metadata["inputs"]] == list(x.columns)
+
+
+def test_scaled_forest_decides_every_split_as_scikit_learn(
+    insurance: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """StandardScaler + a forest: the export scales in float64 as scikit-learn does.
+
+    Scaled in float32 (skl2onnx's converter), scaled values crossed split thresholds and this
+    import was refused at 1,402 (a tenth of the target's spread). The numbers are float32
+    values (bmi to a quarter), so the only difference left would be the export's own.
+    """
+    frame = insurance.assign(bmi=(insurance["bmi"] * 4).round() / 4)
+    x = frame.drop(columns="charges")
+    forest = RandomForestRegressor(n_estimators=30, max_depth=8, random_state=0)
+    pipeline = _pipeline(forest).fit(x, frame["charges"])
+    path = tmp_path / "scaled.joblib"
+    joblib.dump(pipeline, path)
+    sample = tmp_path / "sample.csv"
+    frame.to_csv(sample, index=False)
+    out = tmp_path / "artifact"
+    code, line = _import(
+        str(path), "--sample", str(sample), "--target", "charges", "--trust-pickle",
+        "-o", str(out), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, line
+    card = artifact.load(out).card
+    assert card.parity.tolerance == 1e-4  # the default, not raised
+    assert card.parity.max_abs_diff < 0.05  # float32 sums of the leaves, no flipped split
+    served = _served(out, frame)
+    np.testing.assert_allclose(served.values, pipeline.predict(x), rtol=1e-5)

@@ -110,7 +110,10 @@ def test_regression_report(regression_artifact: Path) -> None:
     card = artifact.load(regression_artifact).card
     assert card.report is not None
     names = [p.name for p in card.report.plots]
-    assert names == ["predicted-vs-actual", "residuals", "importance", "parity", "distributions"]
+    assert names == [
+        "predicted-vs-actual", "residuals", "importance", "contributions", "parity",
+        "distributions",
+    ]  # fmt: skip
     for name, sha in card.report.files.items():
         assert hashlib.sha256((regression_artifact / name).read_bytes()).hexdigest() == sha
     data = report_data(regression_artifact)
@@ -133,6 +136,15 @@ def test_regression_report(regression_artifact: Path) -> None:
     assert {f["feature"] for f in importance["features"]} == {f.name for f in card.features}
     assert importance["features"][0]["feature"] == "smoker"  # what drives insurance charges
     assert importance["baseline"] == pytest.approx(card.metrics["test"]["r2"], rel=1e-6)
+    # Mean |contribution| per column, beside the permutation importance of the same column.
+    contributions = data["plots"]["contributions"]
+    assert contributions["method"] == "path-dependent TreeSHAP"
+    ranked = contributions["features"]
+    assert ranked[0]["feature"] == "smoker"
+    means = [f["mean_abs"] for f in ranked]
+    assert means == sorted(means, reverse=True)
+    by_name = {f["feature"]: f["mean"] for f in importance["features"]}
+    assert all(f["importance"] == by_name[f["feature"]] for f in ranked)
 
     columns = data["plots"]["distributions"]["columns"]
     assert next(iter(columns)) == "charges"  # the target first
@@ -150,7 +162,8 @@ def test_multiclass_report(classification_artifact: Path) -> None:
     card = artifact.load(classification_artifact).card
     assert card.report is not None
     assert [p.name for p in card.report.plots] == [
-        "confusion-matrix", "per-class", "calibration", "importance", "parity", "distributions",
+        "confusion-matrix", "per-class", "calibration", "importance", "contributions", "parity",
+        "distributions",
     ]  # fmt: skip
     data = report_data(classification_artifact)
     matrix = data["plots"]["confusion-matrix"]
@@ -168,6 +181,7 @@ def test_multiclass_report(classification_artifact: Path) -> None:
     assert calibration["label"] == "the predicted class's probability"
     assert "roc-pr" not in data["plots"]  # only for two classes
     assert data["plots"]["importance"]["metric"] == "macro_f1"
+    assert data["plots"]["contributions"]["method"] == "linear"
     assert_self_contained((classification_artifact / "model-report.html").read_text())
 
 
@@ -287,11 +301,11 @@ def test_a_million_training_rows_make_a_small_report(
 
 # --- where people see it --------------------------------------------------------------------
 def _without_report(source: Path, target: Path) -> Path:
-    """An artifact as modelship made them before reports existed."""
+    """An artifact as modelship made them before reports (and explanations) existed."""
     target.mkdir()
     shutil.copy(source / "model.onnx", target)
     card = json.loads((source / artifact.CARD_FILE).read_text())
-    del card["report"]
+    del card["report"], card["explanation"]
     (target / artifact.CARD_FILE).write_text(json.dumps(card))
     return target
 

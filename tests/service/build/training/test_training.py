@@ -6,10 +6,12 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
+from modelship.build import explanation
 from modelship.build.training.models import CLASSIFICATION, REGRESSION
 from modelship.build.training.options import TrainOptions
 from modelship.build.training.train import train
@@ -138,6 +140,40 @@ def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
     assert card.search.skipped == [key for key in REGRESSION if key != "ridge"]
     assert f"not tried {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
     assert card.search.seconds < time.perf_counter() - started
+
+
+def test_only_the_chosen_model_gets_an_explanation_recorded(
+    iris_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recording one costs up to seconds per model: candidates must not spend the search's
+    # budget on it, only the winner once the search has chosen it.
+    recorded: list[Path] = []
+    write = explanation.write
+
+    def counting(directory: Path, *args: Any, **kwargs: Any) -> Any:
+        recorded.append(directory)
+        return write(directory, *args, **kwargs)
+
+    monkeypatch.setattr(explanation, "write", counting)
+    MESSAGES.clear()
+    card = train(
+        TrainOptions(
+            data=iris_csv, target="species", output=tmp_path, cv_folds=3, time_budget_seconds=3
+        ),
+        collect,
+    )
+    assert card.leaderboard is not None
+    exported = [row["model"] for row in card.leaderboard if row.get("model_mb")]
+    assert len(exported) >= 2, "the test needs a candidate that is exported but not chosen"
+    assert [directory.name for directory in recorded] == [card.model.kind]
+    # The winner's artifact still carries the file its card names, checked against its sha256.
+    assert card.explanation is not None and card.explanation.file is not None
+    loaded = artifact.load(tmp_path)
+    assert loaded.explanation is not None
+    assert hashlib.sha256(loaded.explanation).hexdigest() == card.explanation.sha256
+    # A serving worker loads the explanation too: the winner is weighed again with it.
+    recording = MESSAGES.index("Recording what per-prediction explanations need")
+    assert "Measuring the model's footprint in a fresh serving process" in MESSAGES[recording:]
 
 
 def test_nothing_fits_a_tiny_memory_budget(iris_csv: Path, tmp_path: Path) -> None:

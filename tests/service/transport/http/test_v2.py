@@ -86,7 +86,12 @@ def test_model_metadata_lists_every_feature(
         "smoker": "BYTES",
         "region": "BYTES",
     }
-    assert metadata["outputs"] == [{"name": "predicted_charges", "datatype": "FP32", "shape": [-1]}]
+    assert metadata["outputs"] == [
+        {"name": "predicted_charges", "datatype": "FP32", "shape": [-1]},
+        # Sent only when asked for by name (test_explain.py).
+        {"name": "explanation_contributions", "datatype": "FP64", "shape": [-1, -1, -1]},
+        {"name": "explanation_base", "datatype": "FP64", "shape": [-1]},
+    ]
     assert triton_client.get_model_metadata(MODEL, version)["name"] == MODEL
 
 
@@ -192,7 +197,12 @@ def test_validation_errors_in_protocol_form(client: TestClient) -> None:
 
 def test_classifier_outputs_labels_and_probabilities(iris_client: TestClient) -> None:
     metadata = iris_client.get("/v2/models/iris-species").json()
-    assert [o["name"] for o in metadata["outputs"]] == ["predicted_species", "probabilities"]
+    assert [o["name"] for o in metadata["outputs"]] == [
+        "predicted_species",
+        "probabilities",
+        "explanation_contributions",
+        "explanation_base",
+    ]
     inputs = [
         {"name": i["name"], "shape": [2], "datatype": i["datatype"], "data": [5.1, 6.7]}
         for i in metadata["inputs"]

@@ -77,6 +77,19 @@ def test_form_predicts_the_example_row(page: Page, regression_predictor: Predict
     assert result.values is not None
     shown = float(value.inner_text().replace(",", ""))
     assert shown == pytest.approx(float(result.values[0]), abs=1e-3)
+    # Each column's contribution as a bar, the largest first; the numbers add up to it.
+    bars = page.locator("#explanation .bar-row")
+    expect(bars).to_have_count(len(regression_predictor.card.features))
+    explained = regression_predictor.explain(
+        RecordsCodec(regression_predictor.schema).decode([example])
+    )
+    columns = [f.name for f in regression_predictor.card.features]
+    contributions = dict(zip(columns, explained.contributions[0, :, 0], strict=True))
+    order = sorted(columns, key=lambda c: -abs(contributions[c]))
+    assert [bars.nth(i).get_attribute("data-column") for i in range(len(order))] == order
+    shown_values = [float(t.replace(",", "")) for t in page.locator(".bar-value").all_inner_texts()]
+    total = float(explained.base[0]) + sum(shown_values)
+    assert total == pytest.approx(float(result.values[0]), rel=1e-3)
 
 
 def test_typed_values_and_an_error_next_to_its_field(page: Page) -> None:

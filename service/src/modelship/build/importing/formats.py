@@ -55,6 +55,8 @@ class Conversion:
     library_version: str | None
     converter: str
     versions: dict[str, str] = field(default_factory=dict)  # what loaded and converted it
+    # The fitted scikit-learn pipeline, whose trees' node covers the explanation records.
+    fitted: Any = None
 
 
 def choose_features(
@@ -217,6 +219,7 @@ def from_sklearn(source: Source, request: Request) -> Conversion:
         library_version=sklearn.__version__,  # a different one is refused when loading
         converter=f"skl2onnx {_version('skl2onnx')}",
         versions={"skops": _version("skops")} if source.format == "skops" else {},
+        fitted=pipeline,
     )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from modelship.build import explanation as explain
 from modelship.build.importing.formats import CONVERTERS, Request
 from modelship.build.importing.graph import text_labels
 from modelship.build.importing.sources import PICKLE_FORMATS, read_source
@@ -33,6 +34,7 @@ from modelship.build.training.train import (
 )
 from modelship.contracts.card import (
     ArtifactFiles,
+    ExplanationFiles,
     ModelCard,
     ModelInfo,
     Provenance,
@@ -145,6 +147,22 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
                 conversion.classes,
             )
 
+    explanation = (
+        explain.write(
+            options.output,
+            onnx_bytes,
+            pipeline=conversion.fitted,
+            frame=x,
+            task=task,
+            classes=conversion.classes,
+        )
+        if conversion.fitted is not None
+        else ExplanationFiles(
+            method=None,
+            unavailable=f"no exact explanation for a model imported from {conversion.library} "
+            "yet: import a scikit-learn pipeline, or train with modelship",
+        )
+    )
     card = ModelCard(
         name=model_name(options.name or options.model.stem),
         task=task,
@@ -186,6 +204,7 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
             converter=conversion.converter,
             trusted_pickle=source.format in PICKLE_FORMATS,
         ),
+        explanation=explanation,
     )
     artifact.save(options.output, card, onnx_bytes)
     say("Measuring the serving footprint (a fresh process loads the artifact as a worker does)")
@@ -199,6 +218,9 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
         task=task,
         truth=truth,
         outputs=outputs,
+        explanation=(
+            (options.output / explanation.file).read_bytes() if explanation.file else None
+        ),
     )
     card = add_report(card, evaluation, options.output, say)
     artifact.save(options.output, card, onnx_bytes)
@@ -214,6 +236,7 @@ def _evaluation(
     task: Task,
     truth: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
     outputs: list[npt.NDArray[Any]],
+    explanation: bytes | None,
 ) -> Evaluation:
     """The report's input: the sample is both what the model is described and evaluated on;
     quality is judged on the rows that have a target, parity on the same rows."""
@@ -232,6 +255,7 @@ def _evaluation(
         truth=target,
         reference=reference_outputs(original, rows, task),
         predictions=onnx_predictions([o[keep] for o in outputs], task),
+        explanation=explanation,
     )
 
 

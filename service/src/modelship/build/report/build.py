@@ -47,6 +47,8 @@ class Evaluation:
     predictions: Outputs | None = None
     """The ONNX model's (labels or values, probabilities) on `held_out`, if already computed."""
     seed: int = 0
+    explanation: bytes | None = None
+    """The artifact's explanation file (card.explanation), for the contributions summary."""
 
 
 def served_model(onnx_bytes: bytes, card: ModelCard) -> PredictFn:
@@ -188,6 +190,7 @@ class _Builder:
                 else:
                     self.classification(truth.astype(str), outputs)
                 self.permutation_importance(held_out, truth)
+            self.contributions(held_out)
             if evaluation.reference is None:
                 self.notes.append(
                     "No original model to compare the ONNX export with: no parity plot."
@@ -337,6 +340,58 @@ class _Builder:
             data,
             sampled.note(words.rows),
             key=True,
+        )
+
+    def contributions(self, held_out: pd.DataFrame) -> None:
+        """Mean |contribution| per column over held-out rows, beside permutation importance."""
+        from modelship.build.training.export import onnx_feeds
+        from modelship.model.explain import Explainer
+
+        card, raw = self.card, self.evaluation.explanation
+        if raw is None or card.explanation is None:
+            reason = card.explanation.unavailable if card.explanation else None
+            self.notes.append(
+                "No per-prediction explanations for this model" + (f": {reason}" if reason else ".")
+            )
+            return
+        rows = numbers.sample(len(held_out), numbers.IMPORTANCE_ROWS, self.evaluation.seed)
+        frame = held_out.iloc[rows.index]
+        feeds = onnx_feeds(
+            frame,
+            {f.name: f.kind for f in card.features},
+            {f.name: f.input_name for f in card.features},
+        )
+        explainer = Explainer(raw, len(card.features))
+        mean_abs = np.abs(explainer.explain(feeds).contributions).mean(axis=(0, 2))
+        importance = (
+            {f["feature"]: f["mean"] for f in self.importance["features"]}
+            if self.importance
+            else {}
+        )
+        data = {
+            "method": explainer.method,
+            "output_space": explainer.output_space,
+            "features": sorted(
+                (
+                    {
+                        "feature": f.name,
+                        "mean_abs": float(m),
+                        "importance": importance.get(f.name),
+                    }
+                    for f, m in zip(card.features, mean_abs, strict=True)
+                ),
+                key=lambda item: -float(item["mean_abs"] or 0.0),
+            ),
+        }
+        self.add(
+            "contributions",
+            plots.contributions(data, self.words),
+            f"Mean |contribution| of each column to the {self.words.split}'s predictions "
+            f"({explainer.method}, in {explainer.output_space}; classes averaged), beside the "
+            "permutation importance: what the model uses for each answer against what its "
+            "accuracy depends on.",
+            data,
+            rows.note(self.words.rows),
         )
 
     def parity(self, outputs: Outputs, reference: npt.NDArray[Any]) -> None:

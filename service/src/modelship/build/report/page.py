@@ -62,6 +62,7 @@ HEADINGS = {
     "calibration": "Calibration",
     "roc-pr": "ROC and precision-recall",
     "importance": "Feature importance",
+    "contributions": "Per-prediction contributions",
     "distributions": "Training data",
     "parity": "ONNX export parity",
 }

@@ -388,6 +388,31 @@ def importance(data: dict[str, Any], words: Wording) -> Figure:
     return figure
 
 
+def contributions(data: dict[str, Any], words: Wording) -> Figure:
+    """Mean |contribution| per column, and the permutation importance in the same order."""
+    shown = data["features"][:MAX_IMPORTANCES]
+    n = len(shown)
+    with_importance = any(f["importance"] is not None for f in shown)
+    figure = new_figure(9.0 if with_importance else 7.0, 1.5 + 0.3 * n)
+    panels = figure.subplots(1, 2 if with_importance else 1, squeeze=False)[0]
+    y = np.arange(n)
+    left = panels[0]
+    left.barh(y, [f["mean_abs"] for f in shown], color=ACCENT, height=0.6)
+    left.set_yticks(y, [short(f["feature"]) for f in shown])
+    left.invert_yaxis()
+    left.set_xlabel("mean |contribution|")
+    left.set_title(f"Per-prediction contributions on the {words.split}")
+    if with_importance:
+        right = panels[1]
+        right.barh(y, [f["importance"] or 0.0 for f in shown], color=SECOND, height=0.6)
+        right.set_yticks(y, [""] * n)
+        right.invert_yaxis()
+        right.axvline(0, color=INK, linewidth=0.8)
+        right.set_xlabel("permutation importance (drop in the metric)")
+        right.set_title("Permutation importance")
+    return figure
+
+
 def distributions(
     panels: Sequence[tuple[str, dict[str, Any], bool]], hidden: int, words: Wording
 ) -> Figure:

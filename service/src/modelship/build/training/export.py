@@ -11,15 +11,26 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pandas as pd
 from lightgbm import LGBMClassifier, LGBMRegressor
+from onnx import TensorProto
 from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 from skl2onnx import get_latest_tested_opset_version, to_onnx, update_registered_converter
-from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.algebra.onnx_ops import OnnxCast, OnnxDiv, OnnxSub
+from skl2onnx.common._container import ModelComponentContainer as Container
+from skl2onnx.common._topology import Operator, Scope
+from skl2onnx.common.data_types import (
+    FloatTensorType,
+    StringTensorType,
+    guess_proto_type,
+)
 from skl2onnx.common.shape_calculator import (
     calculate_linear_classifier_output_shapes,
     calculate_linear_regressor_output_shapes,
 )
+from skl2onnx.operator_converters.common import concatenate_variables
+from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MaxAbsScaler, RobustScaler, StandardScaler
 from xgboost import XGBRegressor
 
 from modelship.build.training.models import LabelledXGBClassifier
@@ -54,6 +65,59 @@ update_registered_converter(
 update_registered_converter(
     XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost
 )
+
+
+def _convert_scaler_in_double(scope: Scope, operator: Operator, container: Container) -> None:
+    """Scale in float64 with the fitted float64 statistics, then cast to float32.
+
+    scikit-learn scales in float64 and casts to float32 only inside its trees, comparing with
+    float64 thresholds (which skl2onnx already rounds to the float32 value that decides the same
+    way). skl2onnx's own converter scales in float32 (and its `div_cast` option casts the
+    statistics to float32 first): scaled values then cross split thresholds and predictions
+    move (docs/import.md#where-parity-is-checked).
+    """
+    scaler = operator.raw_operator
+    offset: npt.NDArray[np.float64] | None = None
+    divisor: npt.NDArray[np.float64] | None = None
+    if isinstance(scaler, StandardScaler):
+        offset = scaler.mean_ if scaler.with_mean else None
+        divisor = scaler.scale_ if scaler.with_std else None
+    elif isinstance(scaler, RobustScaler):
+        offset = scaler.center_ if scaler.with_centering else None
+        divisor = scaler.scale_ if scaler.with_scaling else None
+    elif isinstance(scaler, MaxAbsScaler):
+        divisor = scaler.scale_
+    opv = container.target_opset
+    name = (
+        concatenate_variables(scope, operator.inputs, container)
+        if len(operator.inputs) > 1
+        else operator.inputs[0].full_name
+    )
+    value: Any = OnnxCast(name, to=TensorProto.DOUBLE, op_version=opv)
+    if offset is not None:
+        value = OnnxSub(value, np.asarray(offset, dtype=np.float64), op_version=opv)
+    if divisor is not None:
+        value = OnnxDiv(value, np.asarray(divisor, dtype=np.float64), op_version=opv)
+    OnnxCast(
+        value,
+        to=guess_proto_type(operator.outputs[0].type),
+        op_version=opv,
+        output_names=[operator.outputs[0].full_name],
+    ).add_to(scope, container)
+
+
+for _kind, _alias in (
+    (StandardScaler, "SklearnScaler"),
+    (RobustScaler, "SklearnRobustScaler"),
+    (MaxAbsScaler, "SklearnMaxAbsScaler"),
+):
+    update_registered_converter(
+        _kind,
+        _alias,
+        calculate_sklearn_scaler_output_shapes,
+        _convert_scaler_in_double,
+        overwrite=True,
+    )
 
 # Tie margin: two classes whose probabilities differ by less than this may swap labels in float32.
 TIE_MARGIN = 1e-4

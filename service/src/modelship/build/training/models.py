@@ -34,7 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
 from xgboost import XGBClassifier, XGBRegressor
 
-from modelship.contracts.card import Task
+from modelship.contracts.card import FeatureKind, Task
 
 # What an exported tree costs in ONNX (measured on skl2onnx output): each node carries about
 # 40 bytes of attributes, and a classifier's leaf one weight entry of about 20 bytes per class.
@@ -302,3 +302,14 @@ def build_pipeline(
             ("model", candidate.build(sizing)),
         ]
     )
+
+
+def pipeline_around(
+    estimator: Any, kinds: dict[str, FeatureKind], *, scaled: bool = False
+) -> Pipeline:
+    """The menu's preprocessing (impute, optionally scale, one-hot) around any estimator."""
+    candidate = Candidate(type(estimator).__name__, "", lambda s: estimator, scaled)
+    sizing = Sizing(rows=0, classes=0, seed=0, threads=1, max_model_bytes=0)
+    numeric = [c for c, k in kinds.items() if k == "numeric"]
+    categorical = [c for c, k in kinds.items() if k == "categorical"]
+    return build_pipeline(candidate, numeric, categorical, None, sizing)

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from modelship.build import explanation as explain
 from modelship.build.measure import measure_footprint
 from modelship.build.report import Evaluation, add_report
 from modelship.build.report.numbers import Outputs
@@ -145,6 +146,27 @@ class _Prepared:
         self.exported[directory] = (pipeline, outputs)
         return card
 
+    def explain(self, directory: Path, say: Say) -> bool:
+        """Record the explanation of the exported candidate in `directory` into its artifact.
+
+        Only the chosen model gets one, after the search: recording it takes up to seconds per
+        model, which every candidate would otherwise spend from the search's time budget.
+        Whether a file was recorded (the card says why not, otherwise)."""
+        loaded = artifact.load(directory)
+        pipeline, _ = self.exported[directory]
+        say("Recording what per-prediction explanations need")
+        explanation = explain.write(
+            directory,
+            loaded.onnx_bytes,
+            pipeline=pipeline,
+            frame=self.x_train,
+            task=self.task,
+            classes=loaded.card.classes,
+        )
+        card = loaded.card.model_copy(update={"explanation": explanation})
+        artifact.save(directory, card, loaded.onnx_bytes)
+        return explanation.file is not None
+
     def report(self, card: ModelCard, onnx_bytes: bytes, directory: Path, say: Say) -> ModelCard:
         """Draw the training report of the exported candidate in `directory` into the output."""
         pipeline, outputs = self.exported[directory]
@@ -157,6 +179,11 @@ class _Prepared:
             reference=reference_outputs(pipeline, self.x_test, self.task),
             predictions=onnx_predictions(outputs, self.task),
             seed=self.options.seed,
+            explanation=(
+                (directory / card.explanation.file).read_bytes()
+                if card.explanation is not None and card.explanation.file
+                else None
+            ),
         )
         return add_report(card, evaluation, self.options.output, say)
 
@@ -189,6 +216,15 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
             chosen_dir, footprint, leaderboard, search_info = _search(
                 prepared, candidates, pipeline_of, scratch, say
             )
+            # The serving worker loads the explanation too: weigh the winner again with it.
+            if prepared.explain(chosen_dir, say):
+                footprint = _weigh(
+                    chosen_dir,
+                    options,
+                    f"{chosen_dir.name}, the chosen model, with its explanation,",
+                    "raise the limit or choose another --model",
+                    say,
+                )
         else:
             chosen = candidates[0]
             say(f"Fitting {chosen.key} ({chosen.description}) on the training split")
@@ -196,14 +232,11 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
             say("Exporting to ONNX and checking parity with scikit-learn on the test split")
             chosen_dir = scratch / chosen.key
             prepared.export(chosen, pipeline, chosen_dir)
-            say("Measuring the model's footprint in a fresh serving process")
-            footprint = measure_footprint(chosen_dir)
-            excess = options.limits.excess(footprint)
-            if excess:
-                raise TrainingError(
-                    f"{chosen.key} does not fit the footprint budget: {excess}; raise the "
-                    "limit or choose a smaller --model"
-                )
+            # Before the footprint, as import does: the serving worker loads the explanation.
+            prepared.explain(chosen_dir, say)
+            footprint = _weigh(
+                chosen_dir, options, chosen.key, "raise the limit or choose a smaller --model", say
+            )
             leaderboard, search_info = None, None
         loaded = artifact.load(chosen_dir)
         card = loaded.card.model_copy(
@@ -211,9 +244,19 @@ def train(options: TrainOptions, say: Say) -> ModelCard:
         )
         say(f"Footprint: {footprint.summary()}")
         card = prepared.report(card, loaded.onnx_bytes, chosen_dir, say)
-        artifact.save(options.output, card, loaded.onnx_bytes)
+        artifact.save(options.output, card, loaded.onnx_bytes, loaded.explanation)
     say(f"Wrote {options.output} in {time.perf_counter() - started:.1f} s")
     return card
+
+
+def _weigh(directory: Path, options: TrainOptions, what: str, advice: str, say: Say) -> Footprint:
+    """The footprint of the artifact in `directory`, which must fit the footprint budget."""
+    say("Measuring the model's footprint in a fresh serving process")
+    footprint = measure_footprint(directory)
+    excess = options.limits.excess(footprint)
+    if excess:
+        raise TrainingError(f"{what} does not fit the footprint budget: {excess}; {advice}")
+    return footprint
 
 
 def _search(

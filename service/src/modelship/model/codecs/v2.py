@@ -20,6 +20,7 @@ from modelship.contracts.v2 import (
 from modelship.errors import InvalidTensor
 from modelship.model.codecs.base import ModelInput
 from modelship.model.codecs.records import RecordsCodec
+from modelship.model.explain import Explanations
 from modelship.model.predictor import Predictions
 
 NUMERIC_DATATYPES = frozenset(
@@ -104,6 +105,10 @@ def _bytes_elements(name: str, chunk: bytes) -> list[Any]:
     return out
 
 
+EXPLANATION_CONTRIBUTIONS = "explanation_contributions"
+EXPLANATION_BASE = "explanation_base"
+
+
 class V2Codec:
     """Model metadata and tensor decoding/encoding, derived once from the model card."""
 
@@ -125,6 +130,16 @@ class V2Codec:
                 MetadataTensor(name="probabilities", datatype="FP32", shape=[-1, len(card.classes)])
             )
         self.output_names = [o.name for o in self.outputs]
+        # Sent only when asked for by name: the explanation of each row (docs/open-inference-
+        # protocol.md#explanations), [rows, outputs, columns] contributions and [outputs] base.
+        self.explanation_outputs = (
+            [
+                MetadataTensor(name=EXPLANATION_CONTRIBUTIONS, datatype="FP64", shape=[-1, -1, -1]),
+                MetadataTensor(name=EXPLANATION_BASE, datatype="FP64", shape=[-1]),
+            ]
+            if card.explanation is not None and card.explanation.method is not None
+            else []
+        )
 
     def metadata(self) -> MetadataModelResponse:
         """Every feature as a named input: BYTES for categories, FP32 (what the model uses)."""
@@ -141,7 +156,7 @@ class V2Codec:
                 )
                 for f in card.features
             ],
-            outputs=self.outputs,
+            outputs=self.outputs + self.explanation_outputs,
             parameters={"task": card.task, "target": card.target, "classes": card.classes},
         )
 
@@ -207,22 +222,34 @@ class V2Codec:
         if not request.outputs:
             return self.output_names
         names = [o.name for o in request.outputs]
+        known = self.output_names + [o.name for o in self.explanation_outputs]
         for name in names:
-            if name not in self.output_names:
+            if name not in known:
                 raise InvalidTensor(
-                    f"unknown output '{name}': the model's outputs are "
-                    + ", ".join(self.output_names)
+                    f"unknown output '{name}': the model's outputs are " + ", ".join(known)
                 )
         return names
 
+    def wants_explanation(self, request: InferenceRequest) -> bool:
+        return any(
+            o.name in (EXPLANATION_CONTRIBUTIONS, EXPLANATION_BASE) for o in request.outputs or []
+        )
+
     def encode(
-        self, request: InferenceRequest, batch: ModelInput, result: Predictions
+        self,
+        request: InferenceRequest,
+        batch: ModelInput,
+        result: Predictions,
+        explanations: Explanations | None = None,
     ) -> dict[str, Any]:
         """The response body; numeric data stays numpy so orjson writes it without copies."""
         wanted = self.requested(request)
         outputs: list[dict[str, Any]] = []
         for name in wanted:
-            if name == "probabilities":
+            if name in (EXPLANATION_CONTRIBUTIONS, EXPLANATION_BASE):
+                assert explanations is not None
+                outputs.append(self._explanation(name, explanations))
+            elif name == "probabilities":
                 assert result.probabilities is not None
                 probabilities = result.probabilities
                 outputs.append(
@@ -257,3 +284,20 @@ class V2Codec:
         if batch.warnings:
             body["parameters"] = {"warnings": batch.warnings.summary()}
         return body
+
+    def _explanation(self, name: str, explanations: Explanations) -> dict[str, Any]:
+        """Contributions as [rows, outputs, columns] (the card's feature order), or the base."""
+        if name == EXPLANATION_BASE:
+            data = explanations.base
+        else:
+            data = np.ascontiguousarray(explanations.contributions.transpose(0, 2, 1))
+        return {
+            "name": name,
+            "datatype": "FP64",
+            "shape": list(data.shape),
+            "data": data.reshape(-1),
+            "parameters": {
+                "method": explanations.method,
+                "columns": ",".join(f.name for f in self.card.features),
+            },
+        }

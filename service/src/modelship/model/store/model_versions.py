@@ -96,10 +96,11 @@ def _claims_sha256(name: str) -> bool:
 
 
 def _report_files(card: ModelCard) -> dict[str, str]:
-    """The training report's files (relative path -> SHA-256), checked to stay in the version."""
-    if card.report is None:
-        return {}
-    files = card.report.files
+    """The files beside the model: the training report's and the explanation's (relative path
+    -> SHA-256), checked to stay in the version."""
+    files = dict(card.report.files) if card.report is not None else {}
+    if card.explanation is not None and card.explanation.file and card.explanation.sha256:
+        files[card.explanation.file] = card.explanation.sha256
     for name in files:
         parts = PurePosixPath(name).parts
         if PurePosixPath(name).is_absolute() or ".." in parts or not parts:

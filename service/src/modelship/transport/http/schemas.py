@@ -62,6 +62,27 @@ class Prediction(BaseModel):
     )
 
 
+class Explanation(BaseModel):
+    """base + the sum of contributions is the prediction, in `output_space`."""
+
+    method: str = Field(
+        description="'path-dependent TreeSHAP' (tree ensembles, node covers from training) or "
+        "'linear' (coefficient x (value - training mean))"
+    )
+    output_space: str = Field(description="What the numbers add up to (classifiers: the mapping)")
+    base: float | dict[str, float] = Field(
+        description="The expected output over the training data (classifiers: per class)"
+    )
+    contributions: dict[str, float] | dict[str, dict[str, float]] = Field(
+        description="Per input column (derived features such as one-hot columns summed back); "
+        "classifiers: per class, then per column"
+    )
+
+
+class ExplainedPrediction(Prediction):
+    explanation: Explanation
+
+
 class PredictResponse(Prediction):
     warnings: list[WarningItem]
     model_version: str
@@ -69,6 +90,21 @@ class PredictResponse(Prediction):
 
 class BatchResponse(BaseModel):
     predictions: list[Prediction] = Field(description="One per record, in order")
+    count: int
+    warnings: list[WarningItem]
+    model_version: str
+
+
+class ExplainedPredictResponse(PredictResponse):
+    """One record: the /predict answer plus its `explanation`."""
+
+    explanation: Explanation
+
+
+class ExplainResponse(BaseModel):
+    """A list of records: the /predict/batch answer, each prediction with its `explanation`."""
+
+    predictions: list[ExplainedPrediction] = Field(description="One per record, in order")
     count: int
     warnings: list[WarningItem]
     model_version: str

@@ -23,7 +23,14 @@ from modelship.transport.http.deps import (
 )
 from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.transport.http.responses import JSONBytes
-from modelship.transport.http.schemas import BatchResponse, PredictResponse, ScoreResponse, ok
+from modelship.transport.http.schemas import (
+    BatchResponse,
+    ExplainedPredictResponse,
+    ExplainResponse,
+    PredictResponse,
+    ScoreResponse,
+    ok,
+)
 
 router = APIRouter(tags=["predict"])
 
@@ -70,7 +77,8 @@ async def predict(request: Request) -> Response:
     # No Depends() here: on this route FastAPI's dependency solving cost more than validation
     # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
     dataplane = dataplane_of(request)
-    return JSONBytes(dataplane.predict_record(parse_json(await request.body()), request_id_of()))
+    body = parse_json(await request.body())
+    return JSONBytes(dataplane.predict_record(body, request_id_of(), _explain_asked(request)))
 
 
 @router.post(
@@ -84,8 +92,48 @@ async def predict(request: Request) -> Response:
 async def predict_batch(request: Request) -> Response:
     dataplane = dataplane_of(request)
     rid = request_id_of()
-    body = await dataplane.predict_records(parse_json(await request.body()), rid)
-    return JSONBytes(body, headers=prediction_ids_header(rid, body["count"]))
+    body = parse_json(await request.body())
+    answer = await dataplane.predict_records(body, rid, _explain_asked(request))
+    return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
+
+
+@router.post(
+    "/explain",
+    summary="Predict one record or a JSON list of records, each with its exact explanation: a "
+    "base value and one contribution per input column that add up to the prediction",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}}},
+        }
+    },
+    responses={
+        200: {"model": ExplainedPredictResponse | ExplainResponse},
+        **ERRORS,
+        409: {
+            "description": "The model has no exact explanation (the message says why)",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
+    },
+)
+async def explain(request: Request) -> Response:
+    dataplane = dataplane_of(request)
+    rid = request_id_of()
+    body = parse_json(await request.body())
+    if isinstance(body, list):
+        answer = await dataplane.predict_records(body, rid, explain=True)
+        return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
+    return JSONBytes(dataplane.predict_record(body, rid, explain=True))
+
+
+def _explain_asked(request: Request) -> bool:
+    """`?explain=true` on /predict and /predict/batch adds each row's explanation."""
+    value = request.query_params.get("explain")
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise MalformedBody(f"query parameter explain={value!r} must be true or false")
 
 
 @router.post(

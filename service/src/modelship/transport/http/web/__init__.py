@@ -102,6 +102,8 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
         "classes": card.classes,
         "target": card.target,
         "task": card.task,
+        # The form then asks /predict?explain=true and draws each prediction's contributions.
+        "explainable": card.explanation is not None and card.explanation.method is not None,
     }
     # Safe inside <script>: no "</" can close the tag early.
     data_json = orjson.dumps(data).decode().replace("</", "<\\/")

@@ -86,6 +86,7 @@ function showResult(body) {
     }
     box.append(list);
   }
+  if (body.explanation) box.append(explanationChart(body));
   if (body.id) {
     const id = document.createElement("p");
     id.className = "hint";
@@ -99,6 +100,50 @@ function showResult(body) {
   box.hidden = false;
 }
 
+// One bar per input column, largest |contribution| first; base + the bars = the prediction.
+// Classifiers: the predicted class's bars (a two-class booster explains its positive class).
+function explanationChart(body) {
+  const e = body.explanation;
+  let contributions = e.contributions;
+  let base = e.base;
+  let about = "";
+  if (typeof base !== "number") {
+    const label = String(body.prediction) in base ? String(body.prediction) : Object.keys(base)[0];
+    contributions = contributions[label];
+    base = base[label];
+    about = " for class " + label;
+  }
+  const figure = document.createElement("figure");
+  figure.id = "explanation";
+  const caption = document.createElement("figcaption");
+  caption.textContent = "Why" + about + ": base " + format(base) + " plus each column's contribution (" +
+    e.method + "; adds up in " + e.output_space + ")";
+  figure.append(caption);
+  const entries = Object.entries(contributions).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  const largest = Math.max(...entries.map(([, v]) => Math.abs(v)), 1e-12);
+  for (const [column, value] of entries) {
+    const row = document.createElement("div");
+    row.className = "bar-row";
+    row.dataset.column = column;
+    const name = document.createElement("span");
+    name.className = "bar-name";
+    name.textContent = column;
+    const track = document.createElement("span");
+    track.className = "bar-track";
+    const bar = document.createElement("span");
+    bar.className = value < 0 ? "bar negative" : "bar";
+    bar.style.width = (50 * Math.abs(value) / largest).toFixed(2) + "%";
+    bar.style[value < 0 ? "right" : "left"] = "50%";
+    track.append(bar);
+    const number = document.createElement("span");
+    number.className = "bar-value";
+    number.textContent = (value < 0 ? "" : "+") + format(value);
+    row.append(name, track, number);
+    figure.append(row);
+  }
+  return figure;
+}
+
 $("predict-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors();
@@ -107,7 +152,7 @@ $("predict-form").addEventListener("submit", async (event) => {
   if (Object.values(record).some((v) => Number.isNaN(v))) return;
   let response;
   try {
-    response = await fetch("/predict", {
+    response = await fetch(model.explainable ? "/predict?explain=true" : "/predict", {
       method: "POST",
       headers: apiHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify(record),
