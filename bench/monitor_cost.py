@@ -1,4 +1,5 @@
-"""Cost of monitoring and request capture on the hot path, in process, through the data plane.
+"""Cost of monitoring, the feedback join and request capture on the hot path, in process,
+through the data plane.
 
     uv run python bench/monitor_cost.py [--rounds 30] [--calls 1000] [--http SECONDS]
                                         [--http-rounds 5]
@@ -9,15 +10,18 @@ predictions (`DataPlane.predict_record`: the JSON record validated, the model, t
 metrics and the data-quality hooks, which is what `POST /predict` runs), all on one data plane
 with each side's hooks in place for its round:
 
-  off          MODELSHIP_MONITORING=false, no capture: the service without either
+  off          MODELSHIP_MONITORING=false, MODELSHIP_FEEDBACK=false, no capture: none of them
   off again    the same once more: how far two identical sides come apart (the noise floor)
-  monitor      drift and data quality on (the default)
-  capture 1%   monitor + MODELSHIP_CAPTURE_RATE=0.01 to a directory store
+  monitor      drift and data quality on, feedback off
+  feedback     monitor + the feedback join (MODELSHIP_FEEDBACK, on by default: the default
+               service); compare it with "monitor" for the cost of remembering predictions
+  capture 1%   monitor + MODELSHIP_CAPTURE_RATE=0.01 to a directory store (feedback off)
   capture 100% monitor + every row captured (the worst case)
 
 Per side two numbers: the request path alone (what a single request's latency pays), and the
-request path plus the background work those rows cause (the monitor's fold, the capture's CSV
-and write, run right after each round instead of in their threads), which is what throughput
+request path plus the background work those rows cause (the monitor's fold, the join's write
+to its SQLite file, the capture's CSV and write, run right after each round instead of in their
+threads), which is what throughput
 pays once the CPU is saturated. Running the background work between rounds keeps one side's
 threads from slowing another side's round; interleaving rounds keeps a busy machine from
 favouring one side, and shuffling their order per round keeps any one side from always
@@ -25,9 +29,10 @@ following the same other. Then each hook alone on one decoded row, which a busy 
 less than whole calls, as a share of the call without monitoring. Medians over the rounds.
 
 With `--http SECONDS`, also over real HTTP: `modelship serve` (one worker, access log off) per
-side, loaded by wrk with 8 connections for SECONDS, in `--http-rounds` rounds of every side
-(order shuffled; the server pinned to one core, wrk to another); printed are requests per
-second and the server's CPU time per request (its threads included, the number that stays
+side, loaded by wrk with 8 connections for SECONDS, then with 1 connection for SECONDS (the
+single-row p50 latency), in `--http-rounds` rounds of every side (order shuffled; the server
+pinned to one core, wrk to another); printed are requests per second, the single-row p50 and
+the server's CPU time per request (its threads included, the number that stays
 meaningful when other processes share the machine), each as the median ratio to the "off"
 side of the same round and the range of those ratios.
 """
@@ -54,29 +59,34 @@ from modelship.model import artifact
 from modelship.model.predictor import Predictor
 from modelship.serving.compose import build_serving
 from modelship.serving.dataplane import DataPlane
+from modelship.serving.feedback import PredictionIds
 from modelship.transport.http.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_CONNECTIONS = 8
 SHUFFLE = random.Random(0)  # the order of the sides in each round, the same every run
-Side = tuple[DataPlane, Any, Any]  # data plane, monitor (or None), capture (or None)
+# data plane, and what runs off the request path: monitor, capture, feedback join (or None)
+Side = tuple[DataPlane, Any, Any, Any]
+REQUEST_ID = "bench-request-id"  # every call's: the join keeps one row, as a client resending
 
 
 def side(predictor: Predictor, **settings: Any) -> Side:
-    """The data plane, monitor and capture of a service built as `modelship serve` builds it
-    (their threads not started: the background work runs between rounds)."""
+    """The data plane, monitor, capture and feedback join of a service built as `modelship
+    serve` builds it (their threads not started: the background work runs between rounds)."""
     app = create_app(build_serving(Settings(access_log=False, **settings), predictor))
     dataplane: DataPlane = app.state.dataplane
     dataplane.start()
-    return dataplane, app.state.monitor, app.state.capture
+    return dataplane, app.state.monitor, app.state.capture, dataplane.feedback
 
 
-def background(monitor: Any, capture: Any) -> None:
+def background(monitor: Any, capture: Any, feedback: Any = None) -> None:
     """What the threads would do with the rows served so far."""
     if monitor is not None:
         monitor.fold()
     if capture is not None:
         capture.flush()
+    if feedback is not None:
+        feedback.flush()
 
 
 def whole_calls(
@@ -94,13 +104,13 @@ def whole_calls(
     order = list(sides.items())
     for _ in range(rounds):
         SHUFFLE.shuffle(order)  # no side always runs after the same other one
-        for name, (own, monitor, capture) in order:
+        for name, (own, monitor, capture, feedback) in order:
             dataplane.quality_hooks[:] = own.quality_hooks
             started = time.perf_counter()
             for _ in range(calls):
-                dataplane.predict_record(record)
+                dataplane.predict_record(record, REQUEST_ID)
             served = time.perf_counter()
-            background(monitor, capture)
+            background(monitor, capture, feedback)
             done = time.perf_counter()
             request[name].append((served - started) / calls * 1e6)
             total[name].append((done - started) / calls * 1e6)
@@ -115,39 +125,46 @@ def hooks_alone(
     dataplane = sides["off"][0]
     batch = dataplane.records.decode([record])
     result = dataplane.predictor.predict(batch)
-    # The hooks as `create_app` registered them: the monitor's first, the capture's after it.
-    hooks: dict[str, tuple[Callable[..., None], Any, Any]] = {
-        "monitor": (sides["monitor"][0].quality_hooks[0], sides["monitor"][1], None),
+    ids = PredictionIds(REQUEST_ID)
+    # The hooks as `build_serving` registered them: the join's first, then the monitor's, then
+    # the capture's.
+    hooks: dict[str, tuple[Callable[..., None], Any, Any, Any]] = {
+        "monitor": (sides["monitor"][0].quality_hooks[0], sides["monitor"][1], None, None),
+        "feedback": (sides["feedback"][0].quality_hooks[0], None, None, sides["feedback"][3]),
         **{
-            name: (sides[name][0].quality_hooks[-1], None, sides[name][2])
+            name: (sides[name][0].quality_hooks[-1], None, sides[name][2], None)
             for name in ("capture 1%", "capture 100%")
         },
     }
     hook_us: dict[str, list[float]] = {name: [] for name in hooks}
     background_us: dict[str, list[float]] = {name: [] for name in hooks}
     for _ in range(rounds):
-        for name, (hook, monitor, capture) in hooks.items():
+        for name, (hook, monitor, capture, feedback) in hooks.items():
             started = time.perf_counter()
             for _ in range(calls):
-                hook(batch, result)
+                hook(batch, result, ids)
             hooked = time.perf_counter()
-            background(monitor, capture)
+            background(monitor, capture, feedback)
             hook_us[name].append((hooked - started) / calls * 1e6)
             background_us[name].append((time.perf_counter() - hooked) / calls * 1e6)
     return hook_us, background_us
 
 
 def http_sides(store: Path) -> dict[str, dict[str, str]]:
-    """The four sides as the environment of `modelship serve`."""
+    """The sides as the environment of `modelship serve`."""
+    off = {"MODELSHIP_MONITORING": "false", "MODELSHIP_FEEDBACK": "false"}
     return {
-        "off": {"MODELSHIP_MONITORING": "false"},
-        "off again": {"MODELSHIP_MONITORING": "false"},
-        "monitor": {},
+        "off": off,
+        "off again": off,
+        "monitor": {"MODELSHIP_FEEDBACK": "false"},
+        "feedback": {},
         "capture 1%": {
+            "MODELSHIP_FEEDBACK": "false",
             "MODELSHIP_CAPTURE_RATE": "0.01",
             "MODELSHIP_CAPTURE_URI": f"file://{store}/h1",
         },
         "capture 100%": {
+            "MODELSHIP_FEEDBACK": "false",
             "MODELSHIP_CAPTURE_RATE": "1",
             "MODELSHIP_CAPTURE_URI": f"file://{store}/h2",
         },
@@ -169,7 +186,7 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
     card = json.loads((model / artifact.CARD_FILE).read_text())
     body = json.dumps(card["examples"][0]).encode()
     logs = Path(tempfile.mkdtemp(prefix="modelship-monitor-http-"))
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in envs}
     order = list(envs.items())
     # The server on one core and wrk (a child of this process) on the other, each side's server
     # with the same hash seed: unpinned, the scheduler and per-process hash layouts moved one
@@ -214,8 +231,9 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
                 cpu = http_bench.tree_cpu(pid)
                 load = http_bench.run_wrk(port, "/predict", script, HTTP_CONNECTIONS, seconds)
                 cpu = http_bench.tree_cpu(pid) - cpu
+                one = http_bench.run_wrk(port, "/predict", script, 1, seconds)  # latency alone
             requests = load.rps * seconds
-            results[name].append((load.rps, cpu / requests * 1e6))
+            results[name].append((load.rps, cpu / requests * 1e6, one.p50_ms * 1000))
     os.sched_setaffinity(0, affinity)
     print(
         f"over HTTP: modelship serve, 1 worker, wrk {HTTP_CONNECTIONS} connections x "
@@ -225,9 +243,13 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
     )
     base = results["off"]
     for name, measured in results.items():
-        served = _paired([r for r, _ in measured], [r for r, _ in base], ".0f")
-        spent = _paired([c for _, c in measured], [c for _, c in base], ".0f")
-        print(f"  {name:<13} {served} req/s, server CPU {spent} µs per request")
+        served = _paired([r for r, _, _ in measured], [r for r, _, _ in base], ".0f")
+        spent = _paired([c for _, c, _ in measured], [c for _, c, _ in base], ".0f")
+        single = _paired([p for _, _, p in measured], [p for _, _, p in base], ".0f")
+        print(
+            f"  {name:<13} {served} req/s, server CPU {spent} µs per request, "
+            f"single-row p50 {single} µs (1 connection)"
+        )
 
 
 def _paired(values: list[float], base: list[float], number: str = ".1f") -> str:
@@ -254,13 +276,18 @@ def main() -> None:
     predictor = Predictor(artifact.load(model))
     record = predictor.card.examples[0]
     store = Path(tempfile.mkdtemp(prefix="modelship-capture-bench-"))
-    off = side(predictor, monitoring=False)
+    off = side(predictor, monitoring=False, feedback=False)
     sides = {
         "off": off,
         "off again": off,  # the very same side once more: the noise floor
-        "monitor": side(predictor),
-        "capture 1%": side(predictor, capture_rate=0.01, capture_uri=f"file://{store}/a"),
-        "capture 100%": side(predictor, capture_rate=1.0, capture_uri=f"file://{store}/b"),
+        "monitor": side(predictor, feedback=False),
+        "feedback": side(predictor),
+        "capture 1%": side(
+            predictor, feedback=False, capture_rate=0.01, capture_uri=f"file://{store}/a"
+        ),
+        "capture 100%": side(
+            predictor, feedback=False, capture_rate=1.0, capture_uri=f"file://{store}/b"
+        ),
     }
     # As each `modelship serve` worker does once started (transport/http/app.py): without it a full
     # collection of everything training and the four services loaded, 50-100 ms, lands in a
@@ -290,7 +317,7 @@ def main() -> None:
     monitor_hook = statistics.median(hook_us["monitor"])
     for name in hook_us:
         hook = statistics.median(hook_us[name])
-        with_monitor = hook + (monitor_hook if name != "monitor" else 0.0)
+        with_monitor = hook + (monitor_hook if name != "monitor" else 0.0)  # all run with it
         print(
             f"  {name:<13} request path {hook:6.2f} µs (with the monitor's {with_monitor:5.2f} µs "
             f"= {with_monitor / base_request:5.1%} of a call), background "

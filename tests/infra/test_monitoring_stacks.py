@@ -2,7 +2,7 @@
 
 gke and k8s: scrape annotations on every pod, a PodMonitor / PodMonitoring by config (refused
 at preview with the allowed values otherwise). fargate: the service writes CloudWatch metric
-lines (embedded metric format) and three CloudWatch alarms select them, each a valid
+lines (embedded metric format) and CloudWatch alarms select them, each a valid
 PutMetricAlarm request by botocore's CloudWatch model.
 """
 
@@ -99,9 +99,9 @@ def test_the_service_writes_cloudwatch_lines_the_alarms_select() -> None:
     assert env["MODELSHIP_CLOUDWATCH_METRICS"] == "true"
     service = env["MODELSHIP_CLOUDWATCH_SERVICE"]
     alarms = _alarms(run)
-    assert set(alarms) == {"errors", "feature-drift", "prediction-drift"}
+    assert set(alarms) == {"errors", "feature-drift", "prediction-drift", "quality-below-test"}
     assert NAMESPACE == SERVICE_NAMESPACE
-    for name in ("feature-drift", "prediction-drift"):
+    for name in ("feature-drift", "prediction-drift", "quality-below-test"):
         assert alarms[name]["namespace"] == NAMESPACE
         assert alarms[name]["dimensions"] == {"Service": service}
     queries = {q["id"]: q for q in alarms["errors"]["metricQueries"]}
@@ -179,13 +179,31 @@ def test_with_capture_on_an_alarm_watches_the_capture_failures_the_service_write
         "MODELSHIP_CLOUDWATCH_SERVICE"
     ]
     alarms = _alarms(run)
-    assert set(alarms) == {"errors", "feature-drift", "prediction-drift", "capture-failing"}
+    assert set(alarms) == {
+        "errors",
+        "feature-drift",
+        "prediction-drift",
+        "quality-below-test",
+        "capture-failing",
+    }
     spec = alarms["capture-failing"]
     assert (spec["namespace"], spec["metricName"]) == (NAMESPACE, "CaptureFailures")
     assert spec["dimensions"] == {"Service": service}
     # Failures in each of three 5-minute periods, as the Prometheus alert's `for: 15m`.
     assert (spec["statistic"], spec["period"], spec["datapointsToAlarm"]) == ("Sum", 300, 3)
     assert_valid("cloudwatch", "PutMetricAlarm", _put_metric_alarm("x", spec))
+
+
+def test_an_alarm_watches_the_live_quality_verdict_the_service_writes() -> None:
+    spec = _alarms(fargate_run())["quality-below-test"]
+    # The Service-level value of the service's EMF lines (tests/service/serving/test_feedback.py
+    # checks the service writes it; the per-version lines add a ModelVersion dimension, which no
+    # alarm can name ahead of a deployment).
+    assert spec["metricName"] == "QualityBelowTest"
+    # Below in each of six 5-minute periods, as the Prometheus alert's `for: 30m`.
+    assert (spec["statistic"], spec["period"], spec["datapointsToAlarm"]) == ("Maximum", 300, 6)
+    assert spec["evaluationPeriods"] == 6
+    assert spec["threshold"] == 1
 
 
 def test_the_alarm_check_is_real() -> None:

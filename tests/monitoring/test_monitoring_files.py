@@ -59,7 +59,7 @@ def _dashboard_queries() -> list[str]:
 def test_alert_rules_pass_promtool_check() -> None:
     result = _promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_alerts_fire_on_the_series_they_are_for() -> None:
@@ -96,6 +96,7 @@ def test_dashboard_has_the_panels_an_operator_needs() -> None:
         "Latency of /predict",
         "Feature drift (PSI)",
         "Prediction drift (PSI)",
+        "Live quality vs test, per model version",
     ):
         assert needed in titles
     ids = [p["id"] for p in dashboard["panels"]]

@@ -85,3 +85,21 @@ def running_server(
         process.wait(timeout=30)
         if process.stdout:
             process.stdout.close()
+
+
+@contextlib.contextmanager
+def capturing_server(
+    artifact: Path, store_uri: str, env: dict[str, str], cwd: Path, **settings: str
+) -> Iterator[Server]:
+    """`modelship serve` with two workers capturing every row it serves to `store_uri`, with
+    the other `settings` (capture_batch_rows="40": MODELSHIP_CAPTURE_BATCH_ROWS=40)."""
+    variables = {
+        "MODELSHIP_CAPTURE_RATE": "1",
+        "MODELSHIP_CAPTURE_URI": store_uri,
+        "MODELSHIP_ACCESS_LOG": "false",
+        **{f"MODELSHIP_{name.upper()}": value for name, value in settings.items()},
+    }
+    with running_server(
+        "--artifact", str(artifact), "--workers", "2", cwd=cwd, env={**env, **variables}
+    ) as server:
+        yield server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import httpx
@@ -49,8 +51,9 @@ def test_two_workers_serve_csv_and_batches(
         )
         assert csv_answer.status_code == 200
         assert csv_answer.headers["x-modelship-rows"] == "1338"
-        lines = csv_answer.text.splitlines()
-        first_hundred = [float(line.rsplit(",", 1)[1]) for line in lines[1:101]]
+        rows = list(csv.DictReader(io.StringIO(csv_answer.text)))
+        assert rows[0]["prediction_id"] == csv_answer.headers["x-request-id"] + "#0"
+        first_hundred = [float(row["predicted_charges"]) for row in rows[:100]]
         assert first_hundred == pytest.approx(
             [p["prediction"] for p in batch["predictions"]], rel=1e-6
         )

@@ -18,6 +18,7 @@ TOP_LEVEL_TESTS = {
     "test_e2e.py",  # the whole service, trained and served
     "test_layout.py",  # the package's structure
     "test_model_quality.py",  # modelship.model_quality
+    "test_quality.py",  # modelship.quality, on the captures and labels of a served model
 }
 
 

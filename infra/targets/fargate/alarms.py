@@ -1,5 +1,5 @@
 """CloudWatch alarms on the service's own signals: 5xx error rate, feature and prediction drift,
-and capture failures when request capture is on.
+live quality below the model's test figure, and capture failures when request capture is on.
 
 The service writes them as embedded-metric-format lines to its log group (namespace `modelship`,
 dimension `Service` = the task family), turned on by `cloudwatch_metrics_env`. The alarms notify
@@ -22,6 +22,7 @@ PERIOD_SECONDS = 300
 ERROR_RATE_THRESHOLD = 0.05  # the share of 5xx answers that pages (as monitoring/alerts.yml)
 DRIFT_PERIODS = 3  # 15 minutes in drift, as the Prometheus alert's `for: 15m`
 CAPTURE_FAILING_PERIODS = 3  # failures in each of 15 minutes, as `ModelshipCaptureFailing`
+QUALITY_PERIODS = 6  # below the test figure in each of 30 minutes, as `ModelshipQualityBelowTest`
 
 
 def cloudwatch_metrics_env(service: str) -> dict[str, str]:
@@ -42,12 +43,13 @@ class ServiceAlarmsArgs(TypedDict):
 
 
 class ServiceAlarms(pulumi.ComponentResource):
-    """Error-rate, feature-drift and prediction-drift alarms for one service, and a
-    capture-failure alarm when it captures requests."""
+    """Error-rate, feature-drift, prediction-drift and live-quality alarms for one service, and
+    a capture-failure alarm when it captures requests."""
 
     error_rate: aws.cloudwatch.MetricAlarm
     feature_drift: aws.cloudwatch.MetricAlarm
     prediction_drift: aws.cloudwatch.MetricAlarm
+    quality_below_test: aws.cloudwatch.MetricAlarm
     capture_failing: aws.cloudwatch.MetricAlarm | None
 
     def __init__(
@@ -122,6 +124,23 @@ class ServiceAlarms(pulumi.ComponentResource):
             common=common,
             opts=child,
         )
+        # The service judges each model version against its own card (MODELSHIP_QUALITY_MARGIN)
+        # and writes the verdict at the Service level: an alarm cannot name a version that
+        # changes with every deployed model. Silent until labels arrive (POST /feedback).
+        self.quality_below_test = self._sustained_alarm(
+            f"{name}-quality-below-test",
+            metric_name="QualityBelowTest",
+            description="Live model quality (labels joined by POST /feedback) stayed below the "
+            "model card's test figure by more than the service's margin for 30 minutes: "
+            "GET /model/quality (docs/monitoring.md)",
+            statistic="Maximum",
+            at_least=1,
+            periods=QUALITY_PERIODS,
+            every_period=True,
+            dimensions=dimensions,
+            common=common,
+            opts=child,
+        )
         self.capture_failing = None
         if args.get("capture", False):
             # Not one failed upload that the retry then wrote (monitoring/alerts.yml).
@@ -143,6 +162,7 @@ class ServiceAlarms(pulumi.ComponentResource):
                 "error_rate": self.error_rate.name,
                 "feature_drift": self.feature_drift.name,
                 "prediction_drift": self.prediction_drift.name,
+                "quality_below_test": self.quality_below_test.name,
                 **({"capture_failing": self.capture_failing.name} if self.capture_failing else {}),
             }
         )

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
+
+from modelship.model.predictor import Predictor
 
 
 def modelship(
@@ -103,6 +106,11 @@ def test_predict_to_stdout(regression_artifact: Path, insurance_csv: Path) -> No
         (["info", "nowhere"], 2, "no model artifact at nowhere"),
         (["predict", "{model}", "missing.csv"], 2, "input CSV missing.csv does not exist"),
         (["serve", "--artifact", "nowhere"], 2, "no model artifact at nowhere"),
+        (["quality", "file:///nowhere", "--labels", "gone.csv"], 2, "labels file gone.csv does"),
+        (["quality", "file:///nowhere", "--labels", "{labels}"], 2, "no captures under /nowhere"),
+        (["quality", "ftp://x", "--labels", "{labels}"], 2, "'ftp://x' is not supported"),
+        (["feedback", "http://127.0.0.1:9", "{labels}"], 2, "cannot reach http://127.0.0.1:9"),
+        (["feedback", "http://127.0.0.1:9", "{iris}"], 2, "field 'id': the header has no such"),
     ],
 )
 def test_errors_are_one_line(
@@ -113,8 +121,12 @@ def test_errors_are_one_line(
     regression_artifact: Path,
     tmp_path: Path,
 ) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nr#0,1.5\n")
     filled = [
-        a.replace("{iris}", str(iris_csv)).replace("{model}", str(regression_artifact))
+        a.replace("{iris}", str(iris_csv))
+        .replace("{model}", str(regression_artifact))
+        .replace("{labels}", str(labels))
         for a in args
     ]
     assert_one_line_error(modelship(*filled, cwd=tmp_path), code, words)
@@ -198,3 +210,44 @@ def test_serve_flags_are_the_settings_fields() -> None:
     refused = modelship("serve", "--log-level", "loud")
     assert refused.returncode == 2
     assert f"choose from {', '.join(map(repr, levels))}" in refused.stderr
+
+
+def test_feedback_sends_a_labels_file_and_reports_every_outcome(
+    regression_predictor: Predictor, tmp_path: Path
+) -> None:
+    from modelship.contracts.settings import Settings
+    from modelship.serving.compose import build_serving
+    from modelship.transport.http.app import create_app
+    from tests.service.live import serve_in_thread
+
+    app = create_app(build_serving(Settings.model_validate({}), regression_predictor))
+    with serve_in_thread(app) as address:
+        url = f"http://{address}"
+        rows = regression_predictor.card.examples[:3]
+        answer = httpx.post(f"{url}/predict/batch", json=rows, headers={"X-Request-Id": "q"})
+        assert answer.status_code == 200
+        labels = tmp_path / "labels.csv"
+        labels.write_text("id,label\nq#0,100\nq#1,200\nq#1,300\nq#2,lots\nzz,1\n")
+        result = modelship("feedback", url, str(labels))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "5 labels sent: 2 joined, 1 unknown, 0 expired, 1 duplicate, 1 invalid"
+    assert "row 3: 'q#1' duplicate" in lines[1]
+    assert "row 4: 'q#2' invalid: charges is a number" in lines[2]
+
+
+def test_the_command_loads_no_metrics_library_before_serve_sets_it_up() -> None:
+    """prometheus_client picks in-memory or per-process-file values when it is imported: if the
+    `modelship` process (which runs a single worker itself) imported it before `serve` sets
+    PROMETHEUS_MULTIPROC_DIR, /metrics would miss every request counted."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, modelship.cli; print('prometheus_client' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"

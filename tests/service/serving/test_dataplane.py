@@ -142,7 +142,7 @@ def test_large_batches_time_out(regression_artifact: Path) -> None:
 def test_quality_hooks_see_every_prediction(client: TestClient) -> None:
     dataplane: DataPlane = client.app.state.dataplane  # type: ignore[attr-defined]
     seen: list[int] = []
-    dataplane.quality_hooks.append(lambda batch, result: seen.append(len(result)))
+    dataplane.quality_hooks.append(lambda batch, result, ids: seen.append(len(result)))
     client.post("/predict", json=ROW)
     client.post("/predict/batch", json=[ROW] * 3)
     client.post(INFER, json=v2_request([ROW] * 2))

@@ -1,4 +1,5 @@
-"""The `modelship` command: train, import, predict, info, report, serve, models.
+"""The `modelship` command: train, import, predict, info, report, serve, models, feedback,
+quality.
 
 One module per command, each an `add_parser` and a `run` that delegates to the layer doing the
 work (build, the batch transform, the model store, the server)."""
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from modelship import __version__
-from modelship.cli import import_model, info, models, predict, report, serve, train
+from modelship.cli import import_model, info, labels, models, predict, report, serve, train
 from modelship.errors import ModelshipError
 
 
@@ -21,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelship {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, import_model, predict, models, info, report, serve):
+    for command in (train, import_model, predict, models, info, report, serve, labels):
         command.add_parser(commands)
     return parser
 
@@ -34,6 +35,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": serve.run,
     "models": models.run,
     "report": report.run,
+    "feedback": labels.run_feedback,
+    "quality": labels.run_quality,
 }
 
 

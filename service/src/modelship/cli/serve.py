@@ -83,24 +83,36 @@ def run(args: argparse.Namespace) -> int:
     else:
         artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
 
+    from modelship.serving.shared import STATE_DIR_ENV
     from modelship.transport.http.logging import log_config
     from modelship.transport.uvicorn import server
 
     os.environ["MODELSHIP_ARTIFACT"] = str(settings.artifact.resolve())
     # Every worker writes its Prometheus samples here; /metrics in any worker adds them up.
     # A fresh directory per start, so counters of an earlier run never leak in.
-    with tempfile.TemporaryDirectory(prefix="modelship-metrics-") as metrics_dir:
+    # Likewise the state the workers share (the feedback join: modelship.serving.shared).
+    with (
+        tempfile.TemporaryDirectory(prefix="modelship-metrics-") as metrics_dir,
+        tempfile.TemporaryDirectory(prefix="modelship-state-") as state_dir,
+    ):
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty would mean the cwd
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        server.run(
-            "modelship.transport.http.app:app_from_env",
-            adapter=settings.uvicorn_adapter,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            log_config=log_config(settings.log_level),
-            graceful_seconds=settings.shutdown_grace_seconds,
-            keep_alive_seconds=settings.keep_alive_seconds,
-        )
+        own_state = settings.state_dir is None
+        if own_state:
+            os.environ[STATE_DIR_ENV] = state_dir
+        try:
+            server.run(
+                "modelship.transport.http.app:app_from_env",
+                adapter=settings.uvicorn_adapter,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.workers,
+                log_level=settings.log_level,
+                log_config=log_config(settings.log_level),
+                graceful_seconds=settings.shutdown_grace_seconds,
+                keep_alive_seconds=settings.keep_alive_seconds,
+            )
+        finally:
+            if own_state:  # the directory is gone now: nothing started later may name it
+                os.environ.pop(STATE_DIR_ENV, None)
     return 0

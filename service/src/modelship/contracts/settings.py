@@ -173,6 +173,55 @@ class Settings(BaseSettings):
         "beyond, rows are dropped and counted (modelship_capture_dropped_rows_total)",
     )
 
+    feedback: bool = Field(
+        True,
+        description="Remember each prediction (by its id) so labels posted to /feedback join it, "
+        "and measure live quality per model version (/model/quality, /metrics)",
+    )
+    feedback_window_seconds: float = Field(
+        86_400.0,
+        ge=1,
+        le=90 * 86_400,
+        description="How long a prediction waits for its label; a later label is counted as "
+        "expired (score those offline with `modelship quality`)",
+    )
+    feedback_window_rows: int = Field(
+        100_000,
+        ge=1_000,
+        le=50_000_000,
+        description="Most predictions remembered per server (the oldest are forgotten first); "
+        "the default fits the stacks' 64 MiB /tmp (measured: docs/monitoring.md#feedback)",
+    )
+    feedback_flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each worker writes the predictions it answered to the join "
+        "shared by the workers (a label for an answer of another worker joins after that)",
+    )
+    quality_window_rows: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="Live quality is measured over this many most recent labelled rows, per "
+        "model version",
+    )
+    quality_min_rows: int = Field(
+        200, ge=1, description="Below this many labelled rows, live quality is 'insufficient_data'"
+    )
+    quality_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Live quality is 'below_test' (and alerts) when its headline metric (r2, or "
+        "accuracy) is lower than the model card's test figure by more than this",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="Directory of the state the workers share (the feedback join); `modelship "
+        "serve` makes a fresh one per start; unset: a private one per worker",
+    )
+
     _api_key: bytes | None = PrivateAttr(None)
 
     @property
@@ -227,6 +276,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"capture_batch_rows ({self.capture_batch_rows}) cannot exceed "
                 f"capture_buffer_rows ({self.capture_buffer_rows})"
+            )
+        if self.quality_min_rows > self.quality_window_rows:
+            raise ValueError(
+                f"quality_min_rows ({self.quality_min_rows}) cannot exceed quality_window_rows "
+                f"({self.quality_window_rows})"
             )
         return self
 

@@ -28,6 +28,7 @@ from modelship.errors import (
     InvalidInput,
     InvalidTensor,
     MalformedBody,
+    NotFound,
     NotReady,
     Problem,
     TimedOut,
@@ -37,6 +38,7 @@ from modelship.model.codecs.records import RecordsCodec
 from modelship.model.codecs.v2 import V2Codec, decode_binary
 from modelship.model.predictor import Predictions, Predictor
 from modelship.serving import scoring, telemetry
+from modelship.serving.feedback import Feedback, FeedbackReport, PredictionIds
 
 # Up to this many rows a request is predicted inline on the event loop: below it, a hop to the
 # thread pool costs more than the prediction (py-spy under wrk load,
@@ -44,10 +46,11 @@ from modelship.serving import scoring, telemetry
 INLINE_BATCH_ROWS = 1_000
 SPOOL_BYTES = 8 * 1024 * 1024  # CSV results beyond this go to a temporary file, not memory
 
-# Called after every prediction with the validated input and the result: the place where
-# data-quality checks (drift, outliers) plug in. Runs where the prediction ran (the event loop
-# for small requests, a pool thread for large ones), so a hook must be quick and thread-safe.
-QualityHook = Callable[[ModelInput, Predictions], None]
+# Called after every prediction with the validated input, the result and the rows' prediction
+# ids: the place where data-quality checks (drift, outliers), capture and the feedback join plug
+# in. Runs where the prediction ran (the event loop for small requests, a pool thread for large
+# ones), so a hook must be quick and thread-safe.
+QualityHook = Callable[[ModelInput, Predictions, PredictionIds], None]
 T = TypeVar("T")
 
 
@@ -70,6 +73,7 @@ class DataPlane:
         self.ready = False
         self.in_flight = 0
         self.quality_hooks: list[QualityHook] = []
+        self.feedback: Feedback | None = None  # set by the composition root when it is on
         self._count = settings.metrics
         self._classes = predictor.card.classes
         self._version = predictor.card.version
@@ -124,30 +128,47 @@ class DataPlane:
             raise TimedOut(self.timeout) from None
 
     # --- prediction ---------------------------------------------------------------------------
-    def predict(self, batch: ModelInput) -> Predictions:
+    def predict(self, batch: ModelInput, ids: PredictionIds) -> Predictions:
         """The model on validated input, then metrics and data-quality hooks."""
         result = self.predictor.predict(batch)
         if self._count:
             telemetry.observe_rows(batch.rows)
         for hook in self.quality_hooks:
-            hook(batch, result)
+            hook(batch, result, ids)
         return result
 
+    def _in_order(self, request_id: str) -> scoring.PredictFn:
+        """`predict` for the chunks of one file, numbering its rows on from chunk to chunk."""
+        done = 0
+
+        def predict(batch: ModelInput) -> Predictions:
+            nonlocal done
+            result = self.predict(batch, PredictionIds(request_id, done))
+            done += batch.rows  # after: a refused chunk numbers no rows
+            return result
+
+        return predict
+
     # --- native protocol: JSON records --------------------------------------------------------
-    def predict_record(self, record: Any, explain: bool = False) -> dict[str, Any]:
-        """One JSON record (always inline: it is the hot path); with its explanation if asked."""
+    def predict_record(self, record: Any, request_id: str, explain: bool = False) -> dict[str, Any]:
+        """One JSON record (always inline: it is the hot path); its prediction id is the
+        request id; with its explanation if asked."""
         self.check_ready()
         batch = self.records.decode([record])
-        result = self.predict(batch)
+        result = self.predict(batch, PredictionIds(request_id))
         body = result.row(0, self._classes)
+        body["id"] = request_id
         if explain:
             body["explanation"] = self.predictor.explanation_row(self.predictor.explain(batch), 0)
         body["warnings"] = batch.warnings.as_json()
         body["model_version"] = self._version
         return body
 
-    async def predict_records(self, records: Any, explain: bool = False) -> dict[str, Any]:
-        """A JSON list of records, answered in order; with each one's explanation if asked."""
+    async def predict_records(
+        self, records: Any, request_id: str, explain: bool = False
+    ) -> dict[str, Any]:
+        """A JSON list of records, answered in order; row i's id is `<request id>#i`; with each
+        one's explanation if asked."""
         self.check_ready()
         if not isinstance(records, list):
             raise InvalidInput(
@@ -159,8 +180,11 @@ class DataPlane:
 
         def work() -> dict[str, Any]:
             batch = self.records.decode(records, ("body",))
-            result = self.predict(batch)
+            ids = PredictionIds(request_id, 0)
+            result = self.predict(batch, ids)
             rows = [result.row(i, self._classes) for i in range(batch.rows)]
+            for row, prediction_id in zip(rows, ids.of(batch.rows), strict=True):
+                row["id"] = prediction_id
             if explain:
                 explanations = self.predictor.explain(batch)
                 for i, row in enumerate(rows):
@@ -175,8 +199,11 @@ class DataPlane:
         return await self.run(len(records), work)
 
     # --- native protocol: CSV files -----------------------------------------------------------
-    async def predict_csv(self, source: IO[bytes]) -> tuple[IO[bytes], scoring.CsvSummary]:
-        """The CSV with the prediction column(s) appended, as a file to stream back."""
+    async def predict_csv(
+        self, source: IO[bytes], request_id: str
+    ) -> tuple[IO[bytes], scoring.CsvSummary]:
+        """The CSV with the prediction column(s) and each row's prediction id appended, as a
+        file to stream back."""
         self.check_ready()
         deadline = _with_deadline(source, self.timeout)
 
@@ -185,7 +212,12 @@ class DataPlane:
             text = io.TextIOWrapper(sink, encoding="utf-8", newline="")
             try:
                 summary = scoring.predict_csv(
-                    self.predictor, deadline, text, self.settings.csv_chunk_rows, self.predict
+                    self.predictor,
+                    deadline,
+                    text,
+                    self.settings.csv_chunk_rows,
+                    self._in_order(request_id),
+                    request_id=request_id,
                 )
             except BaseException:
                 sink.close()
@@ -197,7 +229,7 @@ class DataPlane:
 
         return await to_thread.run_sync(work)
 
-    async def score_csv(self, source: IO[bytes]) -> dict[str, Any]:
+    async def score_csv(self, source: IO[bytes], request_id: str) -> dict[str, Any]:
         """The training metrics on a labelled CSV."""
         self.check_ready()
         deadline = _with_deadline(source, self.timeout)
@@ -206,7 +238,7 @@ class DataPlane:
             self.predictor,
             deadline,
             self.settings.csv_chunk_rows,
-            self.predict,
+            self._in_order(request_id),
         )
 
     # --- Open Inference Protocol (V2) ---------------------------------------------------------
@@ -222,8 +254,9 @@ class DataPlane:
         decode_binary(request, body[split:])
         return request
 
-    async def infer(self, request: InferenceRequest) -> dict[str, Any]:
-        """V2 inference: the same rows limit, validation, inline-or-thread rule as native."""
+    async def infer(self, request: InferenceRequest, request_id: str) -> dict[str, Any]:
+        """V2 inference: the same rows limit, validation, inline-or-thread rule as native; the
+        rows' ids (`<request id>#i`) are in the answer's `parameters.prediction_ids`."""
         self.check_ready()
         self.v2.requested(request)
         rows = self.v2.rows(request)
@@ -231,13 +264,33 @@ class DataPlane:
 
         def work() -> dict[str, Any]:
             batch = self.v2.decode(request)
-            result = self.predict(batch)
+            ids = PredictionIds(request_id, 0)
+            result = self.predict(batch, ids)
             explained = (
                 self.predictor.explain(batch) if self.v2.wants_explanation(request) else None
             )
-            return self.v2.encode(request, batch, result, explained)
+            body = self.v2.encode(request, batch, result, explained)
+            body.setdefault("parameters", {})["prediction_ids"] = ids.of(batch.rows)
+            return body
 
         return await self.run(rows, work)
+
+    # --- feedback: labels in, live quality out --------------------------------------------------
+    def joined(self) -> Feedback:
+        """The feedback join, or 404 when MODELSHIP_FEEDBACK is off."""
+        if self.feedback is None:
+            raise NotFound("feedback is off on this server (MODELSHIP_FEEDBACK=false)")
+        return self.feedback
+
+    async def receive_labels(self, items: list[tuple[Any, Any]]) -> FeedbackReport:
+        """Join `(id, label)` items (in the thread pool: it waits on the shared file)."""
+        feedback = self.joined()
+        self.check_rows(len(items))
+        return await to_thread.run_sync(feedback.receive, items)
+
+    async def quality(self) -> dict[str, dict[str, Any]]:
+        """Live quality per model version."""
+        return await to_thread.run_sync(self.joined().quality)
 
 
 def parse_json(body: bytes) -> Any:

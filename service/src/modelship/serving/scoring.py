@@ -17,6 +17,7 @@ from modelship.model.codecs.base import MISSING_TOKENS, ModelInput, Warnings
 from modelship.model.codecs.csv import BadRow, CsvChunk, CsvCodec, CsvReader
 from modelship.model.predictor import Predictions, Predictor
 from modelship.model_quality import classification_metrics, regression_metrics
+from modelship.serving.feedback import PREDICTION_ID, PredictionIds
 
 # How a chunk is predicted: the predictor's own `predict`, or the service's data plane (which
 # also counts it and runs its data-quality hooks).
@@ -42,10 +43,13 @@ def predict_csv(
     predict: PredictFn | None = None,
     *,
     reject: RejectRow | None = None,
+    request_id: str | None = None,
 ) -> CsvSummary:
     """Append the prediction column(s) to every row of `source`, writing CSV text to `sink`.
 
     An invalid row fails the whole file, or, given `reject`, is handed to it and left out.
+    With `request_id` (a served upload), each row's prediction id (`<request id>#<row index>`)
+    is appended too, in a last column `prediction_id`.
     """
     predict = predict or predictor.predict
     codec = CsvCodec(predictor.schema)
@@ -68,23 +72,14 @@ def predict_csv(
     reader = _open(
         codec, source, chunk_rows, predictor.schema.names, reject_bad_width if reject else None
     )
-    clashing = [c for c in predictor.card.prediction_columns if c in reader.positions]
-    if clashing:
-        raise InvalidInput(
-            [
-                Problem(
-                    ("file", "line 1", name),
-                    "the input already has this column, which prediction would add",
-                    "rename or remove it",
-                )
-                for name in clashing
-            ]
-        )
+    added = _added_columns(predictor, reader, request_id is not None)
     writer = csv.writer(sink, lineterminator="\n")
-    writer.writerow([*reader.header, *predictor.card.prediction_columns])
+    writer.writerow([*reader.header, *added])
 
     def write(chunk: CsvChunk, batch: ModelInput, result: Predictions) -> None:
         columns = [column.astype(str).tolist() for column in result.columns()]
+        if request_id is not None:
+            columns.append(PredictionIds(request_id, summary.rows).of(batch.rows))
         if chunk.texts is not None:  # rows without quotes: their text, then the predictions
             # map/zip/join run in C: no Python step per row
             sink.write("\n".join(map(",".join, zip(chunk.texts, *columns, strict=True))))
@@ -123,6 +118,25 @@ def predict_csv(
 
     _pipelined(reader.chunks(), lambda chunk: codec.decode(chunk, reader.positions), predict, write)
     return summary
+
+
+def _added_columns(predictor: Predictor, reader: CsvReader, ids: bool) -> list[str]:
+    """The columns prediction appends (the prediction id last, with `ids`), none of them
+    already in the input."""
+    added = [*predictor.card.prediction_columns, *[PREDICTION_ID] * ids]
+    clashing = [c for c in added if c in reader.positions]
+    if clashing:
+        raise InvalidInput(
+            [
+                Problem(
+                    ("file", "line 1", name),
+                    "the input already has this column, which prediction would add",
+                    "rename or remove it",
+                )
+                for name in clashing
+            ]
+        )
+    return added
 
 
 def _pipelined(

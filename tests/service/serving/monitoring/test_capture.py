@@ -32,7 +32,7 @@ from tests.service.object_stores import (
     s3_client,
     s3_server,
 )
-from tests.service.server import free_port, running_server
+from tests.service.server import capturing_server, free_port
 from tests.service.traffic import records, scrape, send_every_transport
 
 DOWN_BUCKET = "modelship-test-captures-down"
@@ -73,24 +73,18 @@ def test_every_transport_is_captured_to_s3_in_batches(
     rows = insurance_frame.drop(columns="charges").sample(200, random_state=3)
     rows.loc[rows.index[0], "bmi"] = np.nan  # a missing value: captured as an empty cell
     with s3_server() as env:
-        settings = {
-            "MODELSHIP_CAPTURE_RATE": "1",
-            "MODELSHIP_CAPTURE_URI": f"s3://{BUCKET}/prod",
-            "MODELSHIP_CAPTURE_BATCH_ROWS": "40",
-            "MODELSHIP_CAPTURE_INTERVAL_SECONDS": "0.5",
-            "MODELSHIP_ACCESS_LOG": "false",
-        }
-        with running_server(
-            "--artifact",
-            str(regression_artifact),
-            "--workers",
-            "2",
-            cwd=tmp_path,
-            env={**env, **settings},
+        with capturing_server(
+            regression_artifact,
+            f"s3://{BUCKET}/prod",
+            env,
+            tmp_path,
+            capture_batch_rows="40",
+            capture_interval_seconds="0.5",
         ) as server:
             nulls = [{k: None if pd.isna(v) else v for k, v in r.items()} for r in records(rows)]
             expected = httpx.post(f"{server.url}/predict/batch", json=nulls, timeout=30)
             first_prediction = expected.json()["predictions"][0]["prediction"]
+            first_id = expected.json()["predictions"][0]["id"]
             send_every_transport(server.url, rows.fillna({"bmi": rows["bmi"].median()}))
             sent = 2 * len(rows)
             prefix = f"prod/captures/{version}/"
@@ -105,7 +99,9 @@ def test_every_transport_is_captured_to_s3_in_batches(
     assert all(len(frame) <= 40 for _, frame in objects)
     assert len({key for key, _ in objects}) == len(objects)
     frame = pd.concat([frame for _, frame in objects], ignore_index=True)
-    assert list(frame.columns) == [*FEATURES, "predicted_charges"]
+    assert list(frame.columns) == [*FEATURES, "predicted_charges", "prediction_id", "model_version"]
+    assert set(frame["model_version"]) == {version}
+    assert frame["prediction_id"].is_unique
     assert len(frame) == sent
     assert metrics[("modelship_capture_rows_total", ())] == sent
     assert metrics[("modelship_capture_dropped_rows_total", (("reason", "buffer_full"),))] == 0
@@ -114,6 +110,7 @@ def test_every_transport_is_captured_to_s3_in_batches(
     mine = frame[(frame["age"] == first["age"]) & (frame["bmi"] == "")]
     assert len(mine) == 1
     assert float(mine["predicted_charges"].iloc[0]) == pytest.approx(first_prediction, rel=1e-6)
+    assert mine["prediction_id"].iloc[0] == first_id
     assert sorted(frame["region"].unique()) == sorted(rows["region"].unique())
 
 

@@ -20,6 +20,7 @@ from modelship.model import artifact
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.predictor import Predictions, Predictor
 from modelship.serving.dataplane import DataPlane
+from modelship.serving.feedback import PredictionIds
 from modelship.serving.monitoring.distribution import (
     categorical_reference,
     numeric_bins,
@@ -153,9 +154,9 @@ def test_classifier_predictions_drift_by_predicted_class(classification_artifact
 def test_predictions_feed_the_monitor_once_per_batch(regression_artifact: Path) -> None:
     monitor, predictor = _regression_monitor(regression_artifact)
     dataplane = DataPlane(Settings.model_validate({}), predictor)
-    dataplane.quality_hooks.append(lambda batch, result: monitor.observe(batch.feeds, result))
+    dataplane.quality_hooks.append(lambda batch, result, ids: monitor.observe(batch.feeds, result))
     batch = RecordsCodec(predictor.schema).decode(predictor.card.examples)
-    result = dataplane.predict(batch)
+    result = dataplane.predict(batch, PredictionIds("r", 0))
     assert isinstance(result, Predictions)
     monitor.fold()
     assert sum(monitor.window_counts()[("prediction", "charges")]) == len(batch.row_locs)

@@ -205,5 +205,7 @@ def test_cloudwatch_lines_come_from_one_worker_in_embedded_metric_format(
     # One writer per task, whichever worker holds the lock: lines a full interval apart.
     stamps = [d["_aws"]["Timestamp"] for d in per_service]
     assert all(later - earlier >= 500 for earlier, later in itertools.pairwise(stamps))
+    # Live quality: no lines before labels arrive (a metric costs for every hour it gets one).
+    assert not any("QualityBelowTest" in d or "ModelVersion" in d for d in documents)
     bmi = [d for d in documents if d.get("Signal") == "feature:bmi"]
     assert bmi[-1]["DriftPSI"] > 0.2

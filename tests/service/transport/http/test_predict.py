@@ -131,7 +131,7 @@ def test_csv_keeps_extra_columns_and_reports_warnings(client: TestClient) -> Non
     answer = client.post("/predict/csv", files={"file": ("x.csv", content, "text/csv")})
     assert answer.status_code == 200
     lines = answer.text.splitlines()
-    assert lines[0] == "id,age,sex,bmi,children,smoker,region,predicted_charges"
+    assert lines[0] == "id,age,sex,bmi,children,smoker,region,predicted_charges,prediction_id"
     assert lines[2].startswith("a2,41,male,,1,no,atlantis,")
     assert answer.headers["x-modelship-rows"] == "2"
     assert "region: unseen category 'atlantis' (1 row)" in answer.headers["x-modelship-warnings"]

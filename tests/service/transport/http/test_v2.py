@@ -165,7 +165,9 @@ def test_hand_built_json_infer(client: TestClient) -> None:
     body = response.json()
     assert body["id"] == "x1"
     assert body["outputs"][0]["shape"] == [1]
-    assert "parameters" not in body
+    # No warnings; the row's prediction id is the request id (X-Request-Id) and its index.
+    rid = response.headers["x-request-id"]
+    assert body["parameters"] == {"prediction_ids": [f"{rid}#0"]}
 
 
 def test_validation_errors_in_protocol_form(client: TestClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def test_csv_upload_previews_and_offers_the_result(
     expect(page.locator("#csv-result")).to_be_visible()
     rows = page.locator("#csv-preview tr")
     expect(rows).to_have_count(11)
-    expect(rows.first.locator("th").last).to_have_text("predicted_charges")
+    expect(rows.first.locator("th").nth(-2)).to_have_text("predicted_charges")
+    expect(rows.first.locator("th").last).to_have_text("prediction_id")
     lines = len(insurance_csv.read_text().splitlines()) - 1
     expect(page.locator("#csv-summary")).to_contain_text(f"Predicted {lines} rows")
     with page.expect_download() as download:
@@ -175,3 +177,19 @@ def test_key_plots_beside_the_form_and_the_link_opens_the_report(
     if os.environ.get("MODELSHIP_UPDATE_SCREENSHOT"):
         report.set_viewport_size({"width": 1280, "height": 900})
         report.screenshot(path=str(REPORT_SCREENSHOT), full_page=True)
+
+
+def test_live_quality_shows_labelled_predictions(page: Page) -> None:
+    expect(page.locator("#quality-state")).to_contain_text("not judged yet")
+    page.click("#example-button")
+    page.click("#predict-button")
+    expect(page.locator("#prediction-id")).to_contain_text("send its true value to /feedback")
+    prediction_id = page.locator("#prediction-id").inner_text().split()[2].rstrip(":")
+    answer = page.request.post("/feedback", data={"id": prediction_id, "label": 4321.5})
+    assert answer.json()["joined"] == 1
+    page.click("#quality-button")
+    live = page.locator('#quality-table tr[data-source="live"]')
+    expect(live).to_contain_text("live (1 labelled rows)")
+    expect(page.locator('#quality-table tr[data-source="test"] td').nth(1)).to_have_text(
+        re.compile(r"^[0-9.,-]+$")
+    )

@@ -2,8 +2,9 @@
 
 Rows go to `captures/<model version>/<UTC date>/<time>-<worker token>-<sequence>.csv` under
 `MODELSHIP_CAPTURE_URI`: the feature columns (as the model saw them: a missing number is an
-empty cell) and the prediction column(s), the same layout `/predict/csv` answers, so a capture
-can be labelled and fed back to `modelship train`.
+empty cell), the prediction column(s) and the prediction id, the layout `/predict/csv` answers,
+then the model version. The prediction id is what labels name, so `modelship quality` joins
+labels that arrive weeks later to the captured rows.
 
 The request path only draws the sample and appends array references to a queue (`observe`);
 a daemon thread per worker turns the queue into CSV objects of `capture_batch_rows` rows, at
@@ -36,12 +37,15 @@ from modelship.contracts.card import ModelCard
 from modelship.contracts.settings import Settings
 from modelship.errors import ModelshipError
 from modelship.model import store
+from modelship.serving.feedback import PREDICTION_ID
 
 if TYPE_CHECKING:
     from modelship.model.codecs.base import ModelInput
     from modelship.model.predictor import Predictions
+    from modelship.serving.feedback import PredictionIds
 
 CAPTURES_PREFIX = "captures"
+MODEL_VERSION = "model_version"  # the column after the prediction id
 # Between failed uploads the thread waits this long, doubling up to the capture interval.
 FIRST_RETRY_SECONDS = 1.0
 # An object that failed this many uploads in a row is dropped (and counted), so one the store
@@ -77,6 +81,7 @@ class _Sample:
 
     feeds: dict[str, npt.NDArray[Any]]
     predictions: list[npt.NDArray[Any]]
+    ids: list[str]
     rows: int
 
     def split(self, rows: int) -> tuple[_Sample, _Sample]:
@@ -84,11 +89,13 @@ class _Sample:
         head = _Sample(
             {name: values[:rows] for name, values in self.feeds.items()},
             [values[:rows] for values in self.predictions],
+            self.ids[:rows],
             rows,
         )
         tail = _Sample(
             {name: values[rows:] for name, values in self.feeds.items()},
             [values[rows:] for values in self.predictions],
+            self.ids[rows:],
             self.rows - rows,
         )
         return head, tail
@@ -111,7 +118,13 @@ class Capture:
         self.batch_rows = settings.capture_batch_rows
         self.buffer_rows = settings.capture_buffer_rows
         self.interval = settings.capture_interval_seconds
-        self.header = [f.name for f in card.features] + card.prediction_columns
+        self.header = [
+            *(f.name for f in card.features),
+            *card.prediction_columns,
+            PREDICTION_ID,
+            MODEL_VERSION,
+        ]
+        self.version = card.version
         self._inputs = [f.input_name for f in card.features]
         self._numeric = [f.numeric is not None for f in card.features]
         self._token = secrets.token_hex(4)  # pods can share PIDs; the token keeps keys apart
@@ -140,7 +153,7 @@ class Capture:
         UPLOAD_ERRORS.inc(0)
 
     # --- the request path -------------------------------------------------------------------
-    def observe(self, batch: ModelInput, predictions: Predictions) -> None:
+    def observe(self, batch: ModelInput, predictions: Predictions, ids: PredictionIds) -> None:
         """Draw the sample of one served batch and queue it (a single row is not copied)."""
         rows = batch.rows
         if rows == 1:
@@ -148,6 +161,7 @@ class Capture:
                 return
             feeds = batch.feeds
             columns = predictions.columns()
+            names = ids.of(1)
             taken = 1
         else:
             picked = np.flatnonzero(self._rng.random(rows) < self.rate)
@@ -156,6 +170,8 @@ class Capture:
                 return
             feeds = {name: batch.feeds[name][picked] for name in self._inputs}
             columns = [column[picked] for column in predictions.columns()]
+            assert ids.first is not None  # a batch's rows are numbered
+            names = [f"{ids.request_id}#{ids.first + int(i)}" for i in picked]
         with self._lock:
             if self.buffered + taken > self.buffer_rows:
                 self._dropped_full.inc(taken)
@@ -165,7 +181,7 @@ class Capture:
             full = self.queued >= self.batch_rows
             if self._oldest is None:
                 self._oldest = time.monotonic()
-            self._queue.append(_Sample(feeds, columns, taken))  # with the counts, atomically
+            self._queue.append(_Sample(feeds, columns, names, taken))  # with the counts, atomically
         if full:
             self._wake.set()
 
@@ -280,6 +296,8 @@ class Capture:
         for index in range(len(samples[0].predictions)):
             values = np.concatenate([s.predictions[index] for s in samples]).ravel()
             columns.append(_numbers(values) if values.dtype.kind == "f" else values.tolist())
+        columns.append([name for s in samples for name in s.ids])
+        columns.append([self.version] * rows)
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(self.header)

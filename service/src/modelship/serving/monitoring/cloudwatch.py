@@ -21,9 +21,21 @@ import orjson
 from modelship.serving.monitoring.capture import DROPPED_METRIC, UPLOAD_ERRORS_METRIC
 from modelship.serving.monitoring.monitor import Monitor, collected_metrics
 
+# Live quality per model version (`Feedback.quality`): {version: {"live", "metric", "state", ...}}
+LiveQuality = Callable[[], dict[str, dict[str, Any]]]
 NAMESPACE = "modelship"
 LOCK_FILE = "cloudwatch-emitter.lock"
 REQUESTS_METRIC = "modelship_http_requests"
+COUNTS = frozenset(
+    {
+        "Requests",
+        "Errors5xx",
+        "CaptureFailures",
+        "FeaturesInDrift",
+        "PredictionDrift",
+        "LabelledRows",
+    }
+)
 
 
 def _stdout_line(line: bytes) -> None:
@@ -32,7 +44,8 @@ def _stdout_line(line: bytes) -> None:
 
 class CloudWatchEmitter:
     """Every `interval` seconds: requests, 5xx errors, capture failures, how many signals are in
-    drift, and the PSI of each signal in drift."""
+    drift, the PSI of each signal in drift, and (with feedback on) the live quality of each model
+    version that has labelled rows."""
 
     def __init__(
         self,
@@ -41,7 +54,10 @@ class CloudWatchEmitter:
         interval: float,
         directory: Path | None,
         write: Callable[[bytes], None] = _stdout_line,
+        *,
+        quality: LiveQuality | None = None,
     ) -> None:
+        self.quality = quality
         self.monitor = monitor
         self.service = service
         self.interval = interval
@@ -92,6 +108,12 @@ class CloudWatchEmitter:
         service_values["Requests"] = max(totals[0] - last[0], 0.0)
         service_values["Errors5xx"] = max(totals[1] - last[1], 0.0)
         service_values["CaptureFailures"] = max(totals[2] - last[2], 0.0)
+        if self.quality is not None:
+            # Only versions with labels: a metric costs for every hour it gets a value.
+            labelled = {v: q for v, q in self.quality().items() if q["labelled_rows"]}
+            if labelled:
+                below = self._quality_lines(timestamp, labelled)
+                service_values["QualityBelowTest"] = float(below)
         self._line(timestamp, {"Service": self.service}, service_values)
         self._last_totals = totals
         if self._lock is not None:  # for the worker that takes over when this one exits
@@ -108,6 +130,21 @@ class CloudWatchEmitter:
             dimensions = {"Service": self.service, "Signal": f"{drift.kind}:{drift.name}"}
             self._line(timestamp, dimensions, {"DriftPSI": drift.statistic})
 
+    def _quality_lines(self, timestamp: int, versions: dict[str, dict[str, Any]]) -> bool:
+        """One line per model version (dimension ModelVersion: what a rollout gate selects);
+        True when any version's live quality is below its test figure (the Service-level value
+        the alarm watches: an alarm cannot name a version that changes with every model)."""
+        below = False
+        for version, judged in versions.items():
+            values = {"LabelledRows": float(judged["labelled_rows"])}
+            live = judged["live"] or {}
+            if isinstance(live.get(judged["metric"]), float):
+                values["LiveQuality"] = live[judged["metric"]]
+            values["QualityBelowTest"] = 1.0 if judged["state"] == "below_test" else 0.0
+            below = below or judged["state"] == "below_test"
+            self._line(timestamp, {"Service": self.service, "ModelVersion": version}, values)
+        return below
+
     def _line(self, timestamp: int, dimensions: dict[str, str], values: dict[str, float]) -> None:
         document: dict[str, Any] = {
             "_aws": {
@@ -117,7 +154,7 @@ class CloudWatchEmitter:
                         "Namespace": NAMESPACE,
                         "Dimensions": [list(dimensions)],
                         "Metrics": [
-                            {"Name": name, "Unit": "None" if name == "DriftPSI" else "Count"}
+                            {"Name": name, "Unit": "Count" if name in COUNTS else "None"}
                             for name in values
                         ],
                     }

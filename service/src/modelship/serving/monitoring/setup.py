@@ -7,13 +7,16 @@ from pathlib import Path
 
 from modelship.contracts.card import ModelCard
 from modelship.contracts.settings import Settings
-from modelship.serving.monitoring.cloudwatch import CloudWatchEmitter
+from modelship.serving.monitoring.cloudwatch import CloudWatchEmitter, LiveQuality
 from modelship.serving.monitoring.monitor import Monitor
 from modelship.serving.telemetry import MULTIPROC_ENV
 
 
-def create_monitor(card: ModelCard, settings: Settings) -> Monitor | None:
-    """The monitor (None when MODELSHIP_MONITORING is off), with CloudWatch lines if asked."""
+def create_monitor(
+    card: ModelCard, settings: Settings, quality: LiveQuality | None = None
+) -> Monitor | None:
+    """The monitor (None when MODELSHIP_MONITORING is off), with CloudWatch lines if asked
+    (live quality among them when `quality` is given)."""
     if not settings.monitoring:
         return None
     monitor = Monitor(card, settings)
@@ -24,6 +27,7 @@ def create_monitor(card: ModelCard, settings: Settings) -> Monitor | None:
             settings.cloudwatch_service,
             settings.cloudwatch_interval_seconds,
             Path(directory) if directory else None,
+            quality=quality,
         )
         monitor.periodic.append(emitter.tick)
     return monitor

@@ -7,17 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client.registry import Collector
 
 from modelship import __version__
 from modelship.contracts.settings import load_settings
 from modelship.serving.compose import Serving, build_serving, load_predictor
+from modelship.serving.feedback import QualityCollector
 from modelship.serving.monitoring.monitor import DriftCollector
 from modelship.transport.http.errors import install_error_handlers
 from modelship.transport.http.metrics import install_metrics
 from modelship.transport.http.middleware import HttpAdmission, ServingMiddleware
 from modelship.transport.http.openapi import install_openapi
 from modelship.transport.http.responses import JSONBytes
-from modelship.transport.http.routes import drift, health, model, predict
+from modelship.transport.http.routes import drift, feedback, health, model, predict
 from modelship.transport.http.routes.v2 import register_v2_routes
 from modelship.transport.http.web import install_web_page
 
@@ -55,9 +57,15 @@ def create_app(serving: Serving) -> FastAPI:
     app.include_router(health.router)
     app.include_router(model.router)
     app.include_router(drift.router)
+    app.include_router(feedback.router)
     register_v2_routes(app, dataplane)
     if settings.metrics:
-        install_metrics(app, card, DriftCollector(monitor) if monitor else None)
+        computed: list[Collector] = []  # views computed at scrape time from every worker's state
+        if monitor is not None:
+            computed.append(DriftCollector(monitor))
+        if serving.feedback is not None:
+            computed.append(QualityCollector(serving.feedback))
+        install_metrics(app, card, computed)
     install_web_page(app, card, needs_key=api_key is not None)
     install_openapi(app, card, settings)
     app.add_middleware(

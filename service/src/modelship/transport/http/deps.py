@@ -7,6 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from modelship.serving.dataplane import DataPlane
+from modelship.serving.feedback import PredictionIds
+from modelship.transport.http.logging import request_id
+
+# The ids of a batch's rows: `<request id>#<first>..<request id>#<last>` (a single record's
+# prediction id is its request id, in X-Request-Id).
+PREDICTION_IDS_HEADER = "X-Modelship-Prediction-Ids"
 
 
 # `async def` on purpose: FastAPI runs plain `def` dependencies in its thread pool, and that hop
@@ -31,3 +37,15 @@ async def get_ready_dataplane(request: Request) -> DataPlane:
 
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 ReadyDataPlaneDep = Annotated[DataPlane, Depends(get_ready_dataplane)]
+
+
+def request_id_of() -> str:
+    """The id of the request being answered (the middleware sets it before any route runs)."""
+    rid = request_id.get()
+    assert rid is not None, "the serving middleware sets the request id"
+    return rid
+
+
+def prediction_ids_header(rid: str, rows: int) -> dict[str, str]:
+    """The header naming the ids of a batch's `rows` rows (none for an empty answer)."""
+    return {PREDICTION_IDS_HEADER: PredictionIds(rid, 0).header(rows)} if rows else {}

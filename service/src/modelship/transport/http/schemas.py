@@ -55,6 +55,11 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] | None = Field(
         None, description="Classifiers: probability of each class"
     )
+    id: str = Field(
+        description="The prediction id labels name (POST /feedback): the request id for one "
+        "record, <request id>#<row> for the rows of a batch",
+        examples=["3f9c2a#0"],
+    )
 
 
 class Explanation(BaseModel):

@@ -15,7 +15,12 @@ from starlette.datastructures import UploadFile
 
 from modelship.errors import MalformedBody, UnsupportedMediaType
 from modelship.serving.dataplane import SPOOL_BYTES, parse_json
-from modelship.transport.http.deps import ReadyDataPlaneDep, dataplane_of
+from modelship.transport.http.deps import (
+    ReadyDataPlaneDep,
+    dataplane_of,
+    prediction_ids_header,
+    request_id_of,
+)
 from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
 from modelship.transport.http.responses import JSONBytes
 from modelship.transport.http.schemas import (
@@ -73,7 +78,7 @@ async def predict(request: Request) -> Response:
     # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
     dataplane = dataplane_of(request)
     body = parse_json(await request.body())
-    return JSONBytes(dataplane.predict_record(body, _explain_asked(request)))
+    return JSONBytes(dataplane.predict_record(body, request_id_of(), _explain_asked(request)))
 
 
 @router.post(
@@ -86,8 +91,10 @@ async def predict(request: Request) -> Response:
 )
 async def predict_batch(request: Request) -> Response:
     dataplane = dataplane_of(request)
+    rid = request_id_of()
     body = parse_json(await request.body())
-    return JSONBytes(await dataplane.predict_records(body, _explain_asked(request)))
+    answer = await dataplane.predict_records(body, rid, _explain_asked(request))
+    return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
 
 
 @router.post(
@@ -111,10 +118,12 @@ async def predict_batch(request: Request) -> Response:
 )
 async def explain(request: Request) -> Response:
     dataplane = dataplane_of(request)
+    rid = request_id_of()
     body = parse_json(await request.body())
     if isinstance(body, list):
-        return JSONBytes(await dataplane.predict_records(body, explain=True))
-    return JSONBytes(dataplane.predict_record(body, explain=True))
+        answer = await dataplane.predict_records(body, rid, explain=True)
+        return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
+    return JSONBytes(dataplane.predict_record(body, rid, explain=True))
 
 
 def _explain_asked(request: Request) -> bool:
@@ -136,11 +145,13 @@ def _explain_asked(request: Request) -> bool:
 )
 async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     async with _csv_upload(request) as source:
-        sink, summary = await dataplane.predict_csv(source)
+        rid = request_id_of()
+        sink, summary = await dataplane.predict_csv(source, rid)
     headers = {
         "Content-Disposition": 'attachment; filename="predictions.csv"',
         "X-Modelship-Rows": str(summary.rows),
         "X-Modelship-Model-Version": dataplane.card.version,
+        **prediction_ids_header(rid, summary.rows),
     }
     if summary.warnings:
         headers["X-Modelship-Warnings"] = _header_text(summary.warnings.summary())
@@ -155,7 +166,7 @@ async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Re
 )
 async def score(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     async with _csv_upload(request) as source:
-        return JSONBytes(await dataplane.score_csv(source))
+        return JSONBytes(await dataplane.score_csv(source, request_id_of()))
 
 
 @asynccontextmanager

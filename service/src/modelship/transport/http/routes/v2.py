@@ -21,6 +21,7 @@ from modelship.contracts.v2 import (
 from modelship.errors import NotFound
 from modelship.model.codecs.v2 import V2Codec
 from modelship.serving.dataplane import DataPlane
+from modelship.transport.http.deps import prediction_ids_header, request_id_of
 from modelship.transport.http.responses import JSONBytes
 
 BINARY_HEADER = "inference-header-content-length"
@@ -119,7 +120,10 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
         check_model(name, version)
         body = await request.body()
         inference = dataplane.parse_v2(body, request.headers.get(BINARY_HEADER))
-        return JSONBytes(await dataplane.infer(inference))
+        rid = request_id_of()
+        answer = await dataplane.infer(inference, rid)
+        rows = len(answer["parameters"]["prediction_ids"])
+        return JSONBytes(answer, headers=prediction_ids_header(rid, rows))
 
     @router.api_route(
         "/{rest:path}",

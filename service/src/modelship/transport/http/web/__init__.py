@@ -159,6 +159,14 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
 </section>
 {key_plots}
 </div>
+<section aria-labelledby="quality-title" id="live-quality">
+  <h2 id="quality-title">Live quality</h2>
+  <p class="hint">The model's metrics on the latest predictions that got their true value
+  (<code>POST /feedback</code> with each answer's <code>id</code>), beside the model card's.</p>
+  <div class="table-wrap"><table id="quality-table"></table></div>
+  <p id="quality-state"></p>
+  <button type="button" id="quality-button">Refresh</button>
+</section>
 <section aria-labelledby="csv-title">
   <h2 id="csv-title">Predict a CSV file</h2>
   <form id="csv-form" novalidate>

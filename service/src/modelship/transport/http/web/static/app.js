@@ -87,6 +87,13 @@ function showResult(body) {
     box.append(list);
   }
   if (body.explanation) box.append(explanationChart(body));
+  if (body.id) {
+    const id = document.createElement("p");
+    id.className = "hint";
+    id.id = "prediction-id";
+    id.textContent = "Prediction id " + body.id + ": send its true value to /feedback to measure live quality.";
+    box.append(id);
+  }
   for (const warning of body.warnings || []) {
     showFieldError(warning.field, "warning: " + warning.problem + " — " + warning.note);
   }
@@ -269,3 +276,52 @@ $("csv-form").addEventListener("submit", async (event) => {
     (warnings ? " Warnings: " + warnings : "");
   $("csv-result").hidden = false;
 });
+
+// Live quality per model version (GET /model/quality): live figures beside the card's.
+async function showQuality() {
+  let response;
+  try {
+    response = await fetch("/model/quality", { headers: apiHeaders({}) });
+  } catch (err) {
+    $("quality-state").textContent = "cannot reach the server: " + err.message;
+    return;
+  }
+  if (!response.ok) {
+    $("quality-state").textContent = await errorText(response);
+    return;
+  }
+  const table = $("quality-table");
+  table.replaceChildren();
+  const states = [];
+  for (const [version, judged] of Object.entries((await response.json()).model_versions)) {
+    const names = Object.keys(judged.test || judged.live || {}).filter(
+      (name) => typeof (judged.test || {})[name] === "number" || typeof (judged.live || {})[name] === "number"
+    );
+    const head = table.insertRow();
+    for (const text of ["version " + version, ...names]) {
+      const cell = document.createElement("th");
+      cell.textContent = text;
+      head.append(cell);
+    }
+    for (const source of ["live", "test"]) {
+      const row = table.insertRow();
+      row.dataset.source = source;
+      const label = source === "live" ? "live (" + judged.labelled_rows + " labelled rows)" : source;
+      row.insertCell().textContent = label;
+      for (const name of names) {
+        const value = (judged[source] || {})[name];
+        row.insertCell().textContent = typeof value === "number" ? format(value) : "–";
+      }
+    }
+    const said = {
+      ok: "within " + judged.margin + " of the test " + judged.metric,
+      below_test: judged.metric + " is below the test figure by more than " + judged.margin,
+      insufficient_data: "fewer than " + judged.min_rows + " labelled rows: not judged yet",
+    };
+    states.push(version + ": " + said[judged.state]);
+  }
+  $("quality-state").textContent = states.join("; ");
+}
+
+$("quality-button").addEventListener("click", showQuality);
+showQuality();
