@@ -4,11 +4,13 @@ server that loads no training library (docs/service.md#layers)."""
 
 from __future__ import annotations
 
+import fnmatch
 import subprocess
 import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "service" / "src" / "modelship"
@@ -114,6 +116,23 @@ def test_the_tests_mirror_the_package() -> None:
     flat = sorted(p.name for p in TESTS_DIR.glob("test_*.py"))
     # What stays at the top tests the package as a whole, or a top-level module of it.
     assert set(flat) <= TOP_LEVEL_TESTS, sorted(set(flat) - TOP_LEVEL_TESTS)
+
+
+def test_pytest_collects_every_test_folder(pytestconfig: pytest.Config) -> None:
+    """No folder of tests/ matches pytest's norecursedirs: the default list holds "build", so
+    tests/service/build (the build layer's tests) was once silently never run."""
+    ignored = pytestconfig.getini("norecursedirs")
+    folders = [
+        p for p in REPO_ROOT.joinpath("tests").rglob("*") if p.is_dir() and any(p.glob("test_*.py"))
+    ]
+    assert folders
+    skipped = [
+        str(f.relative_to(REPO_ROOT))
+        for f in folders
+        for part in f.relative_to(REPO_ROOT).parts
+        if any(fnmatch.fnmatch(part, pattern) for pattern in ignored)
+    ]
+    assert skipped == [], f"pytest would not collect {skipped} (norecursedirs: {ignored})"
 
 
 def test_the_server_loads_no_training_or_plotting_library(regression_artifact: Path) -> None:
