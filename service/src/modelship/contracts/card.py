@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelship.contracts.capacity import Capacity
 from modelship.contracts.footprint import Footprint
 
 Task = Literal["regression", "classification"]
@@ -212,6 +213,11 @@ class ModelCard(_Frozen):
     )
     explanation: ExplanationFiles | None = Field(
         None, description="Exact explanations of each prediction; None for older artifacts"
+    )
+    capacity: Capacity | None = Field(
+        None,
+        description="What one replica serves, measured under confinement by `modelship "
+        "capacity`; None until measured",
     )
 
     @property
