@@ -38,21 +38,38 @@ class Footprint:
 
 
 def memory_shortfall(
-    name: str, footprint: Footprint, workers: int, limit_bytes: int, limit_key: str
+    name: str,
+    footprint: Footprint,
+    workers: int,
+    limit_bytes: int,
+    limit_key: str,
+    *,
+    candidate: tuple[str, Footprint] | None = None,
 ) -> str | None:
-    """Why `workers` workers of this model do not fit in `limit_bytes`, or None if they do.
+    """Why `workers` workers of this model (and, in a rollout, of the `candidate` model loaded
+    beside it in every worker: its name and footprint) do not fit in `limit_bytes`, or None.
 
     One wording for `pulumi preview` (where `limit_key` is `modelship:memory`) and for the
     service's readiness check, so the operator sees the same figures in both places.
     """
-    needed_mb = footprint.serving_rss_mb * workers
+    per_worker_mb = footprint.serving_rss_mb
+    what = f"model {name}"
+    detail = f"the model: {footprint.summary()}"
+    if candidate is not None:
+        candidate_name, candidate_footprint = candidate
+        # Both models' measured workers added up: an upper bound, since the two share one
+        # interpreter and one onnxruntime in the worker.
+        per_worker_mb += candidate_footprint.serving_rss_mb
+        what = f"model {name} with candidate {candidate_name}"
+        detail += f"; the candidate: {candidate_footprint.summary()}"
+    needed_mb = per_worker_mb * workers
     limit_mb = limit_bytes / 2**20
     if needed_mb <= limit_mb:
         return None
     return (
-        f"{limit_key} ({limit_mb:.0f}Mi) is too small for model {name}: {workers} worker(s) x "
-        f"{footprint.serving_rss_mb:.0f} MB measured per worker need {needed_mb:.0f}Mi "
-        f"(the model: {footprint.summary()}); set at least {_round_up_mi(needed_mb)}"
+        f"{limit_key} ({limit_mb:.0f}Mi) is too small for {what}: {workers} worker(s) x "
+        f"{per_worker_mb:.0f} MB measured per worker need {needed_mb:.0f}Mi "
+        f"({detail}); set at least {_round_up_mi(needed_mb)}"
     )
 
 
