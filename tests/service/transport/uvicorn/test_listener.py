@@ -110,27 +110,30 @@ def test_each_worker_listens_on_its_own_socket_beside_uvicorns(
 
         return factory
 
-    servers = [
-        each.run_until_complete(each.create_server(counting(each), sock=shared, backlog=64))
-        for each in (loop, other)
-    ]
+    servers: list[BatchListener] = []
+    for each in (loop, other):
+        server = each.run_until_complete(
+            each.create_server(counting(each), sock=shared, backlog=64)
+        )
+        assert isinstance(server, BatchListener)
+        servers.append(server)
     clients = []
     try:
-        for server in servers:
-            assert isinstance(server, BatchListener) and server.owns_socket
-            assert server.sock is not shared and server.sock.getsockname() == address
+        for own in servers:
+            assert own.owns_socket
+            assert own.sock is not shared and own.sock.getsockname() == address
         clients = [socket.create_connection(address) for _ in range(64)]
         for _ in range(8):
             turns(loop, 1)
             turns(other, 1)
         assert sum(made.values()) == 64 and min(made.values()) > 0, made
     finally:
-        for server in servers:
-            server.close()
+        for own in servers:
+            own.close()
         other.close()
         for client in clients:
             client.close()
-    assert all(server.sock.fileno() == -1 for server in servers)
+    assert all(own.sock.fileno() == -1 for own in servers)
     assert shared.fileno() != -1  # uvicorn's stays bound, holding the port
     with pytest.raises(ConnectionRefusedError):  # nobody listens any more
         socket.create_connection(address)

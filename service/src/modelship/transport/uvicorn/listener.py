@@ -124,7 +124,8 @@ class BatchAcceptLoop(uvloop.Loop):
         if ssl is None and not options:
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 # uvicorn's, bound once for its workers: this worker listens on its own.
-                own = bind(*sock.getsockname()[:2], backlog, family=sock.family, reuse_port=True)
+                address, number = sock.getsockname()[:2]
+                own = bind(address, number, backlog, family=sock.family, reuse_port=True)
                 return BatchListener(self, protocol_factory, own, owns_socket=True)
             if host is not None:  # one worker: bound here
                 return BatchListener(self, protocol_factory, bind(host, port, backlog), True)
