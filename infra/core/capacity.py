@@ -384,4 +384,5 @@ def _limit_percent(point: CapacityPoint, container: ContainerSettings) -> float 
 def _cpu_target(point: CapacityPoint, container: ContainerSettings, spare: float) -> int:
     limit = _limit_percent(point, container)
     assert limit is not None  # only called with a measured CPU per request
-    return min(MAX_CPU_TARGET, max(MIN_CPU_TARGET, math.floor(limit * (1 - spare))))
+    share = round(limit * (1 - spare), 6)  # a float product like 62.999999 is 63
+    return min(MAX_CPU_TARGET, max(MIN_CPU_TARGET, math.floor(share)))
