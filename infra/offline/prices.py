@@ -63,6 +63,9 @@ _REREAD = "2026-12-07"
 # Stored copies of pages quoting the list prices (the search tool's page store), re-read on _REREAD.
 _VANTAGE_FARGATE = "https://www.vantage.sh/blog/fargate-pricing (us-east-1 Linux/x86 table)"
 _GKE_PAGE = "https://cloud.google.com/kubernetes-engine/pricing (cluster management fee section)"
+_TOOLSTAC_GKE = (
+    "https://toolstac.com/tool/gke-enterprise/enterprise-transition-guide (Autopilot rates)"
+)
 
 # --- AWS -------------------------------------------------------------------------------------
 FARGATE_VCPU = Price(0.04048, "vCPU-hour", _FARGATE, _REREAD, READ, _VANTAGE_FARGATE)
@@ -96,8 +99,8 @@ SAGEMAKER_SERVERLESS_GB_SECOND = Price(
 # --- Google Cloud ------------------------------------------------------------------------------
 GKE_CLUSTER = Price(0.10, "cluster-hour", _GKE, _REREAD, READ, _GKE_PAGE)
 GKE_FREE_TIER_CREDIT = Price(74.40, "USD-month per billing account", _GKE, _REREAD, READ, _GKE_PAGE)
-AUTOPILOT_VCPU = Price(0.0445, "vCPU-hour", _GKE, _WRITTEN)
-AUTOPILOT_GIB = Price(0.0049225, "GiB-hour", _GKE, _WRITTEN)
+AUTOPILOT_VCPU = Price(0.0445, "vCPU-hour", _GKE, _REREAD, READ, _TOOLSTAC_GKE)
+AUTOPILOT_GIB = Price(0.0049225, "GiB-hour", _GKE, _REREAD, READ, _TOOLSTAC_GKE)
 AUTOPILOT_EPHEMERAL_GIB = Price(0.0000548, "GiB-hour (ephemeral storage)", _GKE, _WRITTEN)
 FORWARDING_RULE = Price(0.025, "forwarding-rule-hour (first 5)", _GCP_NETWORK, _WRITTEN)
 LB_DATA_GB = Price(0.008, "GB processed by the load balancer", _GCP_NETWORK, _WRITTEN)
