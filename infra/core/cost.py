@@ -25,7 +25,8 @@ from infra.core.capacity import CapacityPlan
 from infra.offline.prices import SECONDS_PER_MONTH
 
 ACCESS_LOG_BYTES = 262
-"""One access-log line (`MODELSHIP_ACCESS_LOG`, on by default) of a one-row prediction."""
+"""One access-log line of a one-row prediction (the service's `access_log` setting, on by
+default)."""
 WIRE_BYTES = 602
 """HTTP bytes of one one-row prediction: request line, headers and body, response likewise."""
 GB = 1e9

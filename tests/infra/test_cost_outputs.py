@@ -101,6 +101,16 @@ def test_gke_autopilot_at_a_planned_load(card: Path) -> None:
     assert any("$74.40 a month per billing account" in note for note in notes)
 
 
+def test_gke_standard_prices_the_nodes_the_pods_need(card: Path) -> None:
+    result = run("gke", card, **{KEY_TARGET_RPS: LOAD, "modelship:clusterMode": "standard"})
+    (pool,) = result.of_type("gcp:container/nodePool:NodePool")
+    autoscaling = inputs(pool)["autoscaling"]
+    # 8 pods of 0.5 vCPU on 2-vCPU e2-standard-2 nodes: 2, within the pool's 1-3.
+    nodes = max(int(autoscaling["totalMinNodeCount"]), math.ceil(8 * 0.5 / 2))
+    assert lines(result)["nodes"] == round(nodes * 730 * 0.067006, 2)
+    assert "pods" not in lines(result)
+
+
 def test_k8s_prices_the_pods_share_at_the_stated_node_price(card: Path) -> None:
     result = run("k8s", card, **{KEY_TARGET_RPS: LOAD})
     expected = 8 * 730 * (0.5 * prices.E2_VCPU.usd + 0.5 * prices.E2_GB.usd)
