@@ -222,11 +222,15 @@ def example_artifact(source: Path, directory: Path) -> Path:
 
 
 def _trained(directory: Path) -> Path:
+    from modelship.build.training.data import BUNDLED_DATA
     from modelship.build.training.options import TrainOptions
     from modelship.build.training.train import train
 
     out = directory / "trained"
-    train(TrainOptions(output=out, model="gradient_boosting"), lambda _line: None)
+    options = TrainOptions(
+        data=BUNDLED_DATA, target="charges", output=out, model="gradient_boosting"
+    )
+    train(options, lambda _line: None)
     return out
 
 
