@@ -482,3 +482,29 @@ def can_confine(root: Path = CGROUP_ROOT) -> str | None:
     if len(os.sched_getaffinity(0)) < 2:
         return "measuring needs two cores (the server's and the load generator's)"
     return None
+
+
+STEP_PLAN = Plan(limits=Limits(500, 512 * 2**20), p99_target_ms=100.0, step_seconds=2.0)
+
+
+def measure_step(artifact_dir: Path, say: Callable[[str], None]) -> ModelCard | None:
+    """Training's and import's capacity step: the default container size (the stacks'
+    defaults) with short steps; skipped, with one line saying why, where the machine cannot
+    confine a server or the measurement fails (the model is good either way)."""
+    plan = STEP_PLAN
+    reason = can_confine()
+    if reason is not None:
+        say(f"Capacity not measured: {reason} (modelship capacity measures it later)")
+        return None
+    say(
+        f"Measuring capacity: one replica at {plan.limits.cpu} CPU, {plan.limits.memory}, "
+        f"p99 {plan.p99_target_ms:g} ms (--no-capacity skips it)"
+    )
+    started = time.monotonic()
+    try:
+        (result,) = measure(artifact_dir, plan, lambda line: None)
+    except ModelshipError as exc:
+        say(f"Capacity not measured: {exc.message}")
+        return None
+    say(f"  {result.point.describe()} ({time.monotonic() - started:.0f} s)")
+    return write_to_card(artifact_dir, [result.point])
