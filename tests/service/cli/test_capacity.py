@@ -70,7 +70,7 @@ def test_a_confined_run_holds_the_quota_and_writes_the_card(model: Path) -> None
     passed = [step for step in steps if step["passed"]]
     assert point["max_rps"] == max(step["rate"] for step in passed)
     assert point["p99_ms"] <= 100
-    assert 0 < point["cpu_ms_per_request"] and 30 < point["memory_mib"] < 256
+    assert point["cpu_ms_per_request"] > 0 and 30 < point["memory_mib"] < 256
     assert _groups() == before  # the group is gone
 
     card = artifact.load(model).card
@@ -112,7 +112,9 @@ def test_a_missing_artifact_is_named(tmp_path: Path) -> None:
     assert_one_line_error(modelship("capacity", str(missing)), 2, f"no model artifact at {missing}")
 
 
-def _unprivileged(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _unprivileged(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The command without root's privileges: in a user namespace of its own, as a rootless
     container runs (same files, no capability to write the host's cgroups)."""
     return subprocess.run(

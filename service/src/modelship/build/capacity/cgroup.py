@@ -47,8 +47,8 @@ class Limits:
 
     @property
     def memory(self) -> str:
-        """The memory in the largest binary unit that divides it (`512Mi`, `1Gi`)."""
-        for unit in ("Ti", "Gi", "Mi", "Ki"):
+        """The memory in the largest unit that divides it (`512Mi`, `1Gi`, `500M`)."""
+        for unit in ("Ti", "Gi", "T", "G", "Mi", "M", "Ki", "k"):
             if self.memory_bytes % _MEMORY_UNITS[unit] == 0:
                 return f"{self.memory_bytes // _MEMORY_UNITS[unit]}{unit}"
         return str(self.memory_bytes)
