@@ -6,10 +6,14 @@ request i of a step is due at `start + i / rate`; it goes out on an idle keep-al
 or a new one, or (past the connection cap) waits in a backlog, and its latency is counted from
 its due time, so every wait it suffers is in the figure.
 
+Plain asyncio and a small HTTP/1.1 answer reader (status, Content-Length, Connection): uvloop
+and httptools belong to the server's uvicorn adapter alone (the import contracts), and the
+generator has a core of its own, so their speed is not needed.
+
 It runs as its own process (`python -m modelship.build.capacity.load`), pinned to a core the
 server does not use, so its work never competes with the server's quota; it reports its own
 send lag (how late its timer fired against the schedule) so a run can tell when the generator
-itself was the limit. Steps arrive as JSON lines on stdin, results leave as JSON lines on stdout.
+itself was late. Steps arrive as JSON lines on stdin, results leave as JSON lines on stdout.
 """
 
 from __future__ import annotations
@@ -22,10 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import httptools
-
 MAX_CONNECTIONS = 512
-# uvloop's loop.time() is libuv's cached millisecond clock: too coarse for latencies.
 clock = time.perf_counter
 
 
@@ -53,11 +54,13 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.buffer = bytearray()
+        self.body_left: int | None = None  # bytes of the current answer's body still to come
+        self.status = 0
+        self.keep_alive = True
         self.due = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, only alike
         self.transport = cast(asyncio.Transport, transport)
 
     def send(self, request: bytes, due: float) -> None:
@@ -66,14 +69,44 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.pool.failed(self, "bad response")
+        self.buffer += data
+        if self.body_left is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self._head(bytes(self.buffer[:end])):
+                return
+            del self.buffer[: end + 4]
+        assert self.body_left is not None
+        if len(self.buffer) < self.body_left:
+            return
+        del self.buffer[: self.body_left]
+        self.body_left = None
+        self.pool.answered(self, self.status, self.keep_alive)
 
-    def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        self.pool.answered(self, status)
+    def _head(self, head: bytes) -> bool:
+        """Read an answer's status line and headers; False (and the connection dropped) when
+        it is not an HTTP/1.1 answer with a Content-Length."""
+        lines = head.split(b"\r\n")
+        try:
+            self.status = int(lines[0].split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            self.pool.failed(self, "bad answer")
+            return False
+        length = None
+        self.keep_alive = True
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                self.keep_alive = False
+        if length is None:
+            self.pool.failed(self, "answer without Content-Length")
+            return False
+        self.body_left = length
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool.lost(self)
@@ -126,12 +159,18 @@ class _Pool:
         else:
             self.tally.error(error or "error")
 
-    def answered(self, connection: _Connection, status: int) -> None:
+    def answered(self, connection: _Connection, status: int, keep_alive: bool) -> None:
         now = clock()
-        self._finish(
-            connection.due, now - connection.due, None if status == 200 else f"HTTP {status}"
-        )
-        if self.backlog:
+        error = None if status == 200 else f"HTTP {status}"
+        self._finish(connection.due, now - connection.due, error)
+        if not keep_alive:  # the server closes it (as it does when it sheds load)
+            self.busy.discard(connection)
+            if connection.transport is not None:
+                connection.transport.close()
+            if self.backlog:
+                self.tally.outstanding -= 1  # counted when it was queued
+                self.dispatch(self.backlog.popleft())
+        elif self.backlog:
             connection.send(self._request(), self.backlog.popleft())
         else:
             self.busy.discard(connection)
@@ -243,9 +282,4 @@ def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.run(_main())
-    except ImportError:  # pragma: no cover - uvloop ships with the server's dependencies
-        asyncio.run(_main())
+    asyncio.run(_main())
