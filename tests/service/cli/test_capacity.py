@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,42 @@ def test_training_measures_capacity_as_its_last_step(tmp_path: Path) -> None:
     skipped = modelship("train", "--model", "ridge", "--output", str(out), "--no-capacity")
     assert skipped.returncode == 0 and "capacity" not in skipped.stderr.lower()
     assert artifact.load(out).card.capacity is None
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_ctrl_c_stops_the_server_and_removes_the_group(model: Path) -> None:
+    before = _groups()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelship", "capacity", str(model), "--cpu", "200m"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    ready = process.stderr.readline()
+    assert ready.startswith("server ready in a cgroup"), ready
+    name = f"modelship-capacity-{process.pid}"
+    assert name in _groups()
+    servers = _group_pids(name)
+    assert servers  # the server runs in the group
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert _groups() == before
+    for pid in servers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
+    assert artifact.load(model).card.capacity is None
+
+
+def _group_pids(name: str) -> list[int]:
+    for hierarchy in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
+        procs = hierarchy / name / "cgroup.procs"
+        if procs.is_file():
+            return [int(pid) for pid in procs.read_text().split()]
+    return []
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"
