@@ -180,7 +180,7 @@ def main() -> int:
             f"| {r['model']} | {r['size']} | {r['median']:g} ({rates}) | {r['spread']:.0%} | "
             f"{r['p99_ms']:.1f} ms | {r['cpu_ms']:.2f} ms | {r['memory_mib']:.0f} MiB | "
             f"{r['lag_p99_ms']:.2f} ms | {wrk['rps']:.0f} ({wrk['p99_ms']:.1f} ms, "
-            f"{wrk['non_2xx']:.0f}) | {r['median'] / wrk['rps']:.2f} |"  # type: ignore[operator]
+            f"{wrk['non_2xx']:.0f}) | {r['median'] / wrk['rps']:.2f} |"
         )
     print("\n" + json.dumps(rows), file=sys.stderr)
     return 0

@@ -442,13 +442,17 @@ def merged(old: Capacity | None, points: list[CapacityPoint]) -> Capacity:
     the card names one machine)."""
     model = cpu_model()
     keep = [] if old is None or old.cpu_model != model else list(old.points)
-    key = lambda p: (p.cpu, p.memory, p.workers, p.rows_per_request)  # noqa: E731
-    new_keys = {key(p) for p in points}
+    new_keys = {_key(p) for p in points}
     return Capacity(
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         cpu_model=model,
-        points=[p for p in keep if key(p) not in new_keys] + points,
+        points=[p for p in keep if _key(p) not in new_keys] + points,
     )
+
+
+def _key(point: CapacityPoint) -> tuple[str, str, int, int]:
+    """What makes two points measurements of the same thing."""
+    return (point.cpu, point.memory, point.workers, point.rows_per_request)
 
 
 def write_to_card(artifact_dir: Path, points: list[CapacityPoint]) -> ModelCard:
