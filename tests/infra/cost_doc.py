@@ -121,7 +121,7 @@ def render(model: Path) -> str:
         "",
         "**Replicas from the measured rate.** `modelship capacity ARTIFACT --cpu 500m --memory "
         "512Mi` writes into the model card the highest rate one replica of that size serves with "
-        "p99 under the target (`docs/capacity.md`). With `modelship:targetRps` (the peak "
+        "p99 under the target ([docs/capacity.md](capacity.md)). With `modelship:targetRps` (the peak "
         "requests/s to plan for) and that card at preview (`modelship:imageModel`; on the local "
         "target also `modelship:modelUri`), each replica is planned at the measured rate x "
         f"(1 - `modelship:capacityHeadroom`, default {DEFAULT_HEADROOM:g}), and, unless set in "
@@ -159,7 +159,7 @@ def render(model: Path) -> str:
         f"An example card (not a measurement of a model): {EXAMPLE_RATE:g} one-row requests/s "
         f"at p99 <= {measured.p99_target_ms:g} ms, {EXAMPLE_CPU_MS:g} ms of CPU per request, at "
         "500m with 512Mi (gke, k8s, local) and 1Gi (fargate), each stack with its default "
-        "configuration otherwise. Measured rates of real models: `docs/capacity.md`.",
+        "configuration otherwise. Measured rates of real models: [docs/capacity.md](capacity.md).",
         "",
         "| stack | targetRps | replicas (min-max, running) | per month | per million |",
         "| --- | --- | --- | --- | --- |",
