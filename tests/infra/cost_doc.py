@@ -121,11 +121,11 @@ def render(model: Path) -> str:
         "",
         "**Replicas from the measured rate.** `modelship capacity ARTIFACT --cpu 500m --memory "
         "512Mi` writes into the model card the highest rate one replica of that size serves with "
-        "p99 under the target ([docs/capacity.md](capacity.md)). With `modelship:targetRps` (the peak "
-        "requests/s to plan for) and that card at preview (`modelship:imageModel`; on the local "
-        "target also `modelship:modelUri`), each replica is planned at the measured rate x "
-        f"(1 - `modelship:capacityHeadroom`, default {DEFAULT_HEADROOM:g}), and, unless set in "
-        "the stack's config:",
+        "p99 under the target ([docs/capacity.md](capacity.md)). With `modelship:targetRps` "
+        "(the peak requests/s to plan for) and that card at preview (`modelship:imageModel`; "
+        "on the local target also `modelship:modelUri`), each replica is planned at the "
+        f"measured rate x (1 - `modelship:capacityHeadroom`, default {DEFAULT_HEADROOM:g}), "
+        "and, unless set in the stack's config:",
         "",
         "- `maxReplicas` = ceil(targetRps / (rate x (1 - headroom))): the peak with headroom;",
         "- `minReplicas` = max(2, ceil(targetRps / rate)): the peak at the measured limit, so a "
