@@ -15,7 +15,18 @@ import pulumi
 
 from infra.config import DNS_LABEL, DNS_LABEL_ALLOWED, HOSTNAME, HOSTNAME_ALLOWED, ConfigReader
 from infra.core.batch import BatchSettings, read_batch
-from infra.core.model_store import KEY_CAPTURE_RATE, CaptureSettings, read_capture
+from infra.core.model_store import (
+    KEY_CAPTURE_RATE,
+    CaptureSettings,
+    model_uri_pattern,
+    read_capture,
+    version_uri,
+)
+from infra.core.rollout import (
+    KEY_CANDIDATE_MODEL_URI,
+    RolloutSettings,
+    read_rollout,
+)
 from infra.kubernetes.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
 from infra.settings import KEY_API_KEY, Settings
 
@@ -93,6 +104,14 @@ ANNOTATIONS_ALLOWED = (
     "a mapping of annotation keys (prefix/name) to string values, e.g. "
     '{"cert-manager.io/cluster-issuer": "letsencrypt"}'
 )
+# This target owns no bucket either: a candidate is a version in a store the pods can read, and
+# the primary is the image's own model.
+CANDIDATE_URI = model_uri_pattern("(?:s3|gs)")
+CANDIDATE_URI_ALLOWED = (
+    "a model version in a store the pods' identity can read: s3://BUCKET/models/NAME/SHA256/ or "
+    "gs://BUCKET/models/NAME/SHA256/, as `modelship models list` prints it "
+    "(unset: no rollout, the image's model alone)"
+)
 NODE_ADDRESS = re.compile(rf"{_HOST}")
 NODE_ADDRESS_ALLOWED = "the IP address or DNS name of a node (or of a VIP in front of the nodes)"
 
@@ -132,6 +151,8 @@ class K8sSettings:
     """The store the service writes `captures/` to, when `capture` is enabled."""
     batch: BatchSettings = field(default_factory=BatchSettings)
     """The batch transform Job template (shards, parallelism, sizes, deadline)."""
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    """A candidate version served beside the image's model."""
 
     @property
     def service_type(self) -> str:
@@ -276,6 +297,16 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
         capture=capture,
         capture_uri=capture_uri,
         batch=read_batch(reader, lifecycle=False),
+        rollout=_read_candidate(reader, settings),
+    )
+
+
+def _read_candidate(reader: ConfigReader, settings: Settings) -> RolloutSettings:
+    """The candidate's URI by its shape (nothing outside the cluster is called at preview; the
+    service's start-up fetch proves the version), not the image's own model."""
+    candidate = reader.matching(KEY_CANDIDATE_MODEL_URI, "", CANDIDATE_URI, CANDIDATE_URI_ALLOWED)
+    return read_rollout(
+        reader, version_uri(candidate) if candidate else None, settings.image.model_sha256
     )
 
 

@@ -28,6 +28,17 @@ class Settings(BaseSettings):
         Path("/tmp/modelship-models"),  # noqa: S108 - the one writable place in the container
         description="Where fetched model versions are kept",
     )
+    candidate: str | None = Field(
+        None,
+        description="A candidate model served beside the primary in a rollout: an artifact "
+        "directory or a store URI, fetched and verified like `model_uri`",
+    )
+    candidate_traffic: str = Field(
+        "shadow",
+        pattern=r"shadow|[0-9]|[1-9][0-9]|100",
+        description="How the candidate is tried: `shadow` (it scores a copy of the rows, every "
+        "answer comes from the primary) or the whole percent of requests it answers",
+    )
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers)")
     port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on")
     workers: int = Field(1, ge=1, le=64, description="Worker processes (one per core is best)")
