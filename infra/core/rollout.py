@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.config import ConfigReader
+from modelship.contracts.card import ModelCard
 
 KEY_CANDIDATE_MODEL_URI = "modelship:candidateModelUri"
 KEY_CANDIDATE_TRAFFIC = "modelship:candidateTraffic"
@@ -55,6 +56,24 @@ def version_sha256(uri: str) -> str:
     """The content hash a version URI ends with (`…/models/NAME/SHA256/`): two URIs with the same
     hash are the same model, whichever bucket or spelling names them."""
     return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def inputs_differ(primary: ModelCard, candidate: ModelCard) -> str | None:
+    """Why the candidate cannot score the rows the primary is sent (the service compares the two
+    on identical rows), or None. Where both cards are known before deploying (the local target)."""
+    if candidate.task != primary.task:
+        return (
+            f"is a {candidate.task} model and the primary {primary.name} a {primary.task} one: "
+            "a candidate must do the primary's task"
+        )
+    theirs = [f.name for f in candidate.features]
+    ours = [f.name for f in primary.features]
+    if sorted(theirs) != sorted(ours):
+        return (
+            f"takes the features {', '.join(theirs)} and the primary {primary.name} takes "
+            f"{', '.join(ours)}: a candidate must score the rows the primary is sent"
+        )
+    return None
 
 
 def read_rollout(

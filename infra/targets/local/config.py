@@ -28,6 +28,7 @@ from infra.core.model_store import (
 from infra.core.rollout import (
     KEY_CANDIDATE_MODEL_URI,
     RolloutSettings,
+    inputs_differ,
     read_rollout,
 )
 from infra.settings import (
@@ -189,22 +190,39 @@ def read_model_store(
     version, card = _read_version(reader, KEY_MODEL_URI, directory)
     if card is not None:
         check_model_fits(reader, container, card, KEY_MODEL_URI)
-    candidate, candidate_card = _read_version(reader, KEY_CANDIDATE_MODEL_URI, directory)
     primary, source = (card, KEY_MODEL_URI) if card is not None else (image.card, KEY_IMAGE_MODEL)
-    rollout = read_rollout(
-        reader, candidate, None if primary is None else primary.artifact.onnx_sha256
-    )
-    if rollout.enabled and primary is not None and candidate_card is not None:
-        # Each worker holds both models for the whole rollout: the pair must fit, not each alone.
-        check_model_fits(reader, container, primary, source, candidate=candidate_card)
     return LocalModelStore(
         directory=directory,
         version=version,
         training=training,
         capture=read_capture(reader, with_days=False),
         batch=read_batch(reader, lifecycle=False, deadline=False),
-        rollout=rollout,
+        rollout=_read_candidate(reader, directory, container, primary, source),
     )
+
+
+def _read_candidate(
+    reader: ConfigReader,
+    directory: Path,
+    container: ContainerSettings,
+    primary: ModelCard | None,
+    source: str,
+) -> RolloutSettings:
+    """`modelship:candidateModelUri` verified on disk like the served version, not that version,
+    scoring the same rows, and fitting the memory beside it. `primary` is unknown (None) for the
+    model the image trains at build time: then only the candidate itself is checked."""
+    candidate, card = _read_version(reader, KEY_CANDIDATE_MODEL_URI, directory)
+    rollout = read_rollout(
+        reader, candidate, None if primary is None else primary.artifact.onnx_sha256
+    )
+    if rollout.enabled and primary is not None and card is not None:
+        mismatch = inputs_differ(primary, card)
+        if mismatch is not None:
+            reader.problem(KEY_CANDIDATE_MODEL_URI, reader.raw(KEY_CANDIDATE_MODEL_URI), mismatch)
+        else:
+            # Each worker holds both models through the rollout: the pair must fit the memory.
+            check_model_fits(reader, container, primary, source, candidate=card)
+    return rollout
 
 
 def _read_version(
