@@ -83,7 +83,13 @@ def record(text: str, verdict: str, name: str = "the stack file") -> str:
         elif not any(pattern.match(line) for pattern in dropped):
             out.append(line)
     result = "".join(out)
-    after = _config(result, name)
+    try:
+        after = _config(result, name)
+    except RolloutFileError as exc:
+        raise RolloutFileError(
+            f"{name}: a line-by-line edit would break the file ({exc}; a value over several "
+            "lines?): edit the file by hand"
+        ) from exc
     if after != expected:
         changed = sorted(
             k for k in after.keys() | expected.keys() if after.get(k) != expected.get(k)
