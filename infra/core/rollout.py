@@ -26,7 +26,7 @@ KEY_CANDIDATE_TRAFFIC = "modelship:candidateTraffic"
 SHADOW = "shadow"
 TRAFFIC_ALLOWED = (
     f"{SHADOW} (the candidate scores a copy of the rows; every answer comes from the primary) "
-    "or the whole percent of requests the candidate answers, from 0 to 100 (e.g. 10)"
+    "or the whole percent of requests the candidate answers, from 0 to 100 (e.g. 10 or 10%)"
 )
 
 
@@ -44,12 +44,14 @@ class RolloutSettings:
 
 
 def parse_traffic(value: str) -> str:
-    """`shadow` or an integer percent 0-100, spelled one way (`010` and `10` are one value)."""
+    """`shadow` or a whole percent 0-100 (`10` or `10%`, as the service reads it), spelled one way
+    in the container (`10`), so a re-typed value does not roll the service."""
     if value == SHADOW:
         return value
-    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 100:
+    digits = value.removesuffix("%")
+    if not digits.isascii() or not digits.isdigit() or not 0 <= int(digits) <= 100:
         raise ValueError(value)
-    return str(int(value))
+    return str(int(digits))
 
 
 def version_sha256(uri: str) -> str:

@@ -202,7 +202,9 @@ def test_preview_refuses_a_wrong_candidate(
     assert message in _problems(stack, overrides)
 
 
-@pytest.mark.parametrize("traffic", ["101", "-1", "10%", "0.5", "Shadow", "canary", "\u0661\u0660"])
+@pytest.mark.parametrize(
+    "traffic", ["101", "-1", "10 %", "%", "0.5", "Shadow", "canary", "\u0661\u0660"]
+)
 def test_preview_refuses_a_traffic_that_is_not_shadow_or_a_percent(traffic: str) -> None:
     candidate = f"s3://team-models/models/m/{SHA_B}/"
     message = _problems("k8s", {KEY_CANDIDATE_MODEL_URI: candidate, KEY_CANDIDATE_TRAFFIC: traffic})
@@ -210,7 +212,9 @@ def test_preview_refuses_a_traffic_that_is_not_shadow_or_a_percent(traffic: str)
     assert "or the whole percent of requests the candidate answers, from 0 to 100" in message
 
 
-@pytest.mark.parametrize(("traffic", "expected"), [("0", "0"), ("010", "10"), ("100", "100")])
+@pytest.mark.parametrize(
+    ("traffic", "expected"), [("0", "0"), ("010", "10"), ("10%", "10"), ("100", "100")]
+)
 def test_traffic_is_spelled_one_way(traffic: str, expected: str) -> None:
     candidate = f"s3://team-models/models/m/{SHA_B}/"
     env = _k8s_env(run_k8s({KEY_CANDIDATE_MODEL_URI: candidate, KEY_CANDIDATE_TRAFFIC: traffic}))
@@ -344,3 +348,16 @@ def test_local_checks_a_candidate_against_the_image_model(
     )
     assert "MODELSHIP_MODEL_URI" not in local_env(run)
     assert local_env(run)["MODELSHIP_CANDIDATE"] == f"/store/{versions['candidate']}/"
+
+
+def test_k8s_promotes_to_a_served_version_from_a_store() -> None:
+    """What `infra.offline.rollout promote` leaves in the stack file is a stack the k8s target
+    takes: the promoted candidate as `modelship:modelUri`, fetched by the pods and the batch Job."""
+    served = f"gs://team-models/models/insurance/{SHA_B}/"
+    run = run_k8s({KEY_MODEL_URI: served})
+    assert _k8s_env(run)["MODELSHIP_MODEL_URI"] == served
+    assert not CANDIDATE & set(_k8s_env(run))
+    assert "is the model already served" in _problems(
+        "k8s", {KEY_MODEL_URI: served, KEY_CANDIDATE_MODEL_URI: served}
+    )
+    assert "the image's model)" in _problems("k8s", {KEY_MODEL_URI: "models/x/"})

@@ -28,17 +28,6 @@ class Settings(BaseSettings):
         Path("/tmp/modelship-models"),  # noqa: S108 - the one writable place in the container
         description="Where fetched model versions are kept",
     )
-    candidate: str | None = Field(
-        None,
-        description="A candidate model served beside the primary in a rollout: an artifact "
-        "directory or a store URI, fetched and verified like `model_uri`",
-    )
-    candidate_traffic: str = Field(
-        "shadow",
-        pattern=r"shadow|[0-9]|[1-9][0-9]|100",
-        description="How the candidate is tried: `shadow` (it scores a copy of the rows, every "
-        "answer comes from the primary) or the whole percent of requests it answers",
-    )
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers)")
     port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on")
     workers: int = Field(1, ge=1, le=64, description="Worker processes (one per core is best)")
@@ -226,6 +215,17 @@ class Settings(BaseSettings):
         le=1,
         description="Live quality is 'below_test' (and alerts) when its headline metric (r2, or "
         "accuracy) is lower than the model card's test figure by more than this",
+    )
+    candidate: str | None = Field(
+        None,
+        description="Candidate model served beside the primary in a rollout: an artifact "
+        "directory or a store URI (fetched and verified like model_uri); unset: no rollout",
+    )
+    candidate_traffic: str = Field(
+        "shadow",
+        description="How the candidate takes traffic: 'shadow' (every answer from the primary, "
+        "the candidate scores the same rows off the request path) or a whole percentage 0-100 "
+        "('10' or '10%': that share of routing keys is answered by the candidate)",
     )
     state_dir: Path | None = Field(
         None,
