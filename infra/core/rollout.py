@@ -36,7 +36,7 @@ class RolloutSettings:
 
     candidate_uri: str | None = None
     traffic: str = SHADOW
-    """`shadow` or a whole percent, as the service reads `MODELSHIP_CANDIDATE_TRAFFIC`."""
+    """`shadow` or a whole percent, as the service's `candidate_traffic` setting reads it."""
 
     @property
     def enabled(self) -> bool:

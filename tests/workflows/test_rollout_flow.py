@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from infra.offline import rollout
-from tests.infra.harness import REPO_ROOT
+from tests.infra.harness import REPO_ROOT, stack_file_path
 
 from .test_workflows import STUB, _cloud_job, pulumi_index, step_named, steps
 
@@ -294,9 +294,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("stack", ["gke", "fargate", "k8s", "local"])
 def test_every_stack_file_takes_a_candidate_and_its_verdict(stack: str, tmp_path: Path) -> None:
-    original = (REPO_ROOT / f"Pulumi.{stack}.yaml").read_text()
+    original = stack_file_path(stack).read_text()
     before = yaml.safe_load(original)["config"]
-    file = tmp_path / f"Pulumi.{stack}.yaml"
+    file = tmp_path / stack_file_path(stack).name
     # A candidate declared in the unqualified spelling Pulumi also accepts.
     file.write_text(original + "  candidateModelUri: models/m/" + "cd" * 32 + "/\n")
     assert _cli("candidate", stack, "--file", str(file)).stdout.strip().endswith("cd/")

@@ -164,21 +164,7 @@ class ServiceAlarms(pulumi.ComponentResource):
             )
         self.rollout_aborted = None
         if args.get("rollout", False):
-            # Written at the Service level like QualityBelowTest: 1 once a gate has failed and
-            # the brake took the candidate out of traffic (modelship:candidateModelUri).
-            self.rollout_aborted = self._sustained_alarm(
-                f"{name}-rollout-aborted",
-                metric_name="RolloutAborted",
-                description="The candidate model failed a rollout gate: the service stopped "
-                "sending it traffic and answers from the primary; GET /rollout says which gate "
-                "(docs/rollout.md). Clear modelship:candidateModelUri.",
-                statistic="Maximum",
-                at_least=1,
-                periods=ROLLOUT_ABORTED_PERIODS,
-                dimensions=dimensions,
-                common=common,
-                opts=child,
-            )
+            self.rollout_aborted = self._rollout_aborted(name, dimensions, common, child)
         self.register_outputs(
             {
                 "error_rate": self.error_rate.name,
@@ -188,6 +174,30 @@ class ServiceAlarms(pulumi.ComponentResource):
                 **({"capture_failing": self.capture_failing.name} if self.capture_failing else {}),
                 **({"rollout_aborted": self.rollout_aborted.name} if self.rollout_aborted else {}),
             }
+        )
+
+    @classmethod
+    def _rollout_aborted(
+        cls,
+        name: str,
+        dimensions: dict[str, str],
+        common: dict[str, Any],
+        opts: pulumi.ResourceOptions,
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Written at the Service level like QualityBelowTest: 1 once a gate has failed and the
+        brake took the candidate (modelship:candidateModelUri) out of traffic."""
+        return cls._sustained_alarm(
+            f"{name}-rollout-aborted",
+            metric_name="RolloutAborted",
+            description="The candidate model failed a rollout gate: the service stopped sending "
+            "it traffic and answers from the primary; GET /rollout says which gate "
+            "(docs/rollout.md). Clear modelship:candidateModelUri.",
+            statistic="Maximum",
+            at_least=1,
+            periods=ROLLOUT_ABORTED_PERIODS,
+            dimensions=dimensions,
+            common=common,
+            opts=opts,
         )
 
     @staticmethod
