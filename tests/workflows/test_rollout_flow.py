@@ -57,11 +57,11 @@ class Runner:
         self.clone = tmp_path / "clone"
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        for tool in ("pulumi", "gh"):
-            (self.bin / tool).write_text(STUB)
+        for name in ("pulumi", "gh"):
+            (self.bin / name).write_text(STUB)
         (self.bin / "uv").write_text(UV_STUB)
-        for tool in self.bin.iterdir():
-            tool.chmod(0o755)
+        for stub in self.bin.iterdir():
+            stub.chmod(0o755)
         self.log = tmp_path / "calls.log"
         self.log.write_text("")
         self.answers = tmp_path / "answers"
