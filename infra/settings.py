@@ -29,18 +29,34 @@ from modelship.model import artifact
 
 
 def check_model_fits(
-    reader: ConfigReader, container: ContainerSettings, card: ModelCard, source: str
+    reader: ConfigReader,
+    container: ContainerSettings,
+    card: ModelCard,
+    source: str,
+    candidate: ModelCard | None = None,
 ) -> None:
     """The served model's measured worker memory x `modelship:workers` must fit in
     `modelship:memory`: otherwise every pod is OOM-killed under load, after the rollout.
-    `source` says which key chose the model."""
+    `source` says which key chose the model. During a rollout every worker also holds the
+    `candidate`: then the pair must fit."""
     if card.footprint is None:  # a model trained before modelship measured footprints
         return
+    pair = None
+    if candidate is not None:
+        if candidate.footprint is None:
+            return
+        pair = (candidate.name, candidate.footprint)
     shortfall = memory_shortfall(
-        card.name, card.footprint, container.workers, container.memory_bytes, KEY_MEMORY
+        card.name,
+        card.footprint,
+        container.workers,
+        container.memory_bytes,
+        KEY_MEMORY,
+        candidate=pair,
     )
     if shortfall is not None:
-        reader.problem(KEY_MEMORY, container.memory, f"{shortfall} (the model of {source})")
+        what = f"the model of {source}" + ("" if pair is None else " and its candidate")
+        reader.problem(KEY_MEMORY, container.memory, f"{shortfall} ({what})")
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -64,6 +80,8 @@ class ImageSettings:
     Dockerfile's `model` build context); None bakes the model trained on the bundled data."""
     model_sha256: str | None = None
     """That artifact's ONNX checksum, so a tag derived from the build's inputs names it."""
+    card: ModelCard | None = field(default=None, compare=False)
+    """That artifact's card (a rollout checks a candidate against it)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +152,7 @@ IMAGE_MODEL_ALLOWED = (
 
 def _read_image_model(
     reader: ConfigReader, container: ContainerSettings
-) -> tuple[Path | None, str | None]:
+) -> tuple[Path | None, ModelCard | None]:
     """`modelship:imageModel`, verified (card valid, model.onnx matches it) and, when the image
     serves it (no `modelship:modelUri`), its measured footprint checked against the memory."""
     value = reader.raw(KEY_IMAGE_MODEL)
@@ -149,7 +167,7 @@ def _read_image_model(
         return None, None
     if reader.raw(KEY_MODEL_URI) is None:
         check_model_fits(reader, container, baked.card, KEY_IMAGE_MODEL)
-    return directory, baked.card.artifact.onnx_sha256
+    return directory, baked.card
 
 
 def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> Settings:
@@ -180,13 +198,14 @@ def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> S
         ),
     )
 
-    model_dir, model_sha256 = _read_image_model(reader, container)
+    model_dir, model_card = _read_image_model(reader, container)
     image = ImageSettings(
         platform=reader.choice(KEY_PLATFORM, ImageSettings.platform, PLATFORMS),
         build_on_preview=reader.boolean(KEY_BUILD_ON_PREVIEW, ImageSettings.build_on_preview),
         keep_images=reader.integer(KEY_KEEP_IMAGES, ImageSettings.keep_images, 1, 1000),
         model_dir=model_dir,
-        model_sha256=model_sha256,
+        model_sha256=None if model_card is None else model_card.artifact.onnx_sha256,
+        card=model_card,
     )
 
     min_replicas = reader.integer(KEY_MIN_REPLICAS, ScalingSettings.min_replicas, 1, 100)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.core.model_store import CaptureSettings
+from infra.core.rollout import RolloutSettings
 from infra.settings import Settings
 from modelship.contracts.settings import Settings as ServiceSettings
 
@@ -136,6 +137,7 @@ def container_spec(
     model_uri: str | None = None,
     capture: CaptureSettings | None = None,
     capture_uri: pulumi.Input[str] | None = None,
+    rollout: RolloutSettings | None = None,
 ) -> ContainerSpec:
     """The container every target deploys, from the validated settings.
 
@@ -144,7 +146,9 @@ def container_spec(
     `model_uri` (`modelship:modelUri`, as the container sees it) makes the service fetch and
     verify that version at start-up instead of serving the model baked into the image; a new
     value changes the environment, which rolls the service. With `capture` enabled the service
-    writes that share of the rows it serves under `captures/` of `capture_uri`.
+    writes that share of the rows it serves under `captures/` of `capture_uri`. With a `rollout`
+    (its candidate as the container sees it) the service also serves the candidate and judges it;
+    setting or clearing one changes the environment too, so it rolls the service like a new model.
     """
     c = settings.container
     with_key = settings.api_key is not None if api_key_file is None else api_key_file
@@ -159,6 +163,9 @@ def container_spec(
     }
     if model_uri is not None:
         values["model_uri"] = model_uri
+    if rollout is not None and rollout.candidate_uri is not None:
+        values["candidate"] = rollout.candidate_uri
+        values["candidate_traffic"] = rollout.traffic
     if capture is not None and capture.enabled:
         if capture_uri is None:
             raise ValueError("capture is enabled but the target gave no store to capture to")
@@ -190,7 +197,9 @@ def container_spec(
         run_as_user=RUN_AS_USER,
         run_as_group=RUN_AS_GROUP,
         tmp_dir=TMP_DIR,
-        tmp_size_limit=TMP_SIZE_LIMIT if model_uri is None else TMP_SIZE_LIMIT_WITH_MODEL_CACHE,
+        tmp_size_limit=TMP_SIZE_LIMIT
+        if model_uri is None and "candidate" not in values
+        else TMP_SIZE_LIMIT_WITH_MODEL_CACHE,
         api_key_dir=api_key_dir,
         api_key_file_name=API_KEY_FILE_NAME,
         shutdown_grace_seconds=c.shutdown_grace_seconds,

@@ -29,6 +29,12 @@ from infra.config import (
     parse_memory_bytes,
 )
 from infra.core.batch import BatchSettings, read_batch
+from infra.core.rollout import (
+    KEY_CANDIDATE_MODEL_URI,
+    RolloutSettings,
+    read_rollout,
+    version_sha256,
+)
 from infra.settings import KEY_MODEL_URI, Settings
 from modelship.build.training.options import DEFAULT_TIME_BUDGET_SECONDS
 
@@ -68,11 +74,11 @@ def model_uri_pattern(scheme: str) -> re.Pattern[str]:
     return re.compile(rf"{scheme}://{_BUCKET}/{_VERSION}")
 
 
-def model_uri_allowed(scheme: str) -> str:
+def model_uri_allowed(scheme: str, unset: str = "serve the model baked into the image") -> str:
     return (
         f"a model version in this stack's bucket: {scheme}://BUCKET/models/NAME/SHA256/ "
         f"as printed by the training job or `modelship models list {scheme}://BUCKET` "
-        "(unset: serve the model baked into the image)"
+        f"(unset: {unset})"
     )
 
 
@@ -152,6 +158,8 @@ class ModelStoreSettings:
     capture: CaptureSettings = CaptureSettings()
     batch: BatchSettings = field(default_factory=BatchSettings)
     """The batch transform job (`modelship predict --shard`) and how long its outputs stay."""
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    """A candidate version in the same bucket (readable under `models/` like the primary)."""
 
 
 def read_training(reader: ConfigReader, *, with_timeout: bool = True) -> TrainingSettings:
@@ -214,6 +222,7 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
     )
     return ModelStoreSettings(
         model_uri=version_uri(model_uri) if model_uri else None,
+        rollout=read_store_candidate(reader, settings, scheme, model_uri or None),
         keep=reader.boolean(KEY_KEEP_MODEL_STORE, settings.environment == "production"),
         training_data_days=reader.integer(
             KEY_TRAINING_DATA_DAYS, ModelStoreSettings.training_data_days, 1, 3650
@@ -222,6 +231,22 @@ def read_model_store(reader: ConfigReader, settings: Settings, scheme: str) -> M
         capture=read_capture(reader),
         batch=read_batch(reader),
     )
+
+
+def read_store_candidate(
+    reader: ConfigReader, settings: Settings, scheme: str, model_uri: str | None
+) -> RolloutSettings:
+    """`modelship:candidateModelUri` checked like `modelship:modelUri` on a cloud target: a
+    version URI in the stack's bucket (a preview makes no cloud call, so the service's start-up
+    fetch is what proves the version is there and intact), and not the model already served."""
+    candidate = reader.matching(
+        KEY_CANDIDATE_MODEL_URI,
+        "",
+        model_uri_pattern(scheme),
+        model_uri_allowed(scheme, unset="no rollout, the primary alone"),
+    )
+    primary = version_sha256(model_uri) if model_uri else settings.image.model_sha256
+    return read_rollout(reader, version_uri(candidate) if candidate else None, primary)
 
 
 def version_uri(uri: str) -> str:

@@ -189,7 +189,7 @@ def test_deploy_runs_up_on_main_behind_an_environment_one_at_a_time() -> None:
     _check_oidc(job)
     _check_gate(job, "pulumi up ($STACK) skipped")
     assert uses(job, "docker/setup-buildx-action")
-    args = _pulumi(job)
+    args = _pulumi(job, "up")
     assert args["command"] == "up"
     assert args["policyPacks"] == "policy"
 
@@ -286,7 +286,7 @@ def test_the_policy_pack_gets_its_virtualenv_before_pulumi_runs(workflow: str) -
     assert index < pulumi_index(job, "preview" if workflow == "preview.yml" else "up")
     assert f"uv venv --seed {venv}" in step["run"]
     assert f"--python {venv}/bin/python -r policy/requirements.txt" in step["run"]
-    assert _pulumi(job)["policyPacks"] == "policy"
+    assert _pulumi(job, "preview" if workflow == "preview.yml" else "up")["policyPacks"] == "policy"
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """CloudWatch alarms on the service's own signals: 5xx error rate, feature and prediction drift,
-live quality below the model's test figure, and capture failures when request capture is on.
+live quality below the model's test figure, capture failures when request capture is on, and a
+candidate's aborted rollout while one is declared.
 
 The service writes them as embedded-metric-format lines to its log group (namespace `modelship`,
 dimension `Service` = the task family), turned on by `cloudwatch_metrics_env`. The alarms notify
@@ -23,6 +24,7 @@ ERROR_RATE_THRESHOLD = 0.05  # the share of 5xx answers that pages (as monitorin
 DRIFT_PERIODS = 3  # 15 minutes in drift, as the Prometheus alert's `for: 15m`
 CAPTURE_FAILING_PERIODS = 3  # failures in each of 15 minutes, as `ModelshipCaptureFailing`
 QUALITY_PERIODS = 6  # below the test figure in each of 30 minutes, as `ModelshipQualityBelowTest`
+ROLLOUT_ABORTED_PERIODS = 1  # the verdict is final once given: page at once
 
 
 def cloudwatch_metrics_env(service: str) -> dict[str, str]:
@@ -40,17 +42,20 @@ class ServiceAlarmsArgs(TypedDict):
     """ARNs notified when an alarm fires and clears (an SNS topic); none by default."""
     capture: NotRequired[bool]
     """Request capture is on: alarm when captured rows cannot be written as well."""
+    rollout: NotRequired[bool]
+    """A candidate is declared: alarm when the service aborts its rollout."""
 
 
 class ServiceAlarms(pulumi.ComponentResource):
-    """Error-rate, feature-drift, prediction-drift and live-quality alarms for one service, and
-    a capture-failure alarm when it captures requests."""
+    """Error-rate, feature-drift, prediction-drift and live-quality alarms for one service, a
+    capture-failure alarm when it captures requests, a rollout-aborted one during a rollout."""
 
     error_rate: aws.cloudwatch.MetricAlarm
     feature_drift: aws.cloudwatch.MetricAlarm
     prediction_drift: aws.cloudwatch.MetricAlarm
     quality_below_test: aws.cloudwatch.MetricAlarm
     capture_failing: aws.cloudwatch.MetricAlarm | None
+    rollout_aborted: aws.cloudwatch.MetricAlarm | None
 
     def __init__(
         self, name: str, args: ServiceAlarmsArgs, opts: pulumi.ResourceOptions | None = None
@@ -157,6 +162,9 @@ class ServiceAlarms(pulumi.ComponentResource):
                 common=common,
                 opts=child,
             )
+        self.rollout_aborted = None
+        if args.get("rollout", False):
+            self.rollout_aborted = self._rollout_aborted(name, dimensions, common, child)
         self.register_outputs(
             {
                 "error_rate": self.error_rate.name,
@@ -164,7 +172,32 @@ class ServiceAlarms(pulumi.ComponentResource):
                 "prediction_drift": self.prediction_drift.name,
                 "quality_below_test": self.quality_below_test.name,
                 **({"capture_failing": self.capture_failing.name} if self.capture_failing else {}),
+                **({"rollout_aborted": self.rollout_aborted.name} if self.rollout_aborted else {}),
             }
+        )
+
+    @classmethod
+    def _rollout_aborted(
+        cls,
+        name: str,
+        dimensions: dict[str, str],
+        common: dict[str, Any],
+        opts: pulumi.ResourceOptions,
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Written at the Service level like QualityBelowTest: 1 once a gate has failed and the
+        brake took the candidate (modelship:candidateModelUri) out of traffic."""
+        return cls._sustained_alarm(
+            f"{name}-rollout-aborted",
+            metric_name="RolloutAborted",
+            description="The candidate model failed a rollout gate: the service stopped sending "
+            "it traffic and answers from the primary; GET /rollout says which gate "
+            "(docs/rollout.md). Clear modelship:candidateModelUri.",
+            statistic="Maximum",
+            at_least=1,
+            periods=ROLLOUT_ABORTED_PERIODS,
+            dimensions=dimensions,
+            common=common,
+            opts=opts,
         )
 
     @staticmethod

@@ -109,6 +109,7 @@ def deploy_fargate(settings: Settings, fargate: FargateSettings) -> TargetOutput
         model_uri=fargate.store.model_uri,
         capture=fargate.store.capture,
         capture_uri=store.uri,
+        rollout=fargate.store.rollout,
     )
     network = _network(stack, spec)
     identity = _identity(stack, store)
@@ -302,7 +303,8 @@ def _service(
 
 
 def _alarms(stack: Stack[FargateSettings]) -> ServiceAlarms:
-    """CloudWatch alarms on the service's errors, drift and (when on) request capture."""
+    """CloudWatch alarms on the service's errors, drift and (when on) request capture and a
+    candidate's rollout."""
     topic = stack.target.alarm_topic_arn
     return ServiceAlarms(
         f"{stack.name}-alarms",
@@ -312,6 +314,7 @@ def _alarms(stack: Stack[FargateSettings]) -> ServiceAlarms:
             "tags": stack.labels,
             "alarm_actions": [topic] if topic else [],
             "capture": stack.target.store.capture.enabled,
+            "rollout": stack.target.store.rollout.enabled,
         },
     )
 

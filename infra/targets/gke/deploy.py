@@ -90,6 +90,7 @@ def deploy_gke(settings: Settings, gke: GkeSettings) -> TargetOutputs:
         model_uri=gke.store.model_uri,
         capture=gke.store.capture,
         capture_uri=store.uri,
+        rollout=gke.store.rollout,
     )
     app = _service(stack, spec, registry.images.service, store, cluster)
     training = _training_job(stack, registry.images.training, store, cluster, app)

@@ -15,9 +15,21 @@ import pulumi
 
 from infra.config import DNS_LABEL, DNS_LABEL_ALLOWED, HOSTNAME, HOSTNAME_ALLOWED, ConfigReader
 from infra.core.batch import BatchSettings, read_batch
-from infra.core.model_store import KEY_CAPTURE_RATE, CaptureSettings, read_capture
+from infra.core.model_store import (
+    KEY_CAPTURE_RATE,
+    CaptureSettings,
+    model_uri_pattern,
+    read_capture,
+    version_uri,
+)
+from infra.core.rollout import (
+    KEY_CANDIDATE_MODEL_URI,
+    RolloutSettings,
+    read_rollout,
+    version_sha256,
+)
 from infra.kubernetes.monitoring import KEY_POD_MONITOR, POD_MONITOR_OFF, POD_MONITORS
-from infra.settings import KEY_API_KEY, Settings
+from infra.settings import KEY_API_KEY, KEY_MODEL_URI, Settings
 
 KEY_CONTEXT = "modelship:kubeContext"
 KEY_NAMESPACE = "modelship:namespace"
@@ -93,6 +105,13 @@ ANNOTATIONS_ALLOWED = (
     "a mapping of annotation keys (prefix/name) to string values, e.g. "
     '{"cert-manager.io/cluster-issuer": "letsencrypt"}'
 )
+# This target owns no bucket either: a served or candidate version is in a store the pods'
+# identity can already read (no cloud IAM here).
+VERSION_URI = model_uri_pattern("(?:s3|gs)")
+VERSION_URI_ALLOWED = (
+    "a model version in a store the pods' identity can read: s3://BUCKET/models/NAME/SHA256/ or "
+    "gs://BUCKET/models/NAME/SHA256/, as `modelship models list` prints it (unset: {unset})"
+)
 NODE_ADDRESS = re.compile(rf"{_HOST}")
 NODE_ADDRESS_ALLOWED = "the IP address or DNS name of a node (or of a VIP in front of the nodes)"
 
@@ -132,6 +151,10 @@ class K8sSettings:
     """The store the service writes `captures/` to, when `capture` is enabled."""
     batch: BatchSettings = field(default_factory=BatchSettings)
     """The batch transform Job template (shards, parallelism, sizes, deadline)."""
+    model_uri: str | None = None
+    """The version to serve instead of the image's model (`modelship:modelUri`)."""
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    """A candidate version served beside the primary."""
 
     @property
     def service_type(self) -> str:
@@ -247,6 +270,7 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
             f"create the Secret with your secret manager and set {KEY_API_KEY_SECRET} to its name",
         )
 
+    model_uri, rollout = _read_versions(reader, settings)
     capture = read_capture(reader, with_days=False)
     capture_uri = reader.matching(KEY_CAPTURE_URI, "", CAPTURE_URI, CAPTURE_URI_ALLOWED) or None
     if capture.enabled and capture_uri is None and reader.raw(KEY_CAPTURE_URI) is None:
@@ -276,7 +300,27 @@ def read_k8s_settings(reader: ConfigReader, settings: Settings) -> K8sSettings:
         capture=capture,
         capture_uri=capture_uri,
         batch=read_batch(reader, lifecycle=False),
+        model_uri=model_uri,
+        rollout=rollout,
     )
+
+
+def _read_versions(reader: ConfigReader, settings: Settings) -> tuple[str | None, RolloutSettings]:
+    """`model_uri` and `rollout`: the versions by their shape (nothing outside the cluster is
+    called at preview; the service's start-up fetch proves a version), the candidate not the
+    model served (the image's own without a `modelship:modelUri`)."""
+    served = reader.matching(
+        KEY_MODEL_URI, "", VERSION_URI, VERSION_URI_ALLOWED.format(unset="the image's model")
+    )
+    candidate = reader.matching(
+        KEY_CANDIDATE_MODEL_URI,
+        "",
+        VERSION_URI,
+        VERSION_URI_ALLOWED.format(unset="no rollout, the primary alone"),
+    )
+    primary = version_sha256(served) if served else settings.image.model_sha256
+    rollout = read_rollout(reader, version_uri(candidate) if candidate else None, primary)
+    return (version_uri(served) if served else None), rollout
 
 
 def _object_name(reader: ConfigReader, key: str) -> str | None:

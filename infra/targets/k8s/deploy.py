@@ -33,7 +33,12 @@ def deploy_k8s(settings: Settings, cfg: K8sSettings) -> TargetOutputs:
     labels = standard_labels(settings.project, settings.stack)
     with_key = settings.api_key is not None or cfg.api_key_secret is not None
     spec = container_spec(
-        settings, api_key_file=with_key, capture=cfg.capture, capture_uri=cfg.capture_uri
+        settings,
+        api_key_file=with_key,
+        capture=cfg.capture,
+        capture_uri=cfg.capture_uri,
+        model_uri=cfg.model_uri,
+        rollout=cfg.rollout,
     )
     render_dir = repo_path(cfg.render_dir) if cfg.render_dir is not None else None
 
@@ -78,7 +83,7 @@ def deploy_k8s(settings: Settings, cfg: K8sSettings) -> TargetOutputs:
             "namespace": app.namespace_name,
             "job_name": f"{name}-batch",
             "image": image_ref,
-            "model": ARTIFACT_DIR,
+            "model": cfg.model_uri or ARTIFACT_DIR,
             "batch": cfg.batch,
             "labels": labels,
             "service_account_name": app.service_account.metadata.name,

@@ -25,16 +25,25 @@ from infra.core.model_store import (
     read_capture,
     read_training,
 )
+from infra.core.rollout import (
+    KEY_CANDIDATE_MODEL_URI,
+    RolloutSettings,
+    inputs_differ,
+    read_rollout,
+)
 from infra.settings import (
+    KEY_IMAGE_MODEL,
     KEY_MAX_REPLICAS,
     KEY_MIN_REPLICAS,
     KEY_MODEL_URI,
     KEY_PLATFORM,
     ContainerSettings,
+    ImageSettings,
     Settings,
     check_model_fits,
 )
 from infra.stack_file import REPO_ROOT
+from modelship.contracts.card import ModelCard
 from modelship.errors import ModelshipError
 from modelship.model import store
 
@@ -82,10 +91,17 @@ class LocalModelStore:
     """The share of served rows the service writes to `captures/` (kept until you delete them)."""
     batch: BatchSettings = field(default_factory=BatchSettings)
     """The batch transform's shards and sizes (`batch_command`)."""
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    """A candidate version, `models/<name>/<sha256>` relative to `directory` like `version`."""
 
     @property
     def version_dir(self) -> Path | None:
         return None if self.version is None else self.directory / self.version
+
+    @property
+    def candidate_dir(self) -> Path | None:
+        candidate = self.rollout.candidate_uri
+        return None if candidate is None else self.directory / candidate
 
     @property
     def data_dir(self) -> Path:
@@ -142,7 +158,7 @@ def read_local_settings(reader: ConfigReader, settings: Settings) -> LocalSettin
         ),
         restart=reader.choice(KEY_RESTART, LocalSettings.restart, RESTART_POLICIES),
         native_platform=reader.raw(KEY_PLATFORM) is None,
-        model_store=read_model_store(reader, settings.container),
+        model_store=read_model_store(reader, settings.container, settings.image),
     )
 
 
@@ -157,7 +173,9 @@ def _store_dir(value: str) -> Path:
     return directory
 
 
-def read_model_store(reader: ConfigReader, container: ContainerSettings) -> LocalModelStore:
+def read_model_store(
+    reader: ConfigReader, container: ContainerSettings, image: ImageSettings
+) -> LocalModelStore:
     """The store directory, the version to serve (checked on disk) and the training run.
 
     Only the model-store keys that mean something on one machine are read: a directory has no
@@ -169,39 +187,67 @@ def read_model_store(reader: ConfigReader, container: ContainerSettings) -> Loca
         KEY_MODEL_STORE_DIR, LocalModelStore.directory, _store_dir, STORE_DIR_ALLOWED
     )
     training = read_training(reader, with_timeout=False)
+    version, card = _read_version(reader, KEY_MODEL_URI, directory)
+    if card is not None:
+        check_model_fits(reader, container, card, KEY_MODEL_URI)
+    primary, source = (card, KEY_MODEL_URI) if card is not None else (image.card, KEY_IMAGE_MODEL)
     return LocalModelStore(
         directory=directory,
-        version=_read_version(reader, directory, container),
+        version=version,
         training=training,
         capture=read_capture(reader, with_days=False),
         batch=read_batch(reader, lifecycle=False, deadline=False),
+        rollout=_read_candidate(reader, directory, container, primary, source),
     )
 
 
+def _read_candidate(
+    reader: ConfigReader,
+    directory: Path,
+    container: ContainerSettings,
+    primary: ModelCard | None,
+    source: str,
+) -> RolloutSettings:
+    """`modelship:candidateModelUri` verified on disk like the served version, not that version,
+    scoring the same rows, and fitting the memory beside it. `primary` is unknown (None) for the
+    model the image trains at build time: then only the candidate itself is checked."""
+    candidate, card = _read_version(reader, KEY_CANDIDATE_MODEL_URI, directory)
+    rollout = read_rollout(
+        reader, candidate, None if primary is None else primary.artifact.onnx_sha256
+    )
+    if rollout.enabled and primary is not None and card is not None:
+        mismatch = inputs_differ(primary, card)
+        if mismatch is not None:
+            reader.problem(KEY_CANDIDATE_MODEL_URI, reader.raw(KEY_CANDIDATE_MODEL_URI), mismatch)
+        else:
+            # Each worker holds both models through the rollout: the pair must fit the memory.
+            check_model_fits(reader, container, primary, source, candidate=card)
+    return rollout
+
+
 def _read_version(
-    reader: ConfigReader, directory: Path, container: ContainerSettings
-) -> str | None:
-    """`modelship:modelUri` as a version path relative to the store, verified on disk, and its
-    measured footprint checked against `modelship:memory`."""
-    value = reader.raw(KEY_MODEL_URI)
+    reader: ConfigReader, key: str, directory: Path
+) -> tuple[str | None, ModelCard | None]:
+    """`key` (`modelship:modelUri`, `modelship:candidateModelUri`) as a version path relative to
+    the store, verified on disk, and that version's card."""
+    value = reader.raw(key)
     if value is None:
-        return None
+        return None, None
     allowed = MODEL_URI_ALLOWED.format(store=directory)
     given = Path(value.removeprefix("file://")).expanduser()
     path = (given if given.is_absolute() else directory / given).resolve()
     if not path.is_relative_to(directory):
-        reader.problem(KEY_MODEL_URI, value, f"is outside the model store; {allowed}")
-        return None
+        reader.problem(key, value, f"is outside the model store; {allowed}")
+        return None, None
     version = path.relative_to(directory).as_posix()
     if not VERSION_PATH.fullmatch(version):
-        reader.problem(KEY_MODEL_URI, value, f"is not a version directory; {allowed}")
-        return None
+        reader.problem(key, value, f"is not a version directory; {allowed}")
+        return None, None
     try:
         # The service's own start-up check: card and model present, hashes of the directory
         # name, the card and model.onnx agree. A directory is read in place (no cache used).
         loaded = store.fetch(str(path) + "/", cache=path)
     except ModelshipError as exc:
-        reader.problem(KEY_MODEL_URI, value, f"{exc.message}; {allowed}")
-        return None
-    check_model_fits(reader, container, loaded.card, KEY_MODEL_URI)
-    return version
+        reader.problem(key, value, f"{exc.message}; {allowed}")
+        return None, None
+    return version, loaded.card

@@ -6,6 +6,7 @@ Dockerfile) is only built and loaded, for the `docker run` line exported as `tra
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pulumi
@@ -45,6 +46,14 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
             "source": str(model_store.version_dir),
             "target": f"{CONTAINER_STORE_DIR}/{model_store.version}",
         }
+    # The candidate of a rollout is mounted beside it the same way; a new candidate (or none)
+    # changes MODELSHIP_CANDIDATE and the mounts, so it replaces the container too.
+    candidate: ReadOnlyMount | None = None
+    if model_store.candidate_dir is not None:
+        candidate = {
+            "source": str(model_store.candidate_dir),
+            "target": f"{CONTAINER_STORE_DIR}/{model_store.rollout.candidate_uri}",
+        }
     capture: CaptureMount | None = None
     if model_store.capture.enabled:
         capture = {
@@ -60,6 +69,9 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
         model_uri=None if mount is None else mount["target"] + "/",
         capture=model_store.capture,
         capture_uri=f"file://{CONTAINER_STORE_DIR}",
+        rollout=None
+        if candidate is None
+        else dataclasses.replace(model_store.rollout, candidate_uri=candidate["target"] + "/"),
     )
 
     # The same build component as the cloud targets, loaded into the local engine instead of
@@ -88,6 +100,8 @@ def deploy_local(settings: Settings, local: LocalSettings) -> TargetOutputs:
     }
     if mount is not None:
         args["model_mount"] = mount
+    if candidate is not None:
+        args["candidate_mount"] = candidate
     if capture is not None:
         args["capture_mount"] = capture
     app = LocalService(f"{name}-local", args, opts=pulumi.ResourceOptions(depends_on=[image]))

@@ -65,6 +65,8 @@ class LocalServiceArgs(TypedDict):
     api_key: pulumi.Input[str] | None
     model_mount: NotRequired[ReadOnlyMount]
     """The model version to serve (`modelship:modelUri`); none: the image's own model."""
+    candidate_mount: NotRequired[ReadOnlyMount]
+    """The candidate version of a rollout (`modelship:candidateModelUri`)."""
     capture_mount: NotRequired[CaptureMount]
     """Where request captures go (`modelship:captureRate` above 0)."""
 
@@ -116,13 +118,12 @@ class LocalService(pulumi.ComponentResource):
                 # (secret) environment value instead.
                 env.append(pulumi.Output.secret(pulumi.Output.concat(f"{API_KEY_ENV}=", api_key)))
             grace = spec.termination_grace_seconds
-            mount = args.get("model_mount")
             capture = args.get("capture_mount")
             mounts = [
                 docker.ContainerMountArgs(
-                    type="bind", source=m["source"], target=m["target"], read_only=m is mount
+                    type="bind", source=m["source"], target=m["target"], read_only=m is not capture
                 )
-                for m in (mount, capture)
+                for m in (args.get("model_mount"), args.get("candidate_mount"), capture)
                 if m is not None
             ]
             self.container = docker.Container(

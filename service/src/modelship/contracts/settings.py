@@ -216,6 +216,17 @@ class Settings(BaseSettings):
         description="Live quality is 'below_test' (and alerts) when its headline metric (r2, or "
         "accuracy) is lower than the model card's test figure by more than this",
     )
+    candidate: str | None = Field(
+        None,
+        description="Candidate model served beside the primary in a rollout: an artifact "
+        "directory or a store URI (fetched and verified like model_uri); unset: no rollout",
+    )
+    candidate_traffic: str = Field(
+        "shadow",
+        description="How the candidate takes traffic: 'shadow' (every answer from the primary, "
+        "the candidate scores the same rows off the request path) or a whole percentage 0-100 "
+        "('10' or '10%': that share of routing keys is answered by the candidate)",
+    )
     state_dir: Path | None = Field(
         None,
         description="Directory of the state the workers share (the feedback join); `modelship "
