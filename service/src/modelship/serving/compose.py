@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelship.contracts.rollout import check_compatible
 from modelship.contracts.settings import Settings
 from modelship.model import artifact, store
 from modelship.model.predictor import Predictor
@@ -20,7 +21,7 @@ from modelship.serving.memory import memory_problem
 from modelship.serving.monitoring.capture import Capture, create_capture
 from modelship.serving.monitoring.monitor import Monitor
 from modelship.serving.monitoring.setup import create_monitor
-from modelship.serving.rollout import Rollout, Version, check_compatible
+from modelship.serving.rollout import Rollout, Version
 from modelship.serving.shared import StateDirectory
 
 

@@ -158,7 +158,8 @@ class DataPlane:
         if rollout is None:
             if version is not None and version != self._version:
                 raise NotFound(
-                    f"no model version {version!r} here: the loaded version is {self._version}"
+                    f"model '{self.card.name}' has no version '{version}': it is version "
+                    f"'{self._version}'"
                 )
             return None
         return rollout.version(version) if version else rollout.route(key or request_id)

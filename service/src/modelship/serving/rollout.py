@@ -36,8 +36,9 @@ from prometheus_client import Counter, Metric
 from prometheus_client.core import GaugeMetricFamily
 
 from modelship.contracts.card import ModelCard, NumericDistribution
+from modelship.contracts.rollout import check_compatible
 from modelship.contracts.settings import Settings, parse_traffic
-from modelship.errors import ModelshipError, NotFound
+from modelship.errors import NotFound
 from modelship.serving.monitoring.distribution import (
     bin_counts,
     numeric_bins,
@@ -65,7 +66,9 @@ Hook = Callable[["ModelInput", "Predictions", "PredictionIds"], None]
 LiveQuality = Callable[[], dict[str, dict[str, Any]]]
 
 ANSWERS = Counter(
-    "modelship_rollout_answers", "Requests answered, by the model version that answered", ["model_version"]
+    "modelship_rollout_answers",
+    "Requests answered, by the model version that answered",
+    ["model_version"],
 )
 SKIPPED = Counter(
     "modelship_rollout_unscored",
@@ -102,34 +105,6 @@ class Version:
     @property
     def name(self) -> str:
         return self.predictor.card.version
-
-
-def check_compatible(primary: ModelCard, candidate: ModelCard) -> None:
-    """Refuse a candidate that does not answer the primary's question on the primary's input."""
-    problems = []
-    if (candidate.task, candidate.target) != (primary.task, primary.target):
-        problems.append(
-            f"it is a {candidate.task} of {candidate.target!r}, the primary a {primary.task} of "
-            f"{primary.target!r}"
-        )
-    ours = [(f.name, f.kind, f.input_name) for f in primary.features]
-    theirs = [(f.name, f.kind, f.input_name) for f in candidate.features]
-    if ours != theirs:
-        problems.append(
-            f"its features {[f[:2] for f in theirs]} differ from the primary's "
-            f"{[f[:2] for f in ours]}"
-        )
-    if candidate.classes != primary.classes:
-        problems.append(f"its classes {candidate.classes} differ from {primary.classes}")
-    if problems:
-        raise ModelshipError(
-            f"candidate {candidate.name} version {candidate.version} cannot be compared with "
-            f"primary {primary.name} version {primary.version}: {'; '.join(problems)}"
-        )
-    if candidate.version == primary.version:
-        raise ModelshipError(
-            f"the candidate is the primary itself (version {primary.version}): nothing to roll out"
-        )
 
 
 class _Binner:
@@ -215,6 +190,7 @@ class Rollout:
         primary: Version,
         candidate: Version,
         directory: Path,
+        *,
         overloaded: Callable[[], bool],
         quality: LiveQuality | None = None,
     ) -> None:
@@ -261,8 +237,8 @@ class Rollout:
         found = self.versions.get(name)
         if found is None:
             raise NotFound(
-                f"no model version {name!r} here: the loaded versions are {self.primary.name} "
-                f"(primary) and {self.candidate.name} (candidate)"
+                f"model '{self.primary.card.name}' has no version '{name}': the loaded versions "
+                f"are '{self.primary.name}' (primary) and '{self.candidate.name}' (candidate)"
             )
         return found
 
@@ -679,7 +655,9 @@ class RolloutCollector:
         )
         share.add_metric([candidate], report["traffic"]["candidate_percent"])
         value = GaugeMetricFamily(
-            "modelship_rollout_gate_value", "A rollout gate's value", labels=["model_version", "gate"]
+            "modelship_rollout_gate_value",
+            "A rollout gate's value",
+            labels=["model_version", "gate"],
         )
         threshold = GaugeMetricFamily(
             "modelship_rollout_gate_threshold",

@@ -87,9 +87,7 @@ def create_app(serving: Serving) -> FastAPI:
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (`--factory`): settings from MODELSHIP_* variables, model from disk."""
     settings = load_settings()
-    app = create_app(
-        build_serving(settings, load_predictor(settings), load_candidate(settings))
-    )
+    app = create_app(build_serving(settings, load_predictor(settings), load_candidate(settings)))
     # A worker's libraries, model and app live as long as it does: frozen, the garbage collector no
     # longer walks them. Unfrozen, a full collection held the event loop for a long pause, every
     # request in flight waiting (docs/benchmarks.md#what-changed-and-why). Here, not in create_app:
