@@ -57,10 +57,19 @@ def send_labels(url: str, path: Path, api_key: str | None = None) -> dict[str, A
 
 
 def _post(url: str, data: bytes, api_key: str | None) -> dict[str, Any]:
-    headers = {"content-type": "text/csv"}
+    return server_json(url, api_key, data, "text/csv")
+
+
+def server_json(
+    url: str, api_key: str | None, data: bytes | None = None, media_type: str | None = None
+) -> dict[str, Any]:
+    """A running server's JSON answer to a GET (or, with `data`, a POST), sending the API key
+    as the server takes it; an error answer or no answer is a `ModelshipError` saying which."""
+    headers = {"content-type": media_type} if media_type else {}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 - the user's server
+    method = "GET" if data is None else "POST"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - the user's server
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
             report: dict[str, Any] = json.loads(answer.read())

@@ -1,5 +1,5 @@
 """The `modelship` command: train, import, predict, info, report, serve, models, feedback,
-quality.
+quality, rollout.
 
 One module per command, each an `add_parser` and a `run` that delegates to the layer doing the
 work (build, the batch transform, the model store, the server)."""
@@ -11,7 +11,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from modelship import __version__
-from modelship.cli import import_model, info, labels, models, predict, report, serve, train
+from modelship.cli import (
+    import_model,
+    info,
+    labels,
+    models,
+    predict,
+    report,
+    rollout,
+    serve,
+    train,
+)
 from modelship.errors import ModelshipError
 
 
@@ -22,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelship {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, import_model, predict, models, info, report, serve, labels):
+    for command in (train, import_model, predict, models, info, report, serve, labels, rollout):
         command.add_parser(commands)
     return parser
 
@@ -37,6 +47,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": report.run,
     "feedback": labels.run_feedback,
     "quality": labels.run_quality,
+    "rollout": rollout.run,
 }
 
 
