@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from modelship.build.training.options import TrainOptions
 from modelship.build.training.train import train
-
 from modelship.contracts.settings import Settings
 from modelship.model import artifact
 from modelship.model.predictor import Predictor

@@ -47,17 +47,15 @@ def send_labels(url: str, path: Path, api_key: str | None = None) -> dict[str, A
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["id", "label"])
         writer.writerows(items[start : start + SEND_ROWS])
-        report = _post(f"{url.rstrip('/')}/feedback", text.getvalue().encode(), api_key)
+        report = server_json(
+            f"{url.rstrip('/')}/feedback", api_key, text.getvalue().encode(), "text/csv"
+        )
         for key in ("received", *OUTCOMES):
             total[key] += report[key]
         for problem in report["problems"]:
             problem["index"] += start  # the row of the file, not of the part
             total["problems"].append(problem)
     return total
-
-
-def _post(url: str, data: bytes, api_key: str | None) -> dict[str, Any]:
-    return server_json(url, api_key, data, "text/csv")
 
 
 def server_json(
@@ -76,9 +74,14 @@ def server_json(
             return report
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:500]
-        raise ModelshipError(f"{url} answered {exc.code}: {detail}") from None
+        error = ServerUnavailable if exc.code >= 500 else ModelshipError
+        raise error(f"{url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ModelshipError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+        raise ServerUnavailable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+class ServerUnavailable(ModelshipError):
+    """No answer, or a 5xx: worth asking again (a server restarting during a deploy)."""
 
 
 # --- offline: captures joined with labels --------------------------------------------------------

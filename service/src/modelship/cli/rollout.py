@@ -67,12 +67,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelship.quality import server_json  # no serving import: see cli/labels.py
+    from modelship.quality import ServerUnavailable, server_json  # not serving: cli/labels.py
 
     url = f"{args.url.rstrip('/')}/rollout"
     deadline = time.monotonic() + args.timeout if args.action == "wait" else 0.0
     while True:
-        report = server_json(url, args.api_key)
+        try:
+            report = server_json(url, args.api_key)
+        except ServerUnavailable as exc:
+            # `wait` rides out a server that restarts (a deploy replacing it) until its timeout.
+            if args.action == "status" or time.monotonic() >= deadline:
+                raise
+            print(f"modelship: {exc.message}; asking again", file=sys.stderr)
+            time.sleep(min(args.interval, max(deadline - time.monotonic(), 0.0)))
+            continue
         verdict = report.get("verdict")
         if verdict not in EXIT:
             raise ModelshipError(f"{url} answered no verdict: {json.dumps(report)[:300]}")

@@ -61,10 +61,10 @@ class Serving:
             self.monitor.stop()
         if self.capture is not None:
             self.capture.stop(timeout=min(self.settings.shutdown_grace_seconds, 10.0))
+        if self.rollout is not None:  # before the feedback join its gates read
+            self.rollout.stop()
         if self.feedback is not None:
             self.feedback.stop()
-        if self.rollout is not None:
-            self.rollout.stop()
         if self.state is not None:
             self.state.close()
 

@@ -45,7 +45,7 @@ from modelship.serving.monitoring.distribution import (
     psi,
     reference_shares,
 )
-from modelship.serving.shared import connect, sqlite_errors, transaction
+from modelship.serving.shared import SharedStateError, connect, sqlite_errors, transaction
 
 if TYPE_CHECKING:
     from modelship.model.codecs.base import ModelInput
@@ -305,7 +305,7 @@ class Rollout:
                 next_sync = time.monotonic() + period
                 try:
                     self.sync()
-                except sqlite3.Error as exc:  # never the end of the thread: the next sync retries
+                except (sqlite3.Error, SharedStateError) as exc:  # the next sync retries
                     log.warning("rollout: cannot use the shared state %s: %s", self.path, exc)
 
     def _compare(self, item: _Item) -> tuple[Any, ...]:
