@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from modelship.build.training.options import TrainOptions
-from modelship.build.training.train import train
 from modelship.contracts.settings import Settings
 from modelship.model import artifact
 from modelship.model.predictor import Predictor
@@ -48,32 +44,3 @@ def client(regression_artifact: Path) -> Iterator[TestClient]:
 def iris_client(classification_artifact: Path) -> Iterator[TestClient]:
     with make_client(classification_artifact) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="session")
-def good_candidate_artifact(tmp_path_factory: pytest.TempPathFactory, insurance_csv: Path) -> Path:
-    """A rollout candidate that should be promoted: the insurance data, another estimator."""
-    out = tmp_path_factory.mktemp("models") / "insurance-hgb"
-    options = TrainOptions(
-        data=insurance_csv, target="charges", output=out, model="hist_gradient_boosting", seed=7
-    )
-    train(options, lambda _: None)
-    return out
-
-
-@pytest.fixture(scope="session")
-def shuffled_candidate_artifact(
-    tmp_path_factory: pytest.TempPathFactory, insurance_frame: pd.DataFrame
-) -> Path:
-    """A rollout candidate that must be aborted: trained on the insurance data with its target
-    shuffled (it loads, answers, and is wrong)."""
-    folder = tmp_path_factory.mktemp("models")
-    shuffled = insurance_frame.copy()
-    shuffled["charges"] = np.random.default_rng(0).permutation(shuffled["charges"].to_numpy())
-    shuffled.to_csv(folder / "insurance.csv", index=False)
-    out = folder / "insurance-shuffled"
-    options = TrainOptions(
-        data=folder / "insurance.csv", target="charges", output=out, model="gradient_boosting"
-    )
-    train(options, lambda _: None)
-    return out
