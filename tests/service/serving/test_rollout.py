@@ -2,7 +2,7 @@
 version named in every answer, the gates and the verdict, /metrics and the CloudWatch line.
 
 Multi-worker behaviour (the verdict and the brake shared by the workers) is in
-tests/service/test_rollout_e2e.py, over real sockets.
+tests/service/serving/test_rollout_e2e.py, over real sockets.
 """
 
 from __future__ import annotations
