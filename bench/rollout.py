@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     body = json.dumps(model["card"]["examples"][0]).encode()
     logs = Path(tempfile.mkdtemp(prefix="modelship-bench-rollout-"))
     sides = {
-        "no candidate": [],
-        "shadow": ["--candidate", str(candidate), "--candidate-traffic", "shadow"],
-        "canary 10%": ["--candidate", str(candidate), "--candidate-traffic", "10"],
+        "no candidate": (),
+        "shadow": ("--candidate", str(candidate), "--candidate-traffic", "shadow"),
+        "canary 10%": ("--candidate", str(candidate), "--candidate-traffic", "10"),
     }
     print(
         f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, "
@@ -73,31 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     for name, extra in sides.items():
-        server = http_bench.Server(
-            name=name.replace(" ", "-").replace("%", "pct"),
-            command=lambda port, workers, extra=extra: [  # type: ignore[misc]
-                sys.executable,
-                "-m",
-                "modelship",
-                "serve",
-                "--artifact",
-                str(model["artifact"]),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                *extra,
-            ],
-            env={"MODELSHIP_ACCESS_LOG": "false", **UNDECIDED},
-            ready_path="/readyz",
-            predict_path="/predict",
-            predict_body=body,
-            batch_body=b"",
-            batch_path="/predict/batch",
-            csv_path=None,
-            headers={"Content-Type": "application/json"},
+        server = http_bench.modelship_serve(
+            name.replace(" ", "-").replace("%", "pct"),
+            model["artifact"],
+            body,
+            {"MODELSHIP_ACCESS_LOG": "false", **UNDECIDED},
+            extra=extra,
         )
         script = http_bench.wrk_script(logs / f"{server.name}.lua", server)
         with http_bench.running(server, args.workers, logs) as (port, pid, _):
@@ -125,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, load, cpu_us, over, _, unscored in rows:
+        slower = load.p50_ms / base.p50_ms - 1
         print(
-            f"| {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p50_ms / base.p50_ms - 1:+.1%} "
+            f"| {name} | {load.rps:,.0f} | {load.p50_ms:.2f} | {slower:+.1%} "
             f"| {load.p99_ms:.2f} | {cpu_us:.0f} | {over.p99_ms:.0f} | {over.errors:,} "
             f"| {unscored:,.0f} |"
         )

@@ -25,7 +25,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -164,21 +164,15 @@ class _Item:
 class Gate:
     """One gate: its value against its threshold, in the model card's terms."""
 
-    name: str
+    gate: str
     value: float | None
     threshold: float
     state: GateState
     reads: str
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "gate": self.name,
-            "value": self.value,
-            "threshold": self.threshold,
-            "state": self.state,
-            "passed": None if self.state == "insufficient_data" else self.state == "pass",
-            "reads": self.reads,
-        }
+        passed = None if self.state == "insufficient_data" else self.state == "pass"
+        return {**asdict(self), "passed": passed}
 
 
 class Rollout:
@@ -425,7 +419,7 @@ class Rollout:
         gates = list(self._gates(rows))
         if any(g.state == "fail" for g in gates):
             verdict: Verdict = "abort"
-        elif all(g.state == "pass" for g in gates if g.name != "live_quality"):
+        elif all(g.state == "pass" for g in gates if g.gate != "live_quality"):
             verdict = "promote"
         else:
             verdict = "baking"
@@ -471,88 +465,69 @@ class Rollout:
         enough = len(rows) >= s.rollout_min_requests
         per = self._per_version(rows)
         p, c = per[self.primary.name], per[self.candidate.name]
+        # Rows both versions answered: what the divergence of their predictions is taken over.
+        compared_rows = sum(r[0] for r in rows if r[1] == 0 and r[2] == 0)
 
-        def gate(name: str, value: float | None, threshold: float, bad: bool, reads: str) -> Gate:
+        def per_row(at: int) -> float | None:
+            """A column of summed per-row figures, as a mean over the compared rows."""
+            total = sum(r[at] for r in rows if r[at] is not None)
+            return total / compared_rows if compared_rows else None
+
+        def gate(
+            name: str, value: float | None, threshold: float, reads: str, bad: bool | None = None
+        ) -> Gate:
             if not enough or value is None:
-                return Gate(
-                    name,
-                    value,
-                    threshold,
-                    "insufficient_data",
-                    f"{len(rows)} of {s.rollout_min_requests} compared requests needed",
-                )
-            return Gate(name, value, threshold, "fail" if bad else "pass", reads)
+                needed = f"{len(rows)} of {s.rollout_min_requests} compared requests needed"
+                return Gate(name, value, threshold, "insufficient_data", needed)
+            failed = value > threshold if bad is None else bad
+            return Gate(name, value, threshold, "fail" if failed else "pass", reads)
 
-        if rows:
-            extra = c["error_rate"] - p["error_rate"]
-            yield gate(
-                "error_rate",
-                extra,
-                s.rollout_max_error_rate,
-                extra > s.rollout_max_error_rate,
-                f"the candidate's model calls fail {c['error_rate']:.2%} of the time, the "
-                f"primary's {p['error_rate']:.2%}",
-            )
-        else:
-            yield gate("error_rate", None, s.rollout_max_error_rate, False, "")
+        yield gate(
+            "error_rate",
+            c["error_rate"] - p["error_rate"] if rows else None,
+            s.rollout_max_error_rate,
+            f"the candidate's model calls fail {c['error_rate'] or 0:.2%} of the time, the "
+            f"primary's {p['error_rate'] or 0:.2%}",
+        )
         for quantile in ("p50", "p99"):
             ours, theirs = p[f"{quantile}_ms"], c[f"{quantile}_ms"]
             ratio = theirs / ours if ours and theirs is not None else None
-            slow = (
-                ratio is not None
-                and ratio > s.rollout_max_latency_ratio
-                and theirs - ours > s.rollout_latency_floor_ms
-            )
             yield gate(
                 f"latency_{quantile}",
                 ratio,
                 s.rollout_max_latency_ratio,
-                slow,
                 f"the candidate's {quantile} compute time is {theirs or 0:.3f} ms, "
                 f"{ratio or 0:.2f}x the primary's {ours or 0:.3f} ms (differences under "
                 f"{s.rollout_latency_floor_ms:g} ms never abort)",
+                bad=ratio is not None
+                and ratio > s.rollout_max_latency_ratio
+                and theirs - ours > s.rollout_latency_floor_ms,
             )
-        compared_rows = sum(r[0] for r in rows if r[1] == 0 and r[2] == 0)
+        target = self.primary.card.target
         if self.primary.card.task == "regression":
-            mean_gap = (
-                sum(r[5] for r in rows if r[5] is not None) / compared_rows
-                if compared_rows
-                else None
-            )
+            mean_gap = per_row(5)
             value = mean_gap / self._scale if mean_gap is not None and self._scale else None
             yield gate(
                 "divergence",
                 value,
                 s.rollout_max_divergence,
-                value is not None and value > s.rollout_max_divergence,
-                f"on the same rows the versions' predictions of {self.primary.card.target} differ "
-                f"by {mean_gap or 0:.4g} on average, {value or 0:.2f}x the primary's test MAE "
+                f"on the same rows the versions' predictions of {target} differ by "
+                f"{mean_gap or 0:.4g} on average, {value or 0:.2f}x the primary's test MAE "
                 f"({self._scale or 0:.4g})",
             )
         else:
-            share = (
-                sum(r[6] for r in rows if r[6] is not None) / compared_rows
-                if compared_rows
-                else None
-            )
+            share, distance = per_row(6), per_row(7)
             yield gate(
                 "disagreement",
                 share,
                 s.rollout_max_disagreement,
-                share is not None and share > s.rollout_max_disagreement,
-                f"on the same rows the versions predict a different {self.primary.card.target} "
-                f"for {share or 0:.2%} of them",
-            )
-            distance = (
-                sum(r[7] for r in rows if r[7] is not None) / compared_rows
-                if compared_rows
-                else None
+                f"on the same rows the versions predict a different {target} for "
+                f"{share or 0:.2%} of them",
             )
             yield gate(
                 "probability_distance",
                 distance,
                 s.rollout_max_probability_distance,
-                distance is not None and distance > s.rollout_max_probability_distance,
                 f"the versions' class probabilities are {distance or 0:.3f} apart on average "
                 "(total variation: 0 the same, 1 disjoint)",
             )
@@ -565,7 +540,6 @@ class Rollout:
             "prediction_drift",
             psi_gap,
             s.rollout_max_psi,
-            psi_gap is not None and psi_gap > s.rollout_max_psi,
             f"the candidate's predictions drift from its training predictions by PSI "
             f"{c['prediction_psi'] or 0:.3f}, the primary's from theirs by "
             f"{p['prediction_psi'] or 0:.3f}",
