@@ -68,7 +68,10 @@ def _setting_flag(name: str) -> dict[str, Any]:
     field = Settings.model_fields[name]
     default = "none" if field.default is None else field.default
     options: dict[str, Any] = {
-        "help": f"{field.description} (MODELSHIP_{name.upper()}; default {default})"
+        # argparse %-formats help texts: a literal % is written %%.
+        "help": f"{field.description} (MODELSHIP_{name.upper()}; default {default})".replace(
+            "%", "%%"
+        )
     }
     if get_origin(field.annotation) is Literal:
         options["choices"] = get_args(field.annotation)
