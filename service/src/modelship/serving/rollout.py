@@ -147,7 +147,7 @@ class _Binner:
         rows = int(total.sum())
         if rows == 0:
             return None, 0
-        return psi(reference_shares(self.reference), self.reference.rows, total), rows
+        return psi(reference_shares(self.reference), self.reference.rows, total.tolist()), rows
 
 
 @dataclass
