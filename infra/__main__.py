@@ -13,8 +13,9 @@
 
 Every target builds the same image (`infra.core.image`), runs the same container description
 (`infra.core.container`), labels everything the same way (`infra.core.labels`) and exports
-`url`, `image`. Config is read and validated once (`infra.config`, `infra.settings`) before any
-resource is declared.
+`url`, `image`, and its capacity plan and price at the planned load (`capacity`, `monthly_cost`,
+`cost_per_million_predictions`: `infra.core.capacity`, `infra.core.cost`). Config is read and
+validated once (`infra.config`, `infra.settings`) before any resource is declared.
 
 `infra` is a package of the workspace's environment (the root `pyproject.toml`), so imports need
 no path set-up; but Pulumi's host runs this directory as a script with the directory itself first
@@ -33,6 +34,7 @@ from typing import Any  # noqa: E402
 import pulumi  # noqa: E402
 
 from infra.config import ConfigReader  # noqa: E402
+from infra.core.cost import Ledger  # noqa: E402
 from infra.settings import read_shared  # noqa: E402
 from infra.targets import Target, TargetOutputs, fargate, gke, k8s, local  # noqa: E402
 
@@ -50,10 +52,15 @@ def main() -> TargetOutputs:
     settings = read_shared(reader, pulumi.get_project(), TARGETS)
     target = TARGETS.get(settings.target)
     section = target.read_section(reader, settings) if target is not None else None
+    plan = None
+    if target is not None:
+        settings, plan = target.plan(reader, settings, section)
     reader.check_unknown_keys()
     reader.raise_if_problems()
-    assert target is not None  # a missing target is a problem raised above
-    return target.deploy(settings, section)
+    assert target is not None and plan is not None  # a missing target is a problem raised above
+    ledger = Ledger().install()
+    outputs = target.deploy(settings, section)
+    return target.priced(outputs, settings, section, plan, ledger)
 
 
 main().export()

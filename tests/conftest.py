@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,11 @@ from modelship.build.training.options import TrainOptions
 from modelship.build.training.train import train
 
 REPO = Path(__file__).resolve().parent.parent
+
+# `modelship train` and `import` measure capacity as a last step (half a minute, as root): the
+# tests that run them as subprocesses are about training, so the step is off for the session
+# (subprocesses inherit it); tests/service/build/capacity turns it on where it is the subject.
+os.environ.setdefault("MODELSHIP_CAPACITY", "off")
 
 
 def _quiet(_: str) -> None:

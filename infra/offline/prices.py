@@ -1,11 +1,18 @@
-"""The cloud list prices docs/cost.md computes with: one table, each price with its source page.
+"""The cloud list prices every cost figure is computed with: one table, each price with its source.
 
-Nothing in the stacks reads these; `tests/infra/test_cost.py` multiplies them by what the stacks
-declare (tasks, addresses, alarms, metrics) and checks the figures docs/cost.md prints, so a
-changed default or a new alarm cannot leave the doc behind. Prices change: `written` is the day a
-price was taken down. The AWS figures are on-demand list prices for us-east-1 and were written
-without re-reading the pages from the machine that wrote them (it had no access to them);
-check the pages before relying on them.
+The stacks read it at `pulumi preview` to price what they declare (`infra/core/cost.py`, each
+target's `cost.py`: the `monthly_cost` and `cost_per_million_predictions` outputs), and
+`tests/infra/cost_doc.py` generates docs/cost.md's planned-load tables from it, so a changed price
+changes the outputs, the plans and the doc together.
+
+Prices change. `read` says how each price was taken down:
+- `READ` prices were re-read on that day from a stored copy of a public page quoting the price
+  list (the machine that wrote this module reaches no cloud pricing page): the page named in
+  `seen_on`, which quotes the provider's list price for the region;
+- `NOT_REREAD` prices are written from the provider's published on-demand list as known to the
+  author on that day, without a page to re-read them from here. Check the `source` page before
+  relying on them.
+AWS prices are on-demand list prices for us-east-1, Google's for us-central1.
 """
 
 from __future__ import annotations
@@ -14,31 +21,55 @@ from dataclasses import dataclass
 
 HOURS_PER_MONTH = 730
 """The month the cost tables use (AWS and Google both bill by the hour; 8,760 h / 12)."""
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 
 
 @dataclass(frozen=True)
 class Price:
-    """One list price: USD per `unit`, from `source`, written down on `written`."""
+    """One list price: USD per `unit`, from `source`, taken down on `written` (see `read`)."""
 
     usd: float
     unit: str
     source: str
     written: str
+    read: str = "not re-read"
+    """`READ` (re-read from `seen_on`, a stored copy of a page quoting it) or `NOT_REREAD`."""
+    seen_on: str = ""
 
     def monthly(self, quantity: float = 1.0) -> float:
         """USD for `quantity` units running all month (hourly prices times `HOURS_PER_MONTH`)."""
-        hours = HOURS_PER_MONTH if self.unit.endswith("-hour") else 1
+        hours = HOURS_PER_MONTH if self.unit.split(" (")[0].endswith("-hour") else 1
         return self.usd * quantity * hours
 
+
+READ = "re-read"
+NOT_REREAD = "not re-read"
 
 _FARGATE = "https://aws.amazon.com/fargate/pricing/"
 _ELB = "https://aws.amazon.com/elasticloadbalancing/pricing/"
 _VPC = "https://aws.amazon.com/vpc/pricing/"
 _CLOUDWATCH = "https://aws.amazon.com/cloudwatch/pricing/"
+_ECR = "https://aws.amazon.com/ecr/pricing/"
+_S3 = "https://aws.amazon.com/s3/pricing/"
+_SAGEMAKER = "https://aws.amazon.com/sagemaker/pricing/"
+_GKE = "https://cloud.google.com/kubernetes-engine/pricing"
+_GCP_NETWORK = "https://cloud.google.com/vpc/network-pricing"
+_GCE = "https://cloud.google.com/compute/vm-instance-pricing"
+_LOGGING = "https://cloud.google.com/stackdriver/pricing"
+_ARTIFACT_REGISTRY = "https://cloud.google.com/artifact-registry/pricing"
+_GCS = "https://cloud.google.com/storage/pricing"
 _WRITTEN = "2026-11-25"
+_REREAD = "2026-12-07"
+# Stored copies of pages quoting the list prices (the search tool's page store), re-read on _REREAD.
+_VANTAGE_FARGATE = "https://www.vantage.sh/blog/fargate-pricing (us-east-1 Linux/x86 table)"
+_GKE_PAGE = "https://cloud.google.com/kubernetes-engine/pricing (cluster management fee section)"
+_TOOLSTAC_GKE = (
+    "https://toolstac.com/tool/gke-enterprise/enterprise-transition-guide (Autopilot rates)"
+)
 
-FARGATE_VCPU = Price(0.04048, "vCPU-hour", _FARGATE, _WRITTEN)
-FARGATE_GB = Price(0.004445, "GB-hour", _FARGATE, _WRITTEN)
+# --- AWS -------------------------------------------------------------------------------------
+FARGATE_VCPU = Price(0.04048, "vCPU-hour", _FARGATE, _REREAD, READ, _VANTAGE_FARGATE)
+FARGATE_GB = Price(0.004445, "GB-hour", _FARGATE, _REREAD, READ, _VANTAGE_FARGATE)
 ALB = Price(0.0225, "load-balancer-hour", _ELB, _WRITTEN)
 ALB_LCU = Price(0.008, "LCU-hour", _ELB, _WRITTEN)
 PUBLIC_IPV4 = Price(0.005, "address-hour", _VPC, _WRITTEN)
@@ -48,3 +79,43 @@ CLOUDWATCH_ALARM = Price(0.10, "standard-resolution alarm-month", _CLOUDWATCH, _
 CLOUDWATCH_METRIC = Price(0.30, "custom metric-month (first 10,000)", _CLOUDWATCH, _WRITTEN)
 LOGS_INGESTED = Price(0.50, "GB ingested", _CLOUDWATCH, _WRITTEN)
 LOGS_STORED = Price(0.03, "GB-month stored", _CLOUDWATCH, _WRITTEN)
+ECR_STORAGE = Price(0.10, "GB-month", _ECR, _WRITTEN)
+S3_STORAGE = Price(0.023, "GB-month (S3 Standard, first 50 TB)", _S3, _WRITTEN)
+# SageMaker real-time inference: an always-on instance per replica. ml.c5.large is 2 vCPU and
+# 4 GiB, the smallest compute-optimised hosting instance.
+SAGEMAKER_C5_LARGE = Price(
+    0.102, "ml.c5.large instance-hour (real-time hosting)", _SAGEMAKER, _WRITTEN
+)
+SAGEMAKER_C5_LARGE_VCPU = 2
+SAGEMAKER_DATA_GB = Price(
+    0.016, "GB processed in + out (real-time and serverless)", _SAGEMAKER, _WRITTEN
+)
+# SageMaker serverless inference: billed per second of inference duration, by the memory size
+# chosen; the per-second price scales linearly with it (0.0000200 per second at 1 GB).
+SAGEMAKER_SERVERLESS_GB_SECOND = Price(
+    0.0000200, "GB-second of inference duration", _SAGEMAKER, _WRITTEN
+)
+
+# --- Google Cloud ------------------------------------------------------------------------------
+GKE_CLUSTER = Price(0.10, "cluster-hour", _GKE, _REREAD, READ, _GKE_PAGE)
+GKE_FREE_TIER_CREDIT = Price(74.40, "USD-month per billing account", _GKE, _REREAD, READ, _GKE_PAGE)
+AUTOPILOT_VCPU = Price(0.0445, "vCPU-hour", _GKE, _REREAD, READ, _TOOLSTAC_GKE)
+AUTOPILOT_GIB = Price(0.0049225, "GiB-hour", _GKE, _REREAD, READ, _TOOLSTAC_GKE)
+AUTOPILOT_EPHEMERAL_GIB = Price(0.0000548, "GiB-hour (ephemeral storage)", _GKE, _WRITTEN)
+FORWARDING_RULE = Price(0.025, "forwarding-rule-hour (first 5)", _GCP_NETWORK, _WRITTEN)
+LB_DATA_GB = Price(0.008, "GB processed by the load balancer", _GCP_NETWORK, _WRITTEN)
+STATIC_IP = Price(0.005, "in-use external IP-hour", _GCP_NETWORK, _WRITTEN)
+CLOUD_LOGGING_GIB = Price(0.50, "GiB ingested beyond 50 GiB per project-month", _LOGGING, _WRITTEN)
+CLOUD_LOGGING_FREE_GIB = 50.0
+ARTIFACT_REGISTRY_STORAGE = Price(0.10, "GB-month beyond 0.5 GB", _ARTIFACT_REGISTRY, _WRITTEN)
+GCS_STORAGE = Price(0.020, "GB-month (Standard, regional)", _GCS, _WRITTEN)
+# The node price the k8s target quotes a pod at (a cluster someone else pays for): Compute
+# Engine E2 on-demand resource prices, the general-purpose family GKE Standard defaults to.
+E2_VCPU = Price(0.021811, "vCPU-hour (E2 on-demand)", _GCE, _WRITTEN)
+E2_GB = Price(0.002923, "GB-hour (E2 on-demand)", _GCE, _WRITTEN)
+E2_STANDARD_2 = Price(0.067006, "e2-standard-2 node-hour (2 vCPU, 8 GB)", _GCE, _WRITTEN)
+
+
+def table() -> dict[str, Price]:
+    """Every price of this module by its name (docs/cost.md lists them all)."""
+    return {name: value for name, value in globals().items() if isinstance(value, Price)}

@@ -1,18 +1,23 @@
 """What a deployment target is: a settings reader plus a deploy function, and their outputs.
 
 `infra/__main__.py` keeps a table `{"gke": GKE, ...}`; adding a target is one entry plus a module.
-Every target returns `TargetOutputs`, so all stacks export `url` and `image` under the same names.
+Every target returns `TargetOutputs`, so all stacks export `url` and `image` under the same names,
+and, priced by the target's `bill` (`infra.core.cost`), `capacity`, `monthly_cost`,
+`cost_per_million_predictions` and `cost_breakdown`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pulumi
 
 from infra.config import ConfigReader
+from infra.core import cost
+from infra.core.capacity import CapacityPlan, plan_capacity, served_card
 from infra.core.ids import AutoNameLimit, IdRule, check_project_name, make_id
 from infra.core.labels import standard_labels
 from infra.settings import Settings
@@ -42,13 +47,40 @@ class Target(Generic[S]):
 
     read: Callable[[ConfigReader, Settings], S]
     deploy: Callable[[Settings, S], TargetOutputs]
+    bill: Callable[[Settings, S, CapacityPlan, cost.Ledger], cost.Bill]
+    """What the declared resources cost a month at the planned load."""
     auto_named: tuple[AutoNameLimit, ...] = ()
     """Resources left to Pulumi's auto-naming whose cloud caps the name's length."""
+    served_version: Callable[[S], Path | None] = lambda _section: None
+    """The store version directory the target serves from this machine (local), if any."""
+    single_replica: bool = False
+    """The target runs exactly one container: replicas are checked, never derived."""
 
     def read_section(self, reader: ConfigReader, settings: Settings) -> S:
         """The target's settings; a project name too long for an auto-name is a problem too."""
         check_project_name(reader, settings.project, self.auto_named)
         return self.read(reader, settings)
+
+    def plan(
+        self, reader: ConfigReader, settings: Settings, section: S
+    ) -> tuple[Settings, CapacityPlan]:
+        """Replicas from `modelship:targetRps` and the served model's measured rate
+        (`infra.core.capacity`): the settings to deploy with, and the plan."""
+        card = served_card(reader, settings, self.served_version(section))
+        return plan_capacity(reader, settings, card, single_replica=self.single_replica)
+
+    def priced(
+        self,
+        outputs: TargetOutputs,
+        settings: Settings,
+        section: S,
+        plan: CapacityPlan,
+        ledger: cost.Ledger,
+    ) -> TargetOutputs:
+        """`outputs` plus the capacity and cost outputs, also logged for `pulumi preview`."""
+        priced = self.bill(settings, section, plan, ledger)
+        cost.log(plan, priced)
+        return replace(outputs, extra={**outputs.extra, **cost.outputs(plan, priced)})
 
 
 @dataclass(frozen=True)

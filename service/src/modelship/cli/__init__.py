@@ -1,5 +1,5 @@
-"""The `modelship` command: train, import, predict, info, report, serve, models, feedback,
-quality, rollout.
+"""The `modelship` command: train, import, predict, info, report, serve, capacity, models,
+feedback, quality, rollout.
 
 One module per command, each an `add_parser` and a `run` that delegates to the layer doing the
 work (build, the batch transform, the model store, the server)."""
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from modelship import __version__
 from modelship.cli import (
+    capacity,
     import_model,
     info,
     labels,
@@ -32,7 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelship {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, import_model, predict, models, info, report, serve, labels, rollout):
+    for command in (
+        train,
+        import_model,
+        predict,
+        models,
+        info,
+        report,
+        serve,
+        capacity,
+        labels,
+        rollout,
+    ):
         command.add_parser(commands)
     return parser
 
@@ -43,6 +55,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": predict.run,
     "info": info.run,
     "serve": serve.run,
+    "capacity": capacity.run,
     "models": models.run,
     "report": report.run,
     "feedback": labels.run_feedback,

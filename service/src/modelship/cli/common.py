@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,13 +49,39 @@ def say(quiet: bool) -> object:
     return say
 
 
-def write_artifact(output_arg: str, scratch: Path, make: Callable[[Path], ModelCard]) -> None:
-    """Write an artifact to a directory, or build it in `scratch` and publish it to a store."""
+CAPACITY_ENV = "MODELSHIP_CAPACITY"
+
+
+def add_capacity_flag(parser: argparse.ArgumentParser) -> None:
+    """`--no-capacity` of train and import: the capacity step is on unless skipped."""
+    parser.add_argument(
+        "--no-capacity",
+        dest="capacity",
+        action="store_false",
+        default=os.environ.get(CAPACITY_ENV, "on") != "off",
+        help="skip measuring what one replica serves (modelship capacity at 500m CPU, 512Mi, "
+        f"p99 100 ms, about half a minute; needs root); also {CAPACITY_ENV}=off",
+    )
+
+
+def write_artifact(
+    output_arg: str,
+    scratch: Path,
+    make: Callable[[Path], ModelCard],
+    capacity: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Write an artifact to a directory, or build it in `scratch` and publish it to a store;
+    with `capacity`, measure what one replica serves into its card first."""
     publish_to = output_arg if store.is_store_uri(output_arg) else None
     if publish_to:
         store.parse(publish_to)  # a malformed store URI fails now, not after the work
     output = scratch / "artifact" if publish_to else Path(output_arg)
     card = make(output)
+    if capacity:
+        from modelship.build.capacity.run import measure_step
+
+        card = measure_step(output, say(quiet)) or card  # type: ignore[arg-type]
     print(summary(card.model_dump(mode="json"), card.version))
     if publish_to:
         print(f"published: {store.publish(output, publish_to)}")

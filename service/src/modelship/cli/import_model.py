@@ -83,6 +83,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     command.add_argument("--name", help="model name (default: the model file's name)")
     command.add_argument("--output", "-o", default=str(DEFAULT_ARTIFACT), help=common.OUTPUT_HELP)
+    common.add_capacity_flag(command)
     command.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
 
@@ -111,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
             )
             return import_model(options, common.say(args.quiet))  # type: ignore[arg-type]
 
-        common.write_artifact(args.output, Path(scratch), make)
+        common.write_artifact(args.output, Path(scratch), make, args.capacity, args.quiet)
     return 0

@@ -41,4 +41,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained on {data.source}: {data.rows} rows, sha256 {data.sha256[:16]}…")
     p = card.parity
     print(f"ONNX parity on {p.rows} test rows: max abs diff {p.max_abs_diff:.3g}")
+    if card.capacity is None:
+        print("capacity: not measured (modelship capacity measures it)")
+    else:
+        c = card.capacity
+        print(f"capacity of one replica, measured {c.measured_at} on {c.cpu_model}:")
+        for point in c.points:
+            print(f"  {point.describe()}")
     return 0

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        train.train_to(str(settings.artifact), None, None, {}, quiet=False)
+        # without the capacity step: someone is waiting for the server
+        train.train_to(str(settings.artifact), None, None, {}, quiet=False, capacity=False)
     else:
         # Fail here, with a clear message, not inside a worker.
         primary = artifact.load(settings.artifact)

@@ -29,6 +29,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--target", help="column to predict (default for bundled data: charges)")
     train.add_argument("--output", "-o", default=str(DEFAULT_ARTIFACT), help=common.OUTPUT_HELP)
     _train_flags(train)
+    common.add_capacity_flag(train)
     train.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
 
@@ -51,15 +52,22 @@ def run(args: argparse.Namespace) -> int:
     given = {
         field: getattr(args, field) for field in CLI_FIELDS if getattr(args, field) is not None
     }
-    train_to(args.output, args.data, args.target, given, args.quiet)
+    train_to(args.output, args.data, args.target, given, args.quiet, capacity=args.capacity)
     return 0
 
 
 def train_to(
-    output: str, data: str | None, target: str | None, given: dict[str, Any], quiet: bool
+    output: str,
+    data: str | None,
+    target: str | None,
+    given: dict[str, Any],
+    quiet: bool,
+    *,
+    capacity: bool = False,
 ) -> None:
     """Train on `data` (default: the bundled data set) with the options `given` (the rest take
-    TrainOptions' defaults) and write or publish the artifact at `output`."""
+    TrainOptions' defaults) and write or publish the artifact at `output`; with `capacity`,
+    measure what one replica serves as the last step."""
     from modelship.build.training.data import BUNDLED_DATA, BUNDLED_TARGET
     from modelship.build.training.options import TrainOptions
     from modelship.build.training.train import train
@@ -80,4 +88,6 @@ def train_to(
                 options.model_copy(update={"data": local, "output": artifact_dir}),
                 common.say(quiet),  # type: ignore[arg-type]
             ),
+            capacity,
+            quiet,
         )

@@ -32,6 +32,16 @@ class CapacityPoint(_Frozen):
     cpu_ms_per_request: float = Field(ge=0, description="Server CPU time per request")
     memory_mib: float = Field(ge=0, description="Peak memory of the replica's cgroup at that rate")
 
+    def describe(self) -> str:
+        """One line for people: `modelship capacity` and `info`, the report, the web page."""
+        rows = "1 row" if self.rows_per_request == 1 else f"{self.rows_per_request} rows"
+        return (
+            f"cpu {self.cpu}, memory {self.memory}, {self.workers} worker(s), {rows} per "
+            f"request: {self.max_rps:g} requests/s at p99 {self.p99_ms:.1f} ms (target "
+            f"{self.p99_target_ms:g} ms), {self.cpu_ms_per_request:.2f} ms CPU per request, "
+            f"peak memory {self.memory_mib:.0f} MiB"
+        )
+
 
 class Capacity(_Frozen):
     measured_at: str = Field(description="When it was measured (ISO 8601, UTC)")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from modelship.transport.uvicorn import listener
-from modelship.transport.uvicorn.listener import BatchAcceptLoop, BatchListener
+from modelship.transport.uvicorn.listener import BatchAcceptLoop, BatchListener, ProtocolFactory
 
 BURST = 300
 
@@ -74,8 +74,8 @@ def test_an_accept_error_pauses_accepting_then_it_resumes(
     monkeypatch.setattr(listener, "ACCEPT_PAUSE_SECONDS", 0.05)
     sock = FailingOnce(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = loop.run_until_complete(loop.create_server(Counting, sock=sock))
-    assert isinstance(server, BatchListener) and not server.owns_socket
+    sock.listen(16)
+    server = BatchListener(loop, Counting, sock, owns_socket=False)
     client = socket.create_connection(sock.getsockname())
     try:
         turns(loop, 5)
@@ -86,19 +86,55 @@ def test_an_accept_error_pauses_accepting_then_it_resumes(
     finally:
         client.close()
         server.close()
-    assert sock.fileno() != -1  # the caller's socket (uvicorn's, shared by its workers) stays open
+    assert sock.fileno() != -1  # a socket the listener was given stays open
     sock.close()
 
 
-def test_a_closed_listener_accepts_nothing_more(loop: asyncio.AbstractEventLoop) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = loop.run_until_complete(loop.create_server(Counting, sock=sock, backlog=16))
-    server.close()
-    client = socket.create_connection(sock.getsockname())  # queued by the kernel, never taken
+def test_each_worker_listens_on_its_own_socket_beside_uvicorns(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """uvicorn binds one socket for its workers; each worker's loop listens on a socket of its
+    own on that address, the kernel spreads new connections over them, and closing stops one
+    without closing uvicorn's."""
+    shared = socket.socket()
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    shared.bind(("127.0.0.1", 0))  # as uvicorn's Config.bind_socket leaves it
+    address = shared.getsockname()
+    other = BatchAcceptLoop()
+    made = {loop: 0, other: 0}
+
+    def counting(each: asyncio.AbstractEventLoop) -> ProtocolFactory:
+        def factory() -> asyncio.Protocol:
+            made[each] += 1
+            return asyncio.Protocol()
+
+        return factory
+
+    servers: list[BatchListener] = []
+    for each in (loop, other):
+        server = each.run_until_complete(
+            each.create_server(counting(each), sock=shared, backlog=64)
+        )
+        assert isinstance(server, BatchListener)
+        servers.append(server)
+    clients = []
     try:
-        turns(loop, 5)
-        assert Counting.made == 0
+        for own in servers:
+            assert own.owns_socket
+            assert own.sock is not shared and own.sock.getsockname() == address
+        clients = [socket.create_connection(address) for _ in range(64)]
+        for _ in range(8):
+            turns(loop, 1)
+            turns(other, 1)
+        assert sum(made.values()) == 64 and min(made.values()) > 0, made
     finally:
-        client.close()
-        sock.close()
+        for own in servers:
+            own.close()
+        other.close()
+        for client in clients:
+            client.close()
+    assert all(own.sock.fileno() == -1 for own in servers)
+    assert shared.fileno() != -1  # uvicorn's stays bound, holding the port
+    with pytest.raises(ConnectionRefusedError):  # nobody listens any more
+        socket.create_connection(address)
+    shared.close()

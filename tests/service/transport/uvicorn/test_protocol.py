@@ -189,3 +189,51 @@ def test_serve_gives_every_http_protocol_its_keep_alive(
     protocol = config.http_protocol_class(config, ServerState(), {}, loop)  # type: ignore[call-arg]
     assert isinstance(protocol, HttpToolsProtocol | H11Protocol)
     assert protocol.timeout_keep_alive == 900
+
+
+class WritesTransport(RecordingTransport):
+    """Each write the protocol makes, apart (one is a system call and a TCP segment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        super().write(data)
+        self.writes.append(bytes(data))
+
+
+def test_an_answer_is_one_write_and_100_continue_is_not_held(
+    loop: asyncio.AbstractEventLoop, regression_predictor: Predictor
+) -> None:
+    app = create_app(build_serving(Settings(), regression_predictor))
+    config = Config(app, http=SheddingHttpProtocol, log_config=None, lifespan="off")
+    config.load()
+    protocol = SheddingHttpProtocol(config, ServerState(), {}, loop)
+    transport = WritesTransport()
+    protocol.connection_made(transport)
+
+    def run_until(writes: int) -> list[bytes]:
+        for _ in range(200):
+            if len(transport.writes) >= writes:
+                break
+            loop.run_until_complete(asyncio.sleep(0.005))
+        return transport.writes
+
+    # A probe (the stock path) and an admitted request: status line, headers and body at once.
+    protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    (probe,) = run_until(1)
+    assert probe.startswith(b"HTTP/1.1 200 OK\r\n") and probe.endswith(b'{"status":"ok"}')
+    protocol.data_received(post())
+    answer = run_until(2)[1]  # (503: no lifespan here, the model is not "loaded")
+    assert answer.startswith(b"HTTP/1.1 503") and b"\r\n\r\n{" in answer, answer
+    # A client waiting for 100 Continue gets it before it sends the body, then one write again.
+    protocol.data_received(post(headers="Expect: 100-continue\r\n")[: -len(BODY)])
+    assert run_until(3)[2] == b"HTTP/1.1 100 Continue\r\n\r\n"
+    protocol.data_received(BODY)
+    assert run_until(4)[3].startswith(b"HTTP/1.1 503")
+    # A HEAD answer has no body: its head goes out alone.
+    protocol.data_received(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert run_until(5)[4].endswith(b"\r\n\r\n")
+    assert len(transport.writes) == 5 and not transport.closed
+    protocol.connection_lost(None)

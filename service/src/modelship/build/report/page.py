@@ -16,6 +16,7 @@ import orjson
 
 from modelship import __version__
 from modelship.build.report.plots import inline_svg
+from modelship.contracts.capacity import Capacity
 from modelship.contracts.card import ModelCard
 
 PLOTS_DIR = "report"
@@ -167,7 +168,50 @@ def _summary(report: Report) -> str:
             + ([("classes", len(card.classes))] if card.classes else []),
         ),
     ]
-    return "".join(f"<div><h2>{escape(t)}</h2>{_table(rows)}</div>" for t, rows in boxes)
+    return "".join(f"<div><h2>{escape(t)}</h2>{_table(rows)}</div>" for t, rows in boxes) + (
+        capacity_box(card.capacity)
+    )
+
+
+# The capacity box is measured after the report is drawn (`modelship capacity`), so it sits
+# between markers that `with_capacity` replaces in the written page.
+CAPACITY_START, CAPACITY_END = "<!-- capacity -->", "<!-- /capacity -->"
+
+
+def capacity_box(capacity: Capacity | None) -> str:
+    """The summary's capacity box: what one confined replica serves, or how to measure it."""
+    if capacity is None:
+        rows: list[tuple[str, Any]] = [("not measured", "modelship capacity measures it")]
+    else:
+        rows = [
+            (
+                f"{p.cpu} CPU, {p.memory}, {p.workers} worker(s), {p.rows_per_request} row(s)",
+                f"{p.max_rps:g} req/s (p99 {p.p99_ms:.1f} ms, {p.cpu_ms_per_request:.2f} ms CPU "
+                f"per request, {p.memory_mib:.0f} MiB)",
+            )
+            for p in capacity.points
+        ]
+        rows += [("measured", capacity.measured_at), ("on", capacity.cpu_model)]
+    title = "Capacity of one replica" + (
+        f" (p99 ≤ {capacity.points[0].p99_target_ms:g} ms)" if capacity and capacity.points else ""
+    )
+    return (
+        f'{CAPACITY_START}<div id="capacity"><h2>{escape(title)}</h2>{_table(rows)}</div>'
+        f"{CAPACITY_END}"
+    )
+
+
+def with_capacity(page: str, capacity: Capacity) -> str:
+    """The written report page with its capacity box replaced by `capacity`'s."""
+    start, end = page.find(CAPACITY_START), page.find(CAPACITY_END)
+    if start < 0 or end < 0:  # a report drawn before the box existed: add it to the summary
+        marker = '<section class="summary" aria-label="Summary">'
+        at = page.find(marker)
+        if at < 0:
+            return page
+        at += len(marker)
+        return page[:at] + capacity_box(capacity) + page[at:]
+    return page[:start] + capacity_box(capacity) + page[end + len(CAPACITY_END) :]
 
 
 def render(report: Report) -> str:

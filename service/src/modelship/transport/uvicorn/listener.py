@@ -8,6 +8,14 @@ accept queue with their first request unread: they, not the requests the service
 the whole latency tail (docs/benchmarks.md#what-changed-and-why). asyncio's own loop takes up to
 `backlog` connections per readiness; this loop does the same, in `BatchListener`, and hands each
 accepted socket to uvloop, which serves it as any other connection.
+
+With several workers each listens on a socket of its own, bound with `SO_REUSEPORT` to the
+address uvicorn bound (as nginx's `reuse_port` and gunicorn's `--reuse-port`): the kernel hashes
+each new connection to one worker's queue. On the socket uvicorn shares between its workers,
+whichever worker woke first took a whole burst, up to the batch, and a client or load balancer
+that opened its connections together could land them all on one worker while the other idled
+(docs/benchmarks.md#connections-per-worker). uvicorn's socket stays bound in every process and
+never listens: it holds the port while workers come and go.
 """
 
 from __future__ import annotations
@@ -21,10 +29,10 @@ from typing import Any
 import uvloop
 
 # Connections taken per readiness of the listening socket, as asyncio's loop takes up to its
-# backlog. Bounded so one worker does not take a whole burst from the others sharing the socket
-# (the kernel wakes them all; each takes a batch per turn). A smaller batch left a burst of new
-# connections' first requests waiting while the loops filled up; this one takes such a burst
-# within a few turns (docs/benchmarks.md#what-changed-and-why).
+# backlog. Bounded so one turn does not starve the loop's other work (each worker has a queue of
+# its own, see the module's docstring, so the batch no longer decides the spread). A smaller
+# batch left a burst of new connections' first requests waiting while the loops filled up; this
+# one takes such a burst within a few turns (docs/benchmarks.md#what-changed-and-why).
 ACCEPT_BATCH = 512
 # After an error such as "too many open files", accepting pauses this long instead of spinning
 # on a socket that stays readable (asyncio's loop does the same).
@@ -114,9 +122,11 @@ class BatchAcceptLoop(uvloop.Loop):
         **options: Any,
     ) -> Any:
         if ssl is None and not options:
-            if sock is not None:  # uvicorn's, bound once and shared by its workers
-                sock.listen(backlog)  # (uvicorn leaves listening to the loop)
-                return BatchListener(self, protocol_factory, sock, owns_socket=False)
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                # uvicorn's, bound once for its workers: this worker listens on its own.
+                address, number = sock.getsockname()[:2]
+                own = bind(address, number, backlog, family=sock.family, reuse_port=True)
+                return BatchListener(self, protocol_factory, own, owns_socket=True)
             if host is not None:  # one worker: bound here
                 return BatchListener(self, protocol_factory, bind(host, port, backlog), True)
         if sock is not None:
@@ -128,12 +138,28 @@ class BatchAcceptLoop(uvloop.Loop):
         )
 
 
-def bind(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket, bound as uvicorn binds the one its workers share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+def bind(
+    host: str,
+    port: int,
+    backlog: int,
+    *,
+    family: socket.AddressFamily | None = None,
+    reuse_port: bool = False,
+) -> socket.socket:
+    """A listening TCP socket, bound as uvicorn binds the one its workers share; `reuse_port`:
+    one of a group on the same address, among which the kernel spreads new connections.
+
+    A worker's group socket binds beside uvicorn's (`SO_REUSEADDR`: it never listens). When a
+    worker exits, the connections still queued on its socket, not yet accepted, are reset
+    unless the host sets `net.ipv4.tcp_migrate_req=1` (Linux 5.14+), which moves them to the
+    group's other sockets; new connections go to the remaining workers at once."""
+    if family is None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
     except OSError:

@@ -94,6 +94,18 @@ def _report_links(card: ModelCard) -> tuple[str, str]:
     return link, aside
 
 
+def _capacity(card: ModelCard) -> str:
+    """What one replica serves, as `modelship capacity` measured it (absent until measured)."""
+    capacity = card.capacity
+    if capacity is None or not capacity.points:
+        return ""
+    items = "".join(f"<li>{escape(point.describe())}</li>" for point in capacity.points)
+    return (
+        f'<div id="capacity"><p>Capacity of one replica, measured {escape(capacity.measured_at)} '
+        f"on {escape(capacity.cpu_model)}:</p><ul>{items}</ul></div>"
+    )
+
+
 def render_page(card: ModelCard, needs_key: bool, candidate: ModelCard | None = None) -> str:
     """The whole page, built once at start-up from the card (and a rollout's candidate's)."""
     data = {
@@ -141,6 +153,7 @@ def render_page(card: ModelCard, needs_key: bool, candidate: ModelCard | None = 
   <p>{escape(card.task.capitalize())} of <b>{escape(card.target)}</b> with
   {escape(card.model.estimator)} · version <code>{escape(card.version)}</code>
   · {quality} · <a href="/docs">API docs</a>{report_link}</p>
+  {_capacity(card)}
 {_rollout_line(candidate)}
 </header>
 <main>

@@ -1,0 +1,1 @@
+"""Capacity: what one replica, confined as a container is, serves at a latency target."""
