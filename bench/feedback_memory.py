@@ -83,7 +83,7 @@ def main() -> None:
     latest: deque[tuple[str, Any]] = deque(maxlen=settings.quality_window_rows)
     for n, _ in enumerate(range(0, args.rows, BATCH)):
         ids = PredictionIds(os.urandom(16).hex(), 0)
-        result = dataplane.predict(batch, ids)
+        result, _ = dataplane.predict(batch, ids)
         labels = result.values if result.values is not None else result.labels
         assert labels is not None
         latest.extend(zip(ids.of(BATCH), labels.tolist(), strict=True))  # its own answer

@@ -199,31 +199,12 @@ def over_http(model: Path, envs: dict[str, dict[str, str]], seconds: float, runs
     for _ in range(runs):
         SHUFFLE.shuffle(order)
         for name, env in order:
-            server = http_bench.Server(
-                name=name.replace(" ", "-").replace("%", "pct"),
-                command=lambda port, workers: [
-                    *pin,
-                    sys.executable,
-                    "-m",
-                    "modelship",
-                    "serve",
-                    "--artifact",
-                    str(model),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                ],
-                env={"MODELSHIP_ACCESS_LOG": "false", "PYTHONHASHSEED": "0", **env},
-                ready_path="/readyz",
-                predict_path="/predict",
-                predict_body=body,
-                batch_body=b"",
-                batch_path="/predict/batch",
-                csv_path=None,
-                headers={"Content-Type": "application/json"},
+            server = http_bench.modelship_serve(
+                name.replace(" ", "-").replace("%", "pct"),
+                model,
+                body,
+                {"MODELSHIP_ACCESS_LOG": "false", "PYTHONHASHSEED": "0", **env},
+                prefix=tuple(pin),
             )
             script = http_bench.wrk_script(logs / f"{server.name}.lua", server)
             with http_bench.running(server, 1, logs) as (port, pid, _):

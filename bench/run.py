@@ -188,6 +188,46 @@ class Server:
     cwd: Path = ROOT
 
 
+def modelship_serve(
+    name: str,
+    artifact: Path,
+    body: bytes,
+    env: dict[str, str],
+    *,
+    extra: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+) -> Server:
+    """`modelship serve ARTIFACT EXTRA...` (after `prefix`, e.g. a taskset) answering single
+    rows of `body` at /predict, with `env` besides the caller's environment."""
+    return Server(
+        name=name,
+        command=lambda port, workers: [
+            *prefix,
+            PYTHON,
+            "-m",
+            "modelship",
+            "serve",
+            "--artifact",
+            str(artifact),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *extra,
+        ],
+        env=env,
+        ready_path="/readyz",
+        predict_path="/predict",
+        predict_body=body,
+        batch_body=b"",
+        batch_path="/predict/batch",
+        csv_path=None,
+        headers={"Content-Type": "application/json"},
+    )
+
+
 @contextmanager
 def running(server: Server, workers: int, logs: Path) -> Iterator[tuple[int, int, float]]:
     """Start a server; yields (port, pid, seconds from process start to ready)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
@@ -61,3 +62,32 @@ def classification_artifact(tmp_path_factory: pytest.TempPathFactory, iris_csv: 
 @pytest.fixture(scope="session")
 def insurance_frame(insurance_csv: Path) -> pd.DataFrame:
     return pd.read_csv(insurance_csv)
+
+
+@pytest.fixture(scope="session")
+def good_candidate_artifact(tmp_path_factory: pytest.TempPathFactory, insurance_csv: Path) -> Path:
+    """A rollout candidate that should be promoted: the insurance data, another estimator."""
+    out = tmp_path_factory.mktemp("models") / "insurance-hgb"
+    options = TrainOptions(
+        data=insurance_csv, target="charges", output=out, model="hist_gradient_boosting", seed=7
+    )
+    train(options, _quiet)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shuffled_candidate_artifact(
+    tmp_path_factory: pytest.TempPathFactory, insurance_frame: pd.DataFrame
+) -> Path:
+    """A rollout candidate that must be aborted: trained on the insurance data with its target
+    shuffled (it loads, answers, and is wrong)."""
+    folder = tmp_path_factory.mktemp("models")
+    shuffled = insurance_frame.copy()
+    shuffled["charges"] = np.random.default_rng(0).permutation(shuffled["charges"].to_numpy())
+    shuffled.to_csv(folder / "insurance.csv", index=False)
+    out = folder / "insurance-shuffled"
+    options = TrainOptions(
+        data=folder / "insurance.csv", target="charges", output=out, model="gradient_boosting"
+    )
+    train(options, _quiet)
+    return out

@@ -59,7 +59,7 @@ def _dashboard_queries() -> list[str]:
 def test_alert_rules_pass_promtool_check() -> None:
     result = _promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_alerts_fire_on_the_series_they_are_for() -> None:
@@ -104,10 +104,10 @@ def test_dashboard_has_the_panels_an_operator_needs() -> None:
 
 
 @pytest.fixture(scope="module")
-def served_metric_names(regression_artifact: Path) -> set[str]:
-    """Every metric name a serving model exposes, after one prediction."""
+def served_metric_names(regression_artifact: Path, good_candidate_artifact: Path) -> set[str]:
+    """Every metric name a serving model exposes (with a rollout's), after one prediction."""
     client: TestClient
-    with make_client(regression_artifact) as client:
+    with make_client(regression_artifact, candidate=str(good_candidate_artifact)) as client:
         client.post("/predict", json=client.get("/model/examples/0").json())
         text = client.get("/metrics").text
     names = set()

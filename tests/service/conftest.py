@@ -16,8 +16,11 @@ from modelship.transport.http.app import create_app
 
 
 def make_client(artifact_path: Path, **settings: object) -> TestClient:
+    """A client of an app serving `artifact_path` (and the `candidate` setting's artifact)."""
     predictor = Predictor(artifact.load(artifact_path))
-    return TestClient(create_app(build_serving(Settings(**settings), predictor)))  # type: ignore[arg-type]
+    built = Settings(**settings)  # type: ignore[arg-type]
+    candidate = Predictor(artifact.load(Path(built.candidate))) if built.candidate else None
+    return TestClient(create_app(build_serving(built, predictor, candidate)))
 
 
 @pytest.fixture(scope="session")

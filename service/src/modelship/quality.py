@@ -47,7 +47,9 @@ def send_labels(url: str, path: Path, api_key: str | None = None) -> dict[str, A
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["id", "label"])
         writer.writerows(items[start : start + SEND_ROWS])
-        report = _post(f"{url.rstrip('/')}/feedback", text.getvalue().encode(), api_key)
+        report = server_json(
+            f"{url.rstrip('/')}/feedback", api_key, text.getvalue().encode(), "text/csv"
+        )
         for key in ("received", *OUTCOMES):
             total[key] += report[key]
         for problem in report["problems"]:
@@ -56,20 +58,30 @@ def send_labels(url: str, path: Path, api_key: str | None = None) -> dict[str, A
     return total
 
 
-def _post(url: str, data: bytes, api_key: str | None) -> dict[str, Any]:
-    headers = {"content-type": "text/csv"}
+def server_json(
+    url: str, api_key: str | None, data: bytes | None = None, media_type: str | None = None
+) -> dict[str, Any]:
+    """A running server's JSON answer to a GET (or, with `data`, a POST), sending the API key
+    as the server takes it; an error answer or no answer is a `ModelshipError` saying which."""
+    headers = {"content-type": media_type} if media_type else {}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 - the user's server
+    method = "GET" if data is None else "POST"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - the user's server
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
             report: dict[str, Any] = json.loads(answer.read())
             return report
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:500]
-        raise ModelshipError(f"{url} answered {exc.code}: {detail}") from None
+        error = ServerUnavailable if exc.code >= 500 else ModelshipError
+        raise error(f"{url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ModelshipError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+        raise ServerUnavailable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+class ServerUnavailable(ModelshipError):
+    """No answer, or a 5xx: worth asking again (a server restarting during a deploy)."""
 
 
 # --- offline: captures joined with labels --------------------------------------------------------

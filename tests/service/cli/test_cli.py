@@ -251,3 +251,26 @@ def test_the_command_loads_no_metrics_library_before_serve_sets_it_up() -> None:
         check=True,
     )
     assert done.stdout.strip() == "False"
+
+
+def test_rollout_status_on_a_server_without_a_candidate_exits_2_and_says_why(
+    regression_predictor: Predictor,
+) -> None:
+    """Exit 2 (cannot ask), never 0, 1 or 3, which the deploy workflow reads as a verdict."""
+    from modelship.contracts.settings import Settings
+    from modelship.serving.compose import build_serving
+    from modelship.transport.http.app import create_app
+    from tests.service.live import serve_in_thread
+
+    app = create_app(build_serving(Settings.model_validate({}), regression_predictor))
+    with serve_in_thread(app) as address:
+        for action in (["status"], ["wait", "--timeout", "5s"]):
+            result = modelship("rollout", *action, f"http://{address}")
+            assert result.returncode == 2, result
+            assert "answered 404" in result.stderr and "no rollout" in result.stderr
+    unreachable = modelship("rollout", "status", f"http://{address}")
+    assert unreachable.returncode == 2
+    assert "cannot reach" in unreachable.stderr
+    bad = modelship("rollout", "wait", "http://127.0.0.1:9", "--timeout", "soon")
+    assert bad.returncode == 2
+    assert "'soon' is not a duration" in bad.stderr

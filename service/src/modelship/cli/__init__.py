@@ -1,5 +1,5 @@
 """The `modelship` command: train, import, predict, info, report, serve, capacity, models,
-feedback, quality.
+feedback, quality, rollout.
 
 One module per command, each an `add_parser` and a `run` that delegates to the layer doing the
 work (build, the batch transform, the model store, the server)."""
@@ -19,6 +19,7 @@ from modelship.cli import (
     models,
     predict,
     report,
+    rollout,
     serve,
     train,
 )
@@ -32,7 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelship {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, import_model, predict, models, info, report, serve, capacity, labels):
+    for command in (
+        train,
+        import_model,
+        predict,
+        models,
+        info,
+        report,
+        serve,
+        capacity,
+        labels,
+        rollout,
+    ):
         command.add_parser(commands)
     return parser
 
@@ -48,6 +60,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": report.run,
     "feedback": labels.run_feedback,
     "quality": labels.run_quality,
+    "rollout": rollout.run,
 }
 
 

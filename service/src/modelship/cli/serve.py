@@ -6,15 +6,14 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
+from modelship.cli import train
+from modelship.contracts.rollout import check_compatible
 from modelship.contracts.settings import DEFAULT_ARTIFACT, Settings, load_settings
 from modelship.errors import ModelshipError
 from modelship.model import artifact, store
-
-if TYPE_CHECKING:
-    pass
-from modelship.cli import train
 
 # The options of `serve`: each is the Settings field of that name (help, default and choices
 # from its declaration), set through its MODELSHIP_* variable.
@@ -26,6 +25,8 @@ SERVE_FLAGS = (
     "workers",
     "log_level",
     "keep_alive_seconds",
+    "candidate",
+    "candidate_traffic",
 )
 
 
@@ -36,10 +37,30 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve a model over HTTP",
         description="Serve a model over HTTP. Options default to MODELSHIP_* environment "
         "variables (MODELSHIP_ARTIFACT, _HOST, _PORT, _WORKERS, _LOG_LEVEL, ...). If the default "
-        "artifact does not exist yet, the default model is trained first.",
+        "artifact does not exist yet, the default model is trained first. With --candidate, a "
+        "second model version is served beside it and judged (GET /rollout, docs/rollout.md).",
     )
     for name in SERVE_FLAGS:
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, **_setting_flag(name))
+
+
+def _check_candidate(settings: Settings, primary: artifact.Artifact) -> None:
+    """The rollout's candidate fetched and verified (a store URI, like --model-uri) or loaded
+    (a directory), and comparable with the primary, before any worker starts."""
+    assert settings.candidate is not None
+    if store.is_store_uri(settings.candidate):
+        candidate = store.fetch(settings.candidate, settings.model_cache)
+    else:
+        path = Path(settings.candidate)
+        if not artifact.exists(path):
+            raise ModelshipError(f"--candidate {settings.candidate}: no model artifact there")
+        candidate = artifact.load(path)
+    check_compatible(primary.card, candidate.card)
+    print(
+        f"Rollout: candidate {settings.candidate} (version {candidate.card.version}, "
+        f"{settings.candidate_traffic}) beside primary version {primary.card.version}",
+        file=sys.stderr,
+    )
 
 
 def _setting_flag(name: str) -> dict[str, Any]:
@@ -47,7 +68,10 @@ def _setting_flag(name: str) -> dict[str, Any]:
     field = Settings.model_fields[name]
     default = "none" if field.default is None else field.default
     options: dict[str, Any] = {
-        "help": f"{field.description} (MODELSHIP_{name.upper()}; default {default})"
+        # argparse %-formats help texts: a literal % is written %%.
+        "help": f"{field.description} (MODELSHIP_{name.upper()}; default {default})".replace(
+            "%", "%%"
+        )
     }
     if get_origin(field.annotation) is Literal:
         options["choices"] = get_args(field.annotation)
@@ -65,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"MODELSHIP_{name.upper()}"] = str(value)
     settings = load_settings()
+    primary: artifact.Artifact | None = None
     if settings.model_uri:
         # Fetched and verified once here, so a bad URI stops start-up with a clear message
         # and the workers find the version in the cache.
-        path = store.fetch(settings.model_uri, settings.model_cache).path
-        print(f"Serving {settings.model_uri} (verified, cached at {path})", file=sys.stderr)
+        primary = store.fetch(settings.model_uri, settings.model_cache)
+        print(f"Serving {settings.model_uri} (verified, cached at {primary.path})", file=sys.stderr)
     elif not artifact.exists(settings.artifact):
         if settings.artifact != DEFAULT_ARTIFACT:
             raise ModelshipError(f"no model artifact at {settings.artifact}")
@@ -82,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
         # without the capacity step: someone is waiting for the server
         train.train_to(str(settings.artifact), None, None, {}, quiet=False, capacity=False)
     else:
-        artifact.load(settings.artifact)  # fail here, with a clear message, not inside a worker
+        # Fail here, with a clear message, not inside a worker.
+        primary = artifact.load(settings.artifact)
+    if settings.candidate:
+        _check_candidate(settings, primary or artifact.load(settings.artifact))
 
     from modelship.serving.shared import STATE_DIR_ENV
     from modelship.transport.http.logging import log_config

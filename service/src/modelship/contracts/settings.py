@@ -5,12 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelship.errors import ModelshipError
 
 DEFAULT_ARTIFACT = Path("artifacts/default")
+
+
+SHADOW = "shadow"
+
+
+def parse_traffic(text: str) -> int | None:
+    """`candidate_traffic` as the candidate's percentage of answers, or None for shadow.
+
+    The grammar: `shadow`, or a whole number 0 to 100 with an optional trailing `%`."""
+    value = text.strip().lower()
+    if value == SHADOW:
+        return None
+    digits = value.removesuffix("%")
+    if not digits.isdigit() or int(digits) > 100:
+        raise ValueError(
+            f"{text!r} is not a candidate traffic: expected 'shadow' or a whole percentage "
+            "from 0 to 100 (for example 10 or 10%)"
+        )
+    return int(digits)
 
 
 class Settings(BaseSettings):
@@ -227,6 +253,80 @@ class Settings(BaseSettings):
         "the candidate scores the same rows off the request path) or a whole percentage 0-100 "
         "('10' or '10%': that share of routing keys is answered by the candidate)",
     )
+    rollout_window: int = Field(
+        1_000,
+        ge=10,
+        le=1_000_000,
+        description="The rollout gates judge the latest this many compared requests",
+    )
+    rollout_min_requests: int = Field(
+        200,
+        ge=1,
+        description="Below this many compared requests a gate is 'insufficient_data' (baking)",
+    )
+    rollout_max_error_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Abort when the candidate's share of failed model calls exceeds the "
+        "primary's by more than this",
+    )
+    rollout_max_latency_ratio: float = Field(
+        2.0,
+        ge=1,
+        le=1000,
+        description="Abort when the candidate's p50 or p99 model compute time exceeds the "
+        "primary's times this (and by more than rollout_latency_floor_ms)",
+    )
+    rollout_latency_floor_ms: float = Field(
+        1.0,
+        ge=0,
+        le=60_000,
+        description="Latency differences below this many milliseconds never abort (noise on "
+        "sub-millisecond models)",
+    )
+    rollout_max_divergence: float = Field(
+        1.0,
+        gt=0,
+        le=1000,
+        description="Regression: abort when the versions' mean absolute difference on the same "
+        "rows exceeds this many times the primary's test MAE",
+    )
+    rollout_max_disagreement: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Classification: abort when the versions predict different classes for "
+        "more than this share of the same rows",
+    )
+    rollout_max_probability_distance: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Classification: abort when the mean total-variation distance between the "
+        "versions' class probabilities on the same rows exceeds this",
+    )
+    rollout_max_psi: float = Field(
+        0.2,
+        gt=0,
+        le=100,
+        description="Abort when the candidate's predictions drift from its training "
+        "distribution (PSI) more than the primary's do from theirs by over this",
+    )
+    rollout_queue: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="Requests a worker holds for off-path scoring by the other version; "
+        "sampled beyond half of it, shed when full or when the worker is overloaded",
+    )
+    rollout_sync_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each worker writes its rollout outcomes to the state shared by "
+        "the workers and reads the verdict back (the brake reaches every worker within it)",
+    )
     state_dir: Path | None = Field(
         None,
         description="Directory of the state the workers share (the feedback join); `modelship "
@@ -265,6 +365,12 @@ class Settings(BaseSettings):
             self._api_key = text.encode()
         return self
 
+    @field_validator("candidate_traffic")
+    @classmethod
+    def _traffic_grammar(cls, value: str) -> str:
+        parse_traffic(value)
+        return value.strip().lower()
+
     @model_validator(mode="after")
     def _window_holds_min_rows(self) -> Settings:
         if self.drift_min_rows > self.drift_window_rows:
@@ -287,6 +393,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"capture_batch_rows ({self.capture_batch_rows}) cannot exceed "
                 f"capture_buffer_rows ({self.capture_buffer_rows})"
+            )
+        if self.rollout_min_requests > self.rollout_window:
+            raise ValueError(
+                f"rollout_min_requests ({self.rollout_min_requests}) cannot exceed "
+                f"rollout_window ({self.rollout_window})"
             )
         if self.quality_min_rows > self.quality_window_rows:
             raise ValueError(

@@ -39,6 +39,7 @@ from modelship.model.codecs.v2 import V2Codec, decode_binary
 from modelship.model.predictor import Predictions, Predictor
 from modelship.serving import scoring, telemetry
 from modelship.serving.feedback import Feedback, FeedbackReport, PredictionIds
+from modelship.serving.rollout import Rollout, Version
 
 # Up to this many rows a request is predicted inline on the event loop: below it, a hop to the
 # thread pool costs more than the prediction (py-spy under wrk load,
@@ -74,6 +75,9 @@ class DataPlane:
         self.in_flight = 0
         self.quality_hooks: list[QualityHook] = []
         self.feedback: Feedback | None = None  # set by the composition root when it is on
+        # A candidate version beside this one (set by the composition root): None keeps the
+        # request path to the one attribute check in `predict`.
+        self.rollout: Rollout | None = None
         self._count = settings.metrics
         self._classes = predictor.card.classes
         self._version = predictor.card.version
@@ -128,44 +132,82 @@ class DataPlane:
             raise TimedOut(self.timeout) from None
 
     # --- prediction ---------------------------------------------------------------------------
-    def predict(self, batch: ModelInput, ids: PredictionIds) -> Predictions:
-        """The model on validated input, then metrics and data-quality hooks."""
-        result = self.predictor.predict(batch)
+    def predict(
+        self, batch: ModelInput, ids: PredictionIds, served: Version | None = None
+    ) -> tuple[Predictions, str]:
+        """The model on validated input, then metrics and data-quality hooks; with the version
+        that answered (in a rollout: `served`, routed by `route`, or the primary if it failed)."""
+        rollout = self.rollout
+        if rollout is None:
+            result = self.predictor.predict(batch)
+            version, hooks = self._version, self.quality_hooks
+        else:
+            result, used = rollout.predict(batch, served or rollout.primary)
+            version = used.name
+            hooks = self.quality_hooks if used is rollout.primary else used.hooks
         if self._count:
             telemetry.observe_rows(batch.rows)
-        for hook in self.quality_hooks:
+        for hook in hooks:
             hook(batch, result, ids)
-        return result
+        return result, version
 
-    def _in_order(self, request_id: str) -> scoring.PredictFn:
-        """`predict` for the chunks of one file, numbering its rows on from chunk to chunk."""
+    def route(self, request_id: str, key: str | None, version: str | None = None) -> Version | None:
+        """The version that answers a request: the one named (V2's explicit version), else by
+        its routing key (the request id when the client set none); None without a rollout."""
+        rollout = self.rollout
+        if rollout is None:
+            if version is not None and version != self._version:
+                raise NotFound(
+                    f"model '{self.card.name}' has no version '{version}': it is version "
+                    f"'{self._version}'"
+                )
+            return None
+        return rollout.version(version) if version else rollout.route(key or request_id)
+
+    def predictor_of(self, version: str) -> Predictor:
+        """The loaded predictor of a version that answered (for its explanations)."""
+        if self.rollout is None:
+            return self.predictor
+        return self.rollout.versions[version].predictor
+
+    def _in_order(
+        self, request_id: str, served: Version | None, answered: list[str]
+    ) -> scoring.PredictFn:
+        """`predict` for the chunks of one file, numbering its rows on from chunk to chunk;
+        the versions that answered go to `answered`."""
         done = 0
 
         def predict(batch: ModelInput) -> Predictions:
             nonlocal done
-            result = self.predict(batch, PredictionIds(request_id, done))
+            result, version = self.predict(batch, PredictionIds(request_id, done), served)
             done += batch.rows  # after: a refused chunk numbers no rows
+            if version not in answered:
+                answered.append(version)
             return result
 
         return predict
 
     # --- native protocol: JSON records --------------------------------------------------------
-    def predict_record(self, record: Any, request_id: str, explain: bool = False) -> dict[str, Any]:
+    def predict_record(
+        self, record: Any, request_id: str, explain: bool = False, route_key: str | None = None
+    ) -> dict[str, Any]:
         """One JSON record (always inline: it is the hot path); its prediction id is the
         request id; with its explanation if asked."""
         self.check_ready()
         batch = self.records.decode([record])
-        result = self.predict(batch, PredictionIds(request_id))
+        served = None if self.rollout is None else self.route(request_id, route_key)
+        result, version = self.predict(batch, PredictionIds(request_id), served)
         body = result.row(0, self._classes)
         body["id"] = request_id
         if explain:
-            body["explanation"] = self.predictor.explanation_row(self.predictor.explain(batch), 0)
+            predictor = self.predictor_of(version)
+            body["explanation"] = predictor.explanation_row(predictor.explain(batch), 0)
         body["warnings"] = batch.warnings.as_json()
-        body["model_version"] = self._version
+        body["model_version"] = version
         return body
 
     async def predict_records(
-        self, records: Any, request_id: str, explain: bool = False
+        self, records: Any, request_id: str, explain: bool = False, route_key: str | None = None
     ) -> dict[str, Any]:
         """A JSON list of records, answered in order; row i's id is `<request id>#i`; with each
         one's explanation if asked."""
@@ -177,37 +219,41 @@ class DataPlane:
         if not records:
             raise InvalidInput([Problem(("body",), "the batch is empty", "1 or more records")])
         self.check_rows(len(records))
+        served = self.route(request_id, route_key)
 
         def work() -> dict[str, Any]:
             batch = self.records.decode(records, ("body",))
             ids = PredictionIds(request_id, 0)
-            result = self.predict(batch, ids)
+            result, version = self.predict(batch, ids, served)
             rows = [result.row(i, self._classes) for i in range(batch.rows)]
             for row, prediction_id in zip(rows, ids.of(batch.rows), strict=True):
                 row["id"] = prediction_id
             if explain:
-                explanations = self.predictor.explain(batch)
+                predictor = self.predictor_of(version)
+                explanations = predictor.explain(batch)
                 for i, row in enumerate(rows):
-                    row["explanation"] = self.predictor.explanation_row(explanations, i)
+                    row["explanation"] = predictor.explanation_row(explanations, i)
             return {
                 "predictions": rows,
                 "count": batch.rows,
                 "warnings": batch.warnings.as_json(),
-                "model_version": self._version,
+                "model_version": version,
             }
 
         return await self.run(len(records), work)
 
     # --- native protocol: CSV files -----------------------------------------------------------
     async def predict_csv(
-        self, source: IO[bytes], request_id: str
-    ) -> tuple[IO[bytes], scoring.CsvSummary]:
+        self, source: IO[bytes], request_id: str, route_key: str | None = None
+    ) -> tuple[IO[bytes], scoring.CsvSummary, str]:
         """The CSV with the prediction column(s) and each row's prediction id appended, as a
-        file to stream back."""
+        file to stream back, and the version(s) that answered (comma-separated)."""
         self.check_ready()
         deadline = _with_deadline(source, self.timeout)
+        answered: list[str] = []
+        predict = self._in_order(request_id, self.route(request_id, route_key), answered)
 
-        def work() -> tuple[IO[bytes], scoring.CsvSummary]:
+        def work() -> tuple[IO[bytes], scoring.CsvSummary, str]:
             sink = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
             text = io.TextIOWrapper(sink, encoding="utf-8", newline="")
             try:
@@ -216,7 +262,7 @@ class DataPlane:
                     deadline,
                     text,
                     self.settings.csv_chunk_rows,
-                    self._in_order(request_id),
+                    predict,
                     request_id=request_id,
                 )
             except BaseException:
@@ -225,21 +271,26 @@ class DataPlane:
             text.flush()
             text.detach()
             sink.seek(0)
-            return sink, summary
+            return sink, summary, ",".join(answered) or self._version
 
         return await to_thread.run_sync(work)
 
-    async def score_csv(self, source: IO[bytes], request_id: str) -> dict[str, Any]:
-        """The training metrics on a labelled CSV."""
+    async def score_csv(
+        self, source: IO[bytes], request_id: str, route_key: str | None = None
+    ) -> dict[str, Any]:
+        """The training metrics on a labelled CSV, with the version(s) that answered."""
         self.check_ready()
         deadline = _with_deadline(source, self.timeout)
-        return await to_thread.run_sync(
+        answered: list[str] = []
+        scored = await to_thread.run_sync(
             scoring.score_csv,
             self.predictor,
             deadline,
             self.settings.csv_chunk_rows,
-            self._in_order(request_id),
+            self._in_order(request_id, self.route(request_id, route_key), answered),
         )
+        scored["model_version"] = ",".join(answered) or self._version
+        return scored
 
     # --- Open Inference Protocol (V2) ---------------------------------------------------------
     def parse_v2(self, body: bytes, header_length: str | None) -> InferenceRequest:
@@ -254,22 +305,33 @@ class DataPlane:
         decode_binary(request, body[split:])
         return request
 
-    async def infer(self, request: InferenceRequest, request_id: str) -> dict[str, Any]:
+    async def infer(
+        self,
+        request: InferenceRequest,
+        request_id: str,
+        route_key: str | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
         """V2 inference: the same rows limit, validation, inline-or-thread rule as native; the
-        rows' ids (`<request id>#i`) are in the answer's `parameters.prediction_ids`."""
+        rows' ids (`<request id>#i`) are in the answer's `parameters.prediction_ids`; `version`
+        (the versioned route) picks the version that answers."""
         self.check_ready()
         self.v2.requested(request)
         rows = self.v2.rows(request)
         self.check_rows(rows)
+        served = self.route(request_id, route_key, version)
 
         def work() -> dict[str, Any]:
             batch = self.v2.decode(request)
             ids = PredictionIds(request_id, 0)
-            result = self.predict(batch, ids)
+            result, answered = self.predict(batch, ids, served)
             explained = (
-                self.predictor.explain(batch) if self.v2.wants_explanation(request) else None
+                self.predictor_of(answered).explain(batch)
+                if self.v2.wants_explanation(request)
+                else None
             )
             body = self.v2.encode(request, batch, result, explained)
+            body["model_version"] = answered
             body.setdefault("parameters", {})["prediction_ids"] = ids.of(batch.rows)
             return body
 

@@ -27,11 +27,22 @@ def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
     return None
 
 
-def memory_problem(settings: Settings, card: ModelCard) -> str | None:
-    """Why the model's measured footprint does not fit this container's memory, or None."""
+def memory_problem(
+    settings: Settings, card: ModelCard, candidate: ModelCard | None = None
+) -> str | None:
+    """Why the model's measured footprint (with a rollout's `candidate` loaded beside it in
+    every worker) does not fit this container's memory, or None."""
     limit = settings.memory_limit_bytes or cgroup_memory_limit()
     if card.footprint is None or limit is None:
         return None
+    beside = None
+    if candidate is not None and candidate.footprint is not None:
+        beside = (candidate.name, candidate.footprint)
     return memory_shortfall(
-        card.name, card.footprint, settings.workers, limit, "the container's memory limit"
+        card.name,
+        card.footprint,
+        settings.workers,
+        limit,
+        "the container's memory limit",
+        candidate=beside,
     )

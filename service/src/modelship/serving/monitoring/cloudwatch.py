@@ -23,6 +23,8 @@ from modelship.serving.monitoring.monitor import Monitor, collected_metrics
 
 # Live quality per model version (`Feedback.quality`): {version: {"live", "metric", "state", ...}}
 LiveQuality = Callable[[], dict[str, dict[str, Any]]]
+# Whether a rollout's shared verdict is abort (`modelship.serving.rollout`).
+RolloutAborted = Callable[[], bool]
 NAMESPACE = "modelship"
 LOCK_FILE = "cloudwatch-emitter.lock"
 REQUESTS_METRIC = "modelship_http_requests"
@@ -44,8 +46,8 @@ def _stdout_line(line: bytes) -> None:
 
 class CloudWatchEmitter:
     """Every `interval` seconds: requests, 5xx errors, capture failures, how many signals are in
-    drift, the PSI of each signal in drift, and (with feedback on) the live quality of each model
-    version that has labelled rows."""
+    drift, the PSI of each signal in drift, (with feedback on) the live quality of each model
+    version that has labelled rows, and (in a rollout) whether its verdict is abort."""
 
     def __init__(
         self,
@@ -56,8 +58,10 @@ class CloudWatchEmitter:
         write: Callable[[bytes], None] = _stdout_line,
         *,
         quality: LiveQuality | None = None,
+        rollout: RolloutAborted | None = None,
     ) -> None:
         self.quality = quality
+        self.rollout = rollout
         self.monitor = monitor
         self.service = service
         self.interval = interval
@@ -114,6 +118,10 @@ class CloudWatchEmitter:
             if labelled:
                 below = self._quality_lines(timestamp, labelled)
                 service_values["QualityBelowTest"] = float(below)
+        if self.rollout is not None:
+            # At the Service level, like QualityBelowTest: an alarm cannot name a candidate
+            # version that changes with every rollout.
+            service_values["RolloutAborted"] = 1.0 if self.rollout() else 0.0
         self._line(timestamp, {"Service": self.service}, service_values)
         self._last_totals = totals
         if self._lock is not None:  # for the worker that takes over when this one exits

@@ -11,15 +11,16 @@ from prometheus_client.registry import Collector
 
 from modelship import __version__
 from modelship.contracts.settings import load_settings
-from modelship.serving.compose import Serving, build_serving, load_predictor
+from modelship.serving.compose import Serving, build_serving, load_candidate, load_predictor
 from modelship.serving.feedback import QualityCollector
 from modelship.serving.monitoring.monitor import DriftCollector
+from modelship.serving.rollout import RolloutCollector
 from modelship.transport.http.errors import install_error_handlers
 from modelship.transport.http.metrics import install_metrics
 from modelship.transport.http.middleware import HttpAdmission, ServingMiddleware
 from modelship.transport.http.openapi import install_openapi
 from modelship.transport.http.responses import JSONBytes
-from modelship.transport.http.routes import drift, feedback, health, model, predict
+from modelship.transport.http.routes import drift, feedback, health, model, predict, rollout
 from modelship.transport.http.routes.v2 import register_v2_routes
 from modelship.transport.http.web import install_web_page
 
@@ -58,6 +59,7 @@ def create_app(serving: Serving) -> FastAPI:
     app.include_router(model.router)
     app.include_router(drift.router)
     app.include_router(feedback.router)
+    app.include_router(rollout.router)
     register_v2_routes(app, dataplane)
     if settings.metrics:
         computed: list[Collector] = []  # views computed at scrape time from every worker's state
@@ -65,8 +67,11 @@ def create_app(serving: Serving) -> FastAPI:
             computed.append(DriftCollector(monitor))
         if serving.feedback is not None:
             computed.append(QualityCollector(serving.feedback))
+        if serving.rollout is not None:
+            computed.append(RolloutCollector(serving.rollout))
         install_metrics(app, card, computed)
-    install_web_page(app, card, needs_key=api_key is not None)
+    candidate = serving.rollout.candidate.card if serving.rollout else None
+    install_web_page(app, card, needs_key=api_key is not None, candidate=candidate)
     install_openapi(app, card, settings)
     app.add_middleware(
         ServingMiddleware,
@@ -82,7 +87,7 @@ def create_app(serving: Serving) -> FastAPI:
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (`--factory`): settings from MODELSHIP_* variables, model from disk."""
     settings = load_settings()
-    app = create_app(build_serving(settings, load_predictor(settings)))
+    app = create_app(build_serving(settings, load_predictor(settings), load_candidate(settings)))
     # A worker's libraries, model and app live as long as it does: frozen, the garbage collector no
     # longer walks them. Unfrozen, a full collection held the event loop for a long pause, every
     # request in flight waiting (docs/benchmarks.md#what-changed-and-why). Here, not in create_app:

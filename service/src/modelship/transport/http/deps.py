@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from modelship.serving.dataplane import DataPlane
 from modelship.serving.feedback import PredictionIds
+from modelship.serving.rollout import VERSION_HEADER
 from modelship.transport.http.logging import request_id
 
 # The ids of a batch's rows: `<request id>#<first>..<request id>#<last>` (a single record's
@@ -49,3 +50,8 @@ def request_id_of() -> str:
 def prediction_ids_header(rid: str, rows: int) -> dict[str, str]:
     """The header naming the ids of a batch's `rows` rows (none for an empty answer)."""
     return {PREDICTION_IDS_HEADER: PredictionIds(rid, 0).header(rows)} if rows else {}
+
+
+def answer_headers(rid: str, rows: int, version: str) -> dict[str, str]:
+    """The headers of a prediction answer: the version(s) that answered, and the rows' ids."""
+    return {VERSION_HEADER: version, **prediction_ids_header(rid, rows)}

@@ -15,10 +15,11 @@ from starlette.datastructures import UploadFile
 
 from modelship.errors import MalformedBody, UnsupportedMediaType
 from modelship.serving.dataplane import SPOOL_BYTES, parse_json
+from modelship.serving.rollout import ROUTE_KEY_HEADER, VERSION_HEADER
 from modelship.transport.http.deps import (
     ReadyDataPlaneDep,
+    answer_headers,
     dataplane_of,
-    prediction_ids_header,
     request_id_of,
 )
 from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
@@ -78,7 +79,10 @@ async def predict(request: Request) -> Response:
     # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
     dataplane = dataplane_of(request)
     body = parse_json(await request.body())
-    return JSONBytes(dataplane.predict_record(body, request_id_of(), _explain_asked(request)))
+    answer = dataplane.predict_record(
+        body, request_id_of(), _explain_asked(request), request.headers.get(ROUTE_KEY_HEADER)
+    )
+    return JSONBytes(answer, headers={VERSION_HEADER: answer["model_version"]})
 
 
 @router.post(
@@ -93,8 +97,10 @@ async def predict_batch(request: Request) -> Response:
     dataplane = dataplane_of(request)
     rid = request_id_of()
     body = parse_json(await request.body())
-    answer = await dataplane.predict_records(body, rid, _explain_asked(request))
-    return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
+    answer = await dataplane.predict_records(
+        body, rid, _explain_asked(request), request.headers.get(ROUTE_KEY_HEADER)
+    )
+    return JSONBytes(answer, headers=answer_headers(rid, answer["count"], answer["model_version"]))
 
 
 @router.post(
@@ -120,10 +126,13 @@ async def explain(request: Request) -> Response:
     dataplane = dataplane_of(request)
     rid = request_id_of()
     body = parse_json(await request.body())
+    key = request.headers.get(ROUTE_KEY_HEADER)
     if isinstance(body, list):
-        answer = await dataplane.predict_records(body, rid, explain=True)
-        return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
-    return JSONBytes(dataplane.predict_record(body, rid, explain=True))
+        answer = await dataplane.predict_records(body, rid, True, key)
+        rows = answer["count"]
+    else:
+        answer, rows = dataplane.predict_record(body, rid, True, key), 0
+    return JSONBytes(answer, headers=answer_headers(rid, rows, answer["model_version"]))
 
 
 def _explain_asked(request: Request) -> bool:
@@ -146,12 +155,13 @@ def _explain_asked(request: Request) -> bool:
 async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     async with _csv_upload(request) as source:
         rid = request_id_of()
-        sink, summary = await dataplane.predict_csv(source, rid)
+        sink, summary, version = await dataplane.predict_csv(
+            source, rid, request.headers.get(ROUTE_KEY_HEADER)
+        )
     headers = {
         "Content-Disposition": 'attachment; filename="predictions.csv"',
         "X-Modelship-Rows": str(summary.rows),
-        "X-Modelship-Model-Version": dataplane.card.version,
-        **prediction_ids_header(rid, summary.rows),
+        **answer_headers(rid, summary.rows, version),
     }
     if summary.warnings:
         headers["X-Modelship-Warnings"] = _header_text(summary.warnings.summary())
@@ -166,7 +176,10 @@ async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Re
 )
 async def score(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
     async with _csv_upload(request) as source:
-        return JSONBytes(await dataplane.score_csv(source, request_id_of()))
+        scored = await dataplane.score_csv(
+            source, request_id_of(), request.headers.get(ROUTE_KEY_HEADER)
+        )
+    return JSONBytes(scored, headers={VERSION_HEADER: scored["model_version"]})
 
 
 @asynccontextmanager

@@ -21,7 +21,8 @@ from modelship.contracts.v2 import (
 from modelship.errors import NotFound
 from modelship.model.codecs.v2 import V2Codec
 from modelship.serving.dataplane import DataPlane
-from modelship.transport.http.deps import prediction_ids_header, request_id_of
+from modelship.serving.rollout import ROUTE_KEY_HEADER
+from modelship.transport.http.deps import answer_headers, request_id_of
 from modelship.transport.http.responses import JSONBytes
 
 BINARY_HEADER = "inference-header-content-length"
@@ -48,10 +49,8 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
     def check_model(name: str, version: str | None) -> None:
         if name != card.name:
             raise NotFound(f"unknown model '{name}': this server serves '{card.name}'")
-        if version is not None and version != card.version:
-            raise NotFound(
-                f"model '{name}' has no version '{version}': it is version '{card.version}'"
-            )
+        if version is not None:
+            dataplane.route("", None, version)  # 404 naming the loaded versions
 
     @router.get("", summary="Server metadata", response_model=MetadataServerResponse)
     async def server_metadata() -> Response:
@@ -112,18 +111,20 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
     )
     @router.post(
         "/models/{name}/versions/{version}/infer",
-        summary="Inference on a version",
+        summary="Inference on a version (in a rollout: the primary's or the candidate's)",
         response_model=InferenceResponse,
-        responses=V2_ERRORS,
+        responses=INFER_ERRORS,
     )
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         check_model(name, version)
         body = await request.body()
         inference = dataplane.parse_v2(body, request.headers.get(BINARY_HEADER))
         rid = request_id_of()
-        answer = await dataplane.infer(inference, rid)
+        answer = await dataplane.infer(
+            inference, rid, request.headers.get(ROUTE_KEY_HEADER), version
+        )
         rows = len(answer["parameters"]["prediction_ids"])
-        return JSONBytes(answer, headers=prediction_ids_header(rid, rows))
+        return JSONBytes(answer, headers=answer_headers(rid, rows, answer["model_version"]))
 
     @router.api_route(
         "/{rest:path}",

@@ -21,8 +21,10 @@ STATIC = Path(__file__).parent / "static"
 MAX_OPTIONS = 200  # above this a category field is a text box with suggestions
 
 
-def install_web_page(app: FastAPI, card: ModelCard, needs_key: bool) -> None:
-    page = render_page(card, needs_key).encode()
+def install_web_page(
+    app: FastAPI, card: ModelCard, needs_key: bool, candidate: ModelCard | None = None
+) -> None:
+    page = render_page(card, needs_key, candidate).encode()
     app.mount("/ui", StaticFiles(directory=STATIC), name="ui")
 
     @app.get("/", include_in_schema=False)
@@ -104,8 +106,8 @@ def _capacity(card: ModelCard) -> str:
     )
 
 
-def render_page(card: ModelCard, needs_key: bool) -> str:
-    """The whole page, built once at start-up from the card."""
+def render_page(card: ModelCard, needs_key: bool, candidate: ModelCard | None = None) -> str:
+    """The whole page, built once at start-up from the card (and a rollout's candidate's)."""
     data = {
         "features": [
             {"name": f.name, "kind": f.kind, "id": f"f-{f.input_name}"} for f in card.features
@@ -152,6 +154,7 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
   {escape(card.model.estimator)} · version <code>{escape(card.version)}</code>
   · {quality} · <a href="/docs">API docs</a>{report_link}</p>
   {_capacity(card)}
+{_rollout_line(candidate)}
 </header>
 <main>
 {key_box}
@@ -202,3 +205,15 @@ def render_page(card: ModelCard, needs_key: bool) -> str:
 </body>
 </html>
 """
+
+
+def _rollout_line(candidate: ModelCard | None) -> str:
+    """Both versions of a rollout: the primary is in the header line above, the candidate here
+    (each answer on the page names the version that produced it)."""
+    if candidate is None:
+        return ""
+    return (
+        f'<p class="rollout">Rollout: candidate {escape(candidate.model.estimator)} · version '
+        f"<code>{escape(candidate.version)}</code> served beside the primary · "
+        '<a href="/rollout">gates and verdict</a></p>'
+    )

@@ -76,6 +76,13 @@ function showResult(body) {
   value.id = "prediction-value";
   value.textContent = format(body.prediction);
   head.append(value);
+  if (body.model_version) {
+    // In a rollout either version may answer: say which one did.
+    const version = document.createElement("small");
+    version.id = "prediction-version";
+    version.textContent = " (model version " + body.model_version + ")";
+    head.append(version);
+  }
   box.append(head);
   if (body.probabilities) {
     const list = document.createElement("ul");
