@@ -112,7 +112,8 @@ def test_auto_weighs_every_candidate_and_keeps_the_best(iris_csv: Path, tmp_path
     assert winner["model_mb"] <= best["model_mb"]
     output = "\n".join(MESSAGES)
     assert "Task: classification (inferred: the target holds text labels" in output
-    assert f"Comparing {len(CLASSIFICATION)} models with 3-fold cross-validation" in output
+    assert f"Screening {len(CLASSIFICATION)} model families on " in output
+    assert "Tuning, judged by 3-fold cross-validation" in output
     assert "size MB  RSS MB  1 row ms 1k rows ms  status" in output
     assert f"Chosen: {card.model.kind} " in output
 
@@ -138,7 +139,13 @@ def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
     tried = [row["model"] for row in card.leaderboard]
     assert tried == ["ridge"]
     assert card.search.skipped == [key for key in REGRESSION if key != "ridge"]
-    assert f"not tried {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
+    assert f"not tried at full size {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
+    # The card says why each of the others was left: none was even screened.
+    untried = {row["model"]: row["untried"] for row in card.search.families}
+    assert untried.pop("ridge") == ""
+    assert set(untried.values()) == {
+        "not screened: the screen's share of the time budget was spent"
+    }
     assert card.search.seconds < time.perf_counter() - started
 
 

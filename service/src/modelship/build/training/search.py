@@ -218,6 +218,7 @@ def _task(  # noqa: PLR0917 - private, one parallel task
     fold: tuple[Any, Any] | None,
     scorers: list[tuple[str, str, float]],
     seed: int,
+    stop: bool = True,
 ) -> tuple[Pipeline, dict[str, float], int | None, float]:
     """One parallel task: a fold (fit on its training part with early stopping for a booster,
     score the rest) or the final fit on everything. Its output, scores, rounds and seconds."""
@@ -231,7 +232,9 @@ def _task(  # noqa: PLR0917 - private, one parallel task
             pipeline.fit(x, y)
             return pipeline, {}, None, time.perf_counter() - started
         train_rows, test_rows = fold
-        fitted, rounds = fit_stopping(pipeline, key, x.iloc[train_rows], y.iloc[train_rows], seed)
+        fitted, rounds = fit_stopping(
+            pipeline, key, x.iloc[train_rows], y.iloc[train_rows], seed, stop=stop
+        )
         scores = _scored(fitted, x.iloc[test_rows], y.iloc[test_rows], scorers)
     return fitted, scores, rounds, time.perf_counter() - started
 
@@ -241,7 +244,7 @@ def _sample(fold: tuple[Any, Any], y: pd.Series, rows: int, seed: int) -> tuple[
     train_rows, test_rows = fold
     if len(train_rows) <= rows:
         return fold
-    stratify = y.iloc[train_rows] if y.dtype == object else None
+    stratify = None if pd.api.types.is_numeric_dtype(y) else y.iloc[train_rows]
     try:
         kept, _ = train_test_split(
             train_rows, train_size=rows, random_state=seed, stratify=stratify
@@ -336,7 +339,9 @@ class Search:
                 self.configure(family.key, family.pipeline, family.configs[0]), family.key
             )
             outputs = parallel(
-                delayed(_task)(clone(pipeline), family.key, self.x, self.y, s, main, self.seed)
+                delayed(_task)(
+                    clone(pipeline), family.key, self.x, self.y, s, main, self.seed, stop=False
+                )
                 for s in samples
             )
             scores = [o[1][title] for o in outputs]
@@ -415,11 +420,12 @@ class Search:
         """The next configurations to try, one per family, until every core has a task."""
 
         def rank(family: Family) -> tuple[int, float]:
+            # Breadth first: the leaders' defaults, then their second configurations beside
+            # the other families' defaults, and so on; within a round the best family so far
+            # (by its screen until it has a full-size score) first.
             best = family.best
-            # Each leader's defaults first, then more of the best family so far; the others
-            # the same way after them.
-            group = (0 if family in leaders else 2) + (best is not None)
-            return (group, -best.score if best else 0.0)
+            score = best.score if best else (family.screen_score or -math.inf)
+            return (len(family.trials) + (family not in leaders), -score)
 
         open_ = sorted(
             (f for f in families if f.next_config() is not None and not f.untried),

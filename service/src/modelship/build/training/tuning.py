@@ -172,18 +172,19 @@ def rounds_factor(key: str, pipeline: Pipeline) -> float:
 
 
 def fit_stopping(
-    pipeline: Pipeline, key: str, x: pd.DataFrame, y: pd.Series, seed: int
+    pipeline: Pipeline, key: str, x: pd.DataFrame, y: pd.Series, seed: int, *, stop: bool = True
 ) -> tuple[Pipeline, int | None]:
-    """Fit a configured pipeline, with early stopping for a boosting family; the rounds it kept
-    (None for a family without rounds)."""
-    if not stopping(key):
+    """Fit a configured pipeline, with early stopping for a boosting family unless `stop` is
+    false (a `fixed` or `screened` pipeline); the rounds it kept (None without early stopping)."""
+    if not (stop and stopping(key)):
         return pipeline.fit(x, y), None
     model = pipeline.named_steps["model"]
     if key in {"hist_gradient_boosting", "gradient_boosting"}:
         # scikit-learn's boosters hold their own validation part aside.
         pipeline.fit(x, y)
         return pipeline, int(getattr(model, "n_iter_", None) or model.n_estimators_)
-    stratify = y if y.dtype == object and y.value_counts().min() >= 2 else None
+    classes = not pd.api.types.is_numeric_dtype(y)
+    stratify = y if classes and y.value_counts().min() >= 2 else None
     try:
         x_fit, x_stop, y_fit, y_stop = train_test_split(
             x, y, test_size=STOPPING_SHARE, random_state=seed, stratify=stratify
