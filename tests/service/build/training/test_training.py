@@ -116,6 +116,21 @@ def test_auto_weighs_every_candidate_and_keeps_the_best(iris_csv: Path, tmp_path
     assert "Tuning, judged by 3-fold cross-validation" in output
     assert "size MB  RSS MB  1 row ms 1k rows ms  status" in output
     assert f"Chosen: {card.model.kind} " in output
+    # What was searched: with time for everything, every configuration of every family, the
+    # boosters' rounds found by early stopping; the leaderboard says the same per candidate.
+    families = {row["model"]: row for row in card.search.families}
+    assert sorted(families) == sorted(CLASSIFICATION)
+    for family in families.values():
+        assert family["configs"] == family["of_configs"] >= 1, family
+        assert family["best_config"] and family["seconds"] > 0 and not family["untried"], family
+    for booster in ("lightgbm", "xgboost", "hist_gradient_boosting", "gradient_boosting"):
+        assert families[booster]["best_config"].endswith(" rounds"), families[booster]
+    for row in card.leaderboard:
+        family = families[row["model"]]
+        assert (row["configs"], row["config"]) == (family["configs"], family["best_config"])
+        assert len(row["tried"]) == row["configs"]
+        assert round(row["macro_f1"], 4) == max(t["macro_f1"] for t in row["tried"])
+    assert "What was searched" in output
 
 
 def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
