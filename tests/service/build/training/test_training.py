@@ -152,12 +152,16 @@ def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
     # The first candidate always runs (there must be a model); none starts after the budget.
     assert card.search is not None and card.leaderboard is not None
     tried = [row["model"] for row in card.leaderboard]
-    assert tried == ["ridge"]
-    assert card.search.skipped == [key for key in REGRESSION if key != "ridge"]
+    assert len(tried) == 1 and tried[0] in {"ridge", "gradient_boosting"}
+    assert card.search.skipped == [key for key in REGRESSION if key not in tried]
     assert f"not tried at full size {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
-    # The card says why each of the others was left: none was even screened.
+    # The card says why each of the others was left: the first two of the menu were screened
+    # (the better one tried), none after them.
     untried = {row["model"]: row["untried"] for row in card.search.families}
-    assert untried.pop("ridge") == ""
+    assert untried.pop(tried[0]) == ""
+    for key in list(REGRESSION)[:2]:
+        if key in untried:
+            assert "past the time budget" in untried.pop(key)
     assert set(untried.values()) == {
         "not screened: the screen's share of the time budget was spent"
     }

@@ -50,6 +50,10 @@ SCREEN_ROWS = 2_000
 CURVE = 0.5
 # The screen stops starting families once it has spent this share of the time budget.
 SCREEN_SHARE = 0.3
+# Screened whatever the time: the best of them is tried and fitted, so that a budget spent at
+# once still ends with a model, and not only with the menu's first (LDA's 0.959 on the 26-class
+# table, where logistic regression, second, reaches 0.972).
+MIN_SCREENED = 2
 # Families tuned first, by their screen score; the others are tried after them if time is left.
 LEADERS = 3
 # Kept back for exporting the final fits and measuring their footprints in a serving process.
@@ -331,8 +335,8 @@ class Search:
         main = scorers[:1]
         title = main[0][0]
         stop = time.perf_counter() + SCREEN_SHARE * self.limits.time_budget_seconds
-        for family in families:
-            if family is not families[0] and time.perf_counter() >= min(stop, deadline):
+        for number, family in enumerate(families):
+            if number >= MIN_SCREENED and time.perf_counter() >= min(stop, deadline):
                 family.untried = "not screened: the screen's share of the time budget was spent"
                 continue
             pipeline = tuning.screened(
