@@ -1,15 +1,18 @@
-"""The model search: every candidate cross-validated, fitted, exported and weighed, in a budget.
+"""The model search: screen every family, tune the leaders, fit and weigh the best, in a budget.
 
-For each candidate, in the menu's order, while the time budget lasts (and past it until one
-candidate has been exported, so that the search always ends with a model):
-  1. its cross-validation folds and its fit on the whole training split run as parallel tasks,
-     one per core, in threads (the estimators' heavy parts are native code that releases the
-     GIL; worker processes would each import scikit-learn first, which costs more than small
-     folds), every native thread pool held to one thread (no nested pools fighting for cores);
-  2. the full fit is exported to ONNX and checked for parity, like the final model always was;
-  3. its footprint (size, latency, serving memory) is measured in a fresh serving process, in
-     the background while the next candidate trains.
-Then the winner is chosen among the candidates that fit the footprint budget (`select`).
+Within the time budget (and past it until one candidate has been exported, so that the search
+always ends with a model):
+  1. screen: every family's defaults on two small samples of the first fold, boosters at few
+     rounds, estimate its score and its cost at full size, and rank the families;
+  2. tune: configurations at full size (tuning.SPACES), breadth first from the leaders, boosters
+     with early stopping, each started only when its estimated cost ends in time;
+  3. fit: the best configuration of each tried family on the whole training split, exported to
+     ONNX, checked for parity, and its footprint (size, latency, serving memory) measured in a
+     fresh serving process in the background while the next pair fits.
+Tasks run in parallel, one per core, in threads (the estimators' heavy parts are native code
+that releases the GIL; worker processes would each import scikit-learn first, which costs more
+than small folds), every native thread pool held to one thread (no nested pools fighting for
+cores). Then the winner is chosen among the candidates that fit the footprint budget (`select`).
 """
 
 from __future__ import annotations
