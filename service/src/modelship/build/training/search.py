@@ -387,7 +387,7 @@ class Search:
         leaders' alternatives (the best family first), then the other families, while their
         estimated cost ends before the time kept back for the final fits."""
         main = scorers[0][0]
-        leaders = families[:LEADERS]
+        leaders = [f for f in families if f.screen_score is not None][:LEADERS]
         how = "one held-out fold" if len(judged) == 1 else f"{len(judged)}-fold cross-validation"
         self.say(f"Tuning, judged by {how} (leaders: {', '.join(f.key for f in leaders)}):")
         number = 0
