@@ -161,7 +161,7 @@ def test_train_help_shows_the_options_defaults() -> None:
 
     defaults = TrainOptions(data=Path("d.csv"), target="y", output=Path("o"))
     shown = " ".join(modelship("train", "--help").stdout.split())
-    assert f"skipped are named ({defaults.time_budget_seconds:g}s)" in shown
+    assert f"what was left is named ({defaults.time_budget_seconds:g}s)" in shown
     assert f"may choose ({defaults.max_model_mb:g})" in shown
     assert f"held-out fraction ({defaults.test_size:g})" in shown
 

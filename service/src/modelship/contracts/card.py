@@ -133,6 +133,13 @@ class SearchInfo(_Frozen):
     max_model_mb: float
     max_serving_mb: float
     selection: str = Field(description="Why the chosen model won")
+    holdout: bool = Field(
+        False, description="Judged on one held-out fold (10,000+ rows) instead of every fold"
+    )
+    families: list[dict[str, Any]] = Field(
+        default=[],
+        description="What was searched per model family: configurations tried, the best, time",
+    )
     skipped: list[str] = Field(default=[], description="Candidates not tried: budget spent")
     excluded: list[str] = Field(default=[], description="Candidates over the footprint budget")
 

@@ -420,3 +420,26 @@ def test_permutation_importance_predicts_fewer_rows_for_a_slow_model(
     from modelship.build.report import numbers
 
     assert numbers.importance_rows(16, row_ms) == rows
+
+
+def test_the_summary_says_what_was_searched_per_family(regression_artifact: Path) -> None:
+    """Why the winner won is only clear beside what it was up against and what was left."""
+    from modelship.contracts.card import SearchInfo
+
+    card, evaluation = _evaluation(regression_artifact)
+    families = [
+        {"model": "lightgbm", "screen_score": 0.84, "configs": 3, "of_configs": 5,
+         "best_config": "num_leaves=7, 24 rounds", "best_score": 0.8535, "seconds": 3.7,
+         "untried": "2 configuration(s) not started: about 9 s each, past the time budget"},
+        {"model": "mlp", "screen_score": None, "configs": 0, "of_configs": 3,
+         "best_config": None, "best_score": None, "seconds": 0.0,
+         "untried": "not screened: the screen's share of the time budget was spent"},
+    ]  # fmt: skip
+    search = SearchInfo(
+        time_budget_seconds=30, seconds=29.5, folds=5, parallel_tasks=2, max_model_mb=40,
+        max_serving_mb=320, selection="lightgbm has the best", families=families,
+    )  # fmt: skip
+    page = build_report(card.model_copy(update={"search": search}), evaluation).html()
+    assert "<h2>Search (29.5 s of 30 s)</h2>" in page
+    assert "3/5 configurations, best 0.8535: num_leaves=7, 24 rounds (3.7 s)" in page
+    assert "0/3 configurations, not screened: the screen&#x27;s share of the time budget" in page

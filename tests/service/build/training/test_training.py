@@ -112,9 +112,25 @@ def test_auto_weighs_every_candidate_and_keeps_the_best(iris_csv: Path, tmp_path
     assert winner["model_mb"] <= best["model_mb"]
     output = "\n".join(MESSAGES)
     assert "Task: classification (inferred: the target holds text labels" in output
-    assert f"Comparing {len(CLASSIFICATION)} models with 3-fold cross-validation" in output
+    assert f"Screening {len(CLASSIFICATION)} model families on " in output
+    assert "Tuning, judged by 3-fold cross-validation" in output
     assert "size MB  RSS MB  1 row ms 1k rows ms  status" in output
     assert f"Chosen: {card.model.kind} " in output
+    # What was searched: with time for everything, every configuration of every family, the
+    # boosters' rounds found by early stopping; the leaderboard says the same per candidate.
+    families = {row["model"]: row for row in card.search.families}
+    assert sorted(families) == sorted(CLASSIFICATION)
+    for family in families.values():
+        assert family["configs"] == family["of_configs"] >= 1, family
+        assert family["best_config"] and family["seconds"] > 0 and not family["untried"], family
+    for booster in ("lightgbm", "xgboost", "hist_gradient_boosting", "gradient_boosting"):
+        assert families[booster]["best_config"].endswith(" rounds"), families[booster]
+    for row in card.leaderboard:
+        family = families[row["model"]]
+        assert (row["configs"], row["config"]) == (family["configs"], family["best_config"])
+        assert len(row["tried"]) == row["configs"]
+        assert round(row["macro_f1"], 4) == max(t["macro_f1"] for t in row["tried"])
+    assert "What was searched" in output
 
 
 def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
@@ -133,12 +149,25 @@ def test_the_time_budget_stops_the_search_and_names_what_it_skipped(
         ),
         collect,
     )
-    # The first candidate always runs (there must be a model); none starts after the budget.
+    # The menu's first two always run, screened, tried and fitted side by side (there must be
+    # a model, and a choice); nothing starts after the budget.
     assert card.search is not None and card.leaderboard is not None
-    tried = [row["model"] for row in card.leaderboard]
-    assert tried == ["ridge"]
-    assert card.search.skipped == [key for key in REGRESSION if key != "ridge"]
-    assert f"not tried {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
+    first_two = list(REGRESSION)[:2]
+    assert sorted(row["model"] for row in card.leaderboard) == sorted(first_two)
+    assert all(row.get("model_mb") for row in card.leaderboard), card.leaderboard
+    assert card.search.skipped == list(REGRESSION)[2:]
+    assert f"not tried at full size {', '.join(card.search.skipped)}" in "\n".join(MESSAGES)
+    # The card says why the rest was left: the first two's other configurations were estimated
+    # past the budget and not started; the other families were not even screened.
+    untried = {row["model"]: row["untried"] for row in card.search.families}
+    for key in first_two:
+        reason = untried.pop(key)
+        assert reason.endswith(
+            "configuration(s) not started: about 0 s each, past the time budget"
+        ) or ("past the time budget" in reason), reason
+    assert set(untried.values()) == {
+        "not screened: the screen's share of the time budget was spent"
+    }
     assert card.search.seconds < time.perf_counter() - started
 
 

@@ -202,7 +202,7 @@ class _Builder:
     # --- the plots -----------------------------------------------------------------------
     def leaderboard(self, rows: list[dict[str, Any]]) -> None:
         metric = numbers.primary_score(self.card.task)
-        columns = ["model", "rank", metric, f"{metric}_std"] + [
+        columns = ["model", "rank", metric, f"{metric}_std", "configs", "config"] + [
             c[0] for c in plots.LEADERBOARD_COLUMNS
         ]
         data = {
@@ -213,9 +213,10 @@ class _Builder:
         self.add(
             "leaderboard",
             plots.leaderboard(rows, metric, self.card.model.kind),
-            f"Every candidate model, cross-validated on the training split: {metric} with its "
-            "spread over the folds, and what each one costs. The chosen model is in blue; it "
-            "was then fitted on the whole training split.",
+            f"Every candidate model, cross-validated on the training split: {metric} of its "
+            "best configuration with its spread over the folds (configurations tried and the "
+            "best of them in the table), and what each one costs. The chosen model is in blue; "
+            "it was then fitted on the whole training split.",
             data,
             wide=True,
         )

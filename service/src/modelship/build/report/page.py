@@ -168,6 +168,26 @@ def _summary(report: Report) -> str:
             + ([("classes", len(card.classes))] if card.classes else []),
         ),
     ]
+    if card.search is not None and card.search.families:
+        # What was searched: why the winner won is only clear beside what it was up against.
+        boxes.append(
+            (
+                f"Search ({card.search.seconds:g} s of {card.search.time_budget_seconds:g} s)",
+                [
+                    (
+                        family["model"],
+                        f"{family['configs']}/{family['of_configs']} configurations, "
+                        + (
+                            f"best {family['best_score']:.4f}: {family['best_config']}"
+                            if family["best_config"]
+                            else family["untried"]
+                        )
+                        + f" ({family['seconds']:g} s)",
+                    )
+                    for family in card.search.families
+                ],
+            )
+        )
     return "".join(f"<div><h2>{escape(t)}</h2>{_table(rows)}</div>" for t, rows in boxes) + (
         capacity_box(card.capacity)
     )

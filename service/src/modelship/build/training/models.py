@@ -43,6 +43,9 @@ ONNX_LEAF_ENTRY_BYTES = 20
 # A forest may use this share of --max-model-mb, so it is never excluded for its size alone.
 FOREST_SHARE_OF_MODEL_BUDGET = 0.5
 LARGE_DATA_ROWS = 10_000
+# Bounds of a booster's rounds under early stopping (models.Sizing.boosting_round_cap).
+MAX_BOOSTING_ROUNDS = 1_000
+MIN_BOOSTING_ROUNDS = 10
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,15 @@ class Sizing:
         # A multi-class booster grows one tree per class per round.
         return 100 if self.many_classes or self.large else 200
 
+    def boosting_round_cap(self, leaves: int) -> int:
+        """Rounds a booster with trees of `leaves` leaves may grow (early stopping usually ends
+        it sooner): at most MAX_BOOSTING_ROUNDS, and no more than fit the forests' share of the
+        model budget (a multi-class booster grows one tree per class per round)."""
+        per_tree = leaves * (2 * ONNX_NODE_BYTES + ONNX_LEAF_ENTRY_BYTES)
+        per_round = per_tree * (self.classes if self.classes > 2 else 1)
+        fits = int(self.max_model_bytes * FOREST_SHARE_OF_MODEL_BUDGET / per_round)
+        return max(MIN_BOOSTING_ROUNDS, min(MAX_BOOSTING_ROUNDS, fits))
+
     @property
     def boosting_leaves(self) -> int:
         # With many classes the rounds' trees add up (26 per round): smaller ones fit as well
@@ -115,6 +127,11 @@ class LabelledXGBClassifier(XGBClassifier):
     def fit(self, x: Any, y: Any, **kwargs: Any) -> LabelledXGBClassifier:
         labels, codes = np.unique(np.asarray(y), return_inverse=True)
         self._labels = None
+        if "eval_set" in kwargs:  # the early-stopping rows speak the same labels
+            kwargs["eval_set"] = [
+                (rows, np.searchsorted(labels, np.asarray(truth)))
+                for rows, truth in kwargs["eval_set"]
+            ]
         super().fit(x, codes, **kwargs)
         self._labels = labels
         return self

@@ -173,8 +173,8 @@ class TrainOptions(BaseModel):
         float,
         Flag(
             "--time-budget",
-            "time for the model search, e.g. 60s, 90, 5m: no new candidate starts once it is "
-            "spent, and the ones skipped are named",
+            "time for the model search (screen, tuning, final fits), e.g. 60s, 90, 5m: no "
+            "configuration starts that is estimated to end past it, and what was left is named",
             "a duration above 0 such as 60s, 90 or 5m",
             "DURATION",
             unit="s",
