@@ -45,6 +45,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "Still loading, or over MODELSHIP_MAX_IN_FLIGHT (with Retry-After), or timed out"),
     ]
 }
+# /explain reads JSON whatever the content type says (as /predict does, so `curl -d` works);
+# only these unambiguous CSV types make it read a CSV.
+EXPLAIN_CSV_TYPES = ("text/csv", "application/csv", "multipart/form-data")
 UNSUPPORTED = {
     "description": "Not a CSV upload",
     "content": {"application/json": {"schema": ERROR_REF}},
@@ -99,12 +102,16 @@ async def predict_batch(request: Request) -> Response:
 
 @router.post(
     "/explain",
-    summary="Predict one record or a JSON list of records, each with its exact explanation: a "
-    "base value and one contribution per input column that add up to the prediction",
+    summary="Predict one record, a JSON list of records or a CSV (answered as a JSON batch), each "
+    "with its exact explanation: a base value and one contribution per input column that add up "
+    "to the prediction",
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}}},
+            "content": {
+                "application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}},
+                **CSV_BODY["content"],
+            },
         }
     },
     responses={
@@ -119,6 +126,10 @@ async def predict_batch(request: Request) -> Response:
 async def explain(request: Request) -> Response:
     dataplane = dataplane_of(request)
     rid = request_id_of()
+    if _media_type(request) in EXPLAIN_CSV_TYPES:
+        async with _csv_upload(request) as source:
+            answer = await dataplane.explain_csv(source, rid)
+        return JSONBytes(answer, headers=prediction_ids_header(rid, answer["count"]))
     body = parse_json(await request.body())
     if isinstance(body, list):
         answer = await dataplane.predict_records(body, rid, explain=True)
@@ -172,7 +183,7 @@ async def score(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
 @asynccontextmanager
 async def _csv_upload(request: Request) -> Any:
     """The uploaded CSV as a binary file, from a multipart form or a raw text/csv body."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = _media_type(request)
     if media == "multipart/form-data":
         async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
@@ -193,6 +204,10 @@ async def _csv_upload(request: Request) -> Any:
         f"content type {media or '(none)'!r} is not accepted; send text/csv, or "
         "multipart/form-data with the CSV in a field named 'file'"
     )
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def _blocks(sink: IO[bytes]) -> Iterator[bytes]:
