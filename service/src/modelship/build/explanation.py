@@ -225,9 +225,9 @@ def _covers(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64]:
     """Training samples per ONNX node, from the source model's trees."""
     tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
     node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
-    boosted = _booster_trees(estimator)
+    boosted = booster_trees(estimator)
     if boosted is not None:
-        return _matched_covers(boosted, attrs, tree_ids, node_ids)
+        return np.array([n.cover for n in matched_nodes(boosted, attrs)], dtype=np.float64)
     per_tree = _cover_source(estimator)
     cache: dict[int, npt.NDArray[np.float64]] = {}
     out = np.empty(len(tree_ids))
@@ -256,13 +256,9 @@ def _cover_source(estimator: Any) -> Callable[[int], Any]:
             estimator.estimators_[t // per_stage][t % per_stage].tree_.weighted_n_node_samples
         )
     if isinstance(estimator, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
-        # Its ONNX trees round float64 thresholds to the nearest float32 (skl2onnx does not
-        # adjust them as for the other scikit-learn trees): on the insurance data shap on the
-        # original and TreeSHAP on the export differed on some rows, so no claim of exactness.
-        raise NotExplainable(
-            f"no exact explanation for {type(estimator).__name__} yet: its ONNX export does not "
-            "decide every split as scikit-learn does"
-        )
+        # Exact since the export decides its splits as scikit-learn does (thresholds.py).
+        per_stage = len(estimator._predictors[0])
+        return lambda t: estimator._predictors[t // per_stage][t % per_stage].nodes["count"]
     if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
         return lambda t: estimator.estimators_[t].tree_.weighted_n_node_samples
     raise NotExplainable(
@@ -271,18 +267,21 @@ def _cover_source(estimator: Any) -> Callable[[int], Any]:
 
 
 @dataclass(frozen=True)
-class _Node:
+class SourceNode:
+    """A node of the source model's tree: its cover and (for a split) its own threshold."""
+
     cover: float
-    left: _Node | None = None  # the branch ONNX takes when the test holds (true)
-    right: _Node | None = None
+    left: SourceNode | None = None  # the branch ONNX takes when the test holds (true)
+    right: SourceNode | None = None
+    threshold: float = float("nan")
 
 
-def _booster_trees(estimator: Any) -> list[_Node] | None:
+def booster_trees(estimator: Any) -> list[SourceNode] | None:
     """LightGBM's and XGBoost's trees with their covers, in the order the converters write."""
-    if hasattr(estimator, "booster_"):  # LightGBM's scikit-learn API
+    lightgbm = getattr(estimator, "booster_", estimator)  # its scikit-learn API or a Booster
+    if hasattr(lightgbm, "dump_model"):
         return [
-            _lightgbm_node(info["tree_structure"])
-            for info in estimator.booster_.dump_model()["tree_info"]
+            _lightgbm_node(info["tree_structure"]) for info in lightgbm.dump_model()["tree_info"]
         ]
     if hasattr(estimator, "get_booster"):  # XGBoost's
         import json
@@ -292,40 +291,41 @@ def _booster_trees(estimator: Any) -> list[_Node] | None:
     return None
 
 
-def _lightgbm_node(node: dict[str, Any]) -> _Node:
+def _lightgbm_node(node: dict[str, Any]) -> SourceNode:
     if "leaf_value" in node:
-        return _Node(float(node.get("leaf_count", 0)))
-    return _Node(
+        return SourceNode(float(node.get("leaf_count", 0)))
+    threshold = node["threshold"]
+    return SourceNode(
         float(node["internal_count"]),
         _lightgbm_node(node["left_child"]),
         _lightgbm_node(node["right_child"]),
+        # A categorical split's threshold is text ("1||3"); only numeric ones are compared.
+        float(threshold) if node.get("decision_type") == "<=" else float("nan"),
     )
 
 
-def _xgboost_node(node: dict[str, Any]) -> _Node:
+def _xgboost_node(node: dict[str, Any]) -> SourceNode:
     if "leaf" in node:
-        return _Node(float(node["cover"]))
+        return SourceNode(float(node["cover"]))
     children = {c["nodeid"]: c for c in node["children"]}
-    return _Node(
+    return SourceNode(
         float(node["cover"]),
         _xgboost_node(children[node["yes"]]),
         _xgboost_node(children[node["no"]]),
     )
 
 
-def _matched_covers(
-    trees: list[_Node],
-    attrs: dict[str, Any],
-    tree_ids: npt.NDArray[np.int64],
-    node_ids: npt.NDArray[np.int64],
-) -> npt.NDArray[np.float64]:
-    """Walk each ONNX tree and its source tree together: true child with the left/yes one."""
+def matched_nodes(trees: list[SourceNode], attrs: dict[str, Any]) -> list[SourceNode]:
+    """Walk each ONNX tree and its source tree together (true child with the left/yes one):
+    the source node of every ONNX node, in the ONNX attributes' order."""
+    tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
+    node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
     position = {
         (int(t), int(n)): i for i, (t, n) in enumerate(zip(tree_ids, node_ids, strict=True))
     }
     modes = attrs["nodes_modes"]
     true_ids, false_ids = attrs["nodes_truenodeids"], attrs["nodes_falsenodeids"]
-    out = np.full(len(tree_ids), np.nan)
+    out: list[SourceNode | None] = [None] * len(tree_ids)
     onnx_trees = sorted({int(t) for t in tree_ids})
     if len(onnx_trees) != len(trees):
         raise NotExplainable(
@@ -345,7 +345,7 @@ def _matched_covers(
         while stack:
             node, mirror = stack.pop()
             i = position[(tree, node)]
-            out[i] = mirror.cover
+            out[i] = mirror
             if modes[i] == b"LEAF" and mirror.left is None:
                 continue
             if modes[i] == b"LEAF" or mirror.left is None or mirror.right is None:
@@ -355,7 +355,12 @@ def _matched_covers(
                 )
             stack.append((int(true_ids[i]), mirror.left))
             stack.append((int(false_ids[i]), mirror.right))
-    return out
+    found = [node for node in out if node is not None]
+    if len(found) != len(out):
+        raise NotExplainable(
+            "no exact explanation: some nodes of the ONNX graph are on no path of its trees"
+        )
+    return found
 
 
 def _linear(
