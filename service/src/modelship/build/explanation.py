@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import onnx.numpy_helper
+import onnxruntime as ort
 import pandas as pd
 from onnx import helper
 
@@ -65,6 +66,10 @@ def write(
         )
     except NotExplainable as exc:
         return ExplanationFiles(method=None, unavailable=exc.message)
+    return _saved(directory, recorded)
+
+
+def _saved(directory: Path, recorded: Recorded) -> ExplanationFiles:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / EXPLANATION_FILE).write_bytes(recorded.data)
     return ExplanationFiles(
@@ -73,6 +78,71 @@ def write(
         sha256=hashlib.sha256(recorded.data).hexdigest(),
         output_space=recorded.output_space,
     )
+
+
+# Background rows for interventional TreeSHAP: shap's own default for a background masker.
+BACKGROUND_ROWS = 100
+
+
+def write_interventional(
+    directory: Path,
+    onnx_bytes: bytes,
+    *,
+    frame: pd.DataFrame,
+    feeds: Callable[[pd.DataFrame], dict[str, npt.NDArray[Any]]],
+    task: Task,
+    classes: list[str] | None,
+) -> ExplanationFiles:
+    """For a graph imported without its source model: interventional TreeSHAP against rows of
+    the import sample, or why there is no exact explanation."""
+    try:
+        recorded = record_interventional(
+            onnx_bytes, frame=frame, feeds=feeds, task=task, classes=classes
+        )
+    except NotExplainable as exc:
+        return ExplanationFiles(method=None, unavailable=exc.message)
+    return _saved(directory, recorded)
+
+
+def record_interventional(
+    onnx_bytes: bytes,
+    *,
+    frame: pd.DataFrame,
+    feeds: Callable[[pd.DataFrame], dict[str, npt.NDArray[Any]]],
+    task: Task,
+    classes: list[str] | None,
+) -> Recorded:
+    """The ONNX trees, the background (sample rows as the trees see them) and column owners."""
+    model = onnx.load_from_string(onnx_bytes)
+    node = _final_node(model)
+    if node.op_type not in _TREE_OPS:
+        raise NotExplainable(
+            f"no exact explanation for a {node.op_type} imported without its source model yet: "
+            "import the scikit-learn pipeline it came from"
+        )
+    features = _features_graph(model, node.input[0])
+    try:
+        session = ort.InferenceSession(features, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for an unrunnable cut
+        raise NotExplainable(
+            f"no exact explanation: the graph in front of the trees cannot run alone ({exc})"
+        ) from exc
+
+    def transform(rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+        return np.asarray(session.run(None, feeds(rows))[0], dtype=np.float64)
+
+    probe = frame.sample(min(len(frame), _PROBE_ROWS), random_state=0)
+    background = frame.sample(min(len(frame), BACKGROUND_ROWS), random_state=1)
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    arrays: dict[str, Any] = {
+        "features_onnx": np.frombuffer(features, dtype=np.uint8),
+        "column_of_feature": _column_of(transform, probe),
+        "background": transform(background),
+        "method": "interventional TreeSHAP",
+        "output_space": _output_space(_post_transform(attrs), task, node.op_type, classes),
+    }
+    arrays |= _trees(attrs, node.op_type, None, task, classes)
+    return _packed(arrays)
 
 
 def record(
@@ -95,7 +165,11 @@ def record(
     node = _final_node(model)
     # A sample shows which column each feature moves with as well as every row, for less time.
     probe = frame[columns].sample(min(len(frame), _PROBE_ROWS), random_state=0)
-    column_of = _column_of(prefix, probe, _transform(prefix, probe))
+    column_of = (
+        np.arange(transformed.shape[1], dtype=np.intp)
+        if prefix is None
+        else _column_of(lambda rows: _transform(prefix, rows), probe)
+    )
     arrays: dict[str, Any] = {
         "features_onnx": np.frombuffer(_features_graph(model, node.input[0]), dtype=np.uint8),
         "column_of_feature": column_of,
@@ -107,18 +181,23 @@ def record(
     else:
         arrays |= _linear(estimator, transformed, task, classes)
         arrays["method"] = "linear"
-    space = _output_space(
-        str(attrs.get("post_transform", b"NONE"), "ascii")
-        if isinstance(attrs.get("post_transform", b"NONE"), bytes)
-        else "NONE",
-        task,
-        node.op_type,
-        classes,
-    )
-    arrays["output_space"] = space
+    arrays["output_space"] = _output_space(_post_transform(attrs), task, node.op_type, classes)
+    return _packed(arrays)
+
+
+def _post_transform(attrs: dict[str, Any]) -> str:
+    post = attrs.get("post_transform", b"NONE")
+    return str(post, "ascii") if isinstance(post, bytes) else "NONE"
+
+
+def _packed(arrays: dict[str, Any]) -> Recorded:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return Recorded(data=buffer.getvalue(), method=str(arrays["method"]), output_space=space)
+    return Recorded(
+        data=buffer.getvalue(),
+        method=str(arrays["method"]),
+        output_space=str(arrays["output_space"]),
+    )
 
 
 def _transform(prefix: Any, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
@@ -158,17 +237,16 @@ def _features_graph(model: onnx.ModelProto, features: str) -> bytes:
 
 
 def _column_of(
-    prefix: Any, frame: pd.DataFrame, transformed: npt.NDArray[np.float64]
+    transform: Callable[[pd.DataFrame], npt.NDArray[np.float64]], frame: pd.DataFrame
 ) -> npt.NDArray[np.intp]:
     """Which input column each model feature derives from, by changing one column at a time."""
+    transformed = transform(frame)
     owner = np.full(transformed.shape[1], -1, dtype=np.intp)
-    if prefix is None:
-        return np.arange(transformed.shape[1], dtype=np.intp)
     rng = np.random.default_rng(0)
     for c, name in enumerate(frame.columns):
         changed = frame.copy()
         changed[name] = frame[name].to_numpy()[rng.permutation(len(frame))]
-        moved = ~np.isclose(_transform(prefix, changed), transformed, equal_nan=True).all(axis=0)
+        moved = ~np.isclose(transform(changed), transformed, equal_nan=True).all(axis=0)
         clash = moved & (owner >= 0)
         if clash.any():
             raise NotExplainable(
@@ -210,7 +288,8 @@ def _trees(
         "missing_true": np.asarray(
             attrs.get("nodes_missing_value_tracks_true") or [0] * len(tree_ids), dtype=np.int8
         ),
-        "covers": _covers(estimator, attrs),
+        # Interventional TreeSHAP (no source model) weighs paths by its background instead.
+        "covers": np.ones(len(tree_ids)) if estimator is None else _covers(estimator, attrs),
         "leaf_tree_ids": np.asarray(attrs[f"{prefix}_treeids"], dtype=np.int64),
         "leaf_node_ids": np.asarray(attrs[f"{prefix}_nodeids"], dtype=np.int64),
         "leaf_targets": targets,
