@@ -160,7 +160,7 @@ class InterventionalTreeShap:
                 a, b = only_x.sum(axis=3), only_z.sum(axis=3)
                 plus = np.where(reached, weights[0][a, b], 0.0)[..., None]
                 minus = np.where(reached, weights[1][a, b], 0.0)[..., None]
-                scales = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
+                scales: F64 = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
                 for i in range(d):
                     for column, leaves_of in group.by_column[i]:
                         phi[start : start + step, column, :] += (
@@ -296,10 +296,11 @@ class Explainer:
         self._features = ort.InferenceSession(
             data["features_onnx"].tobytes(), options, providers=["CPUExecutionProvider"]
         )
-        engines = {"linear": LinearShap, "interventional TreeSHAP": InterventionalTreeShap}
-        self._engine: TreeShap | InterventionalTreeShap | LinearShap = engines.get(
-            self.method, TreeShap
-        )(data, columns)
+        engines: dict[str, type[TreeShap | InterventionalTreeShap | LinearShap]] = {
+            "linear": LinearShap,
+            "interventional TreeSHAP": InterventionalTreeShap,
+        }
+        self._engine = engines.get(self.method, TreeShap)(data, columns)
         self.output_space = str(data["output_space"])
         self.outputs = [str(o) for o in data["output_names"]]
 

@@ -182,15 +182,23 @@ def test_boosters_round_trip(
     library: str, task: str, iris_csv: Path, insurance: pd.DataFrame, tmp_path: Path
 ) -> None:
     path, x, original = _booster_case(library, task, iris_csv, insurance, tmp_path)
-    sample = tmp_path / "sample.csv"
+    out = _import_booster(path, x, task, iris_csv, insurance, tmp_path)
+    _check_booster(out, library, task, x, original)
+
+
+def _import_booster(
+    path: Path, x: pd.DataFrame, task: str, iris_csv: Path, insurance: pd.DataFrame, work: Path
+) -> Path:
+    """The booster file imported with its rows (and their target) as the sample."""
+    from modelship.build.importing.importer import ImportOptions, import_model
+
+    sample = work / "sample.csv"
     x.assign(y=_iris(iris_csv)[1] if task == "classification" else insurance["charges"]).to_csv(
         sample, index=False
     )
-    out = tmp_path / "artifact"
-    from modelship.build.importing.importer import ImportOptions, import_model
-
+    out = work / "artifact"
     import_model(ImportOptions(model=path, sample=sample, output=out, target="y"), lambda _: None)
-    _check_booster(out, library, task, x, original)
+    return out
 
 
 def _check_booster(
@@ -781,17 +789,8 @@ def test_boosters_without_covers_are_explained_by_interventional_treeshap(
 
     import shap
 
-    from modelship.build.importing.importer import ImportOptions, import_model
-    from modelship.model.codecs.records import RecordsCodec
-
     path, x, _ = _booster_case(library, task, iris_csv, insurance, tmp_path)
-    sample = tmp_path / "sample.csv"
-    x.assign(y=_iris(iris_csv)[1] if task == "classification" else insurance["charges"]).to_csv(
-        sample, index=False
-    )
-    out = tmp_path / "artifact"
-    import_model(ImportOptions(model=path, sample=sample, output=out, target="y"), lambda _: None)
-    loaded = artifact.load(out)
+    loaded = artifact.load(_import_booster(path, x, task, iris_csv, insurance, tmp_path))
     assert loaded.card.explanation is not None
     assert loaded.card.explanation.method == "interventional TreeSHAP"
     predictor = Predictor(loaded)

@@ -58,10 +58,10 @@ def source_thresholds(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.f
 
     if isinstance(estimator, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
         # skl2onnx numbers the trees stage by stage (one per class) and each node by its index.
-        trees = [tree.nodes for stage in estimator._predictors for tree in stage]
+        nodes = [tree.nodes for stage in estimator._predictors for tree in stage]
         return np.array(
             [
-                np.nan if mode == b"LEAF" else float(trees[t]["num_threshold"][n])
+                np.nan if mode == b"LEAF" else float(nodes[t]["num_threshold"][n])
                 for t, n, mode in zip(
                     attrs["nodes_treeids"],
                     attrs["nodes_nodeids"],
@@ -71,10 +71,10 @@ def source_thresholds(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.f
             ]
         )
     if hasattr(estimator, "booster_") or hasattr(estimator, "dump_model"):  # LightGBM
-        trees = booster_trees(estimator)
-        assert trees is not None
+        boosted = booster_trees(estimator)
+        assert boosted is not None
         try:
-            return np.array([n.threshold for n in matched_nodes(trees, attrs)])
+            return np.array([n.threshold for n in matched_nodes(boosted, attrs)])
         except NotExplainable:  # trees of another shape: left as converted, parity judges
             return None
     return None
