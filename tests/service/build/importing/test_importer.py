@@ -318,7 +318,8 @@ def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str,
         path,
         folder / "sample.csv",
         ("--target", "y"),
-        {"predicted-vs-actual", "residuals", "importance"} | every_task,
+        # Bare trees: explained by interventional TreeSHAP against the sample, so plotted too.
+        {"predicted-vs-actual", "residuals", "importance", "contributions"} | every_task,
         {"predicted-vs-actual", "importance"},
         lambda out: _check_booster(out, "lightgbm", "regression", x, original),
     )
