@@ -815,7 +815,7 @@ def test_boosters_without_covers_are_explained_by_interventional_treeshap(
     assert np.abs(ours.contributions - theirs).max() <= 1e-6 * scale
     np.testing.assert_allclose(ours.base, np.atleast_1d(reference.expected_value), rtol=1e-6)
     # base + contributions: the trees' raw sum (margins), reproduced for every row sent.
-    margins = (
+    margins = np.asarray(
         model.predict(xgboost.DMatrix(rows), output_margin=True)
         if library == "xgboost"
         else model.predict(rows, raw_score=True)

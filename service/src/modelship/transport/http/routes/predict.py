@@ -52,19 +52,17 @@ UNSUPPORTED = {
     "description": "Not a CSV upload",
     "content": {"application/json": {"schema": ERROR_REF}},
 }
-CSV_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        "text/csv": {"schema": {"type": "string"}},
+CSV_CONTENT: dict[str, Any] = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "required": ["file"],
+        }
     },
+    "text/csv": {"schema": {"type": "string"}},
 }
+CSV_BODY = {"required": True, "content": CSV_CONTENT}
 
 
 @router.post(
@@ -110,7 +108,7 @@ async def predict_batch(request: Request) -> Response:
             "required": True,
             "content": {
                 "application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}},
-                **CSV_BODY["content"],
+                **CSV_CONTENT,
             },
         }
     },
