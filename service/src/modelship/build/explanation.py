@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import onnx.numpy_helper
+import onnxruntime as ort
 import pandas as pd
 from onnx import helper
 
@@ -65,6 +66,10 @@ def write(
         )
     except NotExplainable as exc:
         return ExplanationFiles(method=None, unavailable=exc.message)
+    return _saved(directory, recorded)
+
+
+def _saved(directory: Path, recorded: Recorded) -> ExplanationFiles:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / EXPLANATION_FILE).write_bytes(recorded.data)
     return ExplanationFiles(
@@ -73,6 +78,71 @@ def write(
         sha256=hashlib.sha256(recorded.data).hexdigest(),
         output_space=recorded.output_space,
     )
+
+
+# Background rows for interventional TreeSHAP: shap's own default for a background masker.
+BACKGROUND_ROWS = 100
+
+
+def write_interventional(
+    directory: Path,
+    onnx_bytes: bytes,
+    *,
+    frame: pd.DataFrame,
+    feeds: Callable[[pd.DataFrame], dict[str, npt.NDArray[Any]]],
+    task: Task,
+    classes: list[str] | None,
+) -> ExplanationFiles:
+    """For a graph imported without its source model: interventional TreeSHAP against rows of
+    the import sample, or why there is no exact explanation."""
+    try:
+        recorded = record_interventional(
+            onnx_bytes, frame=frame, feeds=feeds, task=task, classes=classes
+        )
+    except NotExplainable as exc:
+        return ExplanationFiles(method=None, unavailable=exc.message)
+    return _saved(directory, recorded)
+
+
+def record_interventional(
+    onnx_bytes: bytes,
+    *,
+    frame: pd.DataFrame,
+    feeds: Callable[[pd.DataFrame], dict[str, npt.NDArray[Any]]],
+    task: Task,
+    classes: list[str] | None,
+) -> Recorded:
+    """The ONNX trees, the background (sample rows as the trees see them) and column owners."""
+    model = onnx.load_from_string(onnx_bytes)
+    node = _final_node(model)
+    if node.op_type not in _TREE_OPS:
+        raise NotExplainable(
+            f"no exact explanation for a {node.op_type} imported without its source model yet: "
+            "import the scikit-learn pipeline it came from"
+        )
+    features = _features_graph(model, node.input[0])
+    try:
+        session = ort.InferenceSession(features, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for an unrunnable cut
+        raise NotExplainable(
+            f"no exact explanation: the graph in front of the trees cannot run alone ({exc})"
+        ) from exc
+
+    def transform(rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+        return np.asarray(session.run(None, feeds(rows))[0], dtype=np.float64)
+
+    probe = frame.sample(min(len(frame), _PROBE_ROWS), random_state=0)
+    background = frame.sample(min(len(frame), BACKGROUND_ROWS), random_state=1)
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    arrays: dict[str, Any] = {
+        "features_onnx": np.frombuffer(features, dtype=np.uint8),
+        "column_of_feature": _column_of(transform, probe),
+        "background": transform(background),
+        "method": "interventional TreeSHAP",
+        "output_space": _output_space(_post_transform(attrs), task, node.op_type, classes),
+    }
+    arrays |= _trees(attrs, node.op_type, None, task, classes)
+    return _packed(arrays)
 
 
 def record(
@@ -95,7 +165,11 @@ def record(
     node = _final_node(model)
     # A sample shows which column each feature moves with as well as every row, for less time.
     probe = frame[columns].sample(min(len(frame), _PROBE_ROWS), random_state=0)
-    column_of = _column_of(prefix, probe, _transform(prefix, probe))
+    column_of = (
+        np.arange(transformed.shape[1], dtype=np.intp)
+        if prefix is None
+        else _column_of(lambda rows: _transform(prefix, rows), probe)
+    )
     arrays: dict[str, Any] = {
         "features_onnx": np.frombuffer(_features_graph(model, node.input[0]), dtype=np.uint8),
         "column_of_feature": column_of,
@@ -107,18 +181,23 @@ def record(
     else:
         arrays |= _linear(estimator, transformed, task, classes)
         arrays["method"] = "linear"
-    space = _output_space(
-        str(attrs.get("post_transform", b"NONE"), "ascii")
-        if isinstance(attrs.get("post_transform", b"NONE"), bytes)
-        else "NONE",
-        task,
-        node.op_type,
-        classes,
-    )
-    arrays["output_space"] = space
+    arrays["output_space"] = _output_space(_post_transform(attrs), task, node.op_type, classes)
+    return _packed(arrays)
+
+
+def _post_transform(attrs: dict[str, Any]) -> str:
+    post = attrs.get("post_transform", b"NONE")
+    return str(post, "ascii") if isinstance(post, bytes) else "NONE"
+
+
+def _packed(arrays: dict[str, Any]) -> Recorded:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return Recorded(data=buffer.getvalue(), method=str(arrays["method"]), output_space=space)
+    return Recorded(
+        data=buffer.getvalue(),
+        method=str(arrays["method"]),
+        output_space=str(arrays["output_space"]),
+    )
 
 
 def _transform(prefix: Any, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
@@ -158,17 +237,16 @@ def _features_graph(model: onnx.ModelProto, features: str) -> bytes:
 
 
 def _column_of(
-    prefix: Any, frame: pd.DataFrame, transformed: npt.NDArray[np.float64]
+    transform: Callable[[pd.DataFrame], npt.NDArray[np.float64]], frame: pd.DataFrame
 ) -> npt.NDArray[np.intp]:
     """Which input column each model feature derives from, by changing one column at a time."""
+    transformed = transform(frame)
     owner = np.full(transformed.shape[1], -1, dtype=np.intp)
-    if prefix is None:
-        return np.arange(transformed.shape[1], dtype=np.intp)
     rng = np.random.default_rng(0)
     for c, name in enumerate(frame.columns):
         changed = frame.copy()
         changed[name] = frame[name].to_numpy()[rng.permutation(len(frame))]
-        moved = ~np.isclose(_transform(prefix, changed), transformed, equal_nan=True).all(axis=0)
+        moved = ~np.isclose(transform(changed), transformed, equal_nan=True).all(axis=0)
         clash = moved & (owner >= 0)
         if clash.any():
             raise NotExplainable(
@@ -210,7 +288,8 @@ def _trees(
         "missing_true": np.asarray(
             attrs.get("nodes_missing_value_tracks_true") or [0] * len(tree_ids), dtype=np.int8
         ),
-        "covers": _covers(estimator, attrs),
+        # Interventional TreeSHAP (no source model) weighs paths by its background instead.
+        "covers": np.ones(len(tree_ids)) if estimator is None else _covers(estimator, attrs),
         "leaf_tree_ids": np.asarray(attrs[f"{prefix}_treeids"], dtype=np.int64),
         "leaf_node_ids": np.asarray(attrs[f"{prefix}_nodeids"], dtype=np.int64),
         "leaf_targets": targets,
@@ -225,9 +304,9 @@ def _covers(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64]:
     """Training samples per ONNX node, from the source model's trees."""
     tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
     node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
-    boosted = _booster_trees(estimator)
+    boosted = booster_trees(estimator)
     if boosted is not None:
-        return _matched_covers(boosted, attrs, tree_ids, node_ids)
+        return np.array([n.cover for n in matched_nodes(boosted, attrs)], dtype=np.float64)
     per_tree = _cover_source(estimator)
     cache: dict[int, npt.NDArray[np.float64]] = {}
     out = np.empty(len(tree_ids))
@@ -256,13 +335,9 @@ def _cover_source(estimator: Any) -> Callable[[int], Any]:
             estimator.estimators_[t // per_stage][t % per_stage].tree_.weighted_n_node_samples
         )
     if isinstance(estimator, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
-        # Its ONNX trees round float64 thresholds to the nearest float32 (skl2onnx does not
-        # adjust them as for the other scikit-learn trees): on the insurance data shap on the
-        # original and TreeSHAP on the export differed on some rows, so no claim of exactness.
-        raise NotExplainable(
-            f"no exact explanation for {type(estimator).__name__} yet: its ONNX export does not "
-            "decide every split as scikit-learn does"
-        )
+        # Exact since the export decides its splits as scikit-learn does (thresholds.py).
+        per_stage = len(estimator._predictors[0])
+        return lambda t: estimator._predictors[t // per_stage][t % per_stage].nodes["count"]
     if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
         return lambda t: estimator.estimators_[t].tree_.weighted_n_node_samples
     raise NotExplainable(
@@ -271,18 +346,21 @@ def _cover_source(estimator: Any) -> Callable[[int], Any]:
 
 
 @dataclass(frozen=True)
-class _Node:
+class SourceNode:
+    """A node of the source model's tree: its cover and (for a split) its own threshold."""
+
     cover: float
-    left: _Node | None = None  # the branch ONNX takes when the test holds (true)
-    right: _Node | None = None
+    left: SourceNode | None = None  # the branch ONNX takes when the test holds (true)
+    right: SourceNode | None = None
+    threshold: float = float("nan")
 
 
-def _booster_trees(estimator: Any) -> list[_Node] | None:
+def booster_trees(estimator: Any) -> list[SourceNode] | None:
     """LightGBM's and XGBoost's trees with their covers, in the order the converters write."""
-    if hasattr(estimator, "booster_"):  # LightGBM's scikit-learn API
+    lightgbm = getattr(estimator, "booster_", estimator)  # its scikit-learn API or a Booster
+    if hasattr(lightgbm, "dump_model"):
         return [
-            _lightgbm_node(info["tree_structure"])
-            for info in estimator.booster_.dump_model()["tree_info"]
+            _lightgbm_node(info["tree_structure"]) for info in lightgbm.dump_model()["tree_info"]
         ]
     if hasattr(estimator, "get_booster"):  # XGBoost's
         import json
@@ -292,40 +370,41 @@ def _booster_trees(estimator: Any) -> list[_Node] | None:
     return None
 
 
-def _lightgbm_node(node: dict[str, Any]) -> _Node:
+def _lightgbm_node(node: dict[str, Any]) -> SourceNode:
     if "leaf_value" in node:
-        return _Node(float(node.get("leaf_count", 0)))
-    return _Node(
+        return SourceNode(float(node.get("leaf_count", 0)))
+    threshold = node["threshold"]
+    return SourceNode(
         float(node["internal_count"]),
         _lightgbm_node(node["left_child"]),
         _lightgbm_node(node["right_child"]),
+        # A categorical split's threshold is text ("1||3"); only numeric ones are compared.
+        float(threshold) if node.get("decision_type") == "<=" else float("nan"),
     )
 
 
-def _xgboost_node(node: dict[str, Any]) -> _Node:
+def _xgboost_node(node: dict[str, Any]) -> SourceNode:
     if "leaf" in node:
-        return _Node(float(node["cover"]))
+        return SourceNode(float(node["cover"]))
     children = {c["nodeid"]: c for c in node["children"]}
-    return _Node(
+    return SourceNode(
         float(node["cover"]),
         _xgboost_node(children[node["yes"]]),
         _xgboost_node(children[node["no"]]),
     )
 
 
-def _matched_covers(
-    trees: list[_Node],
-    attrs: dict[str, Any],
-    tree_ids: npt.NDArray[np.int64],
-    node_ids: npt.NDArray[np.int64],
-) -> npt.NDArray[np.float64]:
-    """Walk each ONNX tree and its source tree together: true child with the left/yes one."""
+def matched_nodes(trees: list[SourceNode], attrs: dict[str, Any]) -> list[SourceNode]:
+    """Walk each ONNX tree and its source tree together (true child with the left/yes one):
+    the source node of every ONNX node, in the ONNX attributes' order."""
+    tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
+    node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
     position = {
         (int(t), int(n)): i for i, (t, n) in enumerate(zip(tree_ids, node_ids, strict=True))
     }
     modes = attrs["nodes_modes"]
     true_ids, false_ids = attrs["nodes_truenodeids"], attrs["nodes_falsenodeids"]
-    out = np.full(len(tree_ids), np.nan)
+    out: list[SourceNode | None] = [None] * len(tree_ids)
     onnx_trees = sorted({int(t) for t in tree_ids})
     if len(onnx_trees) != len(trees):
         raise NotExplainable(
@@ -345,7 +424,7 @@ def _matched_covers(
         while stack:
             node, mirror = stack.pop()
             i = position[(tree, node)]
-            out[i] = mirror.cover
+            out[i] = mirror
             if modes[i] == b"LEAF" and mirror.left is None:
                 continue
             if modes[i] == b"LEAF" or mirror.left is None or mirror.right is None:
@@ -355,7 +434,12 @@ def _matched_covers(
                 )
             stack.append((int(true_ids[i]), mirror.left))
             stack.append((int(false_ids[i]), mirror.right))
-    return out
+    found = [node for node in out if node is not None]
+    if len(found) != len(out):
+        raise NotExplainable(
+            "no exact explanation: some nodes of the ONNX graph are on no path of its trees"
+        )
+    return found
 
 
 def _linear(

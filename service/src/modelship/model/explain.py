@@ -27,7 +27,7 @@ import onnxruntime as ort
 
 from modelship.errors import ArtifactError
 
-Method = Literal["path-dependent TreeSHAP", "linear"]
+Method = Literal["path-dependent TreeSHAP", "interventional TreeSHAP", "linear"]
 F64 = npt.NDArray[np.float64]
 
 MODES = {"LEAF": 0, "BRANCH_LEQ": 1, "BRANCH_LT": 2}
@@ -66,7 +66,7 @@ class TreeShap:
         self.columns = columns
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
-        self.groups, expected = _leaf_groups(data)
+        self.groups, expected, _ = _leaf_groups(data)
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + expected
 
     def __call__(self, x: F64) -> F64:
@@ -80,13 +80,7 @@ class TreeShap:
         return phi
 
     def _group(self, x: F64, g: _Group) -> F64:
-        values = x[:, g.feature]  # [rows, leaves, d]
-        inside = (
-            (values >= g.low) & (values < g.high)
-            if self.strict
-            else ((values > g.low) & (values <= g.high))
-        )
-        on = np.where(np.isnan(values), g.missing_ok, inside).astype(np.float64)
+        on = _follows(x, g, self.strict).astype(np.float64)
         rows, leaves, d = on.shape
         # Coefficients of P(z) = prod_j (share_j + on_j z): coefficient k sums the subsets of
         # k features that follow the path, weighted by the shares of the others.
@@ -116,7 +110,78 @@ class TreeShap:
         return phi
 
 
-def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64]:
+def _follows(x: F64, g: _Group, strict: bool) -> npt.NDArray[np.bool_]:
+    """[rows, leaves, d]: whether each row's value of each slot's feature follows the path."""
+    values = x[:, g.feature]
+    inside = (
+        (values >= g.low) & (values < g.high) if strict else ((values > g.low) & (values <= g.high))
+    )
+    return np.where(np.isnan(values), g.missing_ok, inside)
+
+
+class InterventionalTreeShap:
+    """Interventional TreeSHAP against a recorded background (for trees without node covers).
+
+    For a row x and a background row z, a leaf's value counts in the prediction with the
+    features of S taken from x and the others from z exactly when each of its path's features
+    follows the path from the side it is taken from. With A the path's features only x follows
+    and B those only z follows, that game's Shapley values are v (a-1)! b! / (a+b)! for each
+    feature of A and -v a! (b-1)! / (a+b)! for each of B; averaged over the background, these are
+    `shap.TreeExplainer(model, background)`'s values (feature_perturbation="interventional").
+    """
+
+    def __init__(self, data: dict[str, Any], columns: int) -> None:
+        self.columns = columns
+        self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
+        self.outputs = int(data["outputs"])
+        self.groups, _, constant = _leaf_groups(data)
+        self.background: F64 = np.asarray(data["background"], dtype=np.float64)
+        reached = [_follows(self.background, g, self.strict).all(axis=2) for g in self.groups]
+        mean_leaves = sum(
+            (r.mean(axis=0) @ g.value for r, g in zip(reached, self.groups, strict=True)),
+            np.zeros(self.outputs),
+        )
+        self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + constant + mean_leaves
+        self._z_follows = [_follows(self.background, g, self.strict) for g in self.groups]
+
+    def __call__(self, x: F64) -> F64:
+        rows = x.shape[0]
+        phi = np.zeros((rows, self.columns, self.outputs))
+        pairs = len(self.background)
+        for group, z_on in zip(self.groups, self._z_follows, strict=True):
+            leaves, d = group.feature.shape
+            weights = _pair_weights(d)
+            step = max(1, _CHUNK_ELEMENTS // max(1, pairs * leaves * d))
+            for start in range(0, rows, step):
+                x_on = _follows(x[start : start + step], group, self.strict)[:, None]
+                only_x = x_on & ~z_on[None]  # [rows, background, leaves, d]
+                only_z = ~x_on & z_on[None]
+                reached = (x_on | z_on[None]).all(axis=3)
+                a, b = only_x.sum(axis=3), only_z.sum(axis=3)
+                plus = np.where(reached, weights[0][a, b], 0.0)[..., None]
+                minus = np.where(reached, weights[1][a, b], 0.0)[..., None]
+                scales: F64 = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
+                for i in range(d):
+                    for column, leaves_of in group.by_column[i]:
+                        phi[start : start + step, column, :] += (
+                            scales[:, leaves_of, i] @ group.value[leaves_of]
+                        )
+        return phi
+
+
+def _pair_weights(d: int) -> tuple[F64, F64]:
+    """[a, b] tables: the weight of a feature x alone follows, and of one z alone follows."""
+    plus, minus = np.zeros((d + 1, d + 1)), np.zeros((d + 1, d + 1))
+    for a in range(d + 1):
+        for b in range(d + 1 - a):
+            if a:
+                plus[a, b] = math.factorial(a - 1) * math.factorial(b) / math.factorial(a + b)
+            if b:
+                minus[a, b] = math.factorial(a) * math.factorial(b - 1) / math.factorial(a + b)
+    return plus, minus
+
+
+def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
     """Walk every tree once: each leaf's path becomes one slot per distinct feature."""
     tree_ids = np.asarray(data["tree_ids"])
     node_ids = np.asarray(data["node_ids"])
@@ -141,6 +206,7 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64]:
         leaf_values.setdefault(key, np.zeros(outputs))[int(target)] += float(weight)
     by_length: dict[int, list[tuple[list[Any], F64]]] = {}
     expected = np.zeros(outputs)
+    constant = np.zeros(outputs)  # leaves every row reaches (trees of one leaf)
     for tree in np.unique(tree_ids):
         rows = np.flatnonzero(tree_ids == tree)
         index = {int(node_ids[r]): int(r) for r in rows}
@@ -160,6 +226,8 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64]:
                 expected += value * covers[r] / root_cover
                 if slots:
                     by_length.setdefault(len(slots), []).append((list(slots.items()), value))
+                else:
+                    constant += value
                 continue
             feature = int(features[r])
             for child, went_true in ((int(true_ids[r]), True), (int(false_ids[r]), False)):
@@ -171,35 +239,31 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64]:
                 share *= covers[index[child]] / covers[r] if covers[r] > 0 else 0.0
                 missing_ok = missing_ok and bool(missing_true[r]) == went_true
                 stack.append((child, {**slots, feature: [low, high, missing_ok, share]}))
-    groups = []
-    for d, leaves in sorted(by_length.items()):
-        slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
-        table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
-        slot_column = column_of[slot_feature].astype(np.intp)
-        groups.append(
-            _Group(
-                feature=slot_feature,
-                by_column=[
-                    [
-                        (int(c), np.flatnonzero(slot_column[:, i] == c))
-                        for c in np.unique(slot_column[:, i])
-                    ]
-                    for i in range(d)
-                ],
-                low=table[..., 0],
-                high=table[..., 1],
-                missing_ok=table[..., 2].astype(bool),
-                share=table[..., 3],
-                value=np.array([value for _, value in leaves]),
-                weights=np.array(
-                    [
-                        math.factorial(k) * math.factorial(d - k - 1) / math.factorial(d)
-                        for k in range(d)
-                    ]
-                ),
-            )
-        )
-    return groups, expected
+    groups = [_slot_tables(leaves, column_of) for _, leaves in sorted(by_length.items())]
+    return groups, expected, constant
+
+
+def _slot_tables(leaves: list[tuple[list[Any], F64]], column_of: npt.NDArray[Any]) -> _Group:
+    """The slot tables of leaves whose paths test the same number of distinct features."""
+    d = len(leaves[0][0])
+    slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
+    table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
+    slot_column = column_of[slot_feature].astype(np.intp)
+    return _Group(
+        feature=slot_feature,
+        by_column=[
+            [(int(c), np.flatnonzero(slot_column[:, i] == c)) for c in np.unique(slot_column[:, i])]
+            for i in range(d)
+        ],
+        low=table[..., 0],
+        high=table[..., 1],
+        missing_ok=table[..., 2].astype(bool),
+        share=table[..., 3],
+        value=np.array([value for _, value in leaves]),
+        weights=np.array(
+            [math.factorial(k) * math.factorial(d - k - 1) / math.factorial(d) for k in range(d)]
+        ),
+    )
 
 
 class LinearShap:
@@ -232,9 +296,11 @@ class Explainer:
         self._features = ort.InferenceSession(
             data["features_onnx"].tobytes(), options, providers=["CPUExecutionProvider"]
         )
-        self._engine: TreeShap | LinearShap = (
-            LinearShap(data, columns) if self.method == "linear" else TreeShap(data, columns)
-        )
+        engines: dict[str, type[TreeShap | InterventionalTreeShap | LinearShap]] = {
+            "linear": LinearShap,
+            "interventional TreeSHAP": InterventionalTreeShap,
+        }
+        self._engine = engines.get(self.method, TreeShap)(data, columns)
         self.output_space = str(data["output_space"])
         self.outputs = [str(o) for o in data["output_names"]]
 

@@ -182,15 +182,23 @@ def test_boosters_round_trip(
     library: str, task: str, iris_csv: Path, insurance: pd.DataFrame, tmp_path: Path
 ) -> None:
     path, x, original = _booster_case(library, task, iris_csv, insurance, tmp_path)
-    sample = tmp_path / "sample.csv"
+    out = _import_booster(path, x, task, iris_csv, insurance, tmp_path)
+    _check_booster(out, library, task, x, original)
+
+
+def _import_booster(
+    path: Path, x: pd.DataFrame, task: str, iris_csv: Path, insurance: pd.DataFrame, work: Path
+) -> Path:
+    """The booster file imported with its rows (and their target) as the sample."""
+    from modelship.build.importing.importer import ImportOptions, import_model
+
+    sample = work / "sample.csv"
     x.assign(y=_iris(iris_csv)[1] if task == "classification" else insurance["charges"]).to_csv(
         sample, index=False
     )
-    out = tmp_path / "artifact"
-    from modelship.build.importing.importer import ImportOptions, import_model
-
+    out = work / "artifact"
     import_model(ImportOptions(model=path, sample=sample, output=out, target="y"), lambda _: None)
-    _check_booster(out, library, task, x, original)
+    return out
 
 
 def _check_booster(
@@ -310,7 +318,8 @@ def _cli_cases(insurance: pd.DataFrame, iris_csv: Path, work: Path) -> dict[str,
         path,
         folder / "sample.csv",
         ("--target", "y"),
-        {"predicted-vs-actual", "residuals", "importance"} | every_task,
+        # Bare trees: explained by interventional TreeSHAP against the sample, so plotted too.
+        {"predicted-vs-actual", "residuals", "importance", "contributions"} | every_task,
         {"predicted-vs-actual", "importance"},
         lambda out: _check_booster(out, "lightgbm", "regression", x, original),
     )
@@ -767,3 +776,48 @@ def test_scaled_forest_decides_every_split_as_scikit_learn(
     assert card.parity.max_abs_diff < 0.05  # float32 sums of the leaves, no flipped split
     served = _served(out, frame)
     np.testing.assert_allclose(served.values, pipeline.predict(x), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("library", "task"), [("xgboost", "classification"), ("lightgbm", "regression")]
+)
+def test_boosters_without_covers_are_explained_by_interventional_treeshap(
+    library: str, task: str, iris_csv: Path, insurance: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A native booster file imports as bare trees: interventional TreeSHAP against rows of the
+    sample, equal to shap's on the original model with that background; answers say so."""
+    import io
+
+    import shap
+
+    path, x, _ = _booster_case(library, task, iris_csv, insurance, tmp_path)
+    loaded = artifact.load(_import_booster(path, x, task, iris_csv, insurance, tmp_path))
+    assert loaded.card.explanation is not None
+    assert loaded.card.explanation.method == "interventional TreeSHAP"
+    predictor = Predictor(loaded)
+    rows = x.head(60)
+    batch = RecordsCodec(predictor.schema).decode(rows.to_dict(orient="records"))
+    ours = predictor.explain(batch)
+    assert predictor.explanation_row(ours, 0)["method"] == "interventional TreeSHAP"
+    assert loaded.explanation is not None
+    background = np.load(io.BytesIO(loaded.explanation))["background"]
+    model = (
+        xgboost.Booster(model_file=str(path))
+        if library == "xgboost"
+        else lightgbm.Booster(model_file=str(path))
+    )
+    reference = shap.TreeExplainer(model, background, feature_perturbation="interventional")
+    theirs = np.asarray(reference.shap_values(rows.to_numpy(np.float32).astype(np.float64)))
+    if theirs.ndim == 3 and theirs.shape[0] != len(rows):  # one [rows, features] per class
+        theirs = theirs.transpose(1, 2, 0)
+    theirs = theirs.reshape(len(rows), x.shape[1], -1)
+    scale = np.abs(theirs).max()
+    assert np.abs(ours.contributions - theirs).max() <= 1e-6 * scale
+    np.testing.assert_allclose(ours.base, np.atleast_1d(reference.expected_value), rtol=1e-6)
+    # base + contributions: the trees' raw sum (margins), reproduced for every row sent.
+    margins = np.asarray(
+        model.predict(xgboost.DMatrix(rows), output_margin=True)
+        if library == "xgboost"
+        else model.predict(rows, raw_score=True)
+    ).reshape(len(rows), -1)
+    np.testing.assert_allclose(ours.base + ours.contributions.sum(axis=1), margins, rtol=1e-4)

@@ -114,3 +114,48 @@ def test_v2_offers_the_explanation_as_extra_outputs(client: TestClient) -> None:
     assert base["data"][0] + sum(contributions["data"]) == pytest.approx(
         prediction["data"][0], rel=1e-5
     )
+
+
+def test_explain_takes_a_csv_and_answers_as_for_the_same_json_batch(
+    regression_artifact: Path, insurance_frame: pd.DataFrame
+) -> None:
+    from tests.service.conftest import make_client
+
+    features = insurance_frame.drop(columns="charges").head(120)
+    text = features.to_csv(index=False)
+    with make_client(regression_artifact, max_batch_rows=120, csv_chunk_rows=100) as client:
+        as_json = client.post("/explain", json=features.to_dict(orient="records")).json()
+        raw = client.post("/explain", content=text, headers={"Content-Type": "text/csv"})
+        assert raw.status_code == 200, raw.text
+        upload = client.post("/explain", files={"file": ("rows.csv", text, "text/csv")})
+        for answer in (raw, upload):
+            body = answer.json()
+            assert body["count"] == 120
+            # Read in chunks of 100, the rows still number on from chunk to chunk.
+            rid = answer.headers["x-request-id"]
+            assert [r["id"] for r in body["predictions"]] == [f"{rid}#{i}" for i in range(120)]
+            for row, same in zip(body["predictions"], as_json["predictions"], strict=True):
+                assert row["prediction"] == same["prediction"]
+                assert row["explanation"] == same["explanation"]
+
+        over = client.post(
+            "/explain",
+            content=pd.concat([features, features.head(1)]).to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert over.status_code == 413
+        assert "more than the limit of 120" in over.json()["error"]["message"]
+        missing = client.post(
+            "/explain",
+            content=features.drop(columns="bmi").to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert missing.status_code == 422
+        assert "bmi" in missing.text
+        empty = client.post(
+            "/explain",
+            content="age,sex,bmi,children,smoker,region\n",
+            headers={"Content-Type": "text/csv"},
+        )
+        assert empty.status_code == 400
+        assert "no data rows" in empty.json()["error"]["message"]

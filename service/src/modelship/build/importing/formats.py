@@ -22,6 +22,7 @@ from modelship.build.importing.graph import OriginalOnnx, adapt
 from modelship.build.importing.sources import Source, load_sklearn
 from modelship.build.training import data as datamod
 from modelship.build.training.export import FittedModel, export_onnx
+from modelship.build.training.thresholds import decide_as_source
 from modelship.contracts.card import FeatureKind, Task
 from modelship.errors import ExportError, ModelImportError
 
@@ -355,6 +356,7 @@ def from_lightgbm(source: Source, request: Request) -> Conversion:
         ),
         "LightGBM",
     )
+    decide_as_source(model, booster)
     serving = adapt(model, features, kinds, {}, task)
     return Conversion(
         onnx_bytes=serving.model.SerializeToString(),

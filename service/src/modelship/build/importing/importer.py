@@ -20,7 +20,7 @@ from modelship.build.importing.sources import PICKLE_FORMATS, read_source
 from modelship.build.measure import measure_footprint
 from modelship.build.report import Evaluation, add_report
 from modelship.build.training import data as datamod
-from modelship.build.training.export import FittedModel, ParityWording, measure_parity
+from modelship.build.training.export import FittedModel, ParityWording, measure_parity, onnx_feeds
 from modelship.build.training.search import Say
 from modelship.build.training.train import (
     _examples,
@@ -34,7 +34,6 @@ from modelship.build.training.train import (
 )
 from modelship.contracts.card import (
     ArtifactFiles,
-    ExplanationFiles,
     ModelCard,
     ModelInfo,
     Provenance,
@@ -157,10 +156,15 @@ def import_model(options: ImportOptions, say: Say) -> ModelCard:
             classes=conversion.classes,
         )
         if conversion.fitted is not None
-        else ExplanationFiles(
-            method=None,
-            unavailable=f"no exact explanation for a model imported from {conversion.library} "
-            "yet: import a scikit-learn pipeline, or train with modelship",
+        # Without the source model there are no node covers: interventional TreeSHAP, with
+        # rows of the sample as its background.
+        else explain.write_interventional(
+            options.output,
+            onnx_bytes,
+            frame=x,
+            feeds=lambda rows: onnx_feeds(rows, conversion.kinds, conversion.input_names),
+            task=task,
+            classes=conversion.classes,
         )
     )
     card = ModelCard(

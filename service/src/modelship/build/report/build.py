@@ -355,14 +355,20 @@ class _Builder:
                 "No per-prediction explanations for this model" + (f": {reason}" if reason else ".")
             )
             return
-        rows = numbers.sample(len(held_out), numbers.IMPORTANCE_ROWS, self.evaluation.seed)
+        explainer = Explainer(raw, len(card.features))
+        # Interventional TreeSHAP pairs each row with every background row: fewer rows.
+        limit = (
+            numbers.INTERVENTIONAL_ROWS
+            if explainer.method == "interventional TreeSHAP"
+            else numbers.IMPORTANCE_ROWS
+        )
+        rows = numbers.sample(len(held_out), limit, self.evaluation.seed)
         frame = held_out.iloc[rows.index]
         feeds = onnx_feeds(
             frame,
             {f.name: f.kind for f in card.features},
             {f.name: f.input_name for f in card.features},
         )
-        explainer = Explainer(raw, len(card.features))
         mean_abs = np.abs(explainer.explain(feeds).contributions).mean(axis=(0, 2))
         importance = (
             {f["feature"]: f["mean"] for f in self.importance["features"]}

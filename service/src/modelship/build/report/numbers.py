@@ -19,6 +19,7 @@ from modelship.model_quality import classification_metrics, regression_metrics
 
 SCATTER_POINTS = 2_000  # points drawn in a scatter plot: more only add bytes, not information
 IMPORTANCE_ROWS = 3_000  # held-out rows the permutation importance is computed on, at most
+INTERVENTIONAL_ROWS = 300  # rows the contributions of bare imported trees are averaged over
 IMPORTANCE_REPEATS = 5
 # Rows predicted in all (features x repeats x rows): the importance's cost grows with the width of
 # the table, so wide tables get fewer rows, never fewer than IMPORTANCE_MIN_ROWS: 10 columns keep

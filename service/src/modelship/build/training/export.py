@@ -34,6 +34,7 @@ from sklearn.preprocessing import MaxAbsScaler, RobustScaler, StandardScaler
 from xgboost import XGBRegressor
 
 from modelship.build.training.models import LabelledXGBClassifier
+from modelship.build.training.thresholds import decide_as_source
 from modelship.contracts.card import FeatureKind, Parity, Task
 from modelship.errors import ExportError
 
@@ -171,6 +172,7 @@ def export_onnx(
             f"cannot export {type(estimator).__name__} to ONNX ({type(exc).__name__}: {exc}); "
             f"{advice}"
         ) from exc
+    decide_as_source(model, estimator)
     inputs = [i.name for i in model.graph.input]
     return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
 

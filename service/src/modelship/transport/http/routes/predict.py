@@ -46,23 +46,24 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "Still loading, or over MODELSHIP_MAX_IN_FLIGHT (with Retry-After), or timed out"),
     ]
 }
+# /explain reads JSON whatever the content type says (as /predict does, so `curl -d` works);
+# only these unambiguous CSV types make it read a CSV.
+EXPLAIN_CSV_TYPES = ("text/csv", "application/csv", "multipart/form-data")
 UNSUPPORTED = {
     "description": "Not a CSV upload",
     "content": {"application/json": {"schema": ERROR_REF}},
 }
-CSV_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        "text/csv": {"schema": {"type": "string"}},
+CSV_CONTENT: dict[str, Any] = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "required": ["file"],
+        }
     },
+    "text/csv": {"schema": {"type": "string"}},
 }
+CSV_BODY = {"required": True, "content": CSV_CONTENT}
 
 
 @router.post(
@@ -105,12 +106,16 @@ async def predict_batch(request: Request) -> Response:
 
 @router.post(
     "/explain",
-    summary="Predict one record or a JSON list of records, each with its exact explanation: a "
-    "base value and one contribution per input column that add up to the prediction",
+    summary="Predict one record, a JSON list of records or a CSV (answered as a JSON batch), each "
+    "with its exact explanation: a base value and one contribution per input column that add up "
+    "to the prediction",
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}}},
+            "content": {
+                "application/json": {"schema": {"oneOf": [RECORD_REF, BATCH_REF]}},
+                **CSV_CONTENT,
+            },
         }
     },
     responses={
@@ -125,8 +130,13 @@ async def predict_batch(request: Request) -> Response:
 async def explain(request: Request) -> Response:
     dataplane = dataplane_of(request)
     rid = request_id_of()
-    body = parse_json(await request.body())
     key = request.headers.get(ROUTE_KEY_HEADER)
+    if _media_type(request) in EXPLAIN_CSV_TYPES:
+        async with _csv_upload(request) as source:
+            answer = await dataplane.explain_csv(source, rid, key)
+        headers = answer_headers(rid, answer["count"], answer["model_version"])
+        return JSONBytes(answer, headers=headers)
+    body = parse_json(await request.body())
     if isinstance(body, list):
         answer = await dataplane.predict_records(body, rid, True, key)
         rows = answer["count"]
@@ -185,7 +195,7 @@ async def score(request: Request, dataplane: ReadyDataPlaneDep) -> Response:
 @asynccontextmanager
 async def _csv_upload(request: Request) -> Any:
     """The uploaded CSV as a binary file, from a multipart form or a raw text/csv body."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = _media_type(request)
     if media == "multipart/form-data":
         async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
@@ -206,6 +216,10 @@ async def _csv_upload(request: Request) -> Any:
         f"content type {media or '(none)'!r} is not accepted; send text/csv, or "
         "multipart/form-data with the CSV in a field named 'file'"
     )
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def _blocks(sink: IO[bytes]) -> Iterator[bytes]:
