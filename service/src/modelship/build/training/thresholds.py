@@ -2,11 +2,19 @@
 
 ONNX tree operators compare float32 features with float32 thresholds. scikit-learn's histogram
 gradient boosting and LightGBM compare with float64 thresholds, which their converters round to
-the nearest float32: when that rounds up, an input equal to the rounded value goes the other
-way than in the source model. The largest float32 at or below the float64 threshold decides
-`x <= threshold` the same way for every float32 x, so it replaces each such threshold here
-(skl2onnx already does this for its other scikit-learn trees; XGBoost's thresholds are float32
-and its splits `x < threshold`, so its export is exact as written).
+the nearest float32, which can send an input the other way than the source model does.
+
+The served input is itself a float32: the float64 value x the client sent, rounded to the nearest
+float32 r(x). So the threshold to write is the float32 c for which `r(x) <= c` holds for the
+same x as `x <= threshold`. `r(x) <= c` holds exactly up to the midpoint between c and the next
+float32, so c is the smallest float32 whose midpoint with its successor is at or above the
+threshold. That decides as the source model for every x that is a float32 (a threshold halfway
+between two float32 values, or a float64 step or two above it as LightGBM writes them, goes to
+the lower one) and for every x equal to the threshold (a
+quantile threshold that is itself a data value, such as 30.59, goes to the float32 above it);
+only an x strictly between the threshold and that midpoint, less than a float32 step, can still
+go the other way. skl2onnx already exports its other scikit-learn trees exactly; XGBoost's
+thresholds are float32 and its splits `x < threshold`, so its export is exact as written.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
         return 0
     current = np.asarray(attrs["nodes_values"], dtype=np.float32)
     leq = np.array([m == b"BRANCH_LEQ" for m in attrs["nodes_modes"]]) & ~np.isnan(source)
-    exact = np.where(leq, largest_float32_at_or_below(np.where(leq, source, 0.0)), current)
+    exact = np.where(leq, float32_deciding_as(np.where(leq, source, 0.0)), current)
     changed = int((exact != current).sum())
     if changed:
         del attributes["nodes_values"].floats[:]
@@ -45,10 +53,18 @@ def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
     return changed
 
 
-def largest_float32_at_or_below(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+def float32_deciding_as(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """For each float64 threshold, the smallest float32 whose midpoint with the next float32 is
+    at or above it (see the module's docstring)."""
     nearest = values.astype(np.float32)
-    above = nearest.astype(np.float64) > values
-    return np.where(above, np.nextafter(nearest, np.float32(-np.inf)), nearest)
+    below = np.where(
+        nearest.astype(np.float64) > values, np.nextafter(nearest, np.float32(-np.inf)), nearest
+    )
+    after = np.nextafter(below, np.float32(np.inf))
+    midpoint = (below.astype(np.float64) + after.astype(np.float64)) / 2
+    # LightGBM writes a split between two float32 values a hair (a float64 step or two) above
+    # their midpoint: it is still meant as "between them", so it goes to the lower one.
+    return np.where(midpoint >= values - 4 * np.spacing(values), below, after)
 
 
 def source_thresholds(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64] | None:
