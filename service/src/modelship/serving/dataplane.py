@@ -138,16 +138,9 @@ class DataPlane:
         return result
 
     def _in_order(self, request_id: str) -> scoring.PredictFn:
-        """`predict` for the chunks of one file, numbering its rows on from chunk to chunk."""
-        done = 0
-
-        def predict(batch: ModelInput) -> Predictions:
-            nonlocal done
-            result = self.predict(batch, PredictionIds(request_id, done))
-            done += batch.rows  # after: a refused chunk numbers no rows
-            return result
-
-        return predict
+        """`predict` for the chunks of one file, each numbering its rows from the index of its
+        first row in the file."""
+        return lambda batch, first_row: self.predict(batch, PredictionIds(request_id, first_row))
 
     # --- native protocol: JSON records --------------------------------------------------------
     def predict_record(self, record: Any, request_id: str, explain: bool = False) -> dict[str, Any]:
