@@ -288,3 +288,26 @@ def test_labels_join_after_the_worker_that_answered_is_gone(
         report = httpx.post(f"{server.url}/feedback", json=labels, timeout=30).json()
         assert (report["joined"], report["unknown"]) == (200, 0)
         server.stop()
+
+
+def test_fresh_request_ids_are_unique_in_a_worker_and_across_forked_workers() -> None:
+    """Generated ids are read from the OS in batches: a worker forked after its parent read a
+    batch must not hand out the parent's next ids (the feedback join keys on them)."""
+    from modelship.transport.http.middleware import new_request_id
+
+    first = [new_request_id(None) for _ in range(600)]  # more than one batch
+    assert len(set(first)) == 600
+    assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in first)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked worker
+        os.write(write, b"".join(new_request_id(None) for _ in range(20)))
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    in_child = {data[i : i + 32] for i in range(0, len(data), 32)}
+    in_parent = {new_request_id(None) for _ in range(20)}
+    assert len(in_child) == 20 and not in_child & in_parent
+    assert new_request_id(b"claim-17") == b"claim-17"

@@ -1,14 +1,18 @@
-"""`predict_csv`: chunks are predicted in a second thread while the next is parsed, and the
-output is the same, in the same order, whatever the chunk size; errors still name their line."""
+"""`predict_csv`: chunks are predicted in two model threads at once while the next is parsed,
+and the output is the same, in the same order, whatever the chunk size; errors still name their
+line."""
 
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 
 from modelship.errors import InvalidInput
+from modelship.model.codecs.base import ModelInput
 from modelship.model.predictor import Predictions, Predictor
+from modelship.serving.feedback import PREDICTION_ID
 from modelship.serving.scoring import predict_csv
 
 HEADER = "age,sex,bmi,children,smoker,region"
@@ -55,11 +59,11 @@ def test_a_model_error_in_a_later_chunk_is_raised_not_lost(
     calls: list[int] = []
     real = regression_predictor.predict
 
-    def failing_third(batch: object) -> Predictions:
+    def failing_third(batch: ModelInput, _first_row: int) -> Predictions:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("the model failed on chunk 3")
-        return real(batch)  # type: ignore[arg-type]
+        return real(batch)
 
     out = io.StringIO()
     with pytest.raises(RuntimeError, match="chunk 3"):
@@ -71,3 +75,49 @@ def test_a_model_error_in_a_later_chunk_is_raised_not_lost(
             failing_third,
         )
     assert len(calls) <= 4  # stops within one chunk of the failure
+
+
+def test_two_chunks_are_predicted_at_once_and_written_in_order(
+    regression_predictor: Predictor,
+) -> None:
+    """The first chunk's prediction waits until the second one's has started (it would wait
+    forever with one model thread): both cores work, and the rows and their ids stay in order."""
+    second_started = threading.Event()
+    first_rows: list[int] = []
+
+    def predict(batch: ModelInput, first_row: int) -> Predictions:
+        first_rows.append(first_row)
+        if first_row == 10:
+            second_started.set()
+        if first_row == 0:
+            assert second_started.wait(30), "the second chunk was not predicted concurrently"
+        return regression_predictor.predict(batch)
+
+    lines = rows(35)
+    out = io.StringIO()
+    summary = predict_csv(
+        regression_predictor,
+        io.BytesIO("\n".join([HEADER, *lines]).encode()),
+        out,
+        10,
+        predict,
+        request_id="req",
+    )
+    written = out.getvalue().splitlines()
+    assert summary.rows == 35 and sorted(first_rows) == [0, 10, 20, 30]
+    assert written[0].endswith(f",{PREDICTION_ID}")
+    assert [line.split(",")[:6] for line in written[1:]] == [line.split(",") for line in lines]
+    assert [line.rsplit(",", 1)[1] for line in written[1:]] == [f"req#{i}" for i in range(35)]
+    assert written == predicted_with_ids(regression_predictor, lines)
+
+
+def predicted_with_ids(predictor: Predictor, lines: list[str]) -> list[str]:
+    out = io.StringIO()
+    predict_csv(
+        predictor,
+        io.BytesIO("\n".join([HEADER, *lines]).encode()),
+        out,
+        1_000,
+        request_id="req",
+    )
+    return out.getvalue().splitlines()

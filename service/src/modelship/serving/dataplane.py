@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from collections.abc import Callable
 from tempfile import SpooledTemporaryFile
@@ -174,16 +175,16 @@ class DataPlane:
     def _in_order(
         self, request_id: str, served: Version | None, answered: list[str]
     ) -> scoring.PredictFn:
-        """`predict` for the chunks of one file, numbering its rows on from chunk to chunk;
-        the versions that answered go to `answered`."""
-        done = 0
+        """`predict` for the chunks of one file, each numbering its rows from the index of its
+        first row in the file; the versions that answered go to `answered`. Chunks may be
+        predicted in two threads at once, so the check-and-append holds a lock."""
+        lock = threading.Lock()
 
-        def predict(batch: ModelInput) -> Predictions:
-            nonlocal done
-            result, version = self.predict(batch, PredictionIds(request_id, done), served)
-            done += batch.rows  # after: a refused chunk numbers no rows
-            if version not in answered:
-                answered.append(version)
+        def predict(batch: ModelInput, first_row: int) -> Predictions:
+            result, version = self.predict(batch, PredictionIds(request_id, first_row), served)
+            with lock:
+                if version not in answered:
+                    answered.append(version)
             return result
 
         return predict

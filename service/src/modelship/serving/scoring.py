@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,8 +21,13 @@ from modelship.model_quality import classification_metrics, regression_metrics
 from modelship.serving.feedback import PREDICTION_ID, PredictionIds
 
 # How a chunk is predicted: the predictor's own `predict`, or the service's data plane (which
-# also counts it and runs its data-quality hooks).
-PredictFn = Callable[[ModelInput], Predictions]
+# also counts it and runs its data-quality hooks). Given the chunk and the index of its first row
+# among the file's answered rows (chunks may be predicted concurrently, so the callee cannot
+# count them itself).
+PredictFn = Callable[[ModelInput, int], Predictions]
+# Chunks predicted at once in a large upload: the model runs without the GIL, so a second model
+# thread puts the second core to work while this one parses and writes (docs/benchmarks.md).
+MODEL_THREADS = 2
 # Told each row left out under `--on-error skip`: its line, its cells and what is wrong with it.
 RejectRow = Callable[[int, list[str], Sequence[Problem]], None]
 
@@ -51,7 +57,7 @@ def predict_csv(
     With `request_id` (a served upload), each row's prediction id (`<request id>#<row index>`)
     is appended too, in a last column `prediction_id`.
     """
-    predict = predict or predictor.predict
+    predict = predict or _plain(predictor)
     codec = CsvCodec(predictor.schema)
     summary = CsvSummary()
     # A chunk's rows of the wrong width are found as it is read, its invalid values as it is
@@ -96,7 +102,7 @@ def predict_csv(
         predicted in batches and in order, each bad one is rejected with its own problems."""
         try:
             batch = codec.decode(chunk, reader.positions)
-            write(chunk, batch, predict(batch))
+            write(chunk, batch, predict(batch, summary.rows))
         except InvalidInput as exc:
             if reject is None:
                 raise
@@ -145,26 +151,39 @@ def _pipelined(
     predict: PredictFn,
     write: Callable[[CsvChunk, ModelInput, Predictions], None],
 ) -> None:
-    """A pipeline of two: the model (native code, without the GIL) predicts chunk N in its own
-    thread while this one parses chunk N+1 and writes chunk N-1. The model was about half of the
-    time of a large upload; chunks are still written in order, at most two are in memory."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-model") as model_thread:
-        pending: tuple[CsvChunk, ModelInput, Future[Predictions]] | None = None
-        for chunk in chunks:
-            batch = decode(chunk)
-            predicted = model_thread.submit(predict, batch)
-            if pending is not None:
-                write(pending[0], pending[1], pending[2].result())
-            pending = (chunk, batch, predicted)
-        if pending is not None:
-            write(pending[0], pending[1], pending[2].result())
+    """The model (native code, without the GIL) predicts up to `MODEL_THREADS` chunks in its
+    own threads while this one parses the next chunk and writes the oldest one done. The model
+    is most of a large upload's time (docs/benchmarks.md#what-changed-and-why); chunks are still
+    written in order, and at most `MODEL_THREADS + 1` are in memory."""
+    with ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="csv-model") as model_threads:
+        pending: deque[tuple[CsvChunk, ModelInput, Future[Predictions]]] = deque()
+        first_row = 0
+        try:
+            for chunk in chunks:
+                batch = decode(chunk)
+                pending.append((chunk, batch, model_threads.submit(predict, batch, first_row)))
+                first_row += batch.rows
+                if len(pending) == MODEL_THREADS:
+                    done, done_batch, predicted = pending.popleft()
+                    write(done, done_batch, predicted.result())
+            while pending:
+                done, done_batch, predicted = pending.popleft()
+                write(done, done_batch, predicted.result())
+        finally:  # a failed file: chunks not yet started are not predicted
+            for _, _, predicted in pending:
+                predicted.cancel()
+
+
+def _plain(predictor: Predictor) -> PredictFn:
+    """The predictor's own `predict`, which numbers no rows."""
+    return lambda batch, _first_row: predictor.predict(batch)
 
 
 def score_csv(
     predictor: Predictor, source: IO[bytes], chunk_rows: int, predict: PredictFn | None = None
 ) -> dict[str, Any]:
     """The training metrics, computed on a labelled CSV (it must have the target column)."""
-    predict = predict or predictor.predict
+    predict = predict or _plain(predictor)
     card = predictor.card
     codec = CsvCodec(predictor.schema)
     reader = _open(codec, source, chunk_rows, [*predictor.schema.names, card.target])
@@ -179,7 +198,7 @@ def score_csv(
             for line, cell in zip(chunk.lines, chunk.columns[target_at], strict=True)
         ]
         batch = codec.decode(chunk, reader.positions)
-        result = predict(batch)
+        result = predict(batch, len(truth))
         truth.extend(labels)
         warnings.merge(batch.warnings)
         if result.values is not None:

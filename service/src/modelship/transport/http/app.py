@@ -47,6 +47,9 @@ def create_app(serving: Serving) -> FastAPI:
         ),
         lifespan=lifespan,
         default_response_class=JSONBytes,
+        # modelship's telemetry is its own (Prometheus, EMF, access log); FastAPI's native
+        # OpenTelemetry looks up three global providers on every request to find it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.dataplane = dataplane
     app.state.admission = HttpAdmission(dataplane)  # what the uvicorn adapter asks
