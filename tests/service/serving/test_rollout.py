@@ -183,10 +183,13 @@ def test_every_route_answers_from_the_routed_version_and_v2_reaches_a_version(
             assert answer.headers["X-Modelship-Model-Version"] == candidate
         for answer in (answers[0], answers[1], answers[3]):
             assert answer.json()["model_version"] == candidate
-        # Explanations come from the version that answered: this candidate has none.
+        # Explanations come from the version that answered: they add up to its prediction.
         explained = client.post("/explain", json=records[0])
-        assert explained.status_code == 409
-        assert "HistGradientBoostingRegressor" in explained.json()["error"]["message"]
+        assert explained.status_code == 200, explained.text
+        body = explained.json()
+        assert body["model_version"] == candidate
+        total = body["explanation"]["base"] + sum(body["explanation"]["contributions"].values())
+        assert total == pytest.approx(body["prediction"], rel=1e-4)
         for version in (primary, candidate):
             explicit = client.post(
                 f"/v2/models/{model}/versions/{version}/infer", json=_v2(records)
