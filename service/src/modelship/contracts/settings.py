@@ -320,6 +320,13 @@ class Settings(BaseSettings):
         description="Requests a worker holds for off-path scoring by the other version; "
         "sampled beyond half of it, shed when full or when the worker is overloaded",
     )
+    rollout_scored_per_second: float = Field(
+        200.0,
+        ge=1,
+        le=1_000_000,
+        description="Most answered requests per second a worker has the other version score off "
+        "the path; beyond it they are sampled (the scoring shares the worker's CPU)",
+    )
     rollout_sync_seconds: float = Field(
         1.0,
         gt=0,

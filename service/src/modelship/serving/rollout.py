@@ -3,9 +3,12 @@
 Traffic (`candidate_traffic`): in **shadow** every answer comes from the primary; in **canary N%**
 a deterministic N% of routing keys (the `X-Modelship-Route-Key` header, else the request id:
 `crc32(key) % 100 < N`) are answered by the candidate. Either way the *other* version scores the
-same rows off the request path: the answered request goes to a bounded queue (sampled beyond half
-of it, shed when it is full or the worker is overloaded: it never delays nor fails an answer) and
-one daemon thread per worker scores it and compares the two versions' predictions.
+same rows off the request path: the answered request goes to a bounded queue (sampled when busy:
+beyond `rollout_scored_per_second` per worker or half of the queue; shed when it is full or the
+worker is overloaded: it never delays nor fails an answer) and one daemon thread per worker
+scores it and compares the two versions' predictions. The rate cap is what keeps shadow cheap at
+saturation: the scoring thread shares the worker's core, so scoring every answer would add its
+whole cost to every answer (docs/rollout.md#speed).
 
 The gates judge the latest `rollout_window` compared requests of every worker, kept in the
 server's shared SQLite file (`modelship.serving.shared`): the same thread writes this worker's
@@ -72,8 +75,9 @@ ANSWERS = Counter(
 )
 SKIPPED = Counter(
     "modelship_rollout_unscored",
-    "Answered requests the other version did not score off the path, by why: sampled (the "
-    "queue was over half full), full (queue full), overload (the worker at its in-flight limit)",
+    "Answered requests the other version did not score off the path, by why: sampled (over "
+    "the worker's scoring rate, or the queue over half full), full (queue full), overload (the "
+    "worker at its in-flight limit)",
     ["reason"],
 )
 
@@ -207,6 +211,10 @@ class Rollout:
         self._queue: queue.Queue[_Item] = queue.Queue(settings.rollout_queue)
         self._half = max(settings.rollout_queue // 2, 1)
         self._sampled = 0
+        # A token bucket of `rollout_scored_per_second`, one second deep.
+        self._rate = settings.rollout_scored_per_second
+        self._tokens = self._rate
+        self._refilled = time.monotonic()
         self._pending: list[tuple[Any, ...]] = []
         self._binners = {v.name: _Binner(v.card) for v in self.versions.values()}
         self._answers = {v.name: ANSWERS.labels(v.name) for v in self.versions.values()}
@@ -260,6 +268,13 @@ class Rollout:
         if self.overloaded():
             self._skipped["overload"].inc()
             return
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1:
+            self._skipped["sampled"].inc()
+            return
+        self._tokens -= 1
         if self._queue.qsize() >= self._half:
             self._sampled += 1
             if self._sampled % 10:  # one in ten beyond half of the queue
