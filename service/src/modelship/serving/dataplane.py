@@ -57,6 +57,25 @@ QualityHook = Callable[[ModelInput, Predictions, PredictionIds], None]
 T = TypeVar("T")
 
 
+class _Answered:
+    """The versions that answered one file's chunks, in order of first answer. Chunks may be
+    predicted in two threads at once, so adding holds a lock."""
+
+    def __init__(self, fallback: str) -> None:
+        self._fallback = fallback  # named when no chunk was predicted (an empty file)
+        self._versions: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, version: str) -> None:
+        with self._lock:
+            if version not in self._versions:
+                self._versions.append(version)
+
+    def header(self) -> str:
+        """The comma-separated versions, as the `X-Modelship-Model-Version` header names them."""
+        return ",".join(self._versions) or self._fallback
+
+
 class DataPlane:
     """Readiness, limits, inline-or-thread, metrics and data-quality hooks, once for every
     protocol. Methods take decoded client input and return response bodies (JSON-ready)."""
@@ -173,18 +192,14 @@ class DataPlane:
         return self.rollout.versions[version].predictor
 
     def _in_order(
-        self, request_id: str, served: Version | None, answered: list[str]
+        self, request_id: str, served: Version | None, answered: _Answered
     ) -> scoring.PredictFn:
         """`predict` for the chunks of one file, each numbering its rows from the index of its
-        first row in the file; the versions that answered go to `answered`. Chunks may be
-        predicted in two threads at once, so the check-and-append holds a lock."""
-        lock = threading.Lock()
+        first row in the file; the versions that answered go to `answered`."""
 
         def predict(batch: ModelInput, first_row: int) -> Predictions:
             result, version = self.predict(batch, PredictionIds(request_id, first_row), served)
-            with lock:
-                if version not in answered:
-                    answered.append(version)
+            answered.add(version)
             return result
 
         return predict
@@ -279,17 +294,16 @@ class DataPlane:
                 raise InvalidInput(problems)
             rows: list[dict[str, Any]] = []
             warnings = Warnings()
-            answered: list[str] = []
+            answered = _Answered(self._version)
             for chunk in reader.chunks():
                 self.check_rows(len(rows) + len(chunk))
                 batch = codec.decode(chunk, reader.positions)
                 ids = PredictionIds(request_id, len(rows))
                 chunk_rows, version = self._answer_rows(batch, ids, True, served)
                 rows += chunk_rows
-                if version not in answered:
-                    answered.append(version)
+                answered.add(version)
                 warnings.merge(batch.warnings)
-            return self._batch_answer(rows, warnings, ",".join(answered) or self._version)
+            return self._batch_answer(rows, warnings, answered.header())
 
         return await to_thread.run_sync(work)
 
@@ -301,7 +315,7 @@ class DataPlane:
         file to stream back, and the version(s) that answered (comma-separated)."""
         self.check_ready()
         deadline = _with_deadline(source, self.timeout)
-        answered: list[str] = []
+        answered = _Answered(self._version)
         predict = self._in_order(request_id, self.route(request_id, route_key), answered)
 
         def work() -> tuple[IO[bytes], scoring.CsvSummary, str]:
@@ -322,7 +336,7 @@ class DataPlane:
             text.flush()
             text.detach()
             sink.seek(0)
-            return sink, summary, ",".join(answered) or self._version
+            return sink, summary, answered.header()
 
         return await to_thread.run_sync(work)
 
@@ -332,7 +346,7 @@ class DataPlane:
         """The training metrics on a labelled CSV, with the version(s) that answered."""
         self.check_ready()
         deadline = _with_deadline(source, self.timeout)
-        answered: list[str] = []
+        answered = _Answered(self._version)
         scored = await to_thread.run_sync(
             scoring.score_csv,
             self.predictor,
@@ -340,7 +354,7 @@ class DataPlane:
             self.settings.csv_chunk_rows,
             self._in_order(request_id, self.route(request_id, route_key), answered),
         )
-        scored["model_version"] = ",".join(answered) or self._version
+        scored["model_version"] = answered.header()
         return scored
 
     # --- Open Inference Protocol (V2) ---------------------------------------------------------
