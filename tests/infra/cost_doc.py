@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +211,10 @@ def render(model: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def update(text: str, block: str) -> str:
-    """`text` with its generated block replaced by `block`."""
-    start, end = text.index(BEGIN), text.index(END) + len(END) + 1
-    return text[:start] + block + text[end:]
+def update(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """`text` with its generated block (from `begin` to `end`) replaced by `block`."""
+    start, stop = text.index(begin), text.index(end) + len(end) + 1
+    return text[:start] + block + text[stop:]
 
 
 def example_artifact(source: Path, directory: Path) -> Path:
@@ -234,33 +235,60 @@ def _trained(directory: Path) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.infra.cost_doc", description=__doc__.split("\n")[0]
-    )
+@dataclass(frozen=True)
+class GeneratedBlock:
+    """A doc's generated block: where it is, how it is marked, and what renders it."""
+
+    doc: Path
+    begin: str
+    end: str
+    update_command: str
+    render: Callable[[Path, Path], str]
+    """The block from a trained artifact and a scratch directory."""
+
+
+def generator_main(
+    argv: Sequence[str] | None, prog: str, description: str, block: GeneratedBlock
+) -> int:
+    """`--write`, `--check` or print the block: the command line of every generated doc."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--artifact", type=Path, help="a model artifact (default: train one on the bundled data)"
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="update docs/cost.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 if docs/cost.md is out of date")
+    mode.add_argument("--write", action="store_true", help=f"update {block.doc.name}")
+    mode.add_argument(
+        "--check", action="store_true", help=f"exit 1 if {block.doc.name} is out of date"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source = args.artifact or _trained(Path(tmp))
-        block = render(example_artifact(source, Path(tmp)))
-    text = COST_DOC.read_text()
+        rendered = block.render(source, Path(tmp))
+    text = block.doc.read_text()
+    shown = block.doc.relative_to(REPO_ROOT)
     if args.write:
-        COST_DOC.write_text(update(text, block))
-        print(f"wrote {COST_DOC.relative_to(REPO_ROOT)}")
+        block.doc.write_text(update(text, rendered, block.begin, block.end))
+        print(f"wrote {shown}")
         return 0
     if args.check:
-        if update(text, block) != text:
-            print(f"{COST_DOC.relative_to(REPO_ROOT)} is out of date; run: {UPDATE}")
+        if update(text, rendered, block.begin, block.end) != text:
+            print(f"{shown} is out of date; run: {block.update_command}")
             return 1
-        print(f"{COST_DOC.relative_to(REPO_ROOT)} is up to date")
+        print(f"{shown} is up to date")
         return 0
-    sys.stdout.write(block)
+    sys.stdout.write(rendered)
     return 0
+
+
+COST_BLOCK = GeneratedBlock(
+    COST_DOC, BEGIN, END, UPDATE, lambda source, tmp: render(example_artifact(source, tmp))
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return generator_main(
+        argv, "python -m tests.infra.cost_doc", __doc__.split("\n")[0], COST_BLOCK
+    )
 
 
 if __name__ == "__main__":
