@@ -92,7 +92,7 @@ def test_gke_autopilot_at_a_planned_load(card: Path) -> None:
     expected = {
         "cluster fee": 730 * 0.10 * len(result.of_type("gcp:container/cluster:Cluster")),
         "pods": pods * 730 * (0.5 * 0.0445 + 0.5 * 0.0049225 + 1 * 0.0000548),
-        "load balancer": 730 * (0.025 + 0.005) + REQUESTS * WIRE / 1e9 * 0.008,
+        "load balancer": 730 * (0.025 + 0.005) + REQUESTS * WIRE / 2**30 * 0.008,
         "logs": (logged_gib - 50) * 0.50,
         "storage": 0.5 * 0.10 + 1 * 0.020,
     }

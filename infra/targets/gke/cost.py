@@ -71,7 +71,7 @@ def gke_bill(settings: Settings, gke: GkeSettings, plan: CapacityPlan, ledger: L
         notes.append(f"nodes of {gke.machine_type} are not in the price table: not included")
     # One forwarding rule: the LoadBalancer Service's, or the HTTPS Ingress's on its address.
     addresses = ledger.count("gcp:compute/globalAddress:GlobalAddress")
-    processed_gb = requests * WIRE_BYTES / 1e9
+    processed_gib = requests * WIRE_BYTES / GIB
     logged_gib = logged_requests(settings, plan) * ACCESS_LOG_BYTES / GIB
     logs = max(logged_gib - prices.CLOUD_LOGGING_FREE_GIB, 0.0) * prices.CLOUD_LOGGING_GIB.usd
     notes += access_log_note(settings, logs)
@@ -83,8 +83,8 @@ def gke_bill(settings: Settings, gke: GkeSettings, plan: CapacityPlan, ledger: L
                 "load balancer",
                 prices.FORWARDING_RULE.monthly()
                 + prices.STATIC_IP.monthly(max(addresses, 1))
-                + processed_gb * prices.LB_DATA_GB.usd,
-                f"1 forwarding rule + 1 address + {processed_gb:.1f} GB processed",
+                + processed_gib * prices.LB_DATA_GIB.usd,
+                f"1 forwarding rule + 1 address + {processed_gib:.1f} GiB processed",
             ),
             Line(
                 "logs",
