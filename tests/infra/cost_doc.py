@@ -139,10 +139,13 @@ def render(model: Path) -> str:
         "numbers and the value to set), warns when the peak fits only without the headroom, and "
         "fails when `targetRps` is set but the card has no point measured at the stack's "
         "`modelship:cpu`, `memory` and `workers`, naming the `modelship capacity` command "
-        "(the rate is never guessed). The default image's model is trained during the image "
-        "build, so it has no card at preview: measure an artifact and bake it in with "
-        "`modelship:imageModel`. Without `targetRps` nothing is derived, the outputs show the "
-        "measured rate, and `cost_per_million_predictions` is empty.",
+        "(the rate is never guessed; a point measured with less memory than the container "
+        "has counts). The default image's model is trained during the image build and a cloud "
+        "`modelship:modelUri` is in a bucket, so neither has a card at preview: measure an "
+        "artifact and bake it in with `modelship:imageModel`, or state the measured rate with "
+        "`modelship:replicaRps` (`RATE@CPU/MEMORY`, checked against the container size: "
+        "[capacity.md](capacity.md#at-deploy-time)). Without `targetRps` nothing is derived, the "
+        "outputs show the measured rate, and `cost_per_million_predictions` is empty.",
         "",
         "**The planned load.** `monthly_cost` runs the replicas needed at targetRps (between "
         "min and max) all month, with the load-priced lines at that rate: log ingestion (one "
@@ -152,8 +155,10 @@ def render(model: Path) -> str:
         "%{size_upload} %{size_header} %{size_download}'`: 229 + 90 + 174 + 109). "
         "`cost_per_million_predictions` = monthly_cost / (targetRps x "
         f"{prices.SECONDS_PER_MONTH:,} s / 1e6): a load that peaks at targetRps only part "
-        "of the day costs less a month and more per million. Not priced: traffic leaving the "
-        "cloud, NAT data processing, the free tiers (the GKE credit is a note in the output).",
+        "of the day costs less a month and more per million. `modelship:accessLog` false "
+        "writes no access-log line, so its log line goes (`cost_breakdown`'s notes say what it "
+        "costs while on). Not priced: traffic leaving the cloud, NAT data processing, the free "
+        "tiers (the GKE credit is a note in the output).",
         "",
         f"### Example: a model serving {EXAMPLE_RATE:g} requests/s per 500m replica",
         "",
