@@ -161,7 +161,7 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
     }
 
 
-def _save_points(path: Path, records: list[dict[str, object]]) -> None:
+def save_points(path: Path, records: list[dict[str, object]]) -> None:
     """Replace the entries of the measured models and sizes in `path`, keep the others."""
 
     def key(record: dict[str, object]) -> tuple[object, ...]:
@@ -220,7 +220,7 @@ def main() -> int:
             f"{r['lag_p99_ms']:.2f} ms | {wrk['rps']:.0f} ({wrk['p99_ms']:.1f} ms, "
             f"{wrk['non_2xx']:.0f}) | {r['median'] / wrk['rps']:.2f} |"
         )
-    _save_points(args.points, records)
+    save_points(args.points, records)
     print(f"\nwrote {args.points}; now: uv run python -m tests.infra.capacity_doc --write")
     return 0
 

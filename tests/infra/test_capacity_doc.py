@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.capacity import _save_points
+from bench.capacity import save_points
 
 from .capacity_doc import (
     BEGIN,
@@ -54,7 +54,7 @@ def test_a_new_measurement_replaces_its_entry_and_keeps_the_others(tmp_path: Pat
     }
     fresh["point"] = {**fresh["point"], "max_rps": 2100.0}
     added = {**before[0], "model": "wide"}
-    _save_points(path, [fresh, added])
+    save_points(path, [fresh, added])
     after = load_points(path)
     assert [m.model for m in after] == [m["model"] for m in before] + ["wide"]
     assert (after[1].point.max_rps, after[1].measured_at) == (2100.0, "2027-01-01T00:00:00+00:00")
