@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from infra.config import parse_cpu_millicores, parse_memory_bytes
-from infra.core.capacity import DEFAULT_HEADROOM, KEY_TARGET_RPS
+from infra.core.capacity import DEFAULT_HEADROOM, KEY_TARGET_RPS, MIN_AVAILABLE_REPLICAS
 from infra.offline import sagemaker
 from infra.settings import KEY_CPU, KEY_IMAGE_MODEL, KEY_MEMORY
 from infra.targets.fargate.sizes import FARGATE_MEMORY_MIB, fargate_cpu_units
@@ -115,6 +115,12 @@ def fargate_memory(point: CapacityPoint) -> str:
     units = fargate_cpu_units(parse_cpu_millicores(point.cpu))
     measured = parse_memory_bytes(point.memory) // MIB
     return f"{min(m for m in FARGATE_MEMORY_MIB[units] if m >= measured)}Mi"
+
+
+def _fargate_sizes(measured: Sequence[Measurement]) -> str:
+    """Each measured size and the Fargate task it plans, once each."""
+    sizes = {m.size: f"{m.point.cpu}/{fargate_memory(m.point)}" for m in measured}
+    return ", ".join(f"{task} for {size}" for size, task in sizes.items())
 
 
 def _cell(outputs: dict[str, Any]) -> str:
@@ -212,8 +218,9 @@ def render(artifacts: dict[str, Path]) -> str:
         "Each stack planned by its own code at the measured rate, as `pulumi preview` plans it "
         "(`modelship:targetRps` = the load, the container at the measured size, otherwise the "
         "stack's defaults: headroom "
-        f"{DEFAULT_HEADROOM:g}, at least 2 replicas; Fargate at the smallest task memory that "
-        "holds the measured size, 1 GiB at 500m and 2 GiB at 1 vCPU), and SageMaker at the same "
+        f"{DEFAULT_HEADROOM:g}, at least {MIN_AVAILABLE_REPLICAS} replicas; Fargate at the "
+        "smallest task memory that "
+        f"holds the measured size: {_fargate_sizes(measured)}), and SageMaker at the same "
         "load ([cost.md](cost.md#at-a-planned-load-what-pulumi-preview-shows) has the rules and "
         "the price table). Each cell: USD per million predictions (replicas or instances "
         "running at the load, USD a month).",
