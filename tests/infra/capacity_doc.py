@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from infra.config import parse_cpu_millicores, parse_memory_bytes
 from infra.core.capacity import DEFAULT_HEADROOM, KEY_TARGET_RPS, MIN_AVAILABLE_REPLICAS
 from infra.offline import sagemaker
-from infra.settings import KEY_CPU, KEY_IMAGE_MODEL, KEY_MEMORY
+from infra.settings import KEY_ACCESS_LOG, KEY_CPU, KEY_IMAGE_MODEL, KEY_MEMORY
 from infra.targets.fargate.sizes import FARGATE_MEMORY_MIB, fargate_cpu_units
 from modelship.contracts.capacity import CapacityPoint
 from tests.infra.capacity_card import with_capacity
@@ -46,6 +46,7 @@ MEASURE = "sudo -E uv run python -m bench.capacity"
 # What docs/capacity.md#measured holds the tools to (see the Method section).
 SPREAD_LIMIT, AGREEMENT = 0.15, (0.8, 1.2)
 PRICED_STACKS = ("gke", "fargate")
+NO_LOG = {KEY_ACCESS_LOG: False}
 MIB = 2**20
 
 
@@ -131,7 +132,9 @@ def _cell(outputs: dict[str, Any]) -> str:
     )
 
 
-def _stack_outputs(stack: str, model: Path, point: CapacityPoint, load: float) -> dict[str, Any]:
+def _stack_outputs(
+    stack: str, model: Path, point: CapacityPoint, load: float, **extra: Any
+) -> dict[str, Any]:
     memory = fargate_memory(point) if stack == "fargate" else point.memory
     config = {
         **STACK_CONFIG[stack],
@@ -139,6 +142,7 @@ def _stack_outputs(stack: str, model: Path, point: CapacityPoint, load: float) -
         KEY_TARGET_RPS: load,
         KEY_CPU: point.cpu,
         KEY_MEMORY: memory,
+        **extra,
     }
     outputs: dict[str, Any] = run_stack(stack, config).outputs
     return outputs
@@ -230,6 +234,7 @@ def render(artifacts: dict[str, Path]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     largest: list[str] = []
+    quiet: list[str] = []
     for m in measured:
         for load in LOADS:
             planned = {
@@ -237,6 +242,11 @@ def render(artifacts: dict[str, Path]) -> str:
             }
             if m is measured[0] and load == LOADS[-1]:
                 largest = [_largest_line(s, outputs) for s, outputs in planned.items()]
+                quiet = [
+                    f"{_cell(_stack_outputs(s, artifacts[m.model], m.point, load, **NO_LOG))} "
+                    f"on {s}"
+                    for s in PRICED_STACKS
+                ]
             cells = [_cell(outputs) for outputs in planned.values()]
             cells += _sagemaker_cells(m.point, load)
             out.append(
@@ -248,7 +258,8 @@ def render(artifacts: dict[str, Path]) -> str:
     out += [
         "",
         f"The largest line of a month at {LOADS[-1]:g} requests/s ({first_row}): "
-        f"{' and '.join(largest)}; `cost_breakdown` has every line, "
+        f"{' and '.join(largest)}. With `{KEY_ACCESS_LOG}` false (no access-log line per "
+        f"request) the same row costs {' and '.join(quiet)}; `cost_breakdown` has every line, "
         "[cost.md](cost.md#at-a-planned-load-what-pulumi-preview-shows) the rules. SageMaker "
         "serverless bills the measured CPU time per request as the duration, rounded up to the "
         "millisecond: a lower bound (waiting for a CPU is billed too, cold starts are not "
