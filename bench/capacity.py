@@ -6,9 +6,12 @@ For the default insurance model and a 26-class model (bench/training.py's table)
 500m/512Mi and 1/1Gi: starts the server in a cgroup (modelship.build.capacity), finds the highest
 open-loop rate with p99 under 100 ms and no errors `--repeat` times (the spread shows
 repeatability), then drives the same confined server with `wrk` (closed loop, its own core) for
-the independent saturation rate. Prints one table (docs/capacity.md#measured) and writes the
-median point of each size into the model's card. Needs root (cgroups) and two cores; about a
-minute per run, so ~13 minutes with the defaults. Trains both models first if --out has none.
+the independent saturation rate. Prints one table (docs/capacity.md#measured), writes the
+median point of each size into the model's card and every figure into `--points`
+(docs/capacity-points.json: the entries of the models and sizes measured are replaced, the
+others kept), from which `uv run python -m tests.infra.capacity_doc --write` regenerates
+docs/capacity.md's tables. Needs root (cgroups) and two cores; about a minute per run, so ~13
+minutes with the defaults. Trains both models first if --out has none.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.training import many_classes_table
@@ -40,6 +44,7 @@ from modelship.build.measure import synthetic_rows
 from modelship.model import artifact
 
 SIZES = ("500m/512Mi", "1/1Gi")
+POINTS = Path(__file__).resolve().parents[1] / "docs" / "capacity-points.json"
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 8  # per worker: below the server's 32 in flight, so wrk sees no 503
 
@@ -141,7 +146,33 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
         "memory_mib": median.point.memory_mib,
         "lag_p99_ms": median.generator_lag_p99_ms,
         "wrk": wrk,
+        "record": {
+            "model": model.name,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cpu_model": cpu_model(),
+            "cores": os.cpu_count() or 1,
+            "load_average": round(os.getloadavg()[0], 1),
+            "step_seconds": step_seconds,
+            "point": median.point.model_dump(),
+            "runs": [r.point.max_rps for r in results],
+            "generator_lag_p99_ms": round(median.generator_lag_p99_ms, 2),
+            "wrk": wrk,
+        },
     }
+
+
+def save_points(path: Path, records: list[dict[str, object]]) -> None:
+    """Replace the entries of the measured models and sizes in `path`, keep the others."""
+
+    def key(record: dict[str, object]) -> tuple[object, ...]:
+        point = record["point"]
+        assert isinstance(point, dict)
+        return (record["model"], point["cpu"], point["memory"], point["workers"])
+
+    kept = json.loads(path.read_text())["measurements"] if path.exists() else []
+    fresh = {key(r): r for r in records}
+    merged = [fresh.pop(key(r), r) for r in kept] + list(fresh.values())
+    path.write_text(json.dumps({"measurements": merged}, indent=2) + "\n")
 
 
 def orjson_dumps(row: dict[str, object]) -> bytes:
@@ -159,13 +190,20 @@ def main() -> int:
     parser.add_argument("--sizes", default=",".join(SIZES), help="CPU/MEMORY pairs")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (the spread)")
     parser.add_argument("--step-seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--points", type=Path, default=POINTS, help="the measurements file to update"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, records = [], []
     for name in args.models.split(","):
         model = _train(args.out, name)
         for size in args.sizes.split(","):
-            rows.append(_measure(model, size, args.repeat, args.step_seconds))
+            row = _measure(model, size, args.repeat, args.step_seconds)
+            record = row.pop("record")
+            assert isinstance(record, dict)
+            rows.append(row)
+            records.append(record)
     print(f"\nCPU: {cpu_model()}, load average {os.getloadavg()[0]:.1f}\n")
     print(
         "| model | cpu/memory | open-loop rate, p99 <= 100 ms (runs) | spread | p99 | CPU per "
@@ -182,7 +220,8 @@ def main() -> int:
             f"{r['lag_p99_ms']:.2f} ms | {wrk['rps']:.0f} ({wrk['p99_ms']:.1f} ms, "
             f"{wrk['non_2xx']:.0f}) | {r['median'] / wrk['rps']:.2f} |"
         )
-    print("\n" + json.dumps(rows), file=sys.stderr)
+    save_points(args.points, records)
+    print(f"\nwrote {args.points}; now: uv run python -m tests.infra.capacity_doc --write")
     return 0
 
 

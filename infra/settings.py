@@ -95,6 +95,8 @@ class ContainerSettings:
     workers: int = 1
     log_level: str = "info"
     shutdown_grace_seconds: int = 20
+    access_log: bool = True
+    """One log line per request (the largest usage line of the bill at hundreds of requests/s)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ KEY_CPU = "modelship:cpu"
 KEY_MEMORY = "modelship:memory"
 KEY_WORKERS = "modelship:workers"
 KEY_LOG_LEVEL = "modelship:logLevel"
+KEY_ACCESS_LOG = "modelship:accessLog"
 KEY_SHUTDOWN_GRACE = "modelship:shutdownGraceSeconds"
 KEY_MIN_REPLICAS = "modelship:minReplicas"
 KEY_MAX_REPLICAS = "modelship:maxReplicas"
@@ -196,6 +199,7 @@ def read_shared(reader: ConfigReader, project: str, targets: Iterable[str]) -> S
         shutdown_grace_seconds=reader.integer(
             KEY_SHUTDOWN_GRACE, ContainerSettings.shutdown_grace_seconds, 1, 300
         ),
+        access_log=reader.boolean(KEY_ACCESS_LOG, ContainerSettings.access_log),
     )
 
     model_dir, model_card = _read_image_model(reader, container)

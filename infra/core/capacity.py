@@ -24,12 +24,21 @@ command that measures it). Without `targetRps` nothing is derived and nothing fa
 The served model's card is read where preview can read it: the artifact directory of
 `modelship:imageModel` (unless `modelship:modelUri` serves another model) or, on the local
 target, the store version of `modelship:modelUri`. The default image model is trained during
-the image build and a cloud `modelUri` lives in a bucket: neither has a card on this machine.
+the image build and a cloud `modelUri` lives in a bucket: neither has a card on this machine, so
+`modelship:replicaRps` states the rate instead (`1100@500m/512Mi`: what `modelship capacity`
+printed, with the CPU and memory it was measured at, checked against the container's). A stated
+rate wins over a card: the user said it last.
+
+A rate measured with less memory than the container has holds for it (the CPU quota is what
+limits the rate; the measured peak memory stayed under the smaller limit), so a point at
+500m/512Mi plans a 500m/1Gi Fargate task (Fargate has no 512 MiB size at 0.5 vCPU). The CPU
+quota and the workers must be the same.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +64,12 @@ from modelship.model import artifact
 
 KEY_TARGET_RPS = "modelship:targetRps"
 KEY_HEADROOM = "modelship:capacityHeadroom"
+KEY_REPLICA_RPS = "modelship:replicaRps"
+REPLICA_RPS_ALLOWED = (
+    "the requests/s one replica serves, with the CPU and memory it was measured at, as "
+    "RATE@CPU/MEMORY (what `modelship capacity` prints), e.g. 1100@500m/512Mi"
+)
+_REPLICA_RPS = re.compile(r"\s*([^@\s]+)\s*@\s*([^/\s]+)\s*/\s*(\S+)\s*")
 DEFAULT_HEADROOM = 0.3
 MAX_HEADROOM = 0.9
 # Two replicas: one survives a node or zone loss, or a rollout, while the other serves.
@@ -72,12 +87,49 @@ class ServedCard:
 
 
 @dataclass(frozen=True)
+class ReplicaRate:
+    """What one replica of the container serves: from the card's point or stated in the config."""
+
+    max_rps: float
+    cpu_ms_per_request: float
+    """0 when not known (a stated rate): the CPU target is then not derived."""
+    p99_target_ms: float | None
+    """None when not known (a stated rate is held to whatever target it was measured at)."""
+
+    @classmethod
+    def measured(cls, point: CapacityPoint) -> ReplicaRate:
+        return cls(point.max_rps, point.cpu_ms_per_request, point.p99_target_ms)
+
+
+@dataclass(frozen=True)
+class StatedRate:
+    """`modelship:replicaRps`: a rate and the container size it was measured at."""
+
+    max_rps: float
+    cpu: str
+    memory: str
+    cpu_millicores: int
+    memory_bytes: int
+
+
+def parse_replica_rps(value: str) -> StatedRate:
+    """`RATE@CPU/MEMORY` (`1100@500m/512Mi`); ValueError when it is not one."""
+    match = _REPLICA_RPS.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    rate, cpu, memory = match.groups()
+    return StatedRate(
+        _positive_rate(rate), cpu, memory, parse_cpu_millicores(cpu), parse_memory_bytes(memory)
+    )
+
+
+@dataclass(frozen=True)
 class CapacityPlan:
     """What the stack plans for: the load, the measured rate, and the replicas that follow."""
 
     target_rps: float | None
     headroom: float
-    point: CapacityPoint | None
+    point: ReplicaRate | None
     source: str
     """Where the rate came from, or why there is none."""
     min_replicas: int
@@ -134,19 +186,23 @@ def served_card(
 
 
 def measured_point(capacity: Capacity, container: ContainerSettings) -> CapacityPoint | None:
-    """The single-row point measured at this container size, quantities compared by value
-    (`1` and `1000m` are one size), with the container's worker count."""
+    """The single-row point measured at this container's CPU quota and worker count, with the
+    most memory up to the container's (quantities compared by value: `1` and `1000m` are one
+    size); a point with less memory holds for more (see the module doc)."""
+    fitting: list[tuple[int, CapacityPoint]] = []
     for point in capacity.points:
         try:
-            same_size = (
-                parse_cpu_millicores(point.cpu) == container.cpu_millicores
-                and parse_memory_bytes(point.memory) == container.memory_bytes
-            )
+            cpu, memory = parse_cpu_millicores(point.cpu), parse_memory_bytes(point.memory)
         except ValueError:
             continue
-        if point.rows_per_request == 1 and same_size and point.workers == container.workers:
-            return point
-    return None
+        if (
+            point.rows_per_request == 1
+            and point.workers == container.workers
+            and cpu == container.cpu_millicores
+            and memory <= container.memory_bytes
+        ):
+            fitting.append((memory, point))
+    return max(fitting, key=lambda pair: pair[0])[1] if fitting else None
 
 
 def _positive_rate(value: str) -> float:
@@ -171,13 +227,17 @@ def _measure_command(card: ServedCard | None, container: ContainerSettings) -> s
     )
 
 
-def _find_point(
-    card: ServedCard | None, container: ContainerSettings
-) -> tuple[CapacityPoint | None, str]:
-    """The measured point for this container, and where it came from (or why there is none)."""
-    size = (
+def _size_key(container: ContainerSettings) -> str:
+    return (
         f"{KEY_CPU}={container.cpu}, {KEY_MEMORY}={container.memory}, {container.workers} worker(s)"
     )
+
+
+def _find_point(
+    card: ServedCard | None, container: ContainerSettings
+) -> tuple[ReplicaRate | None, str]:
+    """The measured rate for this container, and where it came from (or why there is none)."""
+    size = _size_key(container)
     if card is None:
         return None, (
             "not measured: preview reads the served model's card only from an artifact "
@@ -200,13 +260,48 @@ def _find_point(
         )
         return None, (
             f"not measured at {size}: the model card of {card.key} ({card.path}) has "
-            f"single-row points for {sizes or 'no size'}"
+            f"single-row points for {sizes or 'no size'} (a point counts for the same CPU "
+            "and workers with at most the container's memory)"
         )
     measured = model_card.capacity
-    return point, (
+    at = "" if point.memory == container.memory else f" (measured at {point.memory})"
+    return ReplicaRate.measured(point), (
         f"the model card of {card.key} ({card.path}): {point.max_rps:g} requests/s per replica "
-        f"at p99 <= {point.p99_target_ms:g} ms, {size}, measured {measured.measured_at} on "
+        f"at p99 <= {point.p99_target_ms:g} ms, {size}{at}, measured {measured.measured_at} on "
         f"{measured.cpu_model}"
+    )
+
+
+def _stated_rate(
+    reader: ConfigReader, container: ContainerSettings
+) -> tuple[ReplicaRate | None, str] | None:
+    """`modelship:replicaRps` checked against the container (problems go to `reader`); None
+    when unset."""
+    value = reader.raw(KEY_REPLICA_RPS)
+    if value is None:
+        return None
+    try:
+        stated = parse_replica_rps(value)
+    except ValueError:
+        reader.problem(KEY_REPLICA_RPS, value, REPLICA_RPS_ALLOWED)
+        return None, f"not stated: {KEY_REPLICA_RPS} is not RATE@CPU/MEMORY"
+    if (
+        stated.cpu_millicores != container.cpu_millicores
+        or stated.memory_bytes > container.memory_bytes
+    ):
+        reader.problem(
+            KEY_REPLICA_RPS,
+            value,
+            f"was measured at {stated.cpu}/{stated.memory}, but the container is "
+            f"{_size_key(container)}: a rate holds only for the same CPU quota with at least "
+            f"the memory it was measured at. Measure this size with "
+            f"{_measure_command(None, container)}, or set {KEY_CPU}/{KEY_MEMORY} to the "
+            "measured size",
+        )
+        return None, f"not stated for this size: {KEY_REPLICA_RPS} is {value}"
+    return ReplicaRate(stated.max_rps, 0.0, None), (
+        f"{KEY_REPLICA_RPS} in the stack's config: {stated.max_rps:g} requests/s per replica "
+        f"measured at {stated.cpu}/{stated.memory}, for {_size_key(container)}"
     )
 
 
@@ -233,7 +328,8 @@ def plan_capacity(
         f"a share of the measured rate kept spare, from 0 to {MAX_HEADROOM}, e.g. 0.3",
     )
     container, scaling = settings.container, settings.scaling
-    point, source = _find_point(card, container)
+    stated = _stated_rate(reader, container)
+    point, source = stated or _find_point(card, container)
     configured = ScalingKeys(reader)
     plan = CapacityPlan(
         target_rps=target_rps,
@@ -245,14 +341,17 @@ def plan_capacity(
         cpu_target_percent=scaling.cpu_target_percent,
         planned_replicas=0 if scaling.scale_to_zero else scaling.min_replicas,
     )
+    if stated is not None and point is None:  # its own problem says what is wrong
+        return settings, plan
     if target_rps is not None and point is None:
         reader.problem(
             KEY_TARGET_RPS,
             f"{target_rps:g}",
             f"needs the measured rate of one replica; the served model's rate is {source}. "
             f"Measure it with {_measure_command(card, container)} and set {KEY_IMAGE_MODEL} "
-            f"to that artifact, or unset {KEY_TARGET_RPS} and size {KEY_MIN_REPLICAS}/"
-            f"{KEY_MAX_REPLICAS} yourself",
+            f"to that artifact or {KEY_REPLICA_RPS} to the rate it prints (RATE@CPU/MEMORY, "
+            f"e.g. 1100@{container.cpu}/{container.memory}), or unset {KEY_TARGET_RPS} and "
+            f"size {KEY_MIN_REPLICAS}/{KEY_MAX_REPLICAS} yourself",
         )
         return settings, plan
     if target_rps is None or point is None:
@@ -262,8 +361,8 @@ def plan_capacity(
             KEY_TARGET_RPS,
             f"{target_rps:g}",
             f"the served model's card measured 0 requests/s within p99 <= "
-            f"{point.p99_target_ms:g} ms at this size ({source}): no replica count carries "
-            f"it; give the container more CPU ({KEY_CPU}) and measure again",
+            f"{point.p99_target_ms or 0:g} ms at this size ({source}): no replica count "
+            f"carries it; give the container more CPU ({KEY_CPU}) and measure again",
         )
         return settings, plan
     plan = _size(
@@ -305,7 +404,7 @@ def _size(
     plan: CapacityPlan,
     *,
     target_rps: float,
-    point: CapacityPoint,
+    point: ReplicaRate,
     container: ContainerSettings,
     configured: ScalingKeys,
     single_replica: bool,
@@ -373,7 +472,7 @@ def _size(
     )
 
 
-def _limit_percent(point: CapacityPoint, container: ContainerSettings) -> float | None:
+def _limit_percent(point: ReplicaRate, container: ContainerSettings) -> float | None:
     """CPU used at the measured limit, in percent of the container's CPU (what autoscalers
     compare their target with)."""
     if point.cpu_ms_per_request <= 0:
@@ -381,7 +480,7 @@ def _limit_percent(point: CapacityPoint, container: ContainerSettings) -> float 
     return 100 * point.max_rps * point.cpu_ms_per_request / container.cpu_millicores
 
 
-def _cpu_target(point: CapacityPoint, container: ContainerSettings, spare: float) -> int:
+def _cpu_target(point: ReplicaRate, container: ContainerSettings, spare: float) -> int:
     limit = _limit_percent(point, container)
     assert limit is not None  # only called with a measured CPU per request
     share = round(limit * (1 - spare), 6)  # a float product like 62.999999 is 63

@@ -161,6 +161,8 @@ def container_spec(
         "log_level": c.log_level,
         "shutdown_grace_seconds": str(c.shutdown_grace_seconds),
     }
+    if not c.access_log:  # set only when off, so a default stack's environment is unchanged
+        values["access_log"] = "false"
     if model_uri is not None:
         values["model_uri"] = model_uri
     if rollout is not None and rollout.candidate_uri is not None:

@@ -23,10 +23,11 @@ import pulumi
 
 from infra.core.capacity import CapacityPlan
 from infra.offline.prices import SECONDS_PER_MONTH
+from infra.settings import KEY_ACCESS_LOG, Settings
 
 ACCESS_LOG_BYTES = 262
 """One access-log line of a one-row prediction (the service's `access_log` setting, on by
-default)."""
+default; `modelship:accessLog` false turns it off)."""
 WIRE_BYTES = 602
 """HTTP bytes of one one-row prediction: request line, headers and body, response likewise."""
 GB = 1e9
@@ -79,6 +80,23 @@ class Bill:
         if target_rps is None or target_rps <= 0:
             return None
         return self.total / (target_rps * SECONDS_PER_MONTH / 1e6)
+
+
+def access_log_note(settings: Settings, logs: float) -> list[str]:
+    """What the access log costs of the bill, and the key that turns it off (or that it is)."""
+    if not settings.container.access_log:
+        return [f"{KEY_ACCESS_LOG} is false: no access-log line per request is written or priced"]
+    if logs <= 0:
+        return []
+    return [
+        f"the access log (one line per request) is ${logs:,.2f} of this a month; "
+        f"{KEY_ACCESS_LOG}=false turns it off (the service's other log lines stay)"
+    ]
+
+
+def logged_requests(settings: Settings, plan: CapacityPlan) -> float:
+    """Requests a month that write an access-log line (none with `modelship:accessLog` false)."""
+    return requests_per_month(plan) if settings.container.access_log else 0.0
 
 
 def requests_per_month(plan: CapacityPlan) -> float:

@@ -54,6 +54,7 @@ _S3 = "https://aws.amazon.com/s3/pricing/"
 _SAGEMAKER = "https://aws.amazon.com/sagemaker/pricing/"
 _GKE = "https://cloud.google.com/kubernetes-engine/pricing"
 _GCP_NETWORK = "https://cloud.google.com/vpc/network-pricing"
+_GCP_LOAD_BALANCING = "https://cloud.google.com/load-balancing/pricing"
 _GCE = "https://cloud.google.com/compute/vm-instance-pricing"
 _LOGGING = "https://cloud.google.com/stackdriver/pricing"
 _ARTIFACT_REGISTRY = "https://cloud.google.com/artifact-registry/pricing"
@@ -66,20 +67,50 @@ _GKE_PAGE = "https://cloud.google.com/kubernetes-engine/pricing (cluster managem
 _TOOLSTAC_GKE = (
     "https://toolstac.com/tool/gke-enterprise/enterprise-transition-guide (Autopilot rates)"
 )
+_ALB_PAGE = (
+    "https://cloud-horizons.com/blog/alb-the-line-item-nobody-watches/ (hourly base and "
+    "LCU-hour; the page names no region)"
+)
+_IPV4_PAGE = "https://www.doit.com/aws-public-ipv4-price-increase-the-complete-guide/"
+_NAT_PAGE = "https://basavytix.com/blog/aws-nat-gateway-pricing (us-east-1 rates)"
+_ALARM_PAGE = (
+    "https://c3x.dev/resources/aws/aws_cloudwatch_metric_alarm (standard resolution; the page "
+    "names no region)"
+)
+_METRIC_PAGE = "https://signoz.io/guides/cloudwatch-pricing (custom metrics, first 10,000)"
+_LOGS_PAGE = "https://c3x.dev/blog/cloudwatch-logs-cost-optimization (us-east-1, June 2026)"
+_ECR_PAGE = "https://cloudburn.io/blog/amazon-ecr-pricing (US East, March 2026)"
+_LB_PAGE = (
+    "http://mobile.dudasite.com/site/google8/default?url=https%3A%2F%2Fcloud.google.com"
+    "%2Fload-balancing%2Fpricing (a stored copy of Google's page)"
+)
+_LOGGING_PAGE = (
+    "http://movatter.jp/mt/?dark=on&url=https%3A%2F%2Fcloud.google.com%2Fstackdriver%2Fpricing"
+    " (a stored copy of Google's page, Cloud Logging pricing summary)"
+)
+_ARTIFACT_REGISTRY_PAGE = "https://cloud.google.com/artifact-registry/pricing?hl=id (storage)"
+_GCS_PAGE = (
+    "http://retrosearch.org/browse?url=https%3A%2F%2Fcloud.google.com%2Fstorage%2Fpricing "
+    "(a stored copy of Google's page, us-central1 Standard storage)"
+)
 
 # --- AWS -------------------------------------------------------------------------------------
 FARGATE_VCPU = Price(0.04048, "vCPU-hour", _FARGATE, _REREAD, READ, _VANTAGE_FARGATE)
 FARGATE_GB = Price(0.004445, "GB-hour", _FARGATE, _REREAD, READ, _VANTAGE_FARGATE)
-ALB = Price(0.0225, "load-balancer-hour", _ELB, _WRITTEN)
-ALB_LCU = Price(0.008, "LCU-hour", _ELB, _WRITTEN)
-PUBLIC_IPV4 = Price(0.005, "address-hour", _VPC, _WRITTEN)
-NAT_GATEWAY = Price(0.045, "gateway-hour", _VPC, _WRITTEN)
-NAT_GB = Price(0.045, "GB processed", _VPC, _WRITTEN)
-CLOUDWATCH_ALARM = Price(0.10, "standard-resolution alarm-month", _CLOUDWATCH, _WRITTEN)
-CLOUDWATCH_METRIC = Price(0.30, "custom metric-month (first 10,000)", _CLOUDWATCH, _WRITTEN)
-LOGS_INGESTED = Price(0.50, "GB ingested", _CLOUDWATCH, _WRITTEN)
-LOGS_STORED = Price(0.03, "GB-month stored", _CLOUDWATCH, _WRITTEN)
-ECR_STORAGE = Price(0.10, "GB-month", _ECR, _WRITTEN)
+ALB = Price(0.0225, "load-balancer-hour", _ELB, _REREAD, READ, _ALB_PAGE)
+ALB_LCU = Price(0.008, "LCU-hour", _ELB, _REREAD, READ, _ALB_PAGE)
+PUBLIC_IPV4 = Price(0.005, "address-hour", _VPC, _REREAD, READ, _IPV4_PAGE)
+NAT_GATEWAY = Price(0.045, "gateway-hour", _VPC, _REREAD, READ, _NAT_PAGE)
+NAT_GB = Price(0.045, "GB processed", _VPC, _REREAD, READ, _NAT_PAGE)
+CLOUDWATCH_ALARM = Price(
+    0.10, "standard-resolution alarm-month", _CLOUDWATCH, _REREAD, READ, _ALARM_PAGE
+)
+CLOUDWATCH_METRIC = Price(
+    0.30, "custom metric-month (first 10,000)", _CLOUDWATCH, _REREAD, READ, _METRIC_PAGE
+)
+LOGS_INGESTED = Price(0.50, "GB ingested", _CLOUDWATCH, _REREAD, READ, _LOGS_PAGE)
+LOGS_STORED = Price(0.03, "GB-month stored", _CLOUDWATCH, _REREAD, READ, _LOGS_PAGE)
+ECR_STORAGE = Price(0.10, "GB-month", _ECR, _REREAD, READ, _ECR_PAGE)
 S3_STORAGE = Price(0.023, "GB-month (S3 Standard, first 50 TB)", _S3, _WRITTEN)
 # SageMaker real-time inference: an always-on instance per replica. ml.c5.large is 2 vCPU and
 # 4 GiB, the smallest compute-optimised hosting instance.
@@ -102,13 +133,32 @@ GKE_FREE_TIER_CREDIT = Price(74.40, "USD-month per billing account", _GKE, _RERE
 AUTOPILOT_VCPU = Price(0.0445, "vCPU-hour", _GKE, _REREAD, READ, _TOOLSTAC_GKE)
 AUTOPILOT_GIB = Price(0.0049225, "GiB-hour", _GKE, _REREAD, READ, _TOOLSTAC_GKE)
 AUTOPILOT_EPHEMERAL_GIB = Price(0.0000548, "GiB-hour (ephemeral storage)", _GKE, _WRITTEN)
-FORWARDING_RULE = Price(0.025, "forwarding-rule-hour (first 5)", _GCP_NETWORK, _WRITTEN)
-LB_DATA_GB = Price(0.008, "GB processed by the load balancer", _GCP_NETWORK, _WRITTEN)
+FORWARDING_RULE = Price(
+    0.025, "forwarding-rule-hour (first 5)", _GCP_LOAD_BALANCING, _REREAD, READ, _LB_PAGE
+)
+# Per GiB, in and out: the stored page corrected the "GB" written on 2026-11-25.
+LB_DATA_GIB = Price(
+    0.008,
+    "GiB processed by the load balancer (inbound and outbound)",
+    _GCP_LOAD_BALANCING,
+    _REREAD,
+    READ,
+    _LB_PAGE,
+)
 STATIC_IP = Price(0.005, "in-use external IP-hour", _GCP_NETWORK, _WRITTEN)
-CLOUD_LOGGING_GIB = Price(0.50, "GiB ingested beyond 50 GiB per project-month", _LOGGING, _WRITTEN)
+CLOUD_LOGGING_GIB = Price(
+    0.50,
+    "GiB ingested beyond 50 GiB per project-month",
+    _LOGGING,
+    _REREAD,
+    READ,
+    _LOGGING_PAGE,
+)
 CLOUD_LOGGING_FREE_GIB = 50.0
-ARTIFACT_REGISTRY_STORAGE = Price(0.10, "GB-month beyond 0.5 GB", _ARTIFACT_REGISTRY, _WRITTEN)
-GCS_STORAGE = Price(0.020, "GB-month (Standard, regional)", _GCS, _WRITTEN)
+ARTIFACT_REGISTRY_STORAGE = Price(
+    0.10, "GB-month beyond 0.5 GB", _ARTIFACT_REGISTRY, _REREAD, READ, _ARTIFACT_REGISTRY_PAGE
+)
+GCS_STORAGE = Price(0.020, "GB-month (Standard, regional)", _GCS, _REREAD, READ, _GCS_PAGE)
 # The node price the k8s target quotes a pod at (a cluster someone else pays for): Compute
 # Engine E2 on-demand resource prices, the general-purpose family GKE Standard defaults to.
 E2_VCPU = Price(0.021811, "vCPU-hour (E2 on-demand)", _GCE, _WRITTEN)

@@ -39,12 +39,19 @@ def point(
     )
 
 
-def with_capacity(source: Path, destination: Path, points: list[CapacityPoint]) -> Path:
+def with_capacity(
+    source: Path,
+    destination: Path,
+    points: list[CapacityPoint],
+    *,
+    measured_at: str = "2026-12-01T10:00:00Z",
+    cpu_model: str = CPU_MODEL,
+) -> Path:
     """A copy of the artifact at `source` whose card carries `points` (the model is unchanged,
     so the artifact still verifies)."""
     shutil.copytree(source, destination)
     loaded = artifact.load(destination)
-    capacity = Capacity(measured_at="2026-12-01T10:00:00Z", cpu_model=CPU_MODEL, points=points)
+    capacity = Capacity(measured_at=measured_at, cpu_model=cpu_model, points=points)
     card = loaded.card.model_copy(update={"capacity": capacity})
     artifact.save(destination, card, loaded.onnx_bytes)
     return destination

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,10 +139,13 @@ def render(model: Path) -> str:
         "numbers and the value to set), warns when the peak fits only without the headroom, and "
         "fails when `targetRps` is set but the card has no point measured at the stack's "
         "`modelship:cpu`, `memory` and `workers`, naming the `modelship capacity` command "
-        "(the rate is never guessed). The default image's model is trained during the image "
-        "build, so it has no card at preview: measure an artifact and bake it in with "
-        "`modelship:imageModel`. Without `targetRps` nothing is derived, the outputs show the "
-        "measured rate, and `cost_per_million_predictions` is empty.",
+        "(the rate is never guessed; a point measured with less memory than the container "
+        "has counts). The default image's model is trained during the image build and a cloud "
+        "`modelship:modelUri` is in a bucket, so neither has a card at preview: measure an "
+        "artifact and bake it in with `modelship:imageModel`, or state the measured rate with "
+        "`modelship:replicaRps` (`RATE@CPU/MEMORY`, checked against the container size: "
+        "[capacity.md](capacity.md#at-deploy-time)). Without `targetRps` nothing is derived, the "
+        "outputs show the measured rate, and `cost_per_million_predictions` is empty.",
         "",
         "**The planned load.** `monthly_cost` runs the replicas needed at targetRps (between "
         "min and max) all month, with the load-priced lines at that rate: log ingestion (one "
@@ -151,8 +155,10 @@ def render(model: Path) -> str:
         "%{size_upload} %{size_header} %{size_download}'`: 229 + 90 + 174 + 109). "
         "`cost_per_million_predictions` = monthly_cost / (targetRps x "
         f"{prices.SECONDS_PER_MONTH:,} s / 1e6): a load that peaks at targetRps only part "
-        "of the day costs less a month and more per million. Not priced: traffic leaving the "
-        "cloud, NAT data processing, the free tiers (the GKE credit is a note in the output).",
+        "of the day costs less a month and more per million. `modelship:accessLog` false "
+        "writes no access-log line, so its log line goes (`cost_breakdown`'s notes say what it "
+        "costs while on). Not priced: traffic leaving the cloud, NAT data processing, the free "
+        "tiers (the GKE credit is a note in the output).",
         "",
         f"### Example: a model serving {EXAMPLE_RATE:g} requests/s per 500m replica",
         "",
@@ -210,10 +216,10 @@ def render(model: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def update(text: str, block: str) -> str:
-    """`text` with its generated block replaced by `block`."""
-    start, end = text.index(BEGIN), text.index(END) + len(END) + 1
-    return text[:start] + block + text[end:]
+def update(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """`text` with its generated block (from `begin` to `end`) replaced by `block`."""
+    start, stop = text.index(begin), text.index(end) + len(end) + 1
+    return text[:start] + block + text[stop:]
 
 
 def example_artifact(source: Path, directory: Path) -> Path:
@@ -234,33 +240,60 @@ def _trained(directory: Path) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.infra.cost_doc", description=__doc__.split("\n")[0]
-    )
+@dataclass(frozen=True)
+class GeneratedBlock:
+    """A doc's generated block: where it is, how it is marked, and what renders it."""
+
+    doc: Path
+    begin: str
+    end: str
+    update_command: str
+    render: Callable[[Path, Path], str]
+    """The block from a trained artifact and a scratch directory."""
+
+
+def generator_main(
+    argv: Sequence[str] | None, prog: str, description: str, block: GeneratedBlock
+) -> int:
+    """`--write`, `--check` or print the block: the command line of every generated doc."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--artifact", type=Path, help="a model artifact (default: train one on the bundled data)"
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="update docs/cost.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 if docs/cost.md is out of date")
+    mode.add_argument("--write", action="store_true", help=f"update {block.doc.name}")
+    mode.add_argument(
+        "--check", action="store_true", help=f"exit 1 if {block.doc.name} is out of date"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source = args.artifact or _trained(Path(tmp))
-        block = render(example_artifact(source, Path(tmp)))
-    text = COST_DOC.read_text()
+        rendered = block.render(source, Path(tmp))
+    text = block.doc.read_text()
+    shown = block.doc.relative_to(REPO_ROOT)
     if args.write:
-        COST_DOC.write_text(update(text, block))
-        print(f"wrote {COST_DOC.relative_to(REPO_ROOT)}")
+        block.doc.write_text(update(text, rendered, block.begin, block.end))
+        print(f"wrote {shown}")
         return 0
     if args.check:
-        if update(text, block) != text:
-            print(f"{COST_DOC.relative_to(REPO_ROOT)} is out of date; run: {UPDATE}")
+        if update(text, rendered, block.begin, block.end) != text:
+            print(f"{shown} is out of date; run: {block.update_command}")
             return 1
-        print(f"{COST_DOC.relative_to(REPO_ROOT)} is up to date")
+        print(f"{shown} is up to date")
         return 0
-    sys.stdout.write(block)
+    sys.stdout.write(rendered)
     return 0
+
+
+COST_BLOCK = GeneratedBlock(
+    COST_DOC, BEGIN, END, UPDATE, lambda source, tmp: render(example_artifact(source, tmp))
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return generator_main(
+        argv, "python -m tests.infra.cost_doc", __doc__.split("\n")[0], COST_BLOCK
+    )
 
 
 if __name__ == "__main__":

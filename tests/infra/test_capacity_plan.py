@@ -14,12 +14,20 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError
-from infra.core.capacity import KEY_HEADROOM, KEY_TARGET_RPS
-from infra.settings import KEY_IMAGE_MODEL, KEY_MAX_REPLICAS, KEY_MEMORY, KEY_MIN_REPLICAS
+from infra.core.capacity import KEY_HEADROOM, KEY_REPLICA_RPS, KEY_TARGET_RPS
+from infra.settings import (
+    KEY_CPU,
+    KEY_IMAGE_MODEL,
+    KEY_MAX_REPLICAS,
+    KEY_MEMORY,
+    KEY_MIN_REPLICAS,
+    KEY_MODEL_URI,
+)
 from tests.infra.harness import StackRun, run_stack
 
 from .capacity_card import point, with_capacity
 from .conftest import GKE_PROJECT
+from .fargate import MODEL_URI as FARGATE_MODEL_URI
 from .fargate import SCALING_POLICY, SCALING_TARGET, SERVICE, inputs
 
 RATE, CPU_MS = 100.0, 4.5
@@ -133,11 +141,31 @@ def test_a_target_without_a_measurement_fails_and_names_the_command(stack: str) 
     assert "modelship capacity ARTIFACT --cpu 500m --memory" in message
 
 
-def test_a_card_measured_at_another_size_is_no_measurement(measured: Path) -> None:
-    message = refusal("fargate", measured, **{KEY_TARGET_RPS: 50, KEY_MEMORY: "2Gi"})
-    assert "not measured at modelship:cpu=500m, modelship:memory=2Gi, 1 worker(s)" in message
+@pytest.mark.parametrize(
+    ("stack", "cpu", "memory"),
+    [("fargate", "2", "4Gi"), ("gke", "1", "1Gi")],  # another CPU; less memory than measured
+)
+def test_a_card_measured_at_another_size_is_no_measurement(
+    measured: Path, stack: str, cpu: str, memory: str
+) -> None:
+    message = refusal(stack, measured, **{KEY_TARGET_RPS: 50, KEY_CPU: cpu, KEY_MEMORY: memory})
+    assert f"not measured at modelship:cpu={cpu}, modelship:memory={memory}, 1 worker(s)" in (
+        message
+    )
     assert "single-row points for 500m/1Gi x1, 0.5/512Mi x1, 1/2Gi x1" in message
-    assert f"modelship capacity {measured} --cpu 500m --memory 2Gi" in message
+    assert f"modelship capacity {measured} --cpu {cpu} --memory {memory}" in message
+
+
+def test_a_rate_measured_with_less_memory_plans_a_larger_container(
+    regression_artifact: Path, tmp_path: Path
+) -> None:
+    # Fargate offers no 512 MiB task at 0.5 vCPU: the 500m/512Mi point (what training measures)
+    # plans the default 500m/1Gi task.
+    small = with_capacity(regression_artifact, tmp_path / "small", [point("500m", "512Mi", RATE)])
+    result = run("fargate", small, **{KEY_TARGET_RPS: 500})
+    assert fargate_scaling(result) == (5, 8, 63, 5)
+    source = result.outputs["capacity"]["rate_source"]
+    assert "modelship:memory=1Gi, 1 worker(s) (measured at 512Mi)" in source
 
 
 def test_a_card_without_capacity_is_no_measurement(regression_artifact: Path) -> None:
@@ -173,3 +201,69 @@ def test_bad_values_are_refused_with_what_is_allowed() -> None:
     message = refusal("fargate", None, **{KEY_TARGET_RPS: "-3", KEY_HEADROOM: "0.95"})
     assert "modelship:targetRps = '-3': a number of requests per second above 0" in message
     assert "modelship:capacityHeadroom = '0.95': a share of the measured rate kept spare" in message
+
+
+# `modelship:replicaRps`: the rate stated in the config, for a model preview has no card of.
+STATED_CONFIG: dict[str, dict[str, str]] = {
+    "gke": GKE_PROJECT,
+    "fargate": {},
+    "k8s": {"modelship:registry": "registry.example.com/team"},
+}
+
+
+@pytest.mark.parametrize("stack", sorted(STATED_CONFIG))
+def test_a_stated_rate_plans_the_default_image_model(stack: str) -> None:
+    size = "500m/1Gi" if stack == "fargate" else "500m/512Mi"
+    result = run_stack(
+        stack, {**STATED_CONFIG[stack], KEY_TARGET_RPS: 500, KEY_REPLICA_RPS: f"100@{size}"}
+    )
+    capacity = result.outputs["capacity"]
+    # The same replicas as a card's 100 requests/s; no CPU per request, so the CPU target stays.
+    assert capacity["replicas"] == {"min": 5, "max": 8, "at_planned_load": 8}
+    assert (capacity["cpu_target_percent"], capacity["p99_target_ms"]) == (70, None)
+    assert capacity["derived"] == ["modelship:minReplicas", "modelship:maxReplicas"]
+    assert capacity["rate_source"].startswith("modelship:replicaRps in the stack's config: 100")
+    assert result.outputs["cost_per_million_predictions"] > 0
+
+
+def test_a_stated_rate_plans_a_model_in_the_cloud_bucket() -> None:
+    config = {KEY_MODEL_URI: FARGATE_MODEL_URI, KEY_TARGET_RPS: 500}
+    assert "needs the measured rate of one replica" in refusal("fargate", None, **config)
+    result = run_stack("fargate", {**config, KEY_REPLICA_RPS: "100@500m/1Gi"})
+    assert fargate_scaling(result) == (5, 8, 70, 5)
+
+
+def test_a_stated_rate_wins_over_the_card(measured: Path) -> None:
+    result = run("fargate", measured, **{KEY_TARGET_RPS: 500, KEY_REPLICA_RPS: "250 @ 0.5/1Gi"})
+    assert result.outputs["capacity"]["replicas"] == {"min": 2, "max": 3, "at_planned_load": 3}
+
+
+def test_the_local_target_checks_a_stated_rate() -> None:
+    stated = {KEY_REPLICA_RPS: "100@500m/512Mi"}
+    message = refusal("local", None, **{**stated, KEY_TARGET_RPS: 150})
+    assert "1 replica(s) x 100 requests/s measured per replica = 100 requests/s" in message
+    result = run_stack("local", {**stated, KEY_TARGET_RPS: 60})
+    assert result.outputs["capacity"]["replicas"] == {"min": 1, "max": 1, "at_planned_load": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("fast", "modelship:replicaRps = 'fast': the requests/s one replica serves, with the CPU"),
+        ("100", "as RATE@CPU/MEMORY (what `modelship capacity` prints), e.g. 1100@500m/512Mi"),
+        ("0@500m/1Gi", "modelship:replicaRps = '0@500m/1Gi': the requests/s one replica serves"),
+        ("100@lots/1Gi", "modelship:replicaRps = '100@lots/1Gi': the requests/s"),
+        (
+            "100@1/2Gi",
+            "modelship:replicaRps = '100@1/2Gi': was measured at 1/2Gi, but the container is "
+            "modelship:cpu=500m, modelship:memory=1Gi, 1 worker(s): a rate holds only for the "
+            "same CPU quota with at least the memory it was measured at",
+        ),
+        ("100@500m/2Gi", "was measured at 500m/2Gi, but the container is modelship:cpu=500m"),
+    ],
+)
+def test_a_bad_stated_rate_is_refused_with_what_is_allowed(value: str, expected: str) -> None:
+    message = refusal("fargate", None, **{KEY_REPLICA_RPS: value, KEY_TARGET_RPS: 50})
+    assert expected in message
+    # The key's own problem says what is wrong; targetRps adds no second, vaguer one.
+    assert "modelship:targetRps = '50'" not in message

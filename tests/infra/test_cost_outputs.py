@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from infra.config import ConfigError
 from infra.core.capacity import KEY_TARGET_RPS
 from infra.offline import prices
-from infra.settings import KEY_IMAGE_MODEL
+from infra.settings import KEY_ACCESS_LOG, KEY_IMAGE_MODEL
 from tests.infra.harness import StackRun, run_stack
 
 from .cost_doc import STACK_CONFIG, example_artifact
-from .fargate import SCALING_POLICY, SCALING_TARGET, inputs, service_task
+from .fargate import SCALING_POLICY, SCALING_TARGET, containers, inputs, service_task
 
 LOAD = 500.0
 MONTH_S = 730 * 3600
@@ -91,7 +92,7 @@ def test_gke_autopilot_at_a_planned_load(card: Path) -> None:
     expected = {
         "cluster fee": 730 * 0.10 * len(result.of_type("gcp:container/cluster:Cluster")),
         "pods": pods * 730 * (0.5 * 0.0445 + 0.5 * 0.0049225 + 1 * 0.0000548),
-        "load balancer": 730 * (0.025 + 0.005) + REQUESTS * WIRE / 1e9 * 0.008,
+        "load balancer": 730 * (0.025 + 0.005) + REQUESTS * WIRE / 2**30 * 0.008,
         "logs": (logged_gib - 50) * 0.50,
         "storage": 0.5 * 0.10 + 1 * 0.020,
     }
@@ -137,3 +138,33 @@ def test_preview_prints_the_plan_and_the_price(
         "at 70 (headroom 0.3); replicas 5-8 (8 at the planned load), CPU target 63%"
     ) in caplog.text
     assert f"cost: ${result.outputs['monthly_cost']:,.2f} a month, $" in caplog.text
+
+
+def test_access_log_off_removes_its_cost_and_its_lines(card: Path) -> None:
+    on = run("fargate", card, **{KEY_TARGET_RPS: LOAD})
+    logs = lines(on)["logs"]
+    assert (
+        f"the access log (one line per request) is ${logs:,.2f} of this a month"
+        in (on.outputs["cost_breakdown"]["notes"][-1])
+    )
+    off = run("fargate", card, **{KEY_TARGET_RPS: LOAD, KEY_ACCESS_LOG: False})
+    assert "logs" not in lines(off)
+    assert off.outputs["monthly_cost"] == round(on.outputs["monthly_cost"] - logs, 2)
+    assert off.outputs["cost_breakdown"]["notes"][-1].startswith("modelship:accessLog is false")
+    (app,) = [c for c in containers(off).values() if c["name"] == "api"]
+    assert {"name": "MODELSHIP_ACCESS_LOG", "value": "false"} in app["environment"]
+    assert "MODELSHIP_ACCESS_LOG" not in str(containers(on))
+    gke_on, gke_off = (
+        run("gke", card, **{KEY_TARGET_RPS: LOAD, KEY_ACCESS_LOG: value}) for value in (True, False)
+    )
+    assert lines(gke_on)["logs"] > 0 and "logs" not in lines(gke_off)
+    assert gke_off.outputs["monthly_cost"] == round(
+        gke_on.outputs["monthly_cost"] - lines(gke_on)["logs"], 2
+    )
+
+
+def test_a_bad_access_log_value_is_refused(card: Path) -> None:
+    with pytest.raises(
+        ConfigError, match="modelship:accessLog = 'sometimes': must be true or false"
+    ):
+        run("fargate", card, **{KEY_ACCESS_LOG: "sometimes"})

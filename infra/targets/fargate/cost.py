@@ -11,7 +11,17 @@ and the repositories' and bucket's storage. Traffic leaving AWS is not priced.
 from __future__ import annotations
 
 from infra.core.capacity import CapacityPlan
-from infra.core.cost import ACCESS_LOG_BYTES, GB, WIRE_BYTES, Bill, Ledger, Line, bill
+from infra.core.cost import (
+    ACCESS_LOG_BYTES,
+    GB,
+    WIRE_BYTES,
+    Bill,
+    Ledger,
+    Line,
+    access_log_note,
+    bill,
+    logged_requests,
+)
 from infra.core.cost import requests_per_month as monthly_requests
 from infra.offline import prices
 from infra.settings import Settings
@@ -46,8 +56,9 @@ def fargate_bill(
     # LCUs: processed bytes (1 GB an hour each) with clients that keep connections alive; a
     # client opening a connection per request pays a new-connection LCU per 25 requests/s.
     lcus = requests * WIRE_BYTES / GB / prices.HOURS_PER_MONTH
-    log_gb = requests * (ACCESS_LOG_BYTES + LOG_EVENT_OVERHEAD_BYTES) / GB
+    log_gb = logged_requests(settings, plan) * (ACCESS_LOG_BYTES + LOG_EVENT_OVERHEAD_BYTES) / GB
     kept = min(fargate.log_retention_days / 30, 1.0)
+    logs = log_gb * (prices.LOGS_INGESTED.usd + kept * prices.LOGS_STORED.usd)
     alarms = ledger.count(ALARM) + ALARMS_PER_TARGET_TRACKING * ledger.count(POLICY)
     metrics = SERVICE_METRICS if tasks else 0
     nat = ledger.count("aws:ec2/natGateway:NatGateway")
@@ -70,7 +81,7 @@ def fargate_bill(
             Line("NAT gateway", prices.NAT_GATEWAY.monthly(nat), f"{nat} gateway(s)"),
             Line(
                 "logs",
-                log_gb * (prices.LOGS_INGESTED.usd + kept * prices.LOGS_STORED.usd),
+                logs,
                 f"{log_gb:.1f} GB ingested, {fargate.log_retention_days} days kept",
             ),
             Line("alarms", prices.CLOUDWATCH_ALARM.monthly(alarms), f"{alarms} alarms"),
@@ -86,5 +97,6 @@ def fargate_bill(
             "on-demand us-east-1 list prices (infra/offline/prices.py); traffic leaving AWS "
             "and NAT data processing are not included",
             *(["Fargate Spot tasks cost less than this on-demand figure"] if fargate.spot else []),
+            *access_log_note(settings, logs),
         ],
     )

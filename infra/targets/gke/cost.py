@@ -13,7 +13,17 @@ from __future__ import annotations
 import math
 
 from infra.core.capacity import CapacityPlan
-from infra.core.cost import ACCESS_LOG_BYTES, GIB, WIRE_BYTES, Bill, Ledger, Line, bill
+from infra.core.cost import (
+    ACCESS_LOG_BYTES,
+    GIB,
+    WIRE_BYTES,
+    Bill,
+    Ledger,
+    Line,
+    access_log_note,
+    bill,
+    logged_requests,
+)
 from infra.core.cost import requests_per_month as monthly_requests
 from infra.offline import prices
 from infra.settings import Settings
@@ -61,8 +71,10 @@ def gke_bill(settings: Settings, gke: GkeSettings, plan: CapacityPlan, ledger: L
         notes.append(f"nodes of {gke.machine_type} are not in the price table: not included")
     # One forwarding rule: the LoadBalancer Service's, or the HTTPS Ingress's on its address.
     addresses = ledger.count("gcp:compute/globalAddress:GlobalAddress")
-    processed_gb = requests * WIRE_BYTES / 1e9
-    logged_gib = requests * ACCESS_LOG_BYTES / GIB
+    processed_gib = requests * WIRE_BYTES / GIB
+    logged_gib = logged_requests(settings, plan) * ACCESS_LOG_BYTES / GIB
+    logs = max(logged_gib - prices.CLOUD_LOGGING_FREE_GIB, 0.0) * prices.CLOUD_LOGGING_GIB.usd
+    notes += access_log_note(settings, logs)
     return bill(
         [
             Line("cluster fee", prices.GKE_CLUSTER.monthly(clusters), f"{clusters} cluster(s)"),
@@ -71,12 +83,12 @@ def gke_bill(settings: Settings, gke: GkeSettings, plan: CapacityPlan, ledger: L
                 "load balancer",
                 prices.FORWARDING_RULE.monthly()
                 + prices.STATIC_IP.monthly(max(addresses, 1))
-                + processed_gb * prices.LB_DATA_GB.usd,
-                f"1 forwarding rule + 1 address + {processed_gb:.1f} GB processed",
+                + processed_gib * prices.LB_DATA_GIB.usd,
+                f"1 forwarding rule + 1 address + {processed_gib:.1f} GiB processed",
             ),
             Line(
                 "logs",
-                max(logged_gib - prices.CLOUD_LOGGING_FREE_GIB, 0.0) * prices.CLOUD_LOGGING_GIB.usd,
+                logs,
                 f"{logged_gib:.1f} GiB ingested ({prices.CLOUD_LOGGING_FREE_GIB:g} GiB free)",
             ),
             Line(
