@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -115,13 +116,10 @@ class _Signal:
         if self.edges is not None:
             return numeric_bins(self.edges, column)
         assert self.bins_of is not None
-        other = len(self.bins_of)
-        lookup = self.bins_of.get
-        return np.fromiter(
-            (lookup(v if type(v) is str else str(v), other) for v in column.reshape(-1)),
-            dtype=np.intp,
-            count=column.size,
-        )
+        # map() over C callables: no Python frame per row (a CSV chunk is thousands of rows)
+        texts = map(str, column.reshape(-1).tolist())
+        found = map(self.bins_of.get, texts, repeat(len(self.bins_of)))
+        return np.fromiter(found, dtype=np.intp, count=column.size)
 
     def push(self, bins: npt.NDArray[np.intp]) -> None:
         """Slide the window: the newest rows replace the oldest."""
@@ -193,8 +191,8 @@ class _Column:
             if outside:
                 self.out_of_range.inc(outside)
         else:
-            known = self.known
-            unseen = sum(1 for v in column.reshape(-1) if v not in known)
+            values = column.reshape(-1).tolist()
+            unseen = len(values) - sum(map(self.known.__contains__, values))
             if unseen:
                 self.unseen.inc(unseen)
 
