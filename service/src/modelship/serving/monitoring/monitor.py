@@ -121,6 +121,11 @@ class _Signal:
         found = map(self.bins_of.get, texts, repeat(len(self.bins_of)))
         return np.fromiter(found, dtype=np.intp, count=column.size)
 
+    def tail(self, served: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The rows that can still be in the window after a push: binning the rest of a large
+        upload (a CSV of 100,000 rows against a window of a few thousand) is wasted work."""
+        return served[-len(self.ring) :]
+
     def push(self, bins: npt.NDArray[np.intp]) -> None:
         """Slide the window: the newest rows replace the oldest."""
         capacity = len(self.ring)
@@ -310,11 +315,13 @@ class Monitor:
                 served = np.concatenate(parts)
                 column.count(served)
                 if signal.reference is not None:
-                    signal.push(signal.bins(served))
+                    signal.push(signal.bins(signal.tail(served)))
                     signal.publish()
             if self._prediction.reference is not None:
                 parts = [np.asarray(small_predictions)] if small_predictions else []
-                predicted = np.concatenate([*parts, *(_predicted(p) for _, p in batches)])
+                predicted = self._prediction.tail(
+                    np.concatenate([*parts, *(_predicted(p) for _, p in batches)])
+                )
                 if self.is_classifier and predicted.dtype.kind != "O":
                     predicted = predicted.astype(str).astype(object)
                 self._prediction.push(self._prediction.bins(predicted))
