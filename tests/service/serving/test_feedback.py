@@ -186,6 +186,19 @@ def test_the_row_window_forgets_the_oldest_answers_whole(
         assert (report["expired"], report["joined"]) == (1, 1), report
 
 
+def test_a_request_id_sent_again_is_a_new_answer_with_a_label_of_its_own(
+    client: TestClient,
+) -> None:
+    example = client.get("/model/examples/0").json()
+    outcomes = []
+    for _ in range(2):
+        client.post("/predict", json=example, headers={"X-Request-Id": "again"})
+        for _ in range(2):
+            report = client.post("/feedback", json={"id": "again", "label": 100.0}).json()
+            outcomes.append("joined" if report["joined"] else report["problems"][0]["outcome"])
+    assert outcomes == ["joined", "duplicate", "joined", "duplicate"]
+
+
 def test_classification_labels_accuracy_recall_and_log_loss(
     classification_artifact: Path, iris_csv: Path
 ) -> None:

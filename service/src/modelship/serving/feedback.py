@@ -83,7 +83,9 @@ CREATE TABLE IF NOT EXISTS forgotten_answers (
     at REAL NOT NULL, upto INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS forgotten_by_id ON forgotten_answers (request_id, first);
-CREATE TABLE IF NOT EXISTS labelled (id TEXT PRIMARY KEY, at REAL NOT NULL, upto INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS labelled (
+    id TEXT NOT NULL, at REAL NOT NULL, upto INTEGER NOT NULL, PRIMARY KEY (id, upto)
+);
 CREATE TABLE IF NOT EXISTS labels (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, version TEXT NOT NULL,
     at REAL NOT NULL, truth NOT NULL, prediction NOT NULL, probabilities BLOB
@@ -437,10 +439,9 @@ class Feedback:
                 return "expired", self._expired_message()
             return "unknown", "no prediction with this id (never answered, or by another server)"
         row, (version, at, upto, dtype, numbers, labels) = found
-        if (
-            item_id in seen
-            or self._db.execute("SELECT 1 FROM labelled WHERE id = ?", (item_id,)).fetchone()
-        ):
+        # `upto` tells answers apart: a request id sent again is a new answer, labelled anew
+        labelled = "SELECT 1 FROM labelled WHERE id = ? AND upto = ?"
+        if item_id in seen or self._db.execute(labelled, (item_id, upto)).fetchone():
             return "duplicate", "this prediction already has a label: the first one counts"
         if at < now - self.window_seconds:
             return "expired", self._expired_message()
