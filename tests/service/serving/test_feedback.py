@@ -136,6 +136,69 @@ def test_labels_join_and_live_metrics_equal_scikit_learn(
         assert 'modelship_feedback_labels_total{outcome="duplicate"}' in scraped
 
 
+def test_labels_join_rows_of_a_csv_predicted_in_chunks(
+    regression_artifact: Path, insurance_frame: pd.DataFrame
+) -> None:
+    """A file's chunks are remembered as one entry each (its rows' ids are derived from the
+    request id and the row index): a label still joins its own row, in any chunk, with the very
+    prediction the CSV answered."""
+    with make_client(regression_artifact, csv_chunk_rows=100, quality_min_rows=3) as client:
+        frame = insurance_frame.head(250)
+        answer = client.post(
+            "/predict/csv",
+            content=frame.drop(columns="charges").to_csv(index=False),
+            headers={"content-type": "text/csv", "X-Request-Id": "upload"},
+        )
+        rows = list(csv.DictReader(io.StringIO(answer.text)))
+        picked = [0, 99, 100, 137, 249]  # both sides of a chunk's edge, and the last row
+        assert [rows[i]["prediction_id"] for i in picked] == [f"upload#{i}" for i in picked]
+        truth = frame["charges"].tolist()
+        items = [{"id": f"upload#{i}", "label": truth[i]} for i in picked]
+        items += [{"id": "upload#250", "label": 1.0}, {"id": "upload", "label": 1.0}]
+        report = client.post("/feedback", json=items).json()
+        assert (report["joined"], report["unknown"]) == (5, 2), report
+        assert client.post("/feedback", json=items[1:2]).json()["duplicate"] == 1
+
+        live = client.get("/model/quality").json()["model_versions"][
+            answer.headers["x-modelship-model-version"]
+        ]["live"]
+        predicted = [float(list(rows[i].values())[-2]) for i in picked]  # before the id
+        expected = sk.mean_absolute_error([truth[i] for i in picked], predicted)
+        assert live["mae"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_row_window_forgets_the_oldest_answers_whole(
+    regression_artifact: Path, insurance_frame: pd.DataFrame
+) -> None:
+    """Past `feedback_window_rows` the oldest answers are forgotten (a label for them is
+    expired, not unknown) and the latest ones still join."""
+    with make_client(regression_artifact, feedback_window_rows=1_000) as client:
+        records = _records(insurance_frame, "charges", 600)
+        for name in ("old", "new1", "new2"):
+            client.post("/predict/batch", json=records, headers={"X-Request-Id": name})
+        feedback = client.app.state.dataplane.feedback  # type: ignore[attr-defined]
+        feedback.flush(sweep=True)
+        assert feedback.remembered() == 1_200
+        report = client.post(
+            "/feedback",
+            json=[{"id": "old#5", "label": 1.0}, {"id": "new1#599", "label": 1.0}],
+        ).json()
+        assert (report["expired"], report["joined"]) == (1, 1), report
+
+
+def test_a_request_id_sent_again_is_a_new_answer_with_a_label_of_its_own(
+    client: TestClient,
+) -> None:
+    example = client.get("/model/examples/0").json()
+    outcomes = []
+    for _ in range(2):
+        client.post("/predict", json=example, headers={"X-Request-Id": "again"})
+        for _ in range(2):
+            report = client.post("/feedback", json={"id": "again", "label": 100.0}).json()
+            outcomes.append("joined" if report["joined"] else report["problems"][0]["outcome"])
+    assert outcomes == ["joined", "duplicate", "joined", "duplicate"]
+
+
 def test_classification_labels_accuracy_recall_and_log_loss(
     classification_artifact: Path, iris_csv: Path
 ) -> None:

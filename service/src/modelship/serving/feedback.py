@@ -10,7 +10,8 @@ also after that worker is gone.
 Labels (`receive`) are validated against the model's target, joined in one transaction, and
 counted by outcome (joined, unknown, expired, duplicate, invalid): a bad item never fails the
 others. Predictions are remembered for `feedback_window_seconds`, at most `feedback_window_rows`
-of them (the oldest go first); the ids of forgotten ones are kept as long again, so a late label
+of them (the oldest answers go first, each whole, so the bound may be passed by less than one
+answer); the ids of forgotten ones are kept as long again, so a late label
 is reported as expired rather than unknown. Live quality is the card's own metrics over the last
 `quality_window_rows` labelled rows of each model version (`quality`), computed by
 `modelship.model_quality`, the code that computed the card's test figures.
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from prometheus_client import Counter, Metric
 from prometheus_client.core import GaugeMetricFamily
 
@@ -63,18 +65,35 @@ REMEMBERED = Counter(
     "modelship_feedback_predictions", "Predictions written to the join, awaiting their labels"
 )
 
+# One entry per answer (a single record, a JSON batch, a CSV chunk), not one per row: the ids of
+# its rows are `<request_id>#<first + i>`, so a label finds its row from the id alone, and an
+# upload costs one insert per chunk instead of one per row (docs/benchmarks.md#csv-at-2x).
+# `first` is -1 for a single record, whose id is the request id itself. `upto` counts the rows
+# answered up to this entry (all workers'): the window's row bound is a range of it.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id TEXT PRIMARY KEY, version TEXT NOT NULL, at REAL NOT NULL,
-    prediction NOT NULL, probabilities BLOB, labelled INTEGER NOT NULL DEFAULT 0
+CREATE TABLE IF NOT EXISTS answers (
+    request_id TEXT NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL,
+    version TEXT NOT NULL, at REAL NOT NULL, upto INTEGER NOT NULL,
+    dtype TEXT NOT NULL, numbers BLOB NOT NULL, labels BLOB,
+    PRIMARY KEY (request_id, first)
 );
-CREATE TABLE IF NOT EXISTS forgotten (id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS answers_by_upto ON answers (upto);
+CREATE TABLE IF NOT EXISTS answered (total INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten_answers (
+    request_id TEXT NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL,
+    at REAL NOT NULL, upto INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS forgotten_by_id ON forgotten_answers (request_id, first);
+CREATE TABLE IF NOT EXISTS labelled (
+    id TEXT NOT NULL, at REAL NOT NULL, upto INTEGER NOT NULL, PRIMARY KEY (id, upto)
+);
 CREATE TABLE IF NOT EXISTS labels (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, version TEXT NOT NULL,
     at REAL NOT NULL, truth NOT NULL, prediction NOT NULL, probabilities BLOB
 );
 CREATE INDEX IF NOT EXISTS labels_by_version ON labels (version, seq);
 """
+SINGLE = -1  # `first` of a single record's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +249,31 @@ def _client_floats(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     return np.asarray(values.astype(str), dtype=np.float64)
 
 
+def _stored(result: Predictions) -> tuple[str, bytes, bytes | None]:
+    """An answer's predictions as stored: the model's numbers (values, or probabilities) as raw
+    bytes of their dtype, and a classifier's labels as a JSON list. Nothing per row: the client's
+    figures are made only for the rows that get a label (`_prediction`)."""
+    if result.values is not None:
+        return result.values.dtype.str, result.values.tobytes(), None
+    assert result.labels is not None and result.probabilities is not None
+    probabilities = np.ascontiguousarray(result.probabilities)
+    labels = orjson.dumps(result.labels.astype(str).tolist())
+    return f"{probabilities.dtype.str}/{probabilities.shape[1]}", probabilities.tobytes(), labels
+
+
+def _prediction(
+    row: int, dtype: str, numbers: bytes, labels: bytes | None
+) -> tuple[Any, bytes | None]:
+    """Row `row` of a stored answer as the client read it: (the value, None), or (the label,
+    its probabilities as float64 bytes)."""
+    if labels is None:
+        return float(_client_floats(np.frombuffer(numbers, dtype)[row : row + 1])[0]), None
+    kind, classes = dtype.split("/")
+    width = int(classes)
+    probabilities = np.frombuffer(numbers, kind)[row * width : (row + 1) * width]
+    return orjson.loads(labels)[row], _client_floats(probabilities).tobytes()
+
+
 class Feedback:
     """The join of one server (shared by its workers) for the model versions it serves."""
 
@@ -291,50 +335,51 @@ class Feedback:
         (every ten seconds at most, or now with `sweep`)."""
         with self._lock:  # the thread and a label request may flush at once
             pending, self._pending = self._pending, []  # one swap: appends go to the new list
-            rows = [row for answer in pending for row in self._rows(*answer)]
-            if rows:
+            if pending:
                 with transaction(self._db):
+                    total = self._total()
+                    entries = []
+                    for version, ids, count, result, at in pending:
+                        total += count
+                        first = SINGLE if ids.first is None else ids.first
+                        entry = (ids.request_id, first, count, version, at, total)
+                        entries.append((*entry, *_stored(result)))
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO predictions "
-                        "(id, version, at, prediction, probabilities) VALUES (?, ?, ?, ?, ?)",
-                        rows,
+                        "INSERT OR REPLACE INTO answers (request_id, first, rows, version, at, "
+                        "upto, dtype, numbers, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        entries,
                     )
-                REMEMBERED.inc(len(rows))
+                    self._db.execute("DELETE FROM answered")
+                    self._db.execute("INSERT INTO answered VALUES (?)", (total,))
+                REMEMBERED.inc(sum(answer[2] for answer in pending))
             now = time.time()
             if sweep or now >= self._next_sweep:
                 self._next_sweep = now + max(self.flush_seconds, 10.0)
                 self._sweep(now)
 
-    def _rows(
-        self, version: str, ids: PredictionIds, count: int, result: Predictions, at: float
-    ) -> Iterator[tuple[str, str, float, Any, bytes | None]]:
-        names = ids.of(count)
-        if result.values is not None:
-            values = _client_floats(result.values).tolist()
-            for name, value in zip(names, values, strict=True):
-                yield name, version, at, value, None
-            return
-        assert result.labels is not None and result.probabilities is not None
-        labels = result.labels.astype(str).tolist()
-        probabilities = _client_floats(result.probabilities)
-        for i, name in enumerate(names):
-            yield name, version, at, labels[i], probabilities[i].tobytes()
+    def _total(self) -> int:
+        """Rows answered so far by every worker (the `upto` of the latest answer)."""
+        found = self._db.execute("SELECT total FROM answered").fetchone()
+        return int(found[0]) if found else 0
 
     def _sweep(self, now: float) -> None:
-        """Forget predictions past the window or beyond its row bound (the oldest first),
-        keeping their ids as long again to tell a late label from an unknown one."""
-        old = "at < ? OR rowid <= (SELECT max(rowid) FROM predictions) - ?"
-        limits = (now - self.window_seconds, self.window_rows)
+        """Forget answers past the window or beyond its row bound (the oldest first; an answer
+        goes once its last row is beyond it), keeping their ids as long again to tell a late
+        label from an unknown one."""
+        old = "at < ? OR upto <= ?"
         with transaction(self._db):
+            total = self._total()
+            limits = (now - self.window_seconds, total - self.window_rows)
             self._db.execute(
-                f"INSERT OR REPLACE INTO forgotten SELECT id, at FROM predictions WHERE {old}",  # noqa: S608 - a constant
+                f"INSERT INTO forgotten_answers SELECT request_id, first, rows, at, upto "  # noqa: S608 - a constant
+                f"FROM answers WHERE {old}",
                 limits,
             )
-            self._db.execute(f"DELETE FROM predictions WHERE {old}", limits)  # noqa: S608
+            self._db.execute(f"DELETE FROM answers WHERE {old}", limits)  # noqa: S608
+            self._db.execute(f"DELETE FROM labelled WHERE {old}", limits)  # noqa: S608
             self._db.execute(
-                "DELETE FROM forgotten WHERE at < ? "
-                "OR rowid <= (SELECT max(rowid) FROM forgotten) - ?",
-                (now - 2 * self.window_seconds, self.window_rows),
+                f"DELETE FROM forgotten_answers WHERE {old}",  # noqa: S608
+                (now - 2 * self.window_seconds, total - 2 * self.window_rows),
             )
             for version in self.cards:
                 self._trim_labels(version)
@@ -349,7 +394,9 @@ class Feedback:
     def remembered(self) -> int:
         """Predictions in the join now (all workers')."""
         with self._lock:
-            count: int = self._db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+            count: int = self._db.execute("SELECT coalesce(sum(rows), 0) FROM answers").fetchone()[
+                0
+            ]
         return count
 
     # --- labels in --------------------------------------------------------------------------
@@ -387,16 +434,15 @@ class Feedback:
     def _join(
         self, item_id: str, value: Any, now: float, seen: set[str], report: FeedbackReport
     ) -> tuple[Outcome, str]:
-        found = self._db.execute(
-            "SELECT version, at, prediction, probabilities, labelled FROM predictions WHERE id = ?",
-            (item_id,),
-        ).fetchone()
+        found = self._find("answers", item_id, "version, at, upto, dtype, numbers, labels")
         if found is None:
-            if self._db.execute("SELECT 1 FROM forgotten WHERE id = ?", (item_id,)).fetchone():
+            if self._find("forgotten_answers", item_id, "1") is not None:
                 return "expired", self._expired_message()
             return "unknown", "no prediction with this id (never answered, or by another server)"
-        version, at, prediction, probabilities, labelled = found
-        if labelled or item_id in seen:
+        row, (version, at, upto, dtype, numbers, labels) = found
+        # `upto` tells answers apart: a request id sent again is a new answer, labelled anew
+        labelled = "SELECT 1 FROM labelled WHERE id = ? AND upto = ?"
+        if item_id in seen or self._db.execute(labelled, (item_id, upto)).fetchone():
             return "duplicate", "this prediction already has a label: the first one counts"
         if at < now - self.window_seconds:
             return "expired", self._expired_message()
@@ -407,7 +453,8 @@ class Feedback:
         if problem is not None:
             return "invalid", problem
         seen.add(item_id)
-        self._db.execute("UPDATE predictions SET labelled = 1 WHERE id = ?", (item_id,))
+        prediction, probabilities = _prediction(row, dtype, numbers, labels)
+        self._db.execute("INSERT INTO labelled VALUES (?, ?, ?)", (item_id, at, upto))
         self._db.execute(
             "INSERT INTO labels (id, version, at, truth, prediction, probabilities) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -415,6 +462,25 @@ class Feedback:
         )
         report.joined_by_version[version] = report.joined_by_version.get(version, 0) + 1
         return "joined", ""
+
+    def _find(self, table: str, item_id: str, columns: str) -> tuple[int, tuple[Any, ...]] | None:
+        """The latest answer in `table` holding the row `item_id` names, and the row's index in
+        it: `<request id>#<index>` (a row of a batch), else the id of a single record."""
+        request_id, sep, index = item_id.rpartition("#")
+        if sep and index.isascii() and index.isdigit():
+            row = int(index)
+            found = self._db.execute(
+                f"SELECT first, {columns} FROM {table} WHERE request_id = ? AND first >= 0 "  # noqa: S608 - constants
+                "AND first <= ? AND first + rows > ? ORDER BY upto DESC LIMIT 1",
+                (request_id, row, row),
+            ).fetchone()
+            if found is not None:
+                return row - found[0], found[1:]
+        found = self._db.execute(
+            f"SELECT {columns} FROM {table} WHERE request_id = ? AND first = ?",  # noqa: S608
+            (item_id, SINGLE),
+        ).fetchone()
+        return None if found is None else (0, found)
 
     def _expired_message(self) -> str:
         return (

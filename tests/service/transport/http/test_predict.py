@@ -138,6 +138,41 @@ def test_csv_keeps_extra_columns_and_reports_warnings(client: TestClient) -> Non
     assert "bmi: missing value (1 row)" in answer.headers["x-modelship-warnings"]
 
 
+def test_csv_answer_is_the_scored_file_byte_for_byte_with_its_length(
+    client: TestClient, regression_artifact: Path
+) -> None:
+    """The answer of a file over several 1 MiB send blocks, with quoting (commas and a line
+    break inside quotes), blank lines, unicode and CRLF line ends, is exactly what the CSV
+    scoring writes, and says its length (sent whole, not chunked)."""
+    from modelship.model import artifact
+    from modelship.model.predictor import Predictor
+    from modelship.serving.scoring import predict_csv
+
+    lines = ["note,age,sex,bmi,children,smoker,region"]
+    for i in range(30_000):
+        note = ["plain", '"a, quoted"', '"two\r\nlines"', "ünïcødé ✓", ""][i % 5]
+        lines.append(f"{note},{20 + i % 40},female,{25 + i % 9}.25,{i % 3},no,northwest")
+        if i % 997 == 0:
+            lines.append("")
+    content = "\r\n".join(lines).encode() + b"\r\n"
+    answer = client.post(
+        "/predict/csv", content=content, headers={"content-type": "text/csv", "X-Request-Id": "f"}
+    )
+    assert answer.status_code == 200, answer.text
+    expected = io.StringIO(newline="")
+    predict_csv(
+        Predictor(artifact.load(regression_artifact)),
+        io.BytesIO(content),
+        expected,
+        5_000,
+        request_id="f",
+    )
+    assert len(answer.content) > 2**20
+    assert answer.content == expected.getvalue().encode()
+    assert answer.headers["content-length"] == str(len(answer.content))
+    assert "transfer-encoding" not in answer.headers
+
+
 @pytest.mark.slow
 def test_csv_of_100k_rows(client: TestClient, insurance_csv: Path) -> None:
     header, *rows = insurance_csv.read_bytes().splitlines()

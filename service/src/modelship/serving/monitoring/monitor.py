@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -115,13 +116,15 @@ class _Signal:
         if self.edges is not None:
             return numeric_bins(self.edges, column)
         assert self.bins_of is not None
-        other = len(self.bins_of)
-        lookup = self.bins_of.get
-        return np.fromiter(
-            (lookup(v if type(v) is str else str(v), other) for v in column.reshape(-1)),
-            dtype=np.intp,
-            count=column.size,
-        )
+        # map() over C callables: no Python frame per row (a CSV chunk is thousands of rows)
+        texts = map(str, column.reshape(-1).tolist())
+        found = map(self.bins_of.get, texts, repeat(len(self.bins_of)))
+        return np.fromiter(found, dtype=np.intp, count=column.size)
+
+    def tail(self, served: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The rows that can still be in the window after a push: binning the rest of a large
+        upload (a CSV of 100,000 rows against a window of a few thousand) is wasted work."""
+        return served[-len(self.ring) :]
 
     def push(self, bins: npt.NDArray[np.intp]) -> None:
         """Slide the window: the newest rows replace the oldest."""
@@ -193,8 +196,8 @@ class _Column:
             if outside:
                 self.out_of_range.inc(outside)
         else:
-            known = self.known
-            unseen = sum(1 for v in column.reshape(-1) if v not in known)
+            values = column.reshape(-1).tolist()
+            unseen = len(values) - sum(map(self.known.__contains__, values))
             if unseen:
                 self.unseen.inc(unseen)
 
@@ -312,11 +315,13 @@ class Monitor:
                 served = np.concatenate(parts)
                 column.count(served)
                 if signal.reference is not None:
-                    signal.push(signal.bins(served))
+                    signal.push(signal.bins(signal.tail(served)))
                     signal.publish()
             if self._prediction.reference is not None:
                 parts = [np.asarray(small_predictions)] if small_predictions else []
-                predicted = np.concatenate([*parts, *(_predicted(p) for _, p in batches)])
+                predicted = self._prediction.tail(
+                    np.concatenate([*parts, *(_predicted(p) for _, p in batches)])
+                )
                 if self.is_classifier and predicted.dtype.kind != "O":
                     predicted = predicted.astype(str).astype(object)
                 self._prediction.push(self._prediction.bins(predicted))

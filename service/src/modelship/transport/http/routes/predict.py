@@ -4,7 +4,8 @@ Thin adapters over the data plane: each reads its wire format and writes the ans
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
@@ -35,7 +36,7 @@ from modelship.transport.http.schemas import (
 
 router = APIRouter(tags=["predict"])
 
-STREAM_BLOCK = 64 * 1024
+STREAM_BLOCK = 1024 * 1024
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"schema": ERROR_REF}}}
@@ -175,6 +176,9 @@ async def predict_csv_file(request: Request, dataplane: ReadyDataPlaneDep) -> Re
     }
     if summary.warnings:
         headers["X-Modelship-Warnings"] = _header_text(summary.warnings.summary())
+    # The whole answer is written before it is sent: its length is known, so no chunked encoding
+    headers["Content-Length"] = str(sink.seek(0, io.SEEK_END))
+    sink.seek(0)
     return StreamingResponse(_blocks(sink), media_type="text/csv; charset=utf-8", headers=headers)
 
 
@@ -222,7 +226,10 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _blocks(sink: IO[bytes]) -> Iterator[bytes]:
+async def _blocks(sink: IO[bytes]) -> AsyncIterator[bytes]:
+    """The answer in large blocks read on the event loop: the spool is memory or a local
+    temporary file the answer was just written to, so a read does not wait on a disk, and a
+    hop to a thread per block cost more than the read (docs/benchmarks.md#csv-at-2x)."""
     try:
         while block := sink.read(STREAM_BLOCK):
             yield block
