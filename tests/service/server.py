@@ -61,6 +61,9 @@ def running_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Its own process group: a test that ends without stopping the server kills the workers
+        # too, not only the supervisor (orphaned workers keep listening and load the machine).
+        start_new_session=True,
     )
     server = Server(f"http://127.0.0.1:{port}", process)
     try:
@@ -80,8 +83,8 @@ def running_server(
             raise AssertionError(f"server not ready within {ready_within} s:\n{output}")
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left, workers too
         process.wait(timeout=30)
         if process.stdout:
             process.stdout.close()
