@@ -11,8 +11,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from modelship.contracts.settings import Settings
 from modelship.contracts.v2 import ErrorResponse as V2ErrorResponse
-from modelship.serving.dataplane import DataPlane
+from modelship.model.predictor import Predictor
+from modelship.serving import dataplane as dataplane_module
+from modelship.serving.dataplane import COLD_IN_FLIGHT, RATE_CHECK_EVERY, DataPlane
 from modelship.transport.http.schemas import ErrorResponse
 from tests.service.conftest import make_client
 
@@ -165,3 +168,42 @@ def _shed(client: TestClient) -> float:
         if line.startswith("modelship_requests_shed_total "):
             return float(line.split()[1])
     return 0.0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("seconds_per_request", "limit"),
+    [
+        (0.001, 100),  # 1,000/s x 100 ms
+        (0.0001, 512),  # 10,000/s x 100 ms: the hard bound
+        (0.02, 32),  # 50/s x 100 ms = 5: never below 32
+    ],
+)
+def test_admission_follows_the_measured_rate(
+    regression_predictor: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+    seconds_per_request: float,
+    limit: int,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(dataplane_module.time, "perf_counter", clock)
+    dataplane = DataPlane(Settings(), regression_predictor)
+    assert dataplane.in_flight_limit == COLD_IN_FLIGHT  # no rate measured yet
+    # One request at a time with quiet spells between them: the quiet does not lower the rate.
+    for _ in range(2 * RATE_CHECK_EVERY):
+        assert dataplane.admit()
+        clock.now += seconds_per_request
+        dataplane.release()
+        clock.now += 0.1
+    assert dataplane.in_flight_limit == limit
+    admitted = 0
+    while dataplane.admit():
+        admitted += 1
+    assert admitted == limit and dataplane.full()

@@ -220,7 +220,7 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         slots = self.slots
         if (
             slots is not None
-            and slots.in_flight >= slots.max_in_flight
+            and slots.full()
             and not self.message_open
             and (self.cycle is None or self.cycle.response_complete)
             and not self.closing_after_refusal
