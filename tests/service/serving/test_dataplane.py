@@ -178,12 +178,21 @@ class _Clock:
         return self.now
 
 
+def _one_at_a_time(dataplane: DataPlane, clock: _Clock, seconds_per_request: float) -> None:
+    """Requests one at a time with quiet spells between them, over about three seconds."""
+    for _ in range(2 * RATE_CHECK_EVERY):
+        assert dataplane.admit()
+        clock.now += seconds_per_request
+        dataplane.release()
+        clock.now += 0.1
+
+
 @pytest.mark.parametrize(
     ("seconds_per_request", "limit"),
     [
-        (0.001, 100),  # 1,000/s x 100 ms
-        (0.0001, 512),  # 10,000/s x 100 ms: the hard bound
-        (0.02, 32),  # 50/s x 100 ms = 5: never below 32
+        (0.001, 50),  # 1,000/s x 50 ms
+        (0.00005, 512),  # 20,000/s x 50 ms: the hard bound
+        (0.01, 32),  # 100/s x 50 ms = 5: never below 32
     ],
 )
 def test_admission_follows_the_measured_rate(
@@ -196,14 +205,29 @@ def test_admission_follows_the_measured_rate(
     monkeypatch.setattr(dataplane_module.time, "perf_counter", clock)
     dataplane = DataPlane(Settings(), regression_predictor)
     assert dataplane.in_flight_limit == COLD_IN_FLIGHT  # no rate measured yet
-    # One request at a time with quiet spells between them: the quiet does not lower the rate.
-    for _ in range(2 * RATE_CHECK_EVERY):
-        assert dataplane.admit()
-        clock.now += seconds_per_request
-        dataplane.release()
-        clock.now += 0.1
+    _one_at_a_time(dataplane, clock, seconds_per_request)  # the quiet does not lower the rate
     assert dataplane.in_flight_limit == limit
     admitted = 0
     while dataplane.admit():
         admitted += 1
     assert admitted == limit and dataplane.full()
+
+
+def test_a_worker_that_refuses_more_than_it_serves_keeps_to_32(
+    regression_predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood, not a burst: a wait budget's queue would only delay every answer."""
+    clock = _Clock()
+    monkeypatch.setattr(dataplane_module.time, "perf_counter", clock)
+    dataplane = DataPlane(Settings(), regression_predictor)
+    _one_at_a_time(dataplane, clock, 0.001)  # 1,000/s measured: 50 admitted
+    assert dataplane.in_flight_limit == 50
+    for _ in range(3):  # turns of 1,000 arrivals, each working off what it admitted
+        admitted = sum(dataplane.admit() for _ in range(1_000))
+        for _ in range(admitted):
+            clock.now += 0.001
+            dataplane.release()
+    assert dataplane.in_flight_limit == COLD_IN_FLIGHT
+    assert admitted == COLD_IN_FLIGHT
+    _one_at_a_time(dataplane, clock, 0.001)  # over: a window with fewer refusals than answers
+    assert dataplane.in_flight_limit == 50

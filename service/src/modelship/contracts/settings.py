@@ -77,12 +77,13 @@ class Settings(BaseSettings):
         "never refused)",
     )
     shed_wait_ms: float = Field(
-        100.0,
+        50.0,
         gt=0,
         le=60_000,
         description="Longest a request may be expected to wait behind those in flight (their "
         "count over the worker's measured completion rate); beyond it 503 with Retry-After at "
-        "once (at least 32 in flight are always admitted, within MODELSHIP_MAX_IN_FLIGHT)",
+        "once (at least 32 in flight are always admitted, within MODELSHIP_MAX_IN_FLIGHT; raise it "
+        "for CPU limits below 500m)",
     )
     request_timeout_seconds: float = Field(
         30.0,

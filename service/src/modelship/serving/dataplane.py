@@ -102,6 +102,7 @@ class DataPlane:
         self.in_flight_limit = min(COLD_IN_FLIGHT, self.max_in_flight)
         self._shed_wait = settings.shed_wait_ms / 1000
         self._done = 0  # completions in the current rate window
+        self._refused = 0  # refusals in the current rate window
         self._check_at = RATE_CHECK_EVERY
         self._busy = 0.0  # wall seconds of the window with a request in flight, up to _busy_from
         self._busy_from = 0.0
@@ -139,14 +140,19 @@ class DataPlane:
     def full(self) -> bool:
         """Whether a request arriving now is shed: the queue already in flight would keep it
         waiting longer than `MODELSHIP_SHED_WAIT_MS` at the measured rate (or the hard bound,
-        `MODELSHIP_MAX_IN_FLIGHT`, is reached). The one admission rule, for every adapter."""
-        return self.in_flight >= self.in_flight_limit
+        `MODELSHIP_MAX_IN_FLIGHT`, is reached). The one admission rule, for every adapter;
+        asked once per arriving request, so a True is a refusal (`_measure` counts them)."""
+        if self.in_flight < self.in_flight_limit:
+            return False
+        self._refused += 1
+        return True
 
     def admit(self, count_shed: bool = True) -> bool:
         """Take a slot for one request, or False when the worker is `full` (and count it as
         shed, unless the caller counts refusals itself)."""
         n = self.in_flight
         if n >= self.in_flight_limit:
+            self._refused += 1
             if self._count and count_shed:
                 telemetry.SHED.inc()
             return False
@@ -166,17 +172,26 @@ class DataPlane:
         limit from the rate the worker completed requests at while it had any in flight. Wall
         clock, not CPU time: a CPU quota's throttling (the container stopped for the rest of its
         CFS period) lowers the rate as it lowers what the worker can serve; idle time does not
-        (a burst after a quiet spell is judged by the worker's speed, not by the quiet)."""
+        (a burst after a quiet spell is judged by the worker's speed, not by the quiet).
+
+        A worker that refuses more requests than it completes is past absorbing bursts: more
+        arrive than it can ever serve, and a queue of a wait budget's length would only make
+        every answer, the refusals too, that much later. It keeps to the floor (the fixed 32)
+        until a window has fewer refusals than completions."""
         now = time.perf_counter()
         self._busy += now - self._busy_from
         self._busy_from = now  # (with none in flight, `admit` restarts it)
         self._check_at = self._done + RATE_CHECK_EVERY
+        overloaded = self._refused > self._done
+        if overloaded:
+            self.in_flight_limit = min(COLD_IN_FLIGHT, self.max_in_flight)
         if now < self._window_end or self._done < RATE_CHECK_EVERY:
             return  # (a few completions in a quiet window would make a noisy rate)
-        rate = self._done / self._busy
-        limit = int(rate * self._shed_wait)
-        self.in_flight_limit = min(max(limit, COLD_IN_FLIGHT), self.max_in_flight)
-        self._done, self._busy, self._check_at = 0, 0.0, RATE_CHECK_EVERY
+        if not overloaded:
+            limit = int(self._done / self._busy * self._shed_wait)
+            self.in_flight_limit = min(max(limit, COLD_IN_FLIGHT), self.max_in_flight)
+        self._done, self._refused, self._busy = 0, 0, 0.0
+        self._check_at = RATE_CHECK_EVERY
         self._window_end = now + RATE_WINDOW_SECONDS
 
     def check_rows(self, rows: int) -> None:
