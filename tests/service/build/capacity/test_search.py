@@ -41,15 +41,19 @@ class _Replica:
     """A generator whose replica holds p99 at any rate up to `capacity`; `lucky` rates pass
     once above it (a quiet moment), then fail like the rest."""
 
-    def __init__(self, capacity: float, lucky: tuple[float, ...] = ()) -> None:
+    def __init__(
+        self, capacity: float, lucky: tuple[float, ...] = (), unlucky: tuple[float, ...] = ()
+    ) -> None:
         self.capacity = capacity
         self.lucky = set(lucky)
+        self.unlucky = set(unlucky)  # fail once below it (the machine was busy for a moment)
         self.steps: list[tuple[float, float]] = []
 
     def step(self, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
         self.steps.append((rate, seconds))
-        holds = rate <= self.capacity or rate in self.lucky
+        holds = (rate <= self.capacity or rate in self.lucky) and rate not in self.unlucky
         self.lucky.discard(rate)
+        self.unlucky.discard(rate)
         return {
             "errors": {} if holds else {"HTTP 503": 10},
             "p50_ms": 2.0,
@@ -90,6 +94,11 @@ def test_the_rate_found_is_the_capacity_within_the_resolution(true_rate: float) 
 def test_a_rate_that_passed_once_by_chance_is_not_the_result() -> None:
     replica = _Replica(1000.0, lucky=(1050.0, 1100.0, 1025.0, 1012.5))
     assert _search(replica) <= 1000.0
+
+
+def test_a_hiccup_in_a_short_step_does_not_bound_the_search() -> None:
+    replica = _Replica(1000.0, unlucky=(50.0,))
+    assert _search(replica) >= 1000.0 / (1 + RESOLUTION) ** 2
 
 
 def test_the_step_of_training_stays_cheap() -> None:

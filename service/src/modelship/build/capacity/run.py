@@ -374,7 +374,8 @@ def find_capacity(
 ) -> Result:
     """The highest rate that holds p99 under the target with no errors.
 
-    Ramp: double from the start rate in short steps until one fails. Then bisect in full steps
+    Ramp: double from the start rate in short steps until one fails, and fails again in a full
+    step. Then bisect in full steps
     between the highest rate that passed and the lowest that failed until they are within
     RESOLUTION, and run the highest pass once more, in full: if it passes again it is the
     result (a rate near the capacity passes or fails by chance, so one pass decides nothing),
@@ -397,7 +398,9 @@ def find_capacity(
     best: Step | None = None
     rate = plan.start_rps / math.sqrt(rows)
     while failed is None and len(steps) < MAX_STEPS:  # the ramp
-        if not run(rate, ramp_seconds).passed:
+        # A short step has few requests, so one hiccup of the machine fails it: its failure
+        # is held to a full step before it bounds the search.
+        if not run(rate, ramp_seconds).passed and not run(rate, plan.step_seconds).passed:
             failed = rate
         rate *= 2
     while failed is not None and len(steps) < MAX_STEPS:
