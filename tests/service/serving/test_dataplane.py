@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -202,7 +203,7 @@ def test_admission_follows_the_measured_rate(
     limit: int,
 ) -> None:
     clock = _Clock()
-    monkeypatch.setattr(dataplane_module.time, "perf_counter", clock)
+    monkeypatch.setattr(dataplane_module, "time", SimpleNamespace(perf_counter=clock))
     dataplane = DataPlane(Settings(), regression_predictor)
     assert dataplane.in_flight_limit == COLD_IN_FLIGHT  # no rate measured yet
     _one_at_a_time(dataplane, clock, seconds_per_request)  # the quiet does not lower the rate
@@ -218,7 +219,7 @@ def test_a_worker_that_refuses_more_than_it_serves_keeps_to_32(
 ) -> None:
     """A flood, not a burst: a wait budget's queue would only delay every answer."""
     clock = _Clock()
-    monkeypatch.setattr(dataplane_module.time, "perf_counter", clock)
+    monkeypatch.setattr(dataplane_module, "time", SimpleNamespace(perf_counter=clock))
     dataplane = DataPlane(Settings(), regression_predictor)
     _one_at_a_time(dataplane, clock, 0.001)  # 1,000/s measured: 50 admitted
     assert dataplane.in_flight_limit == 50

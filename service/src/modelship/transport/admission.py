@@ -25,7 +25,8 @@ class Slots(Protocol):
     max_in_flight: int
 
     def full(self) -> bool:
-        """Whether a request arriving now would be refused (the one admission rule)."""
+        """Whether a request arriving now is refused (the one admission rule). Asked once per
+        arriving request: a True is counted as a refusal."""
         ...
 
     def admit(self, count_shed: bool = True) -> bool:

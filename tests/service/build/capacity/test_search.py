@@ -4,7 +4,9 @@ search fits its time budget."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -78,7 +80,8 @@ def _search(replica: _Replica, step_seconds: float = 4.0) -> float:
 
 @pytest.fixture(autouse=True)
 def _no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capacity.time, "sleep", lambda seconds: None)
+    fake_time = SimpleNamespace(monotonic=time.monotonic, sleep=lambda seconds: None)
+    monkeypatch.setattr(capacity, "time", fake_time)
 
 
 @pytest.mark.parametrize("true_rate", [333.0, 1000.0, 1650.0, 3100.0])

@@ -54,14 +54,14 @@ def _burst(pid: int, port: int, example: bytes, count: int) -> list[tuple[int, f
             deadline = resumed + 30
             while len(done) < count and time.monotonic() < deadline:
                 for key, _ in selector.select(timeout=1):
-                    client = key.fileobj
-                    assert isinstance(client, socket.socket)
-                    chunk = client.recv(65536)
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    chunk = ready.recv(65536)
                     if chunk:
-                        answers[client] += chunk
+                        answers[ready] += chunk
                         continue
-                    selector.unregister(client)  # closed by the server: the answer is whole
-                    status = int(answers[client].split(b" ", 2)[1])
+                    selector.unregister(ready)  # closed by the server: the answer is whole
+                    status = int(answers[ready].split(b" ", 2)[1])
                     done.append((status, time.monotonic() - resumed))
         assert len(done) == count, f"{count - len(done)} requests had no answer"
         return done
