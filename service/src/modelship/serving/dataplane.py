@@ -187,7 +187,7 @@ class DataPlane:
             self.in_flight_limit = min(COLD_IN_FLIGHT, self.max_in_flight)
         if now < self._window_end or self._done < RATE_CHECK_EVERY:
             return  # (a few completions in a quiet window would make a noisy rate)
-        if not overloaded:
+        if not overloaded and self._busy > 0:
             limit = int(self._done / self._busy * self._shed_wait)
             self.in_flight_limit = min(max(limit, COLD_IN_FLIGHT), self.max_in_flight)
         self._done, self._refused, self._busy = 0, 0, 0.0
