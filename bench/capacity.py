@@ -46,7 +46,9 @@ from modelship.model import artifact
 SIZES = ("500m/512Mi", "1/1Gi")
 POINTS = Path(__file__).resolve().parents[1] / "docs" / "capacity-points.json"
 WRK_SECONDS = 10
-WRK_CONNECTIONS = 8  # per worker: below the server's 32 in flight, so wrk sees no 503
+# Per worker: below the 32 in flight a worker always admits, so wrk sees no 503 and measures the
+# saturation rate (its p99 is then about one CFS pause, docs/capacity.md#measured).
+WRK_CONNECTIONS = 8
 
 
 def _train(out: Path, name: str) -> Path:

@@ -115,17 +115,19 @@ class Unauthorized(ModelshipError):
 
 
 class Overloaded(ModelshipError):
-    """More requests in flight than this worker admits: answered at once, so retrying elsewhere
-    (or a moment later) is fast, and the load balancer and autoscaler see the pressure."""
+    """The requests in flight would keep a new one waiting longer than this worker admits (or
+    are at its hard bound): answered at once, so retrying elsewhere (or a moment later) is
+    fast, and the load balancer and autoscaler see the pressure."""
 
     status_code = 503
     error_type = "overloaded"
     headers = (("Retry-After", "1"),)
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, wait_ms: float, limit: int) -> None:
         super().__init__(
-            f"the server is at its limit of {limit} requests in flight per worker; retry after "
-            "1 second (MODELSHIP_MAX_IN_FLIGHT sets the limit)"
+            f"the server is overloaded: the requests in flight would keep this one waiting "
+            f"longer than {wait_ms:g} ms (MODELSHIP_SHED_WAIT_MS), or this worker has its limit "
+            f"of {limit} in flight (MODELSHIP_MAX_IN_FLIGHT); retry after 1 second"
         )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from modelship.build.capacity.run import MAX_STEPS
 from modelship.model import artifact
 from tests.service.cli.test_cli import assert_one_line_error, modelship
 from tests.service.conftest import make_client
@@ -59,11 +60,12 @@ def test_a_confined_run_holds_the_quota_and_writes_the_card(model: Path) -> None
     steps = result["steps"]
     for step in steps:
         assert step["cpu_seconds"] <= QUOTA * MARGIN * step["wall_seconds"], step
-    # The search found a limit: some rate failed, and the rate reported passed.
+    # The search found a limit: some rate failed, and the rate reported passed twice (the
+    # deciding step is held again), unless the search ran out of steps first.
     assert any(not step["passed"] for step in steps)
     point = result["point"]
-    passed = [step for step in steps if step["passed"]]
-    assert point["max_rps"] == max(step["rate"] for step in passed)
+    passed = [step["rate"] for step in steps if step["passed"]]
+    assert passed.count(point["max_rps"]) >= (2 if len(steps) < MAX_STEPS else 1), steps
     assert point["p99_ms"] <= 100
     assert point["cpu_ms_per_request"] > 0 and 30 < point["memory_mib"] < 256
     # The group is gone (named by the measuring process; other tests may hold groups meanwhile).

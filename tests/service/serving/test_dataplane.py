@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from modelship.contracts.settings import Settings
 from modelship.contracts.v2 import ErrorResponse as V2ErrorResponse
-from modelship.serving.dataplane import DataPlane
+from modelship.model.predictor import Predictor
+from modelship.serving import dataplane as dataplane_module
+from modelship.serving.dataplane import COLD_IN_FLIGHT, RATE_CHECK_EVERY, DataPlane
 from modelship.transport.http.schemas import ErrorResponse
 from tests.service.conftest import make_client
 
@@ -165,3 +169,66 @@ def _shed(client: TestClient) -> float:
         if line.startswith("modelship_requests_shed_total "):
             return float(line.split()[1])
     return 0.0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _one_at_a_time(dataplane: DataPlane, clock: _Clock, seconds_per_request: float) -> None:
+    """Requests one at a time with quiet spells between them, over about three seconds."""
+    for _ in range(2 * RATE_CHECK_EVERY):
+        assert dataplane.admit()
+        clock.now += seconds_per_request
+        dataplane.release()
+        clock.now += 0.1
+
+
+@pytest.mark.parametrize(
+    ("seconds_per_request", "limit"),
+    [
+        (0.001, 50),  # 1,000/s x 50 ms
+        (0.00005, 512),  # 20,000/s x 50 ms: the hard bound
+        (0.01, 32),  # 100/s x 50 ms = 5: never below 32
+    ],
+)
+def test_admission_follows_the_measured_rate(
+    regression_predictor: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+    seconds_per_request: float,
+    limit: int,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(dataplane_module, "time", SimpleNamespace(perf_counter=clock))
+    dataplane = DataPlane(Settings(), regression_predictor)
+    assert dataplane.in_flight_limit == COLD_IN_FLIGHT  # no rate measured yet
+    _one_at_a_time(dataplane, clock, seconds_per_request)  # the quiet does not lower the rate
+    assert dataplane.in_flight_limit == limit
+    admitted = 0
+    while dataplane.admit():
+        admitted += 1
+    assert admitted == limit and dataplane.full()
+
+
+def test_a_worker_that_refuses_more_than_it_serves_keeps_to_32(
+    regression_predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood, not a burst: a wait budget's queue would only delay every answer."""
+    clock = _Clock()
+    monkeypatch.setattr(dataplane_module, "time", SimpleNamespace(perf_counter=clock))
+    dataplane = DataPlane(Settings(), regression_predictor)
+    _one_at_a_time(dataplane, clock, 0.001)  # 1,000/s measured: 50 admitted
+    assert dataplane.in_flight_limit == 50
+    for _ in range(3):  # turns of 1,000 arrivals, each working off what it admitted
+        admitted = sum(dataplane.admit() for _ in range(1_000))
+        for _ in range(admitted):
+            clock.now += 0.001
+            dataplane.release()
+    assert dataplane.in_flight_limit == COLD_IN_FLIGHT
+    assert admitted == COLD_IN_FLIGHT
+    _one_at_a_time(dataplane, clock, 0.001)  # over: a window with fewer refusals than answers
+    assert dataplane.in_flight_limit == 50

@@ -81,7 +81,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--step-seconds",
         type=_positive,
         default=4.0,
-        help="how long each rate is held (default 4; shorter is faster and noisier)",
+        help="how long each rate of the bisection is held (default 4; the ramp holds a quarter "
+        "of it; shorter is faster and noisier)",
     )
     command.add_argument("--json", action="store_true", help="print every step as JSON")
     command.add_argument(

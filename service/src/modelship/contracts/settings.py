@@ -69,11 +69,21 @@ class Settings(BaseSettings):
         description="Most rows per JSON batch (/predict/batch) or V2 inference request (413 above)",
     )
     max_in_flight: int = Field(
-        32,
+        512,
         ge=1,
         le=100_000,
-        description="Requests a worker works on at once; beyond it the answer is 503 with "
-        "Retry-After at once (probes and /metrics are never refused)",
+        description="Most requests a worker works on at once, whatever MODELSHIP_SHED_WAIT_MS "
+        "allows; beyond it the answer is 503 with Retry-After at once (probes and /metrics are "
+        "never refused)",
+    )
+    shed_wait_ms: float = Field(
+        50.0,
+        gt=0,
+        le=60_000,
+        description="Longest a request may be expected to wait behind those in flight (their "
+        "count over the worker's measured completion rate); beyond it 503 with Retry-After at "
+        "once (at least 32 in flight are always admitted, within MODELSHIP_MAX_IN_FLIGHT; raise it "
+        "for CPU limits below 500m)",
     )
     request_timeout_seconds: float = Field(
         30.0,

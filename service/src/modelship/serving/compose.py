@@ -102,7 +102,7 @@ def build_serving(
             primary,
             other,
             state.path,
-            overloaded=lambda: dataplane.in_flight >= dataplane.max_in_flight,
+            overloaded=lambda: dataplane.in_flight >= dataplane.in_flight_limit,
             quality=feedback.quality if feedback else None,
         )
     monitor = create_monitor(

@@ -47,6 +47,12 @@ from modelship.serving.rollout import Rollout, Version
 # thread pool costs more than the prediction (py-spy under wrk load,
 # docs/benchmarks.md#what-changed-and-why).
 INLINE_BATCH_ROWS = 1_000
+# Admission (docs/service.md#admission): before a worker has measured its completion rate it
+# admits this many requests at once, and never fewer after (the fixed limit the wait budget
+# replaced: safe for every request size the other limits allow).
+COLD_IN_FLIGHT = 32
+RATE_WINDOW_SECONDS = 1.0  # the completion rate is measured over about this much wall clock
+RATE_CHECK_EVERY = 16  # completions between clock reads while the worker stays busy
 SPOOL_BYTES = 8 * 1024 * 1024  # CSV results beyond this go to a temporary file, not memory
 
 # Called after every prediction with the validated input, the result and the rows' prediction
@@ -91,6 +97,16 @@ class DataPlane:
         self.v2 = V2Codec(predictor.card, self.records)
         self.max_rows = settings.max_batch_rows
         self.max_in_flight = settings.max_in_flight
+        # Requests admitted at once now: the wait budget times the measured completion rate,
+        # within [COLD_IN_FLIGHT, max_in_flight] (`_measure`).
+        self.in_flight_limit = min(COLD_IN_FLIGHT, self.max_in_flight)
+        self._shed_wait = settings.shed_wait_ms / 1000
+        self._done = 0  # completions in the current rate window
+        self._refused = 0  # refusals in the current rate window
+        self._check_at = RATE_CHECK_EVERY
+        self._busy = 0.0  # wall seconds of the window with a request in flight, up to _busy_from
+        self._busy_from = 0.0
+        self._window_end = time.perf_counter() + RATE_WINDOW_SECONDS
         self.timeout = settings.request_timeout_seconds
         self.ready = False
         self.in_flight = 0
@@ -121,18 +137,62 @@ class DataPlane:
             )
 
     # --- limits -------------------------------------------------------------------------------
+    def full(self) -> bool:
+        """Whether a request arriving now is shed: the queue already in flight would keep it
+        waiting longer than `MODELSHIP_SHED_WAIT_MS` at the measured rate (or the hard bound,
+        `MODELSHIP_MAX_IN_FLIGHT`, is reached). The one admission rule, for every adapter;
+        asked once per arriving request, so a True is a refusal (`_measure` counts them)."""
+        if self.in_flight < self.in_flight_limit:
+            return False
+        self._refused += 1
+        return True
+
     def admit(self, count_shed: bool = True) -> bool:
-        """Take a slot for one request, or False when `max_in_flight` are already taken (and
-        counted as shed, unless the caller counts refusals itself)."""
-        if self.in_flight >= self.max_in_flight:
+        """Take a slot for one request, or False when the worker is `full` (and count it as
+        shed, unless the caller counts refusals itself)."""
+        n = self.in_flight
+        if n >= self.in_flight_limit:
+            self._refused += 1
             if self._count and count_shed:
                 telemetry.SHED.inc()
             return False
-        self.in_flight += 1
+        if n == 0:
+            self._busy_from = time.perf_counter()
+        self.in_flight = n + 1
         return True
 
     def release(self) -> None:
-        self.in_flight -= 1
+        n = self.in_flight = self.in_flight - 1
+        self._done += 1
+        if n == 0 or self._done >= self._check_at:
+            self._measure()
+
+    def _measure(self) -> None:
+        """Account the busy time so far and, once a window of wall clock has passed, set the
+        limit from the rate the worker completed requests at while it had any in flight. Wall
+        clock, not CPU time: a CPU quota's throttling (the container stopped for the rest of its
+        CFS period) lowers the rate as it lowers what the worker can serve; idle time does not
+        (a burst after a quiet spell is judged by the worker's speed, not by the quiet).
+
+        A worker that refuses more requests than it completes is past absorbing bursts: more
+        arrive than it can ever serve, and a queue of a wait budget's length would only make
+        every answer, the refusals too, that much later. It keeps to the floor (the fixed 32)
+        until a window has fewer refusals than completions."""
+        now = time.perf_counter()
+        self._busy += now - self._busy_from
+        self._busy_from = now  # (with none in flight, `admit` restarts it)
+        self._check_at = self._done + RATE_CHECK_EVERY
+        overloaded = self._refused > self._done
+        if overloaded:
+            self.in_flight_limit = min(COLD_IN_FLIGHT, self.max_in_flight)
+        if now < self._window_end or self._done < RATE_CHECK_EVERY:
+            return  # (a few completions in a quiet window would make a noisy rate)
+        if not overloaded and self._busy > 0:
+            limit = int(self._done / self._busy * self._shed_wait)
+            self.in_flight_limit = min(max(limit, COLD_IN_FLIGHT), self.max_in_flight)
+        self._done, self._refused, self._busy = 0, 0, 0.0
+        self._check_at = RATE_CHECK_EVERY
+        self._window_end = now + RATE_WINDOW_SECONDS
 
     def check_rows(self, rows: int) -> None:
         """The one row limit, for JSON batches and V2 requests alike."""

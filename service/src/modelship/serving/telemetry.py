@@ -31,7 +31,8 @@ BATCH_ROWS = Histogram(
 )
 SHED = Counter(
     "modelship_requests_shed",
-    "Requests answered 503 at once because the worker had MODELSHIP_MAX_IN_FLIGHT in flight",
+    "Requests answered 503 at once because the worker was full (the expected wait over "
+    "MODELSHIP_SHED_WAIT_MS, or MODELSHIP_MAX_IN_FLIGHT in flight)",
 )
 MODEL_INFO = Gauge(
     "modelship_model_info",

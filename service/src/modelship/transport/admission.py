@@ -19,13 +19,18 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 
 class Slots(Protocol):
-    """The bounded count of requests in flight (the data plane's)."""
+    """The requests in flight, bounded by the expected wait behind them (the data plane's)."""
 
     in_flight: int
     max_in_flight: int
 
+    def full(self) -> bool:
+        """Whether a request arriving now is refused (the one admission rule). Asked once per
+        arriving request: a True is counted as a refusal."""
+        ...
+
     def admit(self, count_shed: bool = True) -> bool:
-        """Take a slot, or False when all are taken (`count_shed`: count the refusal now)."""
+        """Take a slot, or False when `full` (`count_shed`: count the refusal now)."""
         ...
 
     def release(self) -> None:

@@ -4,7 +4,8 @@ rising rates until p99 passes the target (docs/capacity.md has the method and it
 `ConfinedServer` starts `modelship serve` (what the image runs) with its process, and every
 worker it forks, inside a cgroup holding the CPU quota and memory limit; `LoadGenerator` is the
 open-loop generator's process on another core; `find_capacity` ramps the rate exponentially
-until a step fails, then bisects between the last pass and the first failure.
+in short steps until one fails, then bisects between the last pass and the first failure in
+full steps, and repeats the deciding step before it reports it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ READY_SECONDS = 120.0
 SCHEDULE_SLACK = 1.05
 GENERATOR_LAG_SHARE = 0.1
 # Bisection stops when the first failing rate is within this share of the last passing one.
-RESOLUTION = 0.08
-MAX_STEPS = 16
+RESOLUTION = 0.04
+# The ramp's steps are this share of a full step (at least RAMP_MIN_SECONDS): far below the
+# capacity a rate passes in a second as surely as in four, and above it the queue grows past
+# the target within a second. Only full steps decide the result.
+RAMP_SHARE = 0.25
+RAMP_MIN_SECONDS = 0.5
+MAX_STEPS = 20
 DISTINCT_BODIES = 64
 
 
@@ -341,6 +347,24 @@ def _judge(load: dict[str, Any], target_ms: float, seconds: float) -> str:
     return "ok"
 
 
+def _step(
+    server: ConfinedServer, generator: LoadGenerator, rate: float, seconds: float, target: float
+) -> Step:
+    """Hold `rate` for `seconds` and judge it; after a failure, a second for the server to
+    work off what was queued."""
+    server.check_alive()
+    group = server.cgroup
+    group.reset_memory_peak()
+    cpu_before, wall_before = group.cpu_seconds(), time.monotonic()
+    load = generator.step(rate, seconds, 1.0 + 10 * target / 1000)
+    wall = time.monotonic() - wall_before
+    cpu = group.cpu_seconds() - cpu_before
+    why = _judge(load, target, seconds)
+    if why != "ok":
+        time.sleep(1.0)
+    return Step(rate, load, wall, cpu, group.memory_peak_bytes(), why == "ok", why)
+
+
 def find_capacity(
     server: ConfinedServer,
     generator: LoadGenerator,
@@ -348,41 +372,57 @@ def find_capacity(
     rows: int,
     say: Callable[[str], None],
 ) -> Result:
-    """The highest rate that holds p99 under the target with no errors: double from the start
-    rate until a step fails, then bisect between the last pass and the first failure."""
+    """The highest rate that holds p99 under the target with no errors.
+
+    Ramp: double from the start rate in short steps until one fails, and fails again in a full
+    step. Then bisect in full steps
+    between the highest rate that passed and the lowest that failed until they are within
+    RESOLUTION, and run the highest pass once more, in full: if it passes again it is the
+    result (a rate near the capacity passes or fails by chance, so one pass decides nothing),
+    if it fails it is the new upper bound and the search goes on below it."""
     target = plan.p99_target_ms
-    timeout = 1.0 + 10 * target / 1000
+    ramp_seconds = max(RAMP_MIN_SECONDS, plan.step_seconds * RAMP_SHARE)
     steps: list[Step] = []
-    best: Step | None = None
-    failed: Step | None = None
-    rate = plan.start_rps / math.sqrt(rows)
-    while len(steps) < MAX_STEPS:
-        server.check_alive()
-        group = server.cgroup
-        group.reset_memory_peak()
-        cpu_before, wall_before = group.cpu_seconds(), time.monotonic()
-        load = generator.step(rate, plan.step_seconds, timeout)
-        wall = time.monotonic() - wall_before
-        cpu = group.cpu_seconds() - cpu_before
-        why = _judge(load, target, plan.step_seconds)
-        step = Step(rate, load, wall, cpu, group.memory_peak_bytes(), why == "ok", why)
+    passed: list[float] = []  # every rate that passed a step, short or full
+    full: list[Step] = []  # the full steps that passed
+    failed: float | None = None  # the lowest rate that failed a step
+
+    def run(rate: float, seconds: float) -> Step:
+        step = _step(server, generator, rate, seconds, target)
         steps.append(step)
         say(step.line())
         if step.passed:
-            best = step
-        else:
-            failed = step
-            time.sleep(1.0)  # let the server work off what was queued
-        if failed is None:
-            rate *= 2
-        elif best is None:
-            if rate < 1:
+            passed.append(rate)
+        return step
+
+    best: Step | None = None
+    rate = plan.start_rps / math.sqrt(rows)
+    while failed is None and len(steps) < MAX_STEPS:  # the ramp
+        # A short step has few requests, so one hiccup of the machine fails it: its failure
+        # is held to a full step before it bounds the search.
+        if not run(rate, ramp_seconds).passed and not run(rate, plan.step_seconds).passed:
+            failed = rate
+        rate *= 2
+    while failed is not None and len(steps) < MAX_STEPS:
+        below = [r for r in passed if r < failed]
+        if not below:
+            if failed < 1:
                 break
-            rate /= 2
-        elif failed.rate <= best.rate * (1 + RESOLUTION):
+            rate = failed / 2
+        elif failed <= max(below) * (1 + RESOLUTION):
+            rate = max(below)  # the deciding step, again
+        else:
+            rate = round((max(below) + failed) / 2, 1)
+        step = run(rate, plan.step_seconds)
+        if not step.passed:
+            failed = rate
+        elif below and rate == max(below):
+            best = step
             break
         else:
-            rate = round((best.rate + failed.rate) / 2, 1)
+            full.append(step)
+    if best is None and failed is not None:  # out of steps: the highest full pass, unrepeated
+        best = max((s for s in full if s.rate < failed), key=lambda s: s.rate, default=None)
     if best is None:
         raise ModelshipError(
             f"no rate held p99 under {target:g} ms with no errors (the last step: "

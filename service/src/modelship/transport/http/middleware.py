@@ -72,9 +72,9 @@ class _Refusals:
         return self.v2 if is_v2(path) else self.native
 
 
-def overloaded_refusals(limit: int) -> _Refusals:
-    """The 503 of a worker at its limit of `limit` requests in flight."""
-    return _Refusals(Overloaded(limit))
+def overloaded_refusals(dataplane: DataPlane) -> _Refusals:
+    """The 503 of a worker that is `full`."""
+    return _Refusals(Overloaded(dataplane.settings.shed_wait_ms, dataplane.max_in_flight))
 
 
 def new_request_id(supplied: bytes | None) -> bytes:
@@ -118,7 +118,7 @@ class HttpAdmission:
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.slots = dataplane
-        refusals = overloaded_refusals(dataplane.max_in_flight)
+        refusals = overloaded_refusals(dataplane)
         self._rendered = {
             (v2, keep): refusals.of("/v2/" if v2 else "/").raw(keep_alive=keep)
             for v2 in (False, True)
@@ -169,8 +169,8 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, byt
 
 
 class ServingMiddleware:
-    """Pure ASGI middleware, outermost. Admission: a worker works on at most `max_in_flight`
-    requests; beyond that it answers 503 with Retry-After at once, which is cheap enough that an
+    """Pure ASGI middleware, outermost. Admission (`DataPlane.full`): beyond what a worker
+    admits it answers 503 with Retry-After at once, which is cheap enough that an
     overloaded worker still answers every client quickly."""
 
     def __init__(
@@ -189,7 +189,7 @@ class ServingMiddleware:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.log_requests = log_requests
-        self._overloaded = overloaded_refusals(dataplane.max_in_flight)
+        self._overloaded = overloaded_refusals(dataplane)
         self._too_large = _Refusals(BodyTooLarge(max_body_bytes), close=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

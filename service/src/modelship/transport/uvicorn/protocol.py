@@ -220,8 +220,8 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         slots = self.slots
         if (
             slots is not None
-            and slots.in_flight >= slots.max_in_flight
-            and not self.message_open
+            and not self.message_open  # (`full` counts a refusal: asked once per request)
+            and slots.full()
             and (self.cycle is None or self.cycle.response_complete)
             and not self.closing_after_refusal
             and self._refuse_whole(data)
