@@ -214,7 +214,7 @@ def test_counts_of_one_event_loop_turn_reach_metrics_at_its_end() -> None:
             telemetry.request_metrics("GET", "/turn-test", 200).record(0.001)
         pending = REQUESTS.labels("GET", "/turn-test", "200")._value.get()
         await asyncio.sleep(0)  # the turn is over
-        return pending
+        return float(pending)
 
     assert asyncio.run(answers()) == before  # not yet written within the turn
     assert REQUESTS.labels("GET", "/turn-test", "200")._value.get() == before + 5
