@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -9,8 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelship.serving import telemetry
+from modelship.serving.telemetry import REQUESTS
 from modelship.transport.http.logging import (
     JsonFormatter,
     JsonLinesHandler,
@@ -181,3 +185,36 @@ def test_log_config_is_valid_for_dictconfig() -> None:
         for name in ("modelship", "uvicorn"):
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
+
+
+def test_many_observations_written_at_once_expose_as_observed_one_by_one() -> None:
+    # The end-of-turn write goes through prometheus_client's histogram fields: the exposition
+    # must be the one `observe` gives, value by value, on bounds, between them and past the last.
+    values = [0.0001, 0.0005, 0.0005, 0.003, 0.07, 0.07, 9.9, 11.0, 0.25]
+    exposed = []
+    for write in ("one by one", "at once"):
+        registry = CollectorRegistry()
+        histogram = Histogram("h", "h", buckets=(0.0005, 0.001, 0.1, 0.25, 10), registry=registry)
+        if write == "one by one":
+            for value in values:
+                histogram.observe(value)
+        else:
+            telemetry.observe_all(histogram, values)
+        exposed.append(generate_latest(registry).split(b"\n# HELP h_created")[0])
+    assert exposed[0] == exposed[1]
+    assert b'h_bucket{le="0.0005"} 3.0' in exposed[1]
+    assert telemetry._BULK  # the pinned prometheus_client has the fields: the fast form is used
+
+
+def test_counts_of_one_event_loop_turn_reach_metrics_at_its_end() -> None:
+    before = REQUESTS.labels("GET", "/turn-test", "200")._value.get()
+
+    async def answers() -> float:
+        for _ in range(5):
+            telemetry.request_metrics("GET", "/turn-test", 200).record(0.001)
+        pending = REQUESTS.labels("GET", "/turn-test", "200")._value.get()
+        await asyncio.sleep(0)  # the turn is over
+        return float(pending)
+
+    assert asyncio.run(answers()) == before  # not yet written within the turn
+    assert REQUESTS.labels("GET", "/turn-test", "200")._value.get() == before + 5

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+
+from modelship.transport.http.logging import request_id
+from modelship.transport.http.middleware import ServingMiddleware
+from tests.service.conftest import make_client
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -203,3 +210,85 @@ def test_score_matches_training_metrics_on_the_same_rows(
     iris = iris_client.post("/score", files={"file": ("x.csv", iris_csv.read_bytes())}).json()
     assert iris["metrics"]["accuracy"] > 0.9
     assert set(iris["metrics"]["per_class"]) == {"setosa", "versicolor", "virginica"}
+
+
+async def _asgi(
+    app: Any, body: bytes, query: bytes = b"", pieces: int = 1, of: Any = None
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """POST /predict through `app`'s ASGI interface (a part of the application `of`), the body
+    sent in `pieces` messages."""
+    size = -(-len(body) // pieces) or 1
+    messages = [
+        {"type": "http.request", "body": body[i : i + size], "more_body": i + size < len(body)}
+        for i in range(0, max(len(body), 1), size)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"same-id")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+        "app": of or app,
+    }
+    await app(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    headers.pop(b"x-request-id", None)  # added by the middleware around the route
+    return sent[0]["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_the_hot_path_answers_as_the_fastapi_route(client: TestClient) -> None:
+    # POST /predict is answered inside the serving middleware, past FastAPI; the FastAPI route
+    # behind it must give the same answers: bodies, headers, errors and statuses.
+    app: Any = client.app
+    serving = app.middleware_stack
+    while not isinstance(serving, ServingMiddleware):
+        serving = serving.app
+    example = client.get("/model/examples/0").json()
+    cases: list[tuple[bytes, bytes]] = [
+        (json.dumps(example).encode(), b""),
+        (json.dumps(example).encode(), b"explain=true"),
+        (json.dumps({**example, "age": -5}).encode(), b""),
+        (json.dumps({**example, "bmi": "heavy"}).encode(), b""),
+        (json.dumps({"age": 30}).encode(), b""),
+        (json.dumps([example]).encode(), b""),
+        (b"{not json", b""),
+        (b"", b""),
+        (json.dumps(example).encode(), b"explain=maybe"),
+    ]
+    statuses = set()
+    for body, query in cases:
+        hot = asyncio.run(_asgi(app, body, query))
+        token = request_id.set("same-id")
+        try:
+            route = asyncio.run(_asgi(serving.app, body, query, of=app))
+        finally:
+            request_id.reset(token)
+        assert hot == route, (body, query)
+        assert asyncio.run(_asgi(app, body, query, pieces=3)) == hot
+        statuses.add(hot[0])
+    assert statuses == {200, 400, 422}
+
+
+def test_a_body_without_length_is_refused_once_over_the_limit(regression_artifact: Path) -> None:
+    with make_client(regression_artifact, max_body_bytes=1024) as small:
+        example = json.dumps(small.get("/model/examples/0").json()).encode()
+        status, _, body = asyncio.run(_asgi(small.app, example + b" " * 2000, pieces=4))
+        assert status == 413
+        assert json.loads(body)["error"]["type"] == "body_too_large"
+        assert asyncio.run(_asgi(small.app, example, pieces=4))[0] == 200

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from modelship.contracts.v2 import ErrorResponse as V2ErrorResponse
 from modelship.errors import ModelshipError, Problem
@@ -85,9 +86,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return unexpected(request.scope)
+
+
+def unexpected(scope: Scope) -> Response:
+    """The 500 of an error nobody expected, logged with its traceback (call it in `except`)."""
+    log.exception("unhandled error on %s %s", scope["method"], scope["path"])
     error = _Foreign(500, "internal_error", "internal error; the server log has details", [])
-    return render(request.url.path, error)
+    return render(scope["path"], error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -22,11 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelship.errors import BodyTooLarge, ModelshipError, Overloaded
 from modelship.serving import telemetry
 from modelship.serving.dataplane import DataPlane
+from modelship.serving.rollout import ROUTE_KEY_HEADER
 from modelship.transport.admission import ADMITTED, REQUEST_ID_HEADER
 from modelship.transport.http.auth import KeyCheck, is_open
 from modelship.transport.http.errors import is_v2, render
 from modelship.transport.http.logging import access_line, fast_handler, request_id
+from modelship.transport.http.routes.predict import PATH as RECORD_PATH
+from modelship.transport.http.routes.predict import RecordEndpoint
 
+ROUTE_KEY = ROUTE_KEY_HEADER.lower().encode()
 VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 # Never refused for load: the probes (a shed probe would take a busy pod out of service, or
 # restart it) and /metrics (the autoscaler must see the pressure).
@@ -149,11 +153,14 @@ class HttpAdmission:
             )
 
 
-def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes | None]:
-    """(request id, Content-Length, API key supplied) in one pass over the headers."""
+def _read_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[bytes, bytes, bytes | None, str | None]:
+    """(request id, Content-Length, API key supplied, routing key) in one pass over the headers."""
     rid = b""
     length = b""
     supplied: bytes | None = None
+    route_key: str | None = None
     for name, value in headers:
         if name == b"content-length":
             length = value
@@ -165,7 +172,9 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, byt
                 supplied = token.strip()
         elif name == REQUEST_ID_HEADER:
             rid = value
-    return new_request_id(rid or None), length, supplied
+        elif name == ROUTE_KEY and route_key is None:
+            route_key = value.decode("latin-1")
+    return new_request_id(rid or None), length, supplied, route_key
 
 
 class ServingMiddleware:
@@ -191,15 +200,21 @@ class ServingMiddleware:
         self.log_requests = log_requests
         self._overloaded = overloaded_refusals(dataplane)
         self._too_large = _Refusals(BodyTooLarge(max_body_bytes), close=True)
+        self._record_endpoint = RecordEndpoint(dataplane, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        rid, length, supplied = _read_headers(scope["headers"])
+        rid, length, supplied, route_key = _read_headers(scope["headers"])
         token = request_id.set(rid.decode())
         status = 500
+        path: str = scope["path"]
+        method: str = scope["method"]
+        # POST /predict, the hot path, is answered by its endpoint here, not through the app.
+        endpoint = self._record_endpoint if path == RECORD_PATH and method == "POST" else None
+        template = ""  # the route's template, when `endpoint` answered
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -208,7 +223,6 @@ class ServingMiddleware:
                 message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, rid)]
             await send(message)
 
-        path: str = scope["path"]
         try:
             if never_shed(path):
                 await self.app(scope, receive, send_with_id)
@@ -220,21 +234,27 @@ class ServingMiddleware:
                 await _Refusal(path, refusal).send(send_with_id)
             elif length.isdigit() and int(length) > self.max_body_bytes:
                 await self._too_large.of(path).send(send_with_id)
-            elif ADMITTED in scope:  # the slot is already taken (and given back) by the protocol
-                await self.app(scope, self._counting(receive), send_with_id)
-            elif not self.dataplane.admit():
-                await self._overloaded.of(path).send(send_with_id)
-            else:
+            elif ADMITTED in scope or self.dataplane.admit():
+                # The slot is taken by the protocol (which gives it back), or here, now.
+                taken_here = ADMITTED not in scope
                 try:
-                    # Let every request that arrived in this turn of the event loop be counted
-                    # before any runs: inline predictions never yield, so without this turn the
-                    # count would never pass 1 and nothing would be shed.
-                    await asyncio.sleep(0)
-                    await self.app(scope, self._counting(receive), send_with_id)
+                    if taken_here:
+                        # Let every request that arrived in this turn of the event loop be
+                        # counted before any runs: inline predictions never yield, so without
+                        # this turn the count would never pass 1 and nothing would be shed.
+                        await asyncio.sleep(0)
+                    if endpoint is not None:
+                        template = RECORD_PATH
+                        status = await endpoint(scope, receive, send, rid, route_key)
+                    else:
+                        await self.app(scope, self._counting(receive), send_with_id)
                 finally:
-                    self.dataplane.release()
+                    if taken_here:
+                        self.dataplane.release()
+            else:
+                await self._overloaded.of(path).send(send_with_id)
         finally:
-            self._record(scope, path, status, time.perf_counter() - start)
+            self._record(scope, template, status, time.perf_counter() - start)
             request_id.reset(token)
 
     def _counting(self, receive: Receive) -> Receive:
@@ -253,10 +273,13 @@ class ServingMiddleware:
 
         return counting_receive
 
-    def _record(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        method = scope["method"]
+    def _record(self, scope: Scope, template: str, status: int, elapsed: float) -> None:
+        """The request's metrics and access line; `template` is its route's, or "" for the
+        route the app matched."""
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if not template:
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
         if self.metrics:
             telemetry.request_metrics(method, template, status).record(elapsed)
         if self.log_requests and access_log.isEnabledFor(logging.INFO):

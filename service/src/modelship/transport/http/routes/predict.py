@@ -12,19 +12,23 @@ from typing import IO, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.datastructures import UploadFile
+from starlette.datastructures import QueryParams, UploadFile
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
-from modelship.errors import MalformedBody, UnsupportedMediaType
-from modelship.serving.dataplane import SPOOL_BYTES, parse_json
+from modelship.errors import BodyTooLarge, MalformedBody, ModelshipError, UnsupportedMediaType
+from modelship.serving.dataplane import SPOOL_BYTES, DataPlane, parse_json
 from modelship.serving.rollout import ROUTE_KEY_HEADER, VERSION_HEADER
+from modelship.transport.admission import REQUEST_ID_HEADER
 from modelship.transport.http.deps import (
     ReadyDataPlaneDep,
     answer_headers,
     dataplane_of,
     request_id_of,
 )
+from modelship.transport.http.errors import render, unexpected
 from modelship.transport.http.openapi import BATCH_REF, ERROR_REF, RECORD_REF
-from modelship.transport.http.responses import JSONBytes
+from modelship.transport.http.responses import JSONBytes, dumps
 from modelship.transport.http.schemas import (
     BatchResponse,
     ExplainedPredictResponse,
@@ -35,6 +39,11 @@ from modelship.transport.http.schemas import (
 )
 
 router = APIRouter(tags=["predict"])
+
+PATH = "/predict"  # the route `RecordEndpoint` serves
+JSON = "application/json"
+JSON_RAW = JSON.encode()
+VERSION_HEADER_RAW = VERSION_HEADER.lower().encode()
 
 STREAM_BLOCK = 1024 * 1024
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
@@ -68,7 +77,7 @@ CSV_BODY = {"required": True, "content": CSV_CONTENT}
 
 
 @router.post(
-    "/predict",
+    PATH,
     summary="Predict one record",
     response_model=None,
     openapi_extra={
@@ -77,14 +86,89 @@ CSV_BODY = {"required": True, "content": CSV_CONTENT}
     responses={**ok(PredictResponse), **ERRORS},
 )
 async def predict(request: Request) -> Response:
-    # No Depends() here: on this route FastAPI's dependency solving cost more than validation
-    # and the model together (cProfile of the ASGI app, bench/asgi_cost.py).
-    dataplane = dataplane_of(request)
-    body = parse_json(await request.body())
-    answer = dataplane.predict_record(
-        body, request_id_of(), _explain_asked(request), request.headers.get(ROUTE_KEY_HEADER)
+    # Served by `RecordEndpoint` below whenever the serving middleware is in front (always, in
+    # an app from `create_app`); this route documents it and answers in any other assembly.
+    content, version = answer_record(
+        dataplane_of(request),
+        await request.body(),
+        request_id_of(),
+        request.scope["query_string"],
+        request.headers.get(ROUTE_KEY_HEADER),
     )
-    return JSONBytes(answer, headers={VERSION_HEADER: answer["model_version"]})
+    return Response(content, headers={VERSION_HEADER: version}, media_type=JSON)
+
+
+def answer_record(
+    dataplane: DataPlane, body: bytes, rid: str, query: bytes, route_key: str | None
+) -> tuple[bytes, str]:
+    """The answer to `POST /predict` (its JSON body and the version that answered)."""
+    answer = dataplane.predict_record(parse_json(body), rid, explain_asked(query), route_key)
+    return dumps(answer), answer["model_version"]
+
+
+class RecordEndpoint:
+    """`POST /predict` as a plain ASGI handler, called by the serving middleware once it has
+    checked the key, the size and the slot: FastAPI's exception middlewares, routing, request
+    and response objects cost more CPU per request than validation, the model and the answer
+    together (py-spy under wrk, docs/benchmarks.md#single-row-cpu). The answer is the route's:
+    the same body, headers and errors (rendered by the same `render`)."""
+
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, rid: bytes, route_key: str | None
+    ) -> int:
+        """Answer the request; returns the status sent."""
+        headers: list[tuple[bytes, bytes]]
+        try:
+            body = await self._body(receive)
+            content, version = answer_record(
+                self.dataplane, body, rid.decode(), scope["query_string"], route_key
+            )
+            status = 200
+            headers = [
+                (VERSION_HEADER_RAW, version.encode("latin-1")),
+                (b"content-length", b"%d" % len(content)),
+                (b"content-type", JSON_RAW),
+                (REQUEST_ID_HEADER, rid),
+            ]
+        except ClientDisconnect:
+            return 500  # nobody to answer (counted as FastAPI's route counted it)
+        except Exception as exc:
+            response = render(PATH, exc) if isinstance(exc, ModelshipError) else unexpected(scope)
+            status = response.status_code
+            content = bytes(response.body)
+            headers = [*response.raw_headers, (REQUEST_ID_HEADER, rid)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+        return status
+
+    async def _body(self, receive: Receive) -> bytes:
+        """The whole body, refused once it passes the limit (a body sent without
+        Content-Length: one with it was checked before)."""
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
+            return body
+        chunks = [body]
+        received = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 @router.post(
@@ -100,7 +184,10 @@ async def predict_batch(request: Request) -> Response:
     rid = request_id_of()
     body = parse_json(await request.body())
     answer = await dataplane.predict_records(
-        body, rid, _explain_asked(request), request.headers.get(ROUTE_KEY_HEADER)
+        body,
+        rid,
+        explain_asked(request.scope["query_string"]),
+        request.headers.get(ROUTE_KEY_HEADER),
     )
     return JSONBytes(answer, headers=answer_headers(rid, answer["count"], answer["model_version"]))
 
@@ -146,9 +233,11 @@ async def explain(request: Request) -> Response:
     return JSONBytes(answer, headers=answer_headers(rid, rows, answer["model_version"]))
 
 
-def _explain_asked(request: Request) -> bool:
+def explain_asked(query: bytes) -> bool:
     """`?explain=true` on /predict and /predict/batch adds each row's explanation."""
-    value = request.query_params.get("explain")
+    if not query:
+        return False
+    value = QueryParams(query).get("explain")
     if value is None or value.lower() in ("false", "0"):
         return False
     if value.lower() in ("true", "1"):
