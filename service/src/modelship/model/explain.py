@@ -46,17 +46,55 @@ class Explanations:
 
 @dataclass(frozen=True)
 class _Group:
-    """The leaves whose paths test the same number `d` of distinct features."""
+    """The leaves whose paths test the same number `d` of distinct features (slots)."""
 
     feature: npt.NDArray[np.intp]  # [leaves, d] index into the feature matrix
-    # Per slot: (input column, the leaves whose slot's feature derives from it).
-    by_column: list[list[tuple[int, npt.NDArray[np.intp]]]]
     low: F64  # [leaves, d] the interval a value must fall in (open/closed per mode)
     high: F64
     missing_ok: npt.NDArray[np.bool_]  # [leaves, d] whether a missing value follows the path
     share: F64  # [leaves, d] share of training samples the path's splits on it kept
     value: F64  # [leaves, outputs]
-    weights: F64  # [d] Shapley weights |S|! (d - |S| - 1)! / d! for |S| = 0 .. d-1
+    # Where each slot's share of a leaf's value goes: (leaf * d + slot) -> column * outputs +
+    # output, weighted by the leaf's value for that output (leaves of boosted classifiers hold
+    # one class each, so this stays as small as the trees).
+    source: npt.NDArray[np.intp]
+    target: npt.NDArray[np.intp]
+    weight: F64
+
+
+@dataclass(frozen=True)
+class _Quadrature:
+    """Path-dependent TreeSHAP's per-slot factors, evaluated at Gauss-Legendre nodes.
+
+    A slot i of a leaf gets value x (on_i - share_i) x sum_k w_k c_k, with c_k the coefficients of
+    prod_{j != i} (share_j + on_j z) and w_k = k! (d-1-k)! / d! the Shapley weights. As
+    w_k is the integral of t^k (1-t)^(d-1-k) over [0, 1], that sum is the integral of
+    prod_{j != i} (share_j (1 - t) + on_j t): a polynomial of degree d - 1, which ceil(d / 2)
+    Gauss-Legendre nodes integrate exactly. So per row and leaf: the product over slots at each
+    node, divided by each slot's own factor (a product: no cancellation, unlike unwinding the
+    polynomial's coefficients).
+    """
+
+    factor_on: F64  # [leaves, d, nodes] share (1 - t) + t: the slot's factor when the row follows
+    factor_off: F64  # [leaves, d, nodes] share (1 - t)
+    scale_on: F64  # [leaves, d, nodes] (1 - share) / factor_on x the node's weight
+    scale_off: F64  # [leaves, d, nodes] -share / factor_off x the node's weight (0 where share 0)
+
+    @classmethod
+    def of(cls, share: F64) -> _Quadrature:
+        d = share.shape[1]
+        nodes, weights = np.polynomial.legendre.leggauss(max(1, math.ceil(d / 2)))
+        t, w = (nodes + 1) / 2, weights / 2
+        s = share[..., None]
+        on = s * (1 - t) + t
+        off = s * (1 - t)
+        safe = np.where(off > 0, off, 1.0)
+        return cls(
+            factor_on=on,
+            factor_off=off,
+            scale_on=(1 - s) / on * w,
+            scale_off=np.where(off > 0, -s / safe, 0.0) * w,
+        )
 
 
 class TreeShap:
@@ -67,47 +105,33 @@ class TreeShap:
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
         self.groups, expected, _ = _leaf_groups(data)
+        self.quadratures = [_Quadrature.of(g.share) for g in self.groups]
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + expected
 
     def __call__(self, x: F64) -> F64:
         rows = x.shape[0]
         phi = np.zeros((rows, self.columns, self.outputs))
-        for group in self.groups:
-            leaves, d = group.feature.shape
-            step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * d))  # `held` is the largest
+        for group, quadrature in zip(self.groups, self.quadratures, strict=True):
+            leaves, d, nodes = quadrature.factor_on.shape
+            step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * nodes))
             for start in range(0, rows, step):
-                phi[start : start + step] += self._group(x[start : start + step], group)
+                chunk = slice(start, start + step)
+                on = _follows(x[chunk], group, self.strict)[..., None]
+                products = np.where(on, quadrature.factor_on, quadrature.factor_off).prod(axis=2)
+                per_node = np.where(on, quadrature.scale_on, quadrature.scale_off)
+                # [rows, leaves, d]: each slot's share of its leaf's value.
+                scales = np.einsum("rlp,rldp->rld", products, per_node)
+                _add_to_columns(phi[chunk], scales, group)
         return phi
 
-    def _group(self, x: F64, g: _Group) -> F64:
-        on = _follows(x, g, self.strict).astype(np.float64)
-        rows, leaves, d = on.shape
-        # Coefficients of P(z) = prod_j (share_j + on_j z): coefficient k sums the subsets of
-        # k features that follow the path, weighted by the shares of the others.
-        poly = np.zeros((rows, leaves, d + 1))
-        poly[..., 0] = 1.0
-        for j in range(d):
-            shifted = poly[..., :-1] * on[..., j, None]
-            poly *= g.share[:, j, None]
-            poly[..., 1:] += shifted
-        # P without slot i, for every i at once: divided by (share_i + z) when the row follows
-        # slot i (from the top: each step multiplies errors by share_i <= 1, so it is stable),
-        # or by share_i when it does not.
-        share = np.broadcast_to(g.share, on.shape)[..., None]
-        held = np.zeros((rows, leaves, d, d))
-        held[..., d - 1] = poly[..., None, d]
-        for k in range(d - 1, 0, -1):
-            held[..., k - 1] = poly[..., None, k] - share[..., 0] * held[..., k]
-        safe = np.where(share > 0, share, 1.0)
-        dropped = np.where(share > 0, poly[..., None, :d] / safe, 0.0)
-        without = np.where(on[..., None] > 0, held, dropped)
-        scales = (on - g.share) * (without @ g.weights)  # [rows, leaves, d]
-        phi = np.zeros((rows, self.columns, self.outputs))
-        for i in range(d):
-            scale = scales[..., i]
-            for column, leaves_of in g.by_column[i]:
-                phi[:, column, :] += scale[:, leaves_of] @ g.value[leaves_of]
-        return phi
+
+def _add_to_columns(phi: F64, scales: F64, g: _Group) -> None:
+    """Sum each slot's share of its leaf's value into phi[row, column, output], in place."""
+    rows, columns, outputs = phi.shape
+    weighted = scales.reshape(rows, -1)[:, g.source] * g.weight
+    cells = columns * outputs
+    index = (g.target + (np.arange(rows) * cells)[:, None]).ravel()
+    phi += np.bincount(index, weighted.ravel(), minlength=rows * cells).reshape(phi.shape)
 
 
 def _follows(x: F64, g: _Group, strict: bool) -> npt.NDArray[np.bool_]:
@@ -161,11 +185,7 @@ class InterventionalTreeShap:
                 plus = np.where(reached, weights[0][a, b], 0.0)[..., None]
                 minus = np.where(reached, weights[1][a, b], 0.0)[..., None]
                 scales: F64 = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
-                for i in range(d):
-                    for column, leaves_of in group.by_column[i]:
-                        phi[start : start + step, column, :] += (
-                            scales[:, leaves_of, i] @ group.value[leaves_of]
-                        )
+                _add_to_columns(phi[start : start + step], scales, group)
         return phi
 
 
@@ -239,30 +259,33 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
                 share *= covers[index[child]] / covers[r] if covers[r] > 0 else 0.0
                 missing_ok = missing_ok and bool(missing_true[r]) == went_true
                 stack.append((child, {**slots, feature: [low, high, missing_ok, share]}))
-    groups = [_slot_tables(leaves, column_of) for _, leaves in sorted(by_length.items())]
+    groups = [_slot_tables(leaves, column_of, outputs) for _, leaves in sorted(by_length.items())]
     return groups, expected, constant
 
 
-def _slot_tables(leaves: list[tuple[list[Any], F64]], column_of: npt.NDArray[Any]) -> _Group:
+def _slot_tables(
+    leaves: list[tuple[list[Any], F64]], column_of: npt.NDArray[Any], outputs: int
+) -> _Group:
     """The slot tables of leaves whose paths test the same number of distinct features."""
     d = len(leaves[0][0])
     slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
     table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
-    slot_column = column_of[slot_feature].astype(np.intp)
+    value = np.array([value for _, value in leaves])
+    # One entry per (leaf, slot, output) the leaf holds a value for.
+    leaf, output = np.nonzero(value)
+    slot = np.arange(d)
+    source = (leaf[:, None] * d + slot).ravel()
+    column = column_of[slot_feature[leaf]].astype(np.intp)  # [entries, d]
     return _Group(
         feature=slot_feature,
-        by_column=[
-            [(int(c), np.flatnonzero(slot_column[:, i] == c)) for c in np.unique(slot_column[:, i])]
-            for i in range(d)
-        ],
         low=table[..., 0],
         high=table[..., 1],
         missing_ok=table[..., 2].astype(bool),
         share=table[..., 3],
-        value=np.array([value for _, value in leaves]),
-        weights=np.array(
-            [math.factorial(k) * math.factorial(d - k - 1) / math.factorial(d) for k in range(d)]
-        ),
+        value=value,
+        source=source,
+        target=(column * outputs + output[:, None]).ravel(),
+        weight=np.repeat(value[leaf, output], d),
     )
 
 
