@@ -54,12 +54,18 @@ class _Group:
     missing_ok: npt.NDArray[np.bool_]  # [leaves, d] whether a missing value follows the path
     share: F64  # [leaves, d] share of training samples the path's splits on it kept
     value: F64  # [leaves, outputs]
-    # Where each slot's share of a leaf's value goes: (leaf * d + slot) -> column * outputs +
-    # output, weighted by the leaf's value for that output (leaves of boosted classifiers hold
-    # one class each, so this stays as small as the trees).
-    source: npt.NDArray[np.intp]
-    target: npt.NDArray[np.intp]
-    weight: F64
+    # Where each slot's share of its leaf's value goes, as matrix products on the
+    # [leaves * d, rows] shares: boosted trees' leaves hold one output each and are sorted by
+    # it, so one block per output maps a slice of slots to columns; leaves holding several
+    # outputs (forest classifiers) take one block per column mapping its slots to outputs.
+    blocks: list[_Block]
+
+
+@dataclass(frozen=True)
+class _Block:
+    slots: slice | npt.NDArray[np.intp]  # rows of the [leaves * d, rows] shares
+    matrix: F64  # [columns or outputs, slots]
+    at: tuple[slice | int, slice | int]  # where in contributions[row, column, output]
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,15 @@ class _Quadrature:
     polynomial's coefficients).
     """
 
-    factor_on: F64  # [leaves, d, nodes] share (1 - t) + t: the slot's factor when the row follows
-    factor_off: F64  # [leaves, d, nodes] share (1 - t)
-    scale_on: F64  # [leaves, d, nodes] (1 - share) / factor_on x the node's weight
-    scale_off: F64  # [leaves, d, nodes] -share / factor_off x the node's weight (0 where share 0)
+    # Logarithms, so that the product over a leaf's slots is a sum that a row's follow/not
+    # pattern (0 or 1 per slot) selects linearly: log P = log_off + sum_j on_j log_gain_j.
+    log_off: F64  # [leaves, nodes] log of the product of every slot's factor when not followed
+    log_gain: F64  # [leaves, d, nodes] log (share (1 - t) + t) - log (share (1 - t))
+    # Each slot's weight at each node, divided by its own factor (taking it out of the product):
+    scale_off: (
+        F64  # [leaves, d, nodes] -share / (share (1 - t)) x the node's weight (0 if no share)
+    )
+    scale_gain: F64  # [leaves, d, nodes] (1 - share) / (share (1 - t) + t) x weight - scale_off
 
     @classmethod
     def of(cls, share: F64) -> _Quadrature:
@@ -87,13 +98,15 @@ class _Quadrature:
         t, w = (nodes + 1) / 2, weights / 2
         s = share[..., None]
         on = s * (1 - t) + t
-        off = s * (1 - t)
-        safe = np.where(off > 0, off, 1.0)
+        # A slot no training sample took (share 0) makes the product 0 when not followed: the
+        # smallest normal float stands in for that 0 (the leaf's share then underflows to 0).
+        off = np.maximum(s * (1 - t), np.finfo(np.float64).tiny)
+        scale_off = np.where(s > 0, -s / off, 0.0) * w
         return cls(
-            factor_on=on,
-            factor_off=off,
-            scale_on=(1 - s) / on * w,
-            scale_off=np.where(off > 0, -s / safe, 0.0) * w,
+            log_off=np.log(off).sum(axis=1),
+            log_gain=np.log(on) - np.log(off),
+            scale_off=scale_off,
+            scale_gain=(1 - s) / on * w - scale_off,
         )
 
 
@@ -104,43 +117,47 @@ class TreeShap:
         self.columns = columns
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
-        self.groups, expected, _ = _leaf_groups(data)
+        self.groups, expected, _ = _leaf_groups(data, columns)
         self.quadratures = [_Quadrature.of(g.share) for g in self.groups]
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + expected
 
     def __call__(self, x: F64) -> F64:
         rows = x.shape[0]
         phi = np.zeros((rows, self.columns, self.outputs))
-        for group, quadrature in zip(self.groups, self.quadratures, strict=True):
-            leaves, d, nodes = quadrature.factor_on.shape
+        for group, q in zip(self.groups, self.quadratures, strict=True):
+            leaves, d, nodes = q.log_gain.shape
             step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * nodes))
             for start in range(0, rows, step):
                 chunk = slice(start, start + step)
-                on = _follows(x[chunk], group, self.strict)[..., None]
-                products = np.where(on, quadrature.factor_on, quadrature.factor_off).prod(axis=2)
-                per_node = np.where(on, quadrature.scale_on, quadrature.scale_off)
-                # [rows, leaves, d]: each slot's share of its leaf's value.
-                scales = np.einsum("rlp,rldp->rld", products, per_node)
-                _add_to_columns(phi[chunk], scales, group)
+                on = _follows(x[chunk], group, self.strict).astype(np.float64)  # [leaves, d, rows]
+                # log of the product over slots at each node: [leaves, nodes, rows]
+                logs = np.repeat(q.log_off[:, :, None], on.shape[2], axis=2)
+                for j in range(d):
+                    logs += q.log_gain[:, j, :, None] * on[:, None, j, :]
+                products = np.exp(logs)
+                # [leaves, d, rows]: each slot's share of its leaf's value.
+                scales = np.zeros_like(on)
+                gains = np.zeros_like(on)
+                for n in range(nodes):
+                    scales += q.scale_off[:, :, n, None] * products[:, None, n, :]
+                    gains += q.scale_gain[:, :, n, None] * products[:, None, n, :]
+                scales += on * gains
+                _add_to_columns(phi[chunk], scales.reshape(leaves * d, -1), group)
         return phi
 
 
 def _add_to_columns(phi: F64, scales: F64, g: _Group) -> None:
-    """Sum each slot's share of its leaf's value into phi[row, column, output], in place."""
-    rows, columns, outputs = phi.shape
-    weighted = scales.reshape(rows, -1)[:, g.source] * g.weight
-    cells = columns * outputs
-    index = (g.target + (np.arange(rows) * cells)[:, None]).ravel()
-    phi += np.bincount(index, weighted.ravel(), minlength=rows * cells).reshape(phi.shape)
+    """Sum each slot's share of its leaf's value ([leaves * d, rows]) into phi, in place."""
+    for block in g.blocks:
+        phi[(slice(None), *block.at)] += (block.matrix @ scales[block.slots]).T
 
 
 def _follows(x: F64, g: _Group, strict: bool) -> npt.NDArray[np.bool_]:
-    """[rows, leaves, d]: whether each row's value of each slot's feature follows the path."""
-    values = x[:, g.feature]
-    inside = (
-        (values >= g.low) & (values < g.high) if strict else ((values > g.low) & (values <= g.high))
-    )
-    return np.where(np.isnan(values), g.missing_ok, inside)
+    """[leaves, d, rows]: whether each row's value of each slot's feature follows the path."""
+    values = x.T[g.feature]
+    low, high = g.low[..., None], g.high[..., None]
+    inside = (values >= low) & (values < high) if strict else ((values > low) & (values <= high))
+    return np.where(np.isnan(values), g.missing_ok[..., None], inside)
 
 
 class InterventionalTreeShap:
@@ -158,15 +175,17 @@ class InterventionalTreeShap:
         self.columns = columns
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
-        self.groups, _, constant = _leaf_groups(data)
+        self.groups, _, constant = _leaf_groups(data, columns)
         self.background: F64 = np.asarray(data["background"], dtype=np.float64)
-        reached = [_follows(self.background, g, self.strict).all(axis=2) for g in self.groups]
+        reached = [_follows(self.background, g, self.strict).all(axis=1).T for g in self.groups]
         mean_leaves = sum(
             (r.mean(axis=0) @ g.value for r, g in zip(reached, self.groups, strict=True)),
             np.zeros(self.outputs),
         )
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + constant + mean_leaves
-        self._z_follows = [_follows(self.background, g, self.strict) for g in self.groups]
+        self._z_follows = [
+            _rows_first(_follows(self.background, g, self.strict)) for g in self.groups
+        ]
 
     def __call__(self, x: F64) -> F64:
         rows = x.shape[0]
@@ -177,7 +196,7 @@ class InterventionalTreeShap:
             weights = _pair_weights(d)
             step = max(1, _CHUNK_ELEMENTS // max(1, pairs * leaves * d))
             for start in range(0, rows, step):
-                x_on = _follows(x[start : start + step], group, self.strict)[:, None]
+                x_on = _rows_first(_follows(x[start : start + step], group, self.strict))[:, None]
                 only_x = x_on & ~z_on[None]  # [rows, background, leaves, d]
                 only_z = ~x_on & z_on[None]
                 reached = (x_on | z_on[None]).all(axis=3)
@@ -185,8 +204,14 @@ class InterventionalTreeShap:
                 plus = np.where(reached, weights[0][a, b], 0.0)[..., None]
                 minus = np.where(reached, weights[1][a, b], 0.0)[..., None]
                 scales: F64 = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
-                _add_to_columns(phi[start : start + step], scales, group)
+                shares = scales.transpose(1, 2, 0).reshape(leaves * d, -1)
+                _add_to_columns(phi[start : start + step], shares, group)
         return phi
+
+
+def _rows_first(on: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """[leaves, d, rows] -> [rows, leaves, d]."""
+    return on.transpose(2, 0, 1)
 
 
 def _pair_weights(d: int) -> tuple[F64, F64]:
@@ -201,7 +226,7 @@ def _pair_weights(d: int) -> tuple[F64, F64]:
     return plus, minus
 
 
-def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
+def _leaf_groups(data: dict[str, Any], columns: int) -> tuple[list[_Group], F64, F64]:
     """Walk every tree once: each leaf's path becomes one slot per distinct feature."""
     tree_ids = np.asarray(data["tree_ids"])
     node_ids = np.asarray(data["node_ids"])
@@ -259,23 +284,44 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
                 share *= covers[index[child]] / covers[r] if covers[r] > 0 else 0.0
                 missing_ok = missing_ok and bool(missing_true[r]) == went_true
                 stack.append((child, {**slots, feature: [low, high, missing_ok, share]}))
-    groups = [_slot_tables(leaves, column_of, outputs) for _, leaves in sorted(by_length.items())]
+    groups = [
+        _slot_tables(leaves, column_of, columns, outputs) for _, leaves in sorted(by_length.items())
+    ]
     return groups, expected, constant
 
 
 def _slot_tables(
-    leaves: list[tuple[list[Any], F64]], column_of: npt.NDArray[Any], outputs: int
+    leaves: list[tuple[list[Any], F64]],
+    column_of: npt.NDArray[Any],
+    columns: int,
+    outputs: int,
 ) -> _Group:
     """The slot tables of leaves whose paths test the same number of distinct features."""
     d = len(leaves[0][0])
     slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
     table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
     value = np.array([value for _, value in leaves])
-    # One entry per (leaf, slot, output) the leaf holds a value for.
-    leaf, output = np.nonzero(value)
-    slot = np.arange(d)
-    source = (leaf[:, None] * d + slot).ravel()
-    column = column_of[slot_feature[leaf]].astype(np.intp)  # [entries, d]
+    one_each = bool(((value != 0).sum(axis=1) <= 1).all())
+    if one_each:  # sorted by output: each output's slots are one slice
+        output = np.abs(value).argmax(axis=1)
+        order = np.argsort(output, kind="stable")
+        slot_feature, table, value, output = (
+            a[order] for a in (slot_feature, table, value, output)
+        )
+    slot_column = column_of[slot_feature].astype(np.intp).ravel()  # [leaves * d]
+    slot_value = np.repeat(value, d, axis=0)  # [leaves * d, outputs]
+    blocks: list[_Block] = []
+    if one_each:
+        bounds = np.searchsorted(np.repeat(output, d), np.arange(outputs + 1))
+        for k in range(outputs):
+            part = slice(int(bounds[k]), int(bounds[k + 1]))
+            matrix = np.zeros((columns, part.stop - part.start))
+            matrix[slot_column[part], np.arange(part.stop - part.start)] = slot_value[part, k]
+            blocks.append(_Block(slots=part, matrix=matrix, at=(slice(None), k)))
+    else:
+        for c in np.unique(slot_column):
+            mine = np.flatnonzero(slot_column == c)
+            blocks.append(_Block(slots=mine, matrix=slot_value[mine].T, at=(int(c), slice(None))))
     return _Group(
         feature=slot_feature,
         low=table[..., 0],
@@ -283,9 +329,7 @@ def _slot_tables(
         missing_ok=table[..., 2].astype(bool),
         share=table[..., 3],
         value=value,
-        source=source,
-        target=(column * outputs + output[:, None]).ravel(),
-        weight=np.repeat(value[leaf, output], d),
+        blocks=blocks,
     )
 
 
