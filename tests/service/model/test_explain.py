@@ -24,7 +24,6 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from bench.explain_cost import letters_table
 from bench.search import wide
 from bench.training import many_classes_table
 from modelship.build.explanation import record
@@ -205,38 +204,6 @@ def test_histogram_boosting_matches_shap(task: Task, insurance_frame: pd.DataFra
         _close(ours.contributions[:, :, k], _by_column(theirs[:, :, k], owner, x.shape[1]))
     total = ours.base + ours.contributions.sum(axis=1)
     np.testing.assert_allclose(total, pipeline.decision_function(served), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_26_classes_and_300_categories_match_shap() -> None:
-    """A 20,000-row, 26-class LightGBM with a 300-category column: per class, in log-odds, the
-    300 one-hot features summed back to their column."""
-    from lightgbm import LGBMClassifier
-
-    x, y = letters_table(20_000)
-    estimator = LGBMClassifier(n_estimators=10, num_leaves=15, verbose=-1, random_state=0)
-    kinds = _kinds(x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipeline = pipeline_around(estimator, kinds).fit(x, y)
-    onnx_bytes, names = export_onnx(pipeline, kinds, "classification")
-    classes = [str(c) for c in pipeline.classes_]
-    recorded = record(
-        onnx_bytes, pipeline=pipeline, frame=x, columns=list(x.columns), task="classification",
-        classes=classes,
-    )  # fmt: skip
-    explainer = Explainer(recorded.data, len(x.columns))
-    rows = x.head(300)
-    ours = explainer.explain(onnx_feeds(rows, kinds, names))
-    owner = np.load(io.BytesIO(recorded.data))["column_of_feature"]
-    assert list(np.unique(owner)) == [0, 1, 2, 3, 4, 5, 6]  # 306 features, 7 columns
-    features = pipeline[:-1].transform(rows).astype(np.float32)
-    reference = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
-    theirs = np.asarray(reference.shap_values(features, check_additivity=False))
-    for k in range(26):
-        _close(ours.contributions[:, :, k], _by_column(theirs[:, :, k], owner, x.shape[1]))
-    margins = pipeline[-1].predict(pipeline[:-1].transform(rows), raw_score=True)
-    np.testing.assert_allclose(ours.base + ours.contributions.sum(axis=1), margins, atol=1e-4)
 
 
 # Every family on every table: the insurance data (regression), a 20,000-row 26-class table and

@@ -7,9 +7,11 @@ none), and a small ONNX graph that computes the features the trees or the linear
 
 Trees use path-dependent TreeSHAP (`shap.TreeExplainer`'s default): each leaf's path is
 reduced, once at load, to one slot per distinct feature on it (the interval the feature must
-fall in, where a missing value goes, and the share of training samples that went this way).
-A row's Shapley values are then sums over leaves of polynomials in those slots, computed for
-all rows and leaves at once with numpy. Linear models: coefficient x (value - training mean).
+fall in, where a missing value goes, and the share of training samples that went this way),
+as GPUTreeShap does. A row's Shapley values are then, per leaf and slot, an integral of a
+product over the other slots that a few Gauss-Legendre nodes give exactly (`_Quadrature`),
+computed for a block of rows and every leaf at once with numpy; everything that does not depend
+on the row is tabulated at load. Linear models: coefficient x (value - training mean).
 Contributions of derived features (one-hot columns, ...) are summed to the input column they
 came from, so `base + sum(contributions) == prediction` in the space the model adds in.
 """
@@ -54,18 +56,14 @@ class _Group:
     missing_ok: npt.NDArray[np.bool_]  # [leaves, d] whether a missing value follows the path
     share: F64  # [leaves, d] share of training samples the path's splits on it kept
     value: F64  # [leaves, outputs]
-    # Where each slot's share of its leaf's value goes, as matrix products on the
-    # [leaves * d, rows] shares: boosted trees' leaves hold one output each and are sorted by
-    # it, so one block per output maps a slice of slots to columns; leaves holding several
-    # outputs (forest classifiers) take one block per column mapping its slots to outputs.
-    blocks: list[_Block]
-
-
-@dataclass(frozen=True)
-class _Block:
-    slots: slice | npt.NDArray[np.intp]  # rows of the [leaves * d, rows] shares
-    matrix: F64  # [columns or outputs, slots]
-    at: tuple[slice | int, slice | int]  # where in contributions[row, column, output]
+    # Where each slot's share of its leaf's value goes: entries (slot, cell, weight), with slot
+    # a row of the [leaves * d, rows] shares, cell = column * outputs + output of the
+    # contributions, weight the leaf's value for that output; sorted by cell, so each cell is a
+    # sum of consecutive entries, added in the same order whatever the rows explained with it.
+    entry_slot: npt.NDArray[np.intp]
+    entry_weight: F64
+    cell_starts: npt.NDArray[np.intp]  # where each cell's entries start
+    cells: npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class TreeShap:
         self.columns = columns
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
-        self.groups, expected, _ = _leaf_groups(data, columns)
+        self.groups, expected, _ = _leaf_groups(data)
         self.quadratures = [_Quadrature.of(g.share) for g in self.groups]
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + expected
 
@@ -148,8 +146,10 @@ class TreeShap:
 
 def _add_to_columns(phi: F64, scales: F64, g: _Group) -> None:
     """Sum each slot's share of its leaf's value ([leaves * d, rows]) into phi, in place."""
-    for block in g.blocks:
-        phi[(slice(None), *block.at)] += (block.matrix @ scales[block.slots]).T
+    if not len(g.cells):  # every leaf of the group holds 0
+        return
+    weighted = scales[g.entry_slot] * g.entry_weight[:, None]
+    phi.reshape(len(phi), -1)[:, g.cells] += np.add.reduceat(weighted, g.cell_starts, axis=0).T
 
 
 def _follows(x: F64, g: _Group, strict: bool) -> npt.NDArray[np.bool_]:
@@ -175,7 +175,7 @@ class InterventionalTreeShap:
         self.columns = columns
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
-        self.groups, _, constant = _leaf_groups(data, columns)
+        self.groups, _, constant = _leaf_groups(data)
         self.background: F64 = np.asarray(data["background"], dtype=np.float64)
         reached = [_follows(self.background, g, self.strict).all(axis=1).T for g in self.groups]
         mean_leaves = sum(
@@ -226,7 +226,7 @@ def _pair_weights(d: int) -> tuple[F64, F64]:
     return plus, minus
 
 
-def _leaf_groups(data: dict[str, Any], columns: int) -> tuple[list[_Group], F64, F64]:
+def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
     """Walk every tree once: each leaf's path becomes one slot per distinct feature."""
     tree_ids = np.asarray(data["tree_ids"])
     node_ids = np.asarray(data["node_ids"])
@@ -284,16 +284,13 @@ def _leaf_groups(data: dict[str, Any], columns: int) -> tuple[list[_Group], F64,
                 share *= covers[index[child]] / covers[r] if covers[r] > 0 else 0.0
                 missing_ok = missing_ok and bool(missing_true[r]) == went_true
                 stack.append((child, {**slots, feature: [low, high, missing_ok, share]}))
-    groups = [
-        _slot_tables(leaves, column_of, columns, outputs) for _, leaves in sorted(by_length.items())
-    ]
+    groups = [_slot_tables(leaves, column_of, outputs) for _, leaves in sorted(by_length.items())]
     return groups, expected, constant
 
 
 def _slot_tables(
     leaves: list[tuple[list[Any], F64]],
     column_of: npt.NDArray[Any],
-    columns: int,
     outputs: int,
 ) -> _Group:
     """The slot tables of leaves whose paths test the same number of distinct features."""
@@ -301,27 +298,11 @@ def _slot_tables(
     slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
     table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
     value = np.array([value for _, value in leaves])
-    one_each = bool(((value != 0).sum(axis=1) <= 1).all())
-    if one_each:  # sorted by output: each output's slots are one slice
-        output = np.abs(value).argmax(axis=1)
-        order = np.argsort(output, kind="stable")
-        slot_feature, table, value, output = (
-            a[order] for a in (slot_feature, table, value, output)
-        )
-    slot_column = column_of[slot_feature].astype(np.intp).ravel()  # [leaves * d]
-    slot_value = np.repeat(value, d, axis=0)  # [leaves * d, outputs]
-    blocks: list[_Block] = []
-    if one_each:
-        bounds = np.searchsorted(np.repeat(output, d), np.arange(outputs + 1))
-        for k in range(outputs):
-            part = slice(int(bounds[k]), int(bounds[k + 1]))
-            matrix = np.zeros((columns, part.stop - part.start))
-            matrix[slot_column[part], np.arange(part.stop - part.start)] = slot_value[part, k]
-            blocks.append(_Block(slots=part, matrix=matrix, at=(slice(None), k)))
-    else:
-        for c in np.unique(slot_column):
-            mine = np.flatnonzero(slot_column == c)
-            blocks.append(_Block(slots=mine, matrix=slot_value[mine].T, at=(int(c), slice(None))))
+    leaf, output = np.nonzero(value)  # boosters' leaves hold one output, forests' all
+    slot = (leaf[:, None] * d + np.arange(d)).ravel()
+    cell = (column_of[slot_feature[leaf]] * outputs + output[:, None]).ravel()
+    order = np.argsort(cell, kind="stable")
+    cells, starts = np.unique(cell[order], return_index=True)
     return _Group(
         feature=slot_feature,
         low=table[..., 0],
@@ -329,7 +310,10 @@ def _slot_tables(
         missing_ok=table[..., 2].astype(bool),
         share=table[..., 3],
         value=value,
-        blocks=blocks,
+        entry_slot=slot[order],
+        entry_weight=np.repeat(value[leaf, output], d)[order],
+        cell_starts=starts.astype(np.intp),
+        cells=cells.astype(np.intp),
     )
 
 
