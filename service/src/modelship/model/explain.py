@@ -50,14 +50,15 @@ class Explanations:
 class _Group:
     """The leaves whose paths test the same number `d` of distinct features (slots)."""
 
-    feature: npt.NDArray[np.intp]  # [leaves, d] index into the feature matrix
-    low: F64  # [leaves, d] the interval a value must fall in (open/closed per mode)
+    # Slot-major ([d, leaves]): what numpy steps through for one slot is contiguous.
+    feature: npt.NDArray[np.intp]  # [d, leaves] index into the feature matrix
+    low: F64  # [d, leaves] the interval a value must fall in (open/closed per mode)
     high: F64
-    missing_ok: npt.NDArray[np.bool_]  # [leaves, d] whether a missing value follows the path
-    share: F64  # [leaves, d] share of training samples the path's splits on it kept
+    missing_ok: npt.NDArray[np.bool_]  # [d, leaves] whether a missing value follows the path
+    share: F64  # [d, leaves] share of training samples the path's splits on it kept
     value: F64  # [leaves, outputs]
     # Where each slot's share of its leaf's value goes: entries (slot, cell, weight), with slot
-    # a row of the [leaves * d, rows] shares, cell = column * outputs + output of the
+    # a row of the [d * leaves, rows] shares, cell = column * outputs + output of the
     # contributions, weight the leaf's value for that output; sorted by cell, so each cell is a
     # sum of consecutive entries, added in the same order whatever the rows explained with it.
     entry_slot: npt.NDArray[np.intp]
@@ -81,30 +82,30 @@ class _Quadrature:
 
     # Logarithms, so that the product over a leaf's slots is a sum that a row's follow/not
     # pattern (0 or 1 per slot) selects linearly: log P = log_off + sum_j on_j log_gain_j.
-    log_off: F64  # [leaves, nodes] log of the product of every slot's factor when not followed
-    log_gain: F64  # [leaves, d, nodes] log (share (1 - t) + t) - log (share (1 - t))
+    log_off: F64  # [nodes, leaves] log of the product of every slot's factor when not followed
+    log_gain: F64  # [d, nodes, leaves] log (share (1 - t) + t) - log (share (1 - t))
     # Each slot's weight at each node, divided by its own factor (taking it out of the product):
     scale_off: (
-        F64  # [leaves, d, nodes] -share / (share (1 - t)) x the node's weight (0 if no share)
+        F64  # [nodes, d, leaves] -share / (share (1 - t)) x the node's weight (0 if no share)
     )
-    scale_gain: F64  # [leaves, d, nodes] (1 - share) / (share (1 - t) + t) x weight - scale_off
+    scale_gain: F64  # [nodes, d, leaves] (1 - share) / (share (1 - t) + t) x weight - scale_off
 
     @classmethod
     def of(cls, share: F64) -> _Quadrature:
-        d = share.shape[1]
+        d = share.shape[0]
         nodes, weights = np.polynomial.legendre.leggauss(max(1, math.ceil(d / 2)))
-        t, w = (nodes + 1) / 2, weights / 2
-        s = share[..., None]
+        t, w = ((nodes + 1) / 2)[:, None], (weights / 2)[:, None]
+        s = share[:, None, :]  # [d, nodes, leaves] below
         on = s * (1 - t) + t
         # A slot no training sample took (share 0) makes the product 0 when not followed: the
         # smallest normal float stands in for that 0 (the leaf's share then underflows to 0).
         off = np.maximum(s * (1 - t), np.finfo(np.float64).tiny)
         scale_off = np.where(s > 0, -s / off, 0.0) * w
         return cls(
-            log_off=np.log(off).sum(axis=1),
+            log_off=np.log(off).sum(axis=0),
             log_gain=np.log(on) - np.log(off),
-            scale_off=scale_off,
-            scale_gain=(1 - s) / on * w - scale_off,
+            scale_off=np.ascontiguousarray(scale_off.transpose(1, 0, 2)),
+            scale_gain=np.ascontiguousarray(((1 - s) / on * w - scale_off).transpose(1, 0, 2)),
         )
 
 
@@ -123,29 +124,29 @@ class TreeShap:
         rows = x.shape[0]
         phi = np.zeros((rows, self.columns, self.outputs))
         for group, q in zip(self.groups, self.quadratures, strict=True):
-            leaves, d, nodes = q.log_gain.shape
+            d, nodes, leaves = q.log_gain.shape
             step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * nodes))
             for start in range(0, rows, step):
                 chunk = slice(start, start + step)
-                on = _follows(x[chunk], group, self.strict).astype(np.float64)  # [leaves, d, rows]
-                # log of the product over slots at each node: [leaves, nodes, rows]
-                logs = np.repeat(q.log_off[:, :, None], on.shape[2], axis=2)
-                for j in range(d):
-                    logs += q.log_gain[:, j, :, None] * on[:, None, j, :]
+                on = _follows(x[chunk], group, self.strict).astype(np.float64)  # [d, leaves, rows]
+                # log of the product over slots at each node: [nodes, leaves, rows]
+                logs = q.log_off[:, :, None] + q.log_gain[0][:, :, None] * on[0]
+                for j in range(1, d):
+                    logs += q.log_gain[j][:, :, None] * on[j]
                 products = np.exp(logs)
-                # [leaves, d, rows]: each slot's share of its leaf's value.
-                scales = np.zeros_like(on)
-                gains = np.zeros_like(on)
-                for n in range(nodes):
-                    scales += q.scale_off[:, :, n, None] * products[:, None, n, :]
-                    gains += q.scale_gain[:, :, n, None] * products[:, None, n, :]
+                # [d, leaves, rows]: each slot's share of its leaf's value.
+                scales = q.scale_off[0][:, :, None] * products[0]
+                gains = q.scale_gain[0][:, :, None] * products[0]
+                for n in range(1, nodes):
+                    scales += q.scale_off[n][:, :, None] * products[n]
+                    gains += q.scale_gain[n][:, :, None] * products[n]
                 scales += on * gains
-                _add_to_columns(phi[chunk], scales.reshape(leaves * d, -1), group)
+                _add_to_columns(phi[chunk], scales.reshape(d * leaves, -1), group)
         return phi
 
 
 def _add_to_columns(phi: F64, scales: F64, g: _Group) -> None:
-    """Sum each slot's share of its leaf's value ([leaves * d, rows]) into phi, in place."""
+    """Sum each slot's share of its leaf's value ([d * leaves, rows]) into phi, in place."""
     if not len(g.cells):  # every leaf of the group holds 0
         return
     weighted = scales[g.entry_slot] * g.entry_weight[:, None]
@@ -153,7 +154,7 @@ def _add_to_columns(phi: F64, scales: F64, g: _Group) -> None:
 
 
 def _follows(x: F64, g: _Group, strict: bool) -> npt.NDArray[np.bool_]:
-    """[leaves, d, rows]: whether each row's value of each slot's feature follows the path."""
+    """[d, leaves, rows]: whether each row's value of each slot's feature follows the path."""
     values = x.T[g.feature]
     low, high = g.low[..., None], g.high[..., None]
     inside = (values >= low) & (values < high) if strict else ((values > low) & (values <= high))
@@ -177,7 +178,7 @@ class InterventionalTreeShap:
         self.outputs = int(data["outputs"])
         self.groups, _, constant = _leaf_groups(data)
         self.background: F64 = np.asarray(data["background"], dtype=np.float64)
-        reached = [_follows(self.background, g, self.strict).all(axis=1).T for g in self.groups]
+        reached = [_follows(self.background, g, self.strict).all(axis=0).T for g in self.groups]
         mean_leaves = sum(
             (r.mean(axis=0) @ g.value for r, g in zip(reached, self.groups, strict=True)),
             np.zeros(self.outputs),
@@ -192,7 +193,7 @@ class InterventionalTreeShap:
         phi = np.zeros((rows, self.columns, self.outputs))
         pairs = len(self.background)
         for group, z_on in zip(self.groups, self._z_follows, strict=True):
-            leaves, d = group.feature.shape
+            d, leaves = group.feature.shape
             weights = _pair_weights(d)
             step = max(1, _CHUNK_ELEMENTS // max(1, pairs * leaves * d))
             for start in range(0, rows, step):
@@ -204,14 +205,14 @@ class InterventionalTreeShap:
                 plus = np.where(reached, weights[0][a, b], 0.0)[..., None]
                 minus = np.where(reached, weights[1][a, b], 0.0)[..., None]
                 scales: F64 = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
-                shares = scales.transpose(1, 2, 0).reshape(leaves * d, -1)
+                shares = scales.transpose(2, 1, 0).reshape(d * leaves, -1)
                 _add_to_columns(phi[start : start + step], shares, group)
         return phi
 
 
 def _rows_first(on: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """[leaves, d, rows] -> [rows, leaves, d]."""
-    return on.transpose(2, 0, 1)
+    """[d, leaves, rows] -> [rows, leaves, d]."""
+    return on.transpose(2, 1, 0)
 
 
 def _pair_weights(d: int) -> tuple[F64, F64]:
@@ -299,16 +300,16 @@ def _slot_tables(
     table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
     value = np.array([value for _, value in leaves])
     leaf, output = np.nonzero(value)  # boosters' leaves hold one output, forests' all
-    slot = (leaf[:, None] * d + np.arange(d)).ravel()
+    slot = (np.arange(d) * len(leaves) + leaf[:, None]).ravel()
     cell = (column_of[slot_feature[leaf]] * outputs + output[:, None]).ravel()
     order = np.argsort(cell, kind="stable")
     cells, starts = np.unique(cell[order], return_index=True)
     return _Group(
-        feature=slot_feature,
-        low=table[..., 0],
-        high=table[..., 1],
-        missing_ok=table[..., 2].astype(bool),
-        share=table[..., 3],
+        feature=np.ascontiguousarray(slot_feature.T),
+        low=np.ascontiguousarray(table[..., 0].T),
+        high=np.ascontiguousarray(table[..., 1].T),
+        missing_ok=np.ascontiguousarray(table[..., 2].T.astype(bool)),
+        share=np.ascontiguousarray(table[..., 3].T),
         value=value,
         entry_slot=slot[order],
         entry_weight=np.repeat(value[leaf, output], d)[order],
