@@ -85,9 +85,7 @@ class _Quadrature:
     log_off: F64  # [nodes, leaves] log of the product of every slot's factor when not followed
     log_gain: F64  # [d, nodes, leaves] log (share (1 - t) + t) - log (share (1 - t))
     # Each slot's weight at each node, divided by its own factor (taking it out of the product):
-    scale_off: (
-        F64  # [nodes, d, leaves] -share / (share (1 - t)) x the node's weight (0 if no share)
-    )
+    scale_off: F64  # [nodes, d, leaves] -share / (share (1 - t)) x weight (0 if no share)
     scale_gain: F64  # [nodes, d, leaves] (1 - share) / (share (1 - t) + t) x weight - scale_off
 
     @classmethod
