@@ -1,7 +1,7 @@
 """What an exact explanation costs per row, against the prediction alone (docs/service.md#explain).
 
-    uv run python bench/explain_cost.py            # the three models of docs/service.md
-    uv run python bench/explain_cost.py --repeats 500
+    uv run python -m bench.explain_cost              # the three models of docs/service.md
+    uv run python -m bench.explain_cost --repeats 50 # the command of docs/service.md#explain
 
 Three models, as the issue asked: 100-tree gradient boosting and 500-tree LightGBM on the bundled
 insurance data, and a 26-class LightGBM (100 rounds x 26 classes, 15 leaves: the menu's sizing for

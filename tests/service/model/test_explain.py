@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
+    ExtraTreesClassifier,
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
@@ -19,11 +21,15 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 
-from bench.explain_cost import letters_table
+from bench.search import wide
+from bench.training import many_classes_table
 from modelship.build.explanation import record
+from modelship.build.training.data import BUNDLED_DATA
 from modelship.build.training.export import export_onnx, onnx_feeds
-from modelship.build.training.models import pipeline_around
+from modelship.build.training.models import LabelledXGBClassifier, pipeline_around
 from modelship.contracts.card import FeatureKind, Task
 from modelship.model.explain import Explainer, Explanations
 
@@ -200,33 +206,190 @@ def test_histogram_boosting_matches_shap(task: Task, insurance_frame: pd.DataFra
     np.testing.assert_allclose(total, pipeline.decision_function(served), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.slow
-def test_26_classes_and_300_categories_match_shap() -> None:
-    """A 20,000-row, 26-class LightGBM with a 300-category column: per class, in log-odds, the
-    300 one-hot features summed back to their column."""
-    from lightgbm import LGBMClassifier
+# Every family on every table: the insurance data (regression), a 20,000-row 26-class table and
+# a wide table of 24 columns of up to 200 categories (two classes). The families that take
+# missing values natively get a pipeline without imputation and numbers missing at random, so
+# that their trees' missing-value branches are taken; the others get the training menu's pipeline.
+MISSING_SHARE = 0.1
+EXPLAINED_ROWS = 30
 
-    x, y = letters_table(20_000)
-    estimator = LGBMClassifier(n_estimators=10, num_leaves=15, verbose=-1, random_state=0)
+
+def _insurance_table() -> tuple[pd.DataFrame, pd.Series, Task]:
+    frame = pd.read_csv(BUNDLED_DATA)
+    return frame.drop(columns="charges"), frame["charges"], "regression"
+
+
+def _letters_table() -> tuple[pd.DataFrame, pd.Series, Task]:
+    frame = many_classes_table(20_000)
+    return frame.drop(columns="letter"), frame["letter"], "classification"
+
+
+def _wide_table() -> tuple[pd.DataFrame, pd.Series, Task]:
+    frame, target, _ = wide(rows=1_000)
+    return frame.drop(columns=target), frame[target], "classification"
+
+
+TABLES = {
+    "insurance": _insurance_table,
+    "letters-26-classes": _letters_table,
+    "wide-categories": _wide_table,
+}
+
+
+def _family(name: str, task: Task) -> Any:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+    )
+    from xgboost import XGBRegressor
+
+    regression = task == "regression"
+    families: dict[str, Any] = {
+        "gradient-boosting": (
+            GradientBoostingRegressor if regression else GradientBoostingClassifier
+        )(n_estimators=20 if regression else 3, max_depth=3, random_state=0),
+        "random-forest": (RandomForestRegressor if regression else RandomForestClassifier)(
+            n_estimators=5, max_depth=6, random_state=0
+        ),
+        "extra-trees": (ExtraTreesRegressor if regression else ExtraTreesClassifier)(
+            n_estimators=5, max_depth=6, random_state=0
+        ),
+        "histogram-boosting": (
+            HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+        )(max_iter=10, random_state=0),
+        "lightgbm": (LGBMRegressor if regression else LGBMClassifier)(
+            n_estimators=10, num_leaves=15, verbose=-1, random_state=0
+        ),
+        "xgboost": (XGBRegressor if regression else LabelledXGBClassifier)(
+            n_estimators=10, max_depth=4, random_state=0
+        ),
+    }
+    return families[name]
+
+
+TAKES_MISSING = {"histogram-boosting", "lightgbm", "xgboost"}
+
+
+def _with_missing_numbers(x: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    numbers = [c for c in x if x[c].dtype.kind in "if"]
+    x = x.astype(dict.fromkeys(numbers, np.float64))
+    for column in numbers:
+        x.loc[rng.random(len(x)) < MISSING_SHARE, column] = np.nan
+    return x
+
+
+def _without_imputation(estimator: Any, kinds: dict[str, FeatureKind]) -> Pipeline:
+    """Numbers passed through as they are (missing ones too), categories one-hot encoded."""
+    numeric = [c for c, k in kinds.items() if k == "numeric"]
+    categorical = [c for c, k in kinds.items() if k == "categorical"]
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    features = ColumnTransformer(
+        [("numeric", "passthrough", numeric), ("categorical", encoder, categorical)],
+        sparse_threshold=0.0,
+    )
+    return Pipeline([("features", features), ("model", estimator)])
+
+
+def _reference(estimator: Any, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """shap's path-dependent TreeSHAP on the source model: [rows, features, outputs]."""
+    if isinstance(estimator, GradientBoostingClassifier) and estimator.estimators_.shape[1] > 1:
+        # shap reads only two-class gradient boosting: one shap tree ensemble per class, from
+        # scikit-learn's own trees (values scaled by the learning rate, as the model adds them).
+        per_class = [
+            shap.TreeExplainer(
+                {"trees": [_shap_tree(t.tree_, estimator.learning_rate) for t in trees]},
+                feature_perturbation="tree_path_dependent",
+            ).shap_values(features, check_additivity=False)
+            for trees in estimator.estimators_.T
+        ]
+        return np.stack(per_class, axis=-1)
+    explainer = shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
+    theirs = np.asarray(explainer.shap_values(features, check_additivity=False))
+    if theirs.ndim == 3 and theirs.shape[0] != len(features):  # one [rows, features] per class
+        theirs = theirs.transpose(1, 2, 0)
+    return theirs.reshape(len(features), features.shape[1], -1)
+
+
+def _shap_tree(tree: Any, scale: float) -> dict[str, Any]:
+    return {
+        "children_left": tree.children_left,
+        "children_right": tree.children_right,
+        "children_default": tree.children_left,
+        "features": tree.feature,
+        "thresholds": tree.threshold,
+        "values": tree.value[:, :, 0] * scale,
+        "node_sample_weight": tree.weighted_n_node_samples,
+    }
+
+
+def _model_space(estimator: Any, features: np.ndarray[Any, Any], task: Task) -> Any:
+    """The source model's answer in the space its trees add in: [rows, outputs]."""
+    if task == "regression":
+        answer = estimator.predict(features)
+    elif isinstance(estimator, RandomForestClassifier | ExtraTreesClassifier):
+        answer = estimator.predict_proba(features)
+    elif hasattr(estimator, "booster_"):  # LightGBM
+        answer = estimator.predict(features, raw_score=True)
+    elif hasattr(estimator, "get_booster"):  # XGBoost
+        answer = estimator.get_booster().inplace_predict(features, predict_type="margin")
+    else:
+        answer = estimator.decision_function(features)
+    return np.asarray(answer).reshape(len(features), -1)
+
+
+@pytest.mark.parametrize(
+    "family", sorted(["gradient-boosting", "random-forest", "extra-trees", *TAKES_MISSING])
+)
+@pytest.mark.parametrize(
+    "table",
+    [
+        "insurance",
+        pytest.param("letters-26-classes", marks=pytest.mark.slow),
+        "wide-categories",
+    ],
+)
+def test_every_family_matches_shap_on_every_table(table: str, family: str) -> None:
+    """Per column and output, to 1e-6 relative; base + contributions = the model's own answer
+    in the space it adds in, on every row explained."""
+    x, y, task = TABLES[table]()
+    estimator = _family(family, task)
     kinds = _kinds(x)
+    if family in TAKES_MISSING:
+        x = _with_missing_numbers(x)
+        pipeline = _without_imputation(estimator, kinds)
+    else:
+        pipeline = pipeline_around(estimator, kinds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = pipeline_around(estimator, kinds).fit(x, y)
-    onnx_bytes, names = export_onnx(pipeline, kinds, "classification")
-    classes = [str(c) for c in pipeline.classes_]
+        pipeline.fit(x, y)
+    onnx_bytes, names = export_onnx(pipeline, kinds, task)
+    classes = [str(c) for c in pipeline.classes_] if task == "classification" else None
     recorded = record(
-        onnx_bytes, pipeline=pipeline, frame=x, columns=list(x.columns), task="classification",
-        classes=classes,
-    )  # fmt: skip
+        onnx_bytes, pipeline=pipeline, frame=x, columns=list(x.columns), task=task, classes=classes
+    )
     explainer = Explainer(recorded.data, len(x.columns))
-    rows = x.head(300)
+    rows = x.head(EXPLAINED_ROWS)
+    if family in TAKES_MISSING:
+        assert rows.isna().any(axis=None)
     ours = explainer.explain(onnx_feeds(rows, kinds, names))
     owner = np.load(io.BytesIO(recorded.data))["column_of_feature"]
-    assert list(np.unique(owner)) == [0, 1, 2, 3, 4, 5, 6]  # 306 features, 7 columns
-    features = pipeline[:-1].transform(rows).astype(np.float32)
-    reference = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
-    theirs = np.asarray(reference.shap_values(features, check_additivity=False))
-    for k in range(26):
+
+    features = pipeline[:-1].transform(rows).astype(np.float64)
+    if family != "histogram-boosting":
+        # The served trees see numbers as float32, as scikit-learn's trees, LightGBM's and
+        # XGBoost's do; histogram boosting compares float64 values and its export decides as it
+        # does on the values the user sent (build/training/thresholds.py).
+        features = features.astype(np.float32).astype(np.float64)
+    theirs = _reference(pipeline[-1], features)
+    answers = _model_space(pipeline[-1], features, task)
+    if len(explainer.outputs) == 1 and theirs.shape[2] == 2:
+        # A two-class forest is served as the second class's probability (the first is 1 - it).
+        assert explainer.outputs == [str(pipeline.classes_[1])]
+        theirs, answers = theirs[:, :, 1:], answers[:, 1:]
+    assert ours.contributions.shape == (len(rows), x.shape[1], theirs.shape[2])
+    for k in range(theirs.shape[2]):
         _close(ours.contributions[:, :, k], _by_column(theirs[:, :, k], owner, x.shape[1]))
-    margins = pipeline[-1].predict(pipeline[:-1].transform(rows), raw_score=True)
-    np.testing.assert_allclose(ours.base + ours.contributions.sum(axis=1), margins, atol=1e-4)
+    total = ours.base + ours.contributions.sum(axis=1)
+    np.testing.assert_allclose(total, answers, rtol=1e-5, atol=1e-5 * np.abs(answers).max())

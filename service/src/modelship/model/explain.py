@@ -7,9 +7,11 @@ none), and a small ONNX graph that computes the features the trees or the linear
 
 Trees use path-dependent TreeSHAP (`shap.TreeExplainer`'s default): each leaf's path is
 reduced, once at load, to one slot per distinct feature on it (the interval the feature must
-fall in, where a missing value goes, and the share of training samples that went this way).
-A row's Shapley values are then sums over leaves of polynomials in those slots, computed for
-all rows and leaves at once with numpy. Linear models: coefficient x (value - training mean).
+fall in, where a missing value goes, and the share of training samples that went this way),
+as GPUTreeShap does. A row's Shapley values are then, per leaf and slot, an integral of a
+product over the other slots that a few Gauss-Legendre nodes give exactly (`_Quadrature`),
+computed for a block of rows and every leaf at once with numpy; everything that does not depend
+on the row is tabulated at load. Linear models: coefficient x (value - training mean).
 Contributions of derived features (one-hot columns, ...) are summed to the input column they
 came from, so `base + sum(contributions) == prediction` in the space the model adds in.
 """
@@ -46,17 +48,63 @@ class Explanations:
 
 @dataclass(frozen=True)
 class _Group:
-    """The leaves whose paths test the same number `d` of distinct features."""
+    """The leaves whose paths test the same number `d` of distinct features (slots)."""
 
-    feature: npt.NDArray[np.intp]  # [leaves, d] index into the feature matrix
-    # Per slot: (input column, the leaves whose slot's feature derives from it).
-    by_column: list[list[tuple[int, npt.NDArray[np.intp]]]]
-    low: F64  # [leaves, d] the interval a value must fall in (open/closed per mode)
+    # Slot-major ([d, leaves]): what numpy steps through for one slot is contiguous.
+    feature: npt.NDArray[np.intp]  # [d, leaves] index into the feature matrix
+    low: F64  # [d, leaves] the interval a value must fall in (open/closed per mode)
     high: F64
-    missing_ok: npt.NDArray[np.bool_]  # [leaves, d] whether a missing value follows the path
-    share: F64  # [leaves, d] share of training samples the path's splits on it kept
+    missing_ok: npt.NDArray[np.bool_]  # [d, leaves] whether a missing value follows the path
+    share: F64  # [d, leaves] share of training samples the path's splits on it kept
     value: F64  # [leaves, outputs]
-    weights: F64  # [d] Shapley weights |S|! (d - |S| - 1)! / d! for |S| = 0 .. d-1
+    # Where each slot's share of its leaf's value goes: entries (slot, cell, weight), with slot
+    # a row of the [d * leaves, rows] shares, cell = column * outputs + output of the
+    # contributions, weight the leaf's value for that output; sorted by cell, so each cell is a
+    # sum of consecutive entries, added in the same order whatever the rows explained with it.
+    entry_slot: npt.NDArray[np.intp]
+    entry_weight: F64
+    cell_starts: npt.NDArray[np.intp]  # where each cell's entries start
+    cells: npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class _Quadrature:
+    """Path-dependent TreeSHAP's per-slot factors, evaluated at Gauss-Legendre nodes.
+
+    A slot i of a leaf gets value x (on_i - share_i) x sum_k w_k c_k, with c_k the coefficients of
+    prod_{j != i} (share_j + on_j z) and w_k = k! (d-1-k)! / d! the Shapley weights. As
+    w_k is the integral of t^k (1-t)^(d-1-k) over [0, 1], that sum is the integral of
+    prod_{j != i} (share_j (1 - t) + on_j t): a polynomial of degree d - 1, which ceil(d / 2)
+    Gauss-Legendre nodes integrate exactly. So per row and leaf: the product over slots at each
+    node, divided by each slot's own factor (a product: no cancellation, unlike unwinding the
+    polynomial's coefficients).
+    """
+
+    # Logarithms, so that the product over a leaf's slots is a sum that a row's follow/not
+    # pattern (0 or 1 per slot) selects linearly: log P = log_off + sum_j on_j log_gain_j.
+    log_off: F64  # [nodes, leaves] log of the product of every slot's factor when not followed
+    log_gain: F64  # [d, nodes, leaves] log (share (1 - t) + t) - log (share (1 - t))
+    # Each slot's weight at each node, divided by its own factor (taking it out of the product):
+    scale_off: F64  # [nodes, d, leaves] -share / (share (1 - t)) x weight (0 if no share)
+    scale_gain: F64  # [nodes, d, leaves] (1 - share) / (share (1 - t) + t) x weight - scale_off
+
+    @classmethod
+    def of(cls, share: F64) -> _Quadrature:
+        d = share.shape[0]
+        nodes, weights = np.polynomial.legendre.leggauss(max(1, math.ceil(d / 2)))
+        t, w = ((nodes + 1) / 2)[:, None], (weights / 2)[:, None]
+        s = share[:, None, :]  # [d, nodes, leaves] below
+        on = s * (1 - t) + t
+        # A slot no training sample took (share 0) makes the product 0 when not followed: the
+        # smallest normal float stands in for that 0 (the leaf's share then underflows to 0).
+        off = np.maximum(s * (1 - t), np.finfo(np.float64).tiny)
+        scale_off = np.where(s > 0, -s / off, 0.0) * w
+        return cls(
+            log_off=np.log(off).sum(axis=0),
+            log_gain=np.log(on) - np.log(off),
+            scale_off=np.ascontiguousarray(scale_off.transpose(1, 0, 2)),
+            scale_gain=np.ascontiguousarray(((1 - s) / on * w - scale_off).transpose(1, 0, 2)),
+        )
 
 
 class TreeShap:
@@ -67,56 +115,48 @@ class TreeShap:
         self.strict = int(data["mode"]) == MODES["BRANCH_LT"]
         self.outputs = int(data["outputs"])
         self.groups, expected, _ = _leaf_groups(data)
+        self.quadratures = [_Quadrature.of(g.share) for g in self.groups]
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + expected
 
     def __call__(self, x: F64) -> F64:
         rows = x.shape[0]
         phi = np.zeros((rows, self.columns, self.outputs))
-        for group in self.groups:
-            leaves, d = group.feature.shape
-            step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * d))  # `held` is the largest
+        for group, q in zip(self.groups, self.quadratures, strict=True):
+            d, nodes, leaves = q.log_gain.shape
+            step = max(1, _CHUNK_ELEMENTS // max(1, leaves * d * nodes))
             for start in range(0, rows, step):
-                phi[start : start + step] += self._group(x[start : start + step], group)
+                chunk = slice(start, start + step)
+                on = _follows(x[chunk], group, self.strict).astype(np.float64)  # [d, leaves, rows]
+                # log of the product over slots at each node: [nodes, leaves, rows]
+                logs = q.log_off[:, :, None] + q.log_gain[0][:, :, None] * on[0]
+                for j in range(1, d):
+                    logs += q.log_gain[j][:, :, None] * on[j]
+                products = np.exp(logs)
+                # [d, leaves, rows]: each slot's share of its leaf's value.
+                scales = q.scale_off[0][:, :, None] * products[0]
+                gains = q.scale_gain[0][:, :, None] * products[0]
+                for n in range(1, nodes):
+                    scales += q.scale_off[n][:, :, None] * products[n]
+                    gains += q.scale_gain[n][:, :, None] * products[n]
+                scales += on * gains
+                _add_to_columns(phi[chunk], scales.reshape(d * leaves, -1), group)
         return phi
 
-    def _group(self, x: F64, g: _Group) -> F64:
-        on = _follows(x, g, self.strict).astype(np.float64)
-        rows, leaves, d = on.shape
-        # Coefficients of P(z) = prod_j (share_j + on_j z): coefficient k sums the subsets of
-        # k features that follow the path, weighted by the shares of the others.
-        poly = np.zeros((rows, leaves, d + 1))
-        poly[..., 0] = 1.0
-        for j in range(d):
-            shifted = poly[..., :-1] * on[..., j, None]
-            poly *= g.share[:, j, None]
-            poly[..., 1:] += shifted
-        # P without slot i, for every i at once: divided by (share_i + z) when the row follows
-        # slot i (from the top: each step multiplies errors by share_i <= 1, so it is stable),
-        # or by share_i when it does not.
-        share = np.broadcast_to(g.share, on.shape)[..., None]
-        held = np.zeros((rows, leaves, d, d))
-        held[..., d - 1] = poly[..., None, d]
-        for k in range(d - 1, 0, -1):
-            held[..., k - 1] = poly[..., None, k] - share[..., 0] * held[..., k]
-        safe = np.where(share > 0, share, 1.0)
-        dropped = np.where(share > 0, poly[..., None, :d] / safe, 0.0)
-        without = np.where(on[..., None] > 0, held, dropped)
-        scales = (on - g.share) * (without @ g.weights)  # [rows, leaves, d]
-        phi = np.zeros((rows, self.columns, self.outputs))
-        for i in range(d):
-            scale = scales[..., i]
-            for column, leaves_of in g.by_column[i]:
-                phi[:, column, :] += scale[:, leaves_of] @ g.value[leaves_of]
-        return phi
+
+def _add_to_columns(phi: F64, scales: F64, g: _Group) -> None:
+    """Sum each slot's share of its leaf's value ([d * leaves, rows]) into phi, in place."""
+    if not len(g.cells):  # every leaf of the group holds 0
+        return
+    weighted = scales[g.entry_slot] * g.entry_weight[:, None]
+    phi.reshape(len(phi), -1)[:, g.cells] += np.add.reduceat(weighted, g.cell_starts, axis=0).T
 
 
 def _follows(x: F64, g: _Group, strict: bool) -> npt.NDArray[np.bool_]:
-    """[rows, leaves, d]: whether each row's value of each slot's feature follows the path."""
-    values = x[:, g.feature]
-    inside = (
-        (values >= g.low) & (values < g.high) if strict else ((values > g.low) & (values <= g.high))
-    )
-    return np.where(np.isnan(values), g.missing_ok, inside)
+    """[d, leaves, rows]: whether each row's value of each slot's feature follows the path."""
+    values = x.T[g.feature]
+    low, high = g.low[..., None], g.high[..., None]
+    inside = (values >= low) & (values < high) if strict else ((values > low) & (values <= high))
+    return np.where(np.isnan(values), g.missing_ok[..., None], inside)
 
 
 class InterventionalTreeShap:
@@ -136,24 +176,26 @@ class InterventionalTreeShap:
         self.outputs = int(data["outputs"])
         self.groups, _, constant = _leaf_groups(data)
         self.background: F64 = np.asarray(data["background"], dtype=np.float64)
-        reached = [_follows(self.background, g, self.strict).all(axis=2) for g in self.groups]
+        reached = [_follows(self.background, g, self.strict).all(axis=0).T for g in self.groups]
         mean_leaves = sum(
             (r.mean(axis=0) @ g.value for r, g in zip(reached, self.groups, strict=True)),
             np.zeros(self.outputs),
         )
         self.base: F64 = np.asarray(data["base_values"], dtype=np.float64) + constant + mean_leaves
-        self._z_follows = [_follows(self.background, g, self.strict) for g in self.groups]
+        self._z_follows = [
+            _rows_first(_follows(self.background, g, self.strict)) for g in self.groups
+        ]
 
     def __call__(self, x: F64) -> F64:
         rows = x.shape[0]
         phi = np.zeros((rows, self.columns, self.outputs))
         pairs = len(self.background)
         for group, z_on in zip(self.groups, self._z_follows, strict=True):
-            leaves, d = group.feature.shape
+            d, leaves = group.feature.shape
             weights = _pair_weights(d)
             step = max(1, _CHUNK_ELEMENTS // max(1, pairs * leaves * d))
             for start in range(0, rows, step):
-                x_on = _follows(x[start : start + step], group, self.strict)[:, None]
+                x_on = _rows_first(_follows(x[start : start + step], group, self.strict))[:, None]
                 only_x = x_on & ~z_on[None]  # [rows, background, leaves, d]
                 only_z = ~x_on & z_on[None]
                 reached = (x_on | z_on[None]).all(axis=3)
@@ -161,12 +203,14 @@ class InterventionalTreeShap:
                 plus = np.where(reached, weights[0][a, b], 0.0)[..., None]
                 minus = np.where(reached, weights[1][a, b], 0.0)[..., None]
                 scales: F64 = (only_x * plus - only_z * minus).mean(axis=1)  # [rows, leaves, d]
-                for i in range(d):
-                    for column, leaves_of in group.by_column[i]:
-                        phi[start : start + step, column, :] += (
-                            scales[:, leaves_of, i] @ group.value[leaves_of]
-                        )
+                shares = scales.transpose(2, 1, 0).reshape(d * leaves, -1)
+                _add_to_columns(phi[start : start + step], shares, group)
         return phi
+
+
+def _rows_first(on: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """[d, leaves, rows] -> [rows, leaves, d]."""
+    return on.transpose(2, 1, 0)
 
 
 def _pair_weights(d: int) -> tuple[F64, F64]:
@@ -239,30 +283,36 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
                 share *= covers[index[child]] / covers[r] if covers[r] > 0 else 0.0
                 missing_ok = missing_ok and bool(missing_true[r]) == went_true
                 stack.append((child, {**slots, feature: [low, high, missing_ok, share]}))
-    groups = [_slot_tables(leaves, column_of) for _, leaves in sorted(by_length.items())]
+    groups = [_slot_tables(leaves, column_of, outputs) for _, leaves in sorted(by_length.items())]
     return groups, expected, constant
 
 
-def _slot_tables(leaves: list[tuple[list[Any], F64]], column_of: npt.NDArray[Any]) -> _Group:
+def _slot_tables(
+    leaves: list[tuple[list[Any], F64]],
+    column_of: npt.NDArray[Any],
+    outputs: int,
+) -> _Group:
     """The slot tables of leaves whose paths test the same number of distinct features."""
     d = len(leaves[0][0])
     slot_feature = np.array([[f for f, _ in slots] for slots, _ in leaves], dtype=np.intp)
     table = np.array([[s for _, s in slots] for slots, _ in leaves], dtype=np.float64)
-    slot_column = column_of[slot_feature].astype(np.intp)
+    value = np.array([value for _, value in leaves])
+    leaf, output = np.nonzero(value)  # boosters' leaves hold one output, forests' all
+    slot = (np.arange(d) * len(leaves) + leaf[:, None]).ravel()
+    cell = (column_of[slot_feature[leaf]] * outputs + output[:, None]).ravel()
+    order = np.argsort(cell, kind="stable")
+    cells, starts = np.unique(cell[order], return_index=True)
     return _Group(
-        feature=slot_feature,
-        by_column=[
-            [(int(c), np.flatnonzero(slot_column[:, i] == c)) for c in np.unique(slot_column[:, i])]
-            for i in range(d)
-        ],
-        low=table[..., 0],
-        high=table[..., 1],
-        missing_ok=table[..., 2].astype(bool),
-        share=table[..., 3],
-        value=np.array([value for _, value in leaves]),
-        weights=np.array(
-            [math.factorial(k) * math.factorial(d - k - 1) / math.factorial(d) for k in range(d)]
-        ),
+        feature=np.ascontiguousarray(slot_feature.T),
+        low=np.ascontiguousarray(table[..., 0].T),
+        high=np.ascontiguousarray(table[..., 1].T),
+        missing_ok=np.ascontiguousarray(table[..., 2].T.astype(bool)),
+        share=np.ascontiguousarray(table[..., 3].T),
+        value=value,
+        entry_slot=slot[order],
+        entry_weight=np.repeat(value[leaf, output], d)[order],
+        cell_starts=starts.astype(np.intp),
+        cells=cells.astype(np.intp),
     )
 
 
