@@ -19,7 +19,7 @@ from modelship.model.explain import Explainer, Explanations
 if TYPE_CHECKING:
     pass
 
-_ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+_ONNX_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "string": "tensor(string)"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Predictor:
 
     def _check_inputs(self) -> None:
         declared = {i.name: i.type for i in self._session.get_inputs()}
-        expected = {f.input_name: _ONNX_TYPES[f.kind] for f in self.card.features}
+        expected = {f.input_name: _ONNX_TYPES[f.dtype] for f in self.card.features}
         if declared != expected:
             raise ArtifactError(
                 f"the ONNX model's inputs {declared} do not match "
