@@ -33,9 +33,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, RobustScaler, StandardScaler
 from xgboost import XGBRegressor
 
+from modelship.build.training.double_inputs import feed_numbers_in_double
 from modelship.build.training.models import LabelledXGBClassifier
 from modelship.build.training.thresholds import decide_as_source
-from modelship.contracts.card import FeatureKind, Parity, Task
+from modelship.contracts.card import FeatureKind, InputDtype, Parity, Task
 from modelship.errors import ExportError
 
 # onnxmltools' tree converters write version 3 of the ONNX-ML operators; every model uses it,
@@ -120,6 +121,10 @@ for _kind, _alias in (
         overwrite=True,
     )
 
+# What every export modelship writes takes numbers in (double_inputs.py says why); the card
+# records it per feature, since artifacts made before took float32.
+NUMERIC_DTYPE: InputDtype = "float64"
+
 # Tie margin: two classes whose probabilities differ by less than this may swap labels in float32.
 TIE_MARGIN = 1e-4
 
@@ -148,7 +153,8 @@ def export_onnx(
     task: Task,
     advice: str = "choose another --model",
 ) -> tuple[bytes, dict[str, str]]:
-    """One ONNX input per feature: float32 [N, 1] for numbers, string [N, 1] for categories.
+    """One ONNX input per feature: float64 [N, 1] for numbers (NUMERIC_DTYPE), string [N, 1]
+    for categories.
 
     Returns the model and each feature's ONNX input name (the converter sanitises names).
     """
@@ -174,6 +180,10 @@ def export_onnx(
         ) from exc
     decide_as_source(model, estimator)
     inputs = [i.name for i in model.graph.input]
+    feed_numbers_in_double(
+        model,
+        [name for name, kind in zip(inputs, kinds.values(), strict=True) if kind == "numeric"],
+    )
     return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
 
 
@@ -184,7 +194,7 @@ def onnx_feeds(
     # costs ten times more, which the report's permutation importance pays 5 x features times.
     return {
         input_names[name]: frame[name]
-        .to_numpy(dtype=np.float32 if kind == "numeric" else object)
+        .to_numpy(dtype=NUMERIC_DTYPE if kind == "numeric" else object)
         .reshape(-1, 1)
         for name, kind in kinds.items()
     }
