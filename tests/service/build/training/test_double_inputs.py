@@ -5,6 +5,7 @@ values sit on the trees' thresholds, over every route, with explanations that ma
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def test_the_issues_forest_imports_with_the_default_tolerance(
     imported: tuple[Pipeline, Path], insurance_frame: pd.DataFrame
 ) -> None:
     """Refused before (the export differed by up to 2,323.92 with float32 inputs)."""
-    pipeline, out = imported
+    _, out = imported
     card = artifact.load(out).card
     assert card.parity.tolerance == 1e-4  # the default, not raised
     assert card.parity.rows == len(insurance_frame)
@@ -186,3 +187,26 @@ def test_served_over_http_as_scikit_learn_predicts_and_explains(
         scale = np.abs(theirs.to_numpy()).max()
         assert np.abs(ours - theirs.iloc[i].to_numpy()).max() <= 1e-6 * scale
         assert explanation["base"] == pytest.approx(base, rel=1e-6)
+
+
+def test_an_artifact_with_float32_inputs_answers_as_it_did(tmp_path: Path) -> None:
+    """tests/testdata/float32-artifact was made by the code before float64 inputs (its card has
+    no `dtype`); answers.json holds what that code's predictor answered for its rows."""
+    old = Path(__file__).parents[3] / "testdata" / "float32-artifact"
+    golden = json.loads((old / "answers.json").read_text())
+    predictor = Predictor(artifact.load(old))
+    assert set(predictor.schema.dtype.values()) == {np.dtype(np.float32), np.dtype(object)}
+    with running_server("--artifact", str(old), cwd=tmp_path) as server:
+        batch = httpx.post(f"{server.url}/predict/batch", json=golden["rows"], timeout=30).json()
+        explained = httpx.post(f"{server.url}/explain", json=golden["rows"], timeout=30).json()
+        metadata = httpx.get(f"{server.url}/v2/models/{predictor.card.name}").json()
+    served = np.array([p["prediction"] for p in batch["predictions"]], dtype=np.float32)
+    assert served.tolist() == np.array(golden["predictions"], dtype=np.float32).tolist()
+    columns = [f.name for f in predictor.card.features]
+    for row, contributions in zip(explained["predictions"], golden["contributions"], strict=True):
+        ours = [row["explanation"]["contributions"][c] for c in columns]
+        np.testing.assert_allclose(ours, contributions, rtol=1e-9, atol=1e-9)
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+        **dict.fromkeys(NUMERIC, "FP32"),
+        **dict.fromkeys(CATEGORICAL, "BYTES"),
+    }
