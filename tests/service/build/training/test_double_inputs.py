@@ -18,10 +18,13 @@ import pytest
 import shap
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.pipeline import Pipeline
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelship import cli
+from modelship.build.training.export import export_onnx, onnx_feeds, run_onnx
+from modelship.contracts.card import FeatureKind
 from modelship.model import artifact
 from modelship.model.codecs.records import RecordsCodec
 from modelship.model.predictor import Predictor
@@ -32,12 +35,12 @@ CATEGORICAL = ["sex", "smoker", "region"]
 ULPS = 3  # float64 steps either side of each threshold
 
 
-def _issue_pipeline(x: pd.DataFrame, y: pd.Series) -> Pipeline:
+def _issue_pipeline(x: pd.DataFrame, y: pd.Series, numeric: Any = None) -> Pipeline:
     """Issue 35's repro: one-hot + StandardScaler + RandomForestRegressor(30, depth 8)."""
     columns = ColumnTransformer(
         [
             ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-            ("num", StandardScaler(), NUMERIC),
+            ("num", numeric or StandardScaler(), NUMERIC),
         ]
     )
     forest = RandomForestRegressor(n_estimators=30, max_depth=8, random_state=0)
@@ -69,7 +72,8 @@ def _on_thresholds(pipeline: Pipeline, base: pd.DataFrame) -> pd.DataFrame:
     """Rows whose scaled numbers land on each split threshold of the forest and a few float64
     steps either side: the values float32 cannot hold, where a float32 input would go astray."""
     columns: ColumnTransformer = pipeline.named_steps["features"]
-    scaler: StandardScaler = columns.named_transformers_["num"]
+    numeric = columns.named_transformers_["num"]
+    scaler: StandardScaler = numeric[-1] if isinstance(numeric, Pipeline) else numeric
     first = columns.output_indices_["num"].start
     rows = []
     for tree in pipeline.named_steps["model"].estimators_:
@@ -119,6 +123,20 @@ def test_scaled_values_on_thresholds_decide_as_scikit_learn(
     predictor = Predictor(artifact.load(out))
     served = predictor.predict(RecordsCodec(predictor.schema).decode(rows.to_dict("records")))
     np.testing.assert_allclose(served.values, expected, rtol=1e-5)
+
+
+def test_an_imputer_before_the_scaler_keeps_the_value(insurance_frame: pd.DataFrame) -> None:
+    """SimpleImputer + StandardScaler: imputed and scaled in float64, with the float64 median."""
+    frame = insurance_frame.copy()
+    frame.loc[frame.index[::7], "bmi"] = np.nan
+    x, y = frame.drop(columns="charges"), frame["charges"]
+    numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    pipeline = _issue_pipeline(x, y, numeric)
+    rows = pd.concat([x, _on_thresholds(pipeline, x)], ignore_index=True)
+    kinds: dict[str, FeatureKind] = {c: "numeric" if c in NUMERIC else "categorical" for c in x}
+    onnx_bytes, names = export_onnx(pipeline, kinds, "regression")
+    served = run_onnx(onnx_bytes, onnx_feeds(rows, kinds, names))[0].reshape(-1)
+    np.testing.assert_allclose(served, pipeline.predict(rows), rtol=1e-5)
 
 
 def _shap_by_column(pipeline: Pipeline, rows: pd.DataFrame) -> tuple[Any, float]:

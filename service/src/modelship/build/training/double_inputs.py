@@ -12,6 +12,7 @@ front of any other operator: there the graph computes exactly as it did with flo
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
@@ -27,7 +28,12 @@ def feed_numbers_in_double(model: onnx.ModelProto, inputs: list[str]) -> None:
     taken = names_in(graph)
     as_float: dict[str, str] = {}  # a float64 tensor -> its float32 cast, made once
     nodes: list[onnx.NodeProto] = []
+    rounded = _rounded_doubles(model)
     for node in graph.node:
+        if node.op_type == "Cast" and _attribute(node, "to") == TensorProto.DOUBLE:
+            # Back to float64 after a cast to float32 (one operator's output to the next's
+            # input, as between an imputer and a scaler): read the float64 value itself.
+            node.input[0] = rounded.get(node.input[0], node.input[0])
         used = [name for name in node.input if name in double]
         if not used:
             nodes.append(node)
@@ -45,11 +51,42 @@ def feed_numbers_in_double(model: onnx.ModelProto, inputs: list[str]) -> None:
             node.input[:] = [as_float.get(name, name) for name in node.input]
             nodes.append(node)
     del graph.node[:]
-    graph.node.extend(nodes)
+    graph.node.extend(_used(nodes, {o.name for o in graph.output}))
     # Shapes and types inferred for float32 are stale where the tensors are now float64.
     stale = [v for v in graph.value_info if v.name in double]
     for value in stale:
         graph.value_info.remove(value)
+
+
+def _rounded_doubles(model: onnx.ModelProto) -> dict[str, str]:
+    """Each float32 cast of a float64 tensor, to that tensor (types as ONNX infers them)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    doubles = {
+        value.name
+        for value in [*inferred.graph.input, *inferred.graph.value_info]
+        if value.type.tensor_type.elem_type == TensorProto.DOUBLE
+    }
+    return {
+        node.output[0]: node.input[0]
+        for node in model.graph.node
+        if node.op_type == "Cast"
+        and _attribute(node, "to") == TensorProto.FLOAT
+        and node.input[0] in doubles
+    }
+
+
+def _attribute(node: onnx.NodeProto, name: str) -> Any:
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
+def _used(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes the graph's outputs depend on, in order (casts bypassed above are dropped)."""
+    needed, kept = set(outputs), []
+    for node in reversed(nodes):
+        if needed & set(node.output):
+            kept.append(node)
+            needed |= set(node.input)
+    return kept[::-1]
 
 
 def names_in(graph: onnx.GraphProto) -> set[str]:
