@@ -1,4 +1,4 @@
-"""What float64 numeric inputs cost against float32 ones (docs/import.md#numbers-in-float64).
+"""What float64 numeric inputs cost against float32 ones (docs/import.md#where-parity-is-checked).
 
     uv run python bench/input_dtype.py
     uv run python bench/input_dtype.py --repeats 2000
