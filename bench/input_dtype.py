@@ -21,6 +21,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from unittest import mock
 
@@ -65,7 +66,7 @@ def _pipelines(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
 
 
 def _kinds(x: pd.DataFrame) -> dict[str, FeatureKind]:
-    return {c: "numeric" if c in NUMERIC else "categorical" for c in x}
+    return {str(c): "numeric" if c in NUMERIC else "categorical" for c in x}
 
 
 def _variants(pipeline: Pipeline, x: pd.DataFrame) -> dict[str, tuple[bytes, dict[str, Any]]]:
@@ -127,9 +128,9 @@ def main() -> None:
             for dtype, (_, feeds) in variants.items():
                 one = {name: values[:1] for name, values in feeds.items()}
                 run = sessions[dtype].run
-                timings[dtype]["1"].append(_cpu_us(lambda r=run, f=one: r(None, f), args.repeats))
+                timings[dtype]["1"].append(_cpu_us(partial(run, None, one), args.repeats))
                 many = max(1, args.repeats // 50)
-                timings[dtype]["1000"].append(_cpu_us(lambda r=run, f=feeds: r(None, f), many))
+                timings[dtype]["1000"].append(_cpu_us(partial(run, None, feeds), many))
         for dtype, (data, _) in variants.items():
             one_row = statistics.median(timings[dtype]["1"])
             thousand = statistics.median(timings[dtype]["1000"])

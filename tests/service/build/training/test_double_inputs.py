@@ -75,7 +75,7 @@ def _on_thresholds(pipeline: Pipeline, base: pd.DataFrame) -> pd.DataFrame:
     numeric = columns.named_transformers_["num"]
     scaler: StandardScaler = numeric[-1] if isinstance(numeric, Pipeline) else numeric
     first = columns.output_indices_["num"].start
-    rows = []
+    rows: list[dict[str, Any]] = []
     for tree in pipeline.named_steps["model"].estimators_:
         nodes = tree.tree_
         for feature, threshold in zip(nodes.feature, nodes.threshold, strict=True):
@@ -122,6 +122,7 @@ def test_scaled_values_on_thresholds_decide_as_scikit_learn(
     assert (np.abs(pipeline.predict(rounded) - expected) > 1.0).sum() > 100
     predictor = Predictor(artifact.load(out))
     served = predictor.predict(RecordsCodec(predictor.schema).decode(rows.to_dict("records")))
+    assert served.values is not None
     np.testing.assert_allclose(served.values, expected, rtol=1e-5)
 
 
@@ -133,7 +134,9 @@ def test_an_imputer_before_the_scaler_keeps_the_value(insurance_frame: pd.DataFr
     numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
     pipeline = _issue_pipeline(x, y, numeric)
     rows = pd.concat([x, _on_thresholds(pipeline, x)], ignore_index=True)
-    kinds: dict[str, FeatureKind] = {c: "numeric" if c in NUMERIC else "categorical" for c in x}
+    kinds: dict[str, FeatureKind] = {
+        str(c): "numeric" if c in NUMERIC else "categorical" for c in x
+    }
     onnx_bytes, names = export_onnx(pipeline, kinds, "regression")
     served = run_onnx(onnx_bytes, onnx_feeds(rows, kinds, names))[0].reshape(-1)
     np.testing.assert_allclose(served, pipeline.predict(rows), rtol=1e-5)
