@@ -87,7 +87,7 @@ def _on_thresholds(pipeline: Pipeline, base: pd.DataFrame) -> pd.DataFrame:
                 value = raw
                 for _ in range(abs(step)):
                     value = np.nextafter(value, np.inf if step > 0 else -np.inf)
-                row = base.iloc[len(rows) % len(base)].to_dict()
+                row = {str(k): v for k, v in base.iloc[len(rows) % len(base)].items()}
                 row[NUMERIC[k]] = float(value)
                 rows.append(row)
     return pd.DataFrame(rows)
