@@ -69,6 +69,22 @@ def _wait_for(client: TestClient, verdict: str, within: float = 20) -> dict[str,
     raise AssertionError(f"no {verdict} within {within} s: {report}")
 
 
+def _every_route(
+    client: TestClient, model: str, records: list[dict[str, Any]], version: str
+) -> list[Any]:
+    """A JSON record, a JSON batch, a CSV file and a V2 request: each answered by `version`."""
+    answers = [
+        client.post("/predict", json=records[0]),
+        client.post("/predict/batch", json=records),
+        client.post("/predict/csv", content=_csv(records), headers={"content-type": "text/csv"}),
+        client.post(f"/v2/models/{model}/infer", json=_v2(records)),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Modelship-Model-Version"] == version
+    return answers
+
+
 @pytest.fixture
 def shadow_client(
     regression_artifact: Path, shuffled_candidate_artifact: Path
@@ -170,17 +186,7 @@ def test_every_route_answers_from_the_routed_version_and_v2_reaches_a_version(
         regression_artifact, candidate=str(good_candidate_artifact), candidate_traffic="100"
     ) as client:
         model = client.get("/model").json()["name"]
-        answers = [
-            client.post("/predict", json=records[0]),
-            client.post("/predict/batch", json=records),
-            client.post(
-                "/predict/csv", content=_csv(records), headers={"content-type": "text/csv"}
-            ),
-            client.post(f"/v2/models/{model}/infer", json=_v2(records)),
-        ]
-        for answer in answers:
-            assert answer.status_code == 200, answer.text
-            assert answer.headers["X-Modelship-Model-Version"] == candidate
+        answers = _every_route(client, model, records, candidate)
         for answer in (answers[0], answers[1], answers[3]):
             assert answer.json()["model_version"] == candidate
         # Explanations come from the version that answered: they add up to its prediction.
@@ -336,3 +342,21 @@ def test_readiness_counts_the_candidate_in_every_worker(
     problem = memory_problem(settings, card, candidate)
     assert problem is not None
     assert f"with candidate {candidate.name}" in problem
+
+
+def test_a_candidate_with_float64_inputs_beside_a_float32_primary(
+    regression_artifact: Path, insurance_frame: pd.DataFrame
+) -> None:
+    """The upgrade after issue 35: a primary made before float64 inputs (tests/testdata), a
+    candidate made after. Each request is decoded once, with the primary's schema (float32
+    numbers); the candidate still answers every route, and the primary on its V2 version."""
+    old = Path(__file__).parents[2] / "testdata" / "float32-artifact"
+    primary, candidate = _version(old), _version(regression_artifact)
+    records = _records(insurance_frame, 5)
+    with make_client(old, candidate=str(regression_artifact), candidate_traffic="100") as client:
+        model = client.get("/model").json()["name"]
+        _every_route(client, model, records, candidate)
+        explained = client.post("/explain", json=records)
+        assert explained.headers["X-Modelship-Model-Version"] == candidate, explained.text
+        explicit = client.post(f"/v2/models/{model}/versions/{primary}/infer", json=_v2(records))
+        assert explicit.headers["X-Modelship-Model-Version"] == primary

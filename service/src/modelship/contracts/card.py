@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelship.contracts.capacity import Capacity
 from modelship.contracts.footprint import Footprint
 
 Task = Literal["regression", "classification"]
 FeatureKind = Literal["numeric", "categorical"]
+# The element type of a feature's ONNX input, as numpy names it ("string" for categories).
+InputDtype = Literal["float32", "float64", "string"]
 
 CARD_SCHEMA_VERSION = 1
 
@@ -68,6 +70,19 @@ class Feature(_Frozen):
     distribution: Distribution | None = Field(
         default=None, description="Training distribution (absent in artifacts made before it)"
     )
+    dtype: InputDtype = Field(
+        description="The element type the model's input takes: float64 for numbers in exports "
+        "that scale in double before their trees (docs/import.md#where-parity-is-checked), "
+        "float32 in artifacts made before them, string for categories"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dtype_of_older_cards(cls, data: Any) -> Any:
+        """Cards written before `dtype` existed describe float32 and string inputs."""
+        if isinstance(data, dict) and "dtype" not in data:
+            return {**data, "dtype": "float32" if data.get("kind") == "numeric" else "string"}
+        return data
 
 
 class Parity(_Frozen):

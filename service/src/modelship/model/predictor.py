@@ -19,7 +19,7 @@ from modelship.model.explain import Explainer, Explanations
 if TYPE_CHECKING:
     pass
 
-_ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+_ONNX_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "string": "tensor(string)"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class Predictor:
         self.card: ModelCard = artifact.card
         self.artifact_path = artifact.path  # files beside the model (the report) are served
         self.schema = FeatureSchema(artifact.card)
+        self._numbers = [
+            (self.schema.input_name[n], self.schema.dtype[n]) for n in self.schema.numeric
+        ]
         self._check_inputs()
         self._outputs = [output.name for output in self._session.get_outputs()]
         self.is_classifier = artifact.card.task == "classification"
@@ -81,15 +84,24 @@ class Predictor:
 
     def _check_inputs(self) -> None:
         declared = {i.name: i.type for i in self._session.get_inputs()}
-        expected = {f.input_name: _ONNX_TYPES[f.kind] for f in self.card.features}
+        expected = {f.input_name: _ONNX_TYPES[f.dtype] for f in self.card.features}
         if declared != expected:
             raise ArtifactError(
                 f"the ONNX model's inputs {declared} do not match "
                 f"the model card's features {expected}"
             )
 
+    def _feeds(self, batch: ModelInput) -> dict[str, npt.NDArray[Any]]:
+        """The batch's arrays in this graph's element types. A rollout decodes each request
+        once, with the primary's schema; a candidate made before float64 inputs (or after)
+        takes its numbers in the other type."""
+        feeds = batch.feeds
+        if all(feeds[name].dtype == dtype for name, dtype in self._numbers):
+            return feeds
+        return {**feeds, **{name: feeds[name].astype(dtype) for name, dtype in self._numbers}}
+
     def predict(self, batch: ModelInput) -> Predictions:
-        outputs = self._session.run(self._outputs, batch.feeds)
+        outputs = self._session.run(self._outputs, self._feeds(batch))
         if self.is_classifier:
             result = Predictions(labels=outputs[0], probabilities=outputs[1])
             numbers = outputs[1]
@@ -113,7 +125,7 @@ class Predictor:
                     "it again"
                 )
             )
-        return self.explainer.explain(batch.feeds)
+        return self.explainer.explain(self._feeds(batch))
 
     def explanation_row(self, explanations: Explanations, i: int) -> dict[str, Any]:
         """One row's explanation as JSON: per output (the prediction, or each class)."""

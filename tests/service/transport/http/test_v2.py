@@ -78,11 +78,12 @@ def test_model_metadata_lists_every_feature(
     metadata = triton_client.get_model_metadata(MODEL)
     version = regression_predictor.card.version
     assert metadata["versions"] == [version]
+    # Numbers are taken in float64, as the model scales them (test_double_inputs.py).
     assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
-        "age": "FP32",
+        "age": "FP64",
         "sex": "BYTES",
-        "bmi": "FP32",
-        "children": "FP32",
+        "bmi": "FP64",
+        "children": "FP64",
         "smoker": "BYTES",
         "region": "BYTES",
     }

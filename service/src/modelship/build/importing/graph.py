@@ -1,6 +1,6 @@
 """Rewrite an ONNX graph so it meets the server's contract, and run the original as it was.
 
-The server feeds one [N, 1] input per feature (float32 for numbers, strings for categories) and
+The server feeds one [N, 1] input per feature (float64 for numbers, strings for categories) and
 reads, for regression, one value per row, and for classification a label tensor followed by a
 [N, classes] float32 probability tensor (codec.py, predictor.py). Models from converters and other
 tools often take one [N, features] matrix, emit probabilities as ZipMap's list of dicts, or use
@@ -11,7 +11,6 @@ artifact, trained or imported, is served by the same code.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ import onnx.numpy_helper
 import pandas as pd
 from onnx import TensorProto, helper
 
+from modelship.build.training.double_inputs import feed_numbers_in_double, fresh_name, names_in
 from modelship.contracts.card import FeatureKind, Task
 from modelship.errors import ModelImportError
 
@@ -109,7 +109,7 @@ def adapt(
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
     graph = model_copy.graph
-    taken = _names_in(graph)
+    taken = names_in(graph)
     initializers = {i.name for i in graph.initializer}
     inputs = [_value(i) for i in graph.input if i.name not in initializers]
     feeds, new_inputs, pre_nodes, served, kinds = _inputs(inputs, features, kinds, input_map, taken)
@@ -131,6 +131,7 @@ def adapt(
     ):
         model_copy.opset_import.append(helper.make_opsetid("", _DEFAULT_OPSET))
         model_copy.ir_version = max(model_copy.ir_version, 7)
+    feed_numbers_in_double(model_copy, [served[c] for c in served if kinds[c] == "numeric"])
     try:
         onnx.checker.check_model(model_copy)
     except onnx.checker.ValidationError as exc:
@@ -146,26 +147,6 @@ def adapt(
         value_output=original.value,
         value_is_map=original.zipmap is not None,
     )
-
-
-def _names_in(graph: onnx.GraphProto) -> set[str]:
-    names = {v.name for v in [*graph.input, *graph.output, *graph.value_info]}
-    names |= {i.name for i in graph.initializer}
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-    return names
-
-
-def _fresh(wanted: str, taken: set[str]) -> str:
-    """A tensor name not used in the graph, close to `wanted` (and safe in HTML ids and URLs)."""
-    base = re.sub(r"\W", "_", wanted) or "input"
-    name, number = base, 1
-    while name in taken:
-        number += 1
-        name = f"{base}_{number}"
-    taken.add(name)
-    return name
 
 
 def _inputs(
@@ -245,7 +226,7 @@ def _inputs(
         if value.elem == TensorProto.FLOAT:
             served[column] = value.name
             continue
-        name = _fresh(column, taken)
+        name = fresh_name(column, taken)
         served[column] = name
         new_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 1]))
         nodes.append(helper.make_node("Cast", [name], [value.name], to=value.elem))
@@ -279,12 +260,14 @@ def _matrix_input(
             f"the ONNX model's input {value.name} takes numbers only, but column(s) "
             f"{', '.join(text)} hold text in the sample"
         )
-    served = {column: _fresh(column, taken) for column in features}
+    served = {column: fresh_name(column, taken) for column in features}
     new_inputs = [
         helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 1])
         for name in served.values()
     ]
-    joined = value.name if value.elem == TensorProto.FLOAT else _fresh(f"{value.name}_float", taken)
+    joined = (
+        value.name if value.elem == TensorProto.FLOAT else fresh_name(f"{value.name}_float", taken)
+    )
     nodes = [helper.make_node("Concat", list(served.values()), [joined], axis=1)]
     if value.elem == TensorProto.DOUBLE:
         nodes.append(helper.make_node("Cast", [joined], [value.name], to=TensorProto.DOUBLE))
@@ -345,7 +328,7 @@ def _regression_output(outputs: list[_Value], listing: str, taken: set[str]) -> 
     name = value.name
     nodes = []
     if value.elem == TensorProto.DOUBLE:
-        name = _fresh("variable", taken)
+        name = fresh_name("variable", taken)
         nodes.append(helper.make_node("Cast", [value.name], [name], to=TensorProto.FLOAT))
     served = helper.make_tensor_value_info(name, TensorProto.FLOAT, value.dims or [None])
     return _Tail("regression", [served], _Original(None, value.name, None), nodes=nodes)
@@ -391,7 +374,7 @@ def _classification_outputs(
     tensor = zipmap.input[0] if zipmap is not None else prob.name
     is_double = prob.elem == TensorProto.DOUBLE
     if is_double:
-        cast = _fresh("probabilities", taken)
+        cast = fresh_name("probabilities", taken)
         nodes.append(helper.make_node("Cast", [tensor], [cast], to=TensorProto.FLOAT))
         tensor = cast
     if labels:
@@ -399,8 +382,8 @@ def _classification_outputs(
         label_name = label.name
         label_elem = label.elem
         if len(label.dims) == 2:
-            flat = _fresh(f"{label.name}_flat", taken)
-            shape = _fresh("flat_shape", taken)
+            flat = fresh_name(f"{label.name}_flat", taken)
+            shape = fresh_name("flat_shape", taken)
             constants.append(helper.make_tensor(shape, TensorProto.INT64, [1], [-1]))
             nodes.append(helper.make_node("Reshape", [label.name, shape], [flat]))
             label_name = flat
@@ -428,12 +411,12 @@ def _label_from_probabilities(
 ) -> tuple[str, int]:
     """Some tools emit only probabilities: the label is the class with the highest one."""
     numeric = _classes_are_integers(graph)
-    table = _fresh("class_labels", taken)
+    table = fresh_name("class_labels", taken)
     values: list[Any] = [int(c) for c in classes] if numeric else [c.encode() for c in classes]
     elem = TensorProto.INT64 if numeric else TensorProto.STRING
     constants.append(helper.make_tensor(table, elem, [len(classes)], values))
-    index = _fresh("label_index", taken)
-    label = _fresh("label", taken)
+    index = fresh_name("label_index", taken)
+    label = fresh_name("label", taken)
     nodes.append(helper.make_node("ArgMax", [probabilities], [index], axis=1, keepdims=0))
     nodes.append(helper.make_node("Gather", [table, index], [label], axis=0))
     return label, TensorProto.INT64 if numeric else TensorProto.STRING
@@ -533,8 +516,8 @@ def text_labels(onnx_bytes: bytes) -> bytes:
     label = model.graph.output[0]
     if label.type.tensor_type.elem_type != TensorProto.INT64:
         return onnx_bytes
-    taken = _names_in(model.graph)
-    text = _fresh(f"{label.name}_text", taken)
+    taken = names_in(model.graph)
+    text = fresh_name(f"{label.name}_text", taken)
     model.graph.node.append(helper.make_node("Cast", [label.name], [text], to=TensorProto.STRING))
     dims = [d.dim_value or None for d in label.type.tensor_type.shape.dim]
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info(text, TensorProto.STRING, dims))

@@ -15,7 +15,7 @@ from onnx import TensorProto
 from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 from skl2onnx import get_latest_tested_opset_version, to_onnx, update_registered_converter
-from skl2onnx.algebra.onnx_ops import OnnxCast, OnnxDiv, OnnxSub
+from skl2onnx.algebra.onnx_ops import OnnxCast, OnnxDiv, OnnxIsNaN, OnnxSub, OnnxWhere
 from skl2onnx.common._container import ModelComponentContainer as Container
 from skl2onnx.common._topology import Operator, Scope
 from skl2onnx.common.data_types import (
@@ -28,14 +28,18 @@ from skl2onnx.common.shape_calculator import (
     calculate_linear_regressor_output_shapes,
 )
 from skl2onnx.operator_converters.common import concatenate_variables
+from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
 from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, RobustScaler, StandardScaler
 from xgboost import XGBRegressor
 
+from modelship.build.training.double_inputs import feed_numbers_in_double
 from modelship.build.training.models import LabelledXGBClassifier
 from modelship.build.training.thresholds import decide_as_source
-from modelship.contracts.card import FeatureKind, Parity, Task
+from modelship.contracts.card import FeatureKind, InputDtype, Parity, Task
 from modelship.errors import ExportError
 
 # onnxmltools' tree converters write version 3 of the ONNX-ML operators; every model uses it,
@@ -89,22 +93,52 @@ def _convert_scaler_in_double(scope: Scope, operator: Operator, container: Conta
     elif isinstance(scaler, MaxAbsScaler):
         divisor = scaler.scale_
     opv = container.target_opset
+    value = _in_double(scope, operator, container)
+    if offset is not None:
+        value = OnnxSub(value, np.asarray(offset, dtype=np.float64), op_version=opv)
+    if divisor is not None:
+        value = OnnxDiv(value, np.asarray(divisor, dtype=np.float64), op_version=opv)
+    _cast_out(value, scope, operator, container)
+
+
+def _in_double(scope: Scope, operator: Operator, container: Container) -> Any:
+    """The operator's inputs (concatenated) cast to float64."""
     name = (
         concatenate_variables(scope, operator.inputs, container)
         if len(operator.inputs) > 1
         else operator.inputs[0].full_name
     )
-    value: Any = OnnxCast(name, to=TensorProto.DOUBLE, op_version=opv)
-    if offset is not None:
-        value = OnnxSub(value, np.asarray(offset, dtype=np.float64), op_version=opv)
-    if divisor is not None:
-        value = OnnxDiv(value, np.asarray(divisor, dtype=np.float64), op_version=opv)
+    return OnnxCast(name, to=TensorProto.DOUBLE, op_version=container.target_opset)
+
+
+def _cast_out(value: Any, scope: Scope, operator: Operator, container: Container) -> None:
+    """`value` cast to the operator's output type, as its output."""
     OnnxCast(
         value,
         to=guess_proto_type(operator.outputs[0].type),
-        op_version=opv,
+        op_version=container.target_opset,
         output_names=[operator.outputs[0].full_name],
     ).add_to(scope, container)
+
+
+def _convert_imputer_in_double(scope: Scope, operator: Operator, container: Container) -> None:
+    """Fill missing numbers with the fitted float64 statistics, in float64.
+
+    skl2onnx's Imputer operator works in float32 with the statistics rounded to float32: a
+    scaler after it would then scale float32 values, not the user's (see the scaler above).
+    Anything else (text, a missing-value marker other than NaN, an indicator) is skl2onnx's.
+    """
+    imputer = operator.raw_operator
+    fill = np.asarray(getattr(imputer, "statistics_", [np.nan]), dtype=np.float64)
+    numbers = isinstance(operator.inputs[0].type, FloatTensorType)
+    plain = imputer.add_indicator is False and np.isnan(imputer.missing_values)
+    if not (numbers and plain and np.isfinite(fill).all()):
+        convert_sklearn_imputer(scope, operator, container)
+        return
+    opv = container.target_opset
+    value = _in_double(scope, operator, container)
+    filled = OnnxWhere(OnnxIsNaN(value, op_version=opv), fill, value, op_version=opv)
+    _cast_out(filled, scope, operator, container)
 
 
 for _kind, _alias in (
@@ -119,6 +153,17 @@ for _kind, _alias in (
         _convert_scaler_in_double,
         overwrite=True,
     )
+update_registered_converter(
+    SimpleImputer,
+    "SklearnSimpleImputer",
+    calculate_sklearn_imputer_output_shapes,
+    _convert_imputer_in_double,
+    overwrite=True,
+)
+
+# What every export modelship writes takes numbers in (double_inputs.py says why); the card
+# records it per feature, since artifacts made before took float32.
+NUMERIC_DTYPE: InputDtype = "float64"
 
 # Tie margin: two classes whose probabilities differ by less than this may swap labels in float32.
 TIE_MARGIN = 1e-4
@@ -148,7 +193,8 @@ def export_onnx(
     task: Task,
     advice: str = "choose another --model",
 ) -> tuple[bytes, dict[str, str]]:
-    """One ONNX input per feature: float32 [N, 1] for numbers, string [N, 1] for categories.
+    """One ONNX input per feature: float64 [N, 1] for numbers (NUMERIC_DTYPE), string [N, 1]
+    for categories.
 
     Returns the model and each feature's ONNX input name (the converter sanitises names).
     """
@@ -174,6 +220,10 @@ def export_onnx(
         ) from exc
     decide_as_source(model, estimator)
     inputs = [i.name for i in model.graph.input]
+    feed_numbers_in_double(
+        model,
+        [name for name, kind in zip(inputs, kinds.values(), strict=True) if kind == "numeric"],
+    )
     return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
 
 
@@ -184,7 +234,7 @@ def onnx_feeds(
     # costs ten times more, which the report's permutation importance pays 5 x features times.
     return {
         input_names[name]: frame[name]
-        .to_numpy(dtype=np.float32 if kind == "numeric" else object)
+        .to_numpy(dtype=NUMERIC_DTYPE if kind == "numeric" else object)
         .reshape(-1, 1)
         for name, kind in kinds.items()
     }

@@ -110,8 +110,9 @@ class Candidate:
     key: str
     description: str
     build: Callable[[Sizing], Any]
-    # Trees split on raw values: scaling gains nothing and, done in float32 by ONNX, moves
-    # values across split thresholds. So only the other models get scaling and polynomials.
+    # Trees split on raw values: scaling gains nothing (it would decide the same: the export
+    # scales in float64 as scikit-learn does). So only the other models get scaling and
+    # polynomials.
     scaled: bool
 
 

@@ -27,7 +27,7 @@ from modelship.build.report.numbers import Outputs
 from modelship.build.training import data as datamod
 from modelship.build.training import tuning
 from modelship.build.training.data import RawData
-from modelship.build.training.export import FittedModel, export_onnx, measure_parity
+from modelship.build.training.export import NUMERIC_DTYPE, FittedModel, export_onnx, measure_parity
 from modelship.build.training.models import MENU, Candidate, Sizing, build_pipeline
 from modelship.build.training.options import TrainOptions
 from modelship.build.training.search import (
@@ -453,6 +453,7 @@ def _features(
                     input_name=input_names[name],
                     numeric=stats,
                     distribution=numeric_reference(column.to_numpy(dtype=np.float64)),
+                    dtype=NUMERIC_DTYPE,
                 )
             )
         else:
@@ -464,6 +465,7 @@ def _features(
                     input_name=input_names[name],
                     categories=categories,
                     distribution=categorical_reference(column),
+                    dtype="string",
                 )
             )
     return features

@@ -1,7 +1,8 @@
 """What every codec shares: the model's feature schema, its value rules, and the decoded batch.
 
-One input tensor per feature, shape [rows, 1]: float32 for numeric features, strings for
-categorical ones. Validation names the row, the field, what was wrong and what is allowed.
+One input tensor per feature, shape [rows, 1]: numbers in the element type the model's input
+declares (`FeatureSchema.dtype`: float64, or float32 in older artifacts), strings for categorical
+ones. Validation names the row, the field, what was wrong and what is allowed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelship.contracts.card import ModelCard, NumericStats
+from modelship.contracts.card import InputDtype, ModelCard, NumericStats
 from modelship.errors import Location, ProblemCollector
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -22,6 +23,11 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
 MAX_LISTED_ROWS = 10
 EXTRAPOLATION_SPANS = 10_000
+NUMPY_DTYPES: dict[InputDtype, np.dtype[Any]] = {
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "string": np.dtype(object),
+}
 MAX_LISTED_CATEGORIES = 20
 
 
@@ -119,6 +125,8 @@ class FeatureSchema:
             f.name: numeric_bounds(f.numeric) for f in card.features if f.numeric is not None
         }
         self.input_name = {f.name: f.input_name for f in card.features}
+        # The one place every path that builds input arrays takes each feature's dtype from.
+        self.dtype = {f.name: NUMPY_DTYPES[f.dtype] for f in card.features}
 
     def numeric_hint(self, name: str) -> str:
         return f"a finite number, or null to impute the training median {self.median[name]:g}"
@@ -154,7 +162,9 @@ class FeatureSchema:
         """The ONNX feeds from one sequence of values per feature."""
         feeds: dict[str, npt.NDArray[Any]] = {}
         for name, numbers in numeric_cols.items():
-            feeds[self.input_name[name]] = np.asarray(numbers, dtype=np.float32).reshape(-1, 1)
+            feeds[self.input_name[name]] = np.asarray(numbers, dtype=self.dtype[name]).reshape(
+                -1, 1
+            )
         for name, texts in text_cols.items():
             feeds[self.input_name[name]] = np.asarray(texts, dtype=object).reshape(-1, 1)
         return feeds

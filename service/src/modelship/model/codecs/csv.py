@@ -59,11 +59,11 @@ class CsvCodec:
         for name in schema.numeric:
             column = positions[name]
             cells = chunk.columns[column]
-            fast = _parse_numbers(cells, *schema.bounds[name])
+            fast = _parse_numbers(cells, *schema.bounds[name], schema.dtype[name])
             if fast is not None:
                 feeds[schema.input_name[name]] = fast.reshape(-1, 1)
                 continue
-            values = np.empty(len(cells), dtype=np.float32)
+            values = np.empty(len(cells), dtype=schema.dtype[name])
             for i, (line, cell) in enumerate(zip(chunk.lines, cells, strict=True)):
                 text = cell.strip()
                 if text in MISSING_TOKENS:
@@ -109,7 +109,9 @@ class _LineLocations(Sequence[Location]):
         return ("file", f"line {self._lines[index]}")
 
 
-def _parse_numbers(texts: list[str], low: float, high: float) -> npt.NDArray[np.float32] | None:
+def _parse_numbers(
+    texts: list[str], low: float, high: float, dtype: np.dtype[Any]
+) -> npt.NDArray[Any] | None:
     """A CSV column of plain finite numbers in one numpy call, or None to take the cell-by-cell
     path (missing values, text, out-of-range numbers: it reports or imputes each of them).
 
@@ -122,7 +124,7 @@ def _parse_numbers(texts: list[str], low: float, high: float) -> npt.NDArray[np.
         return None
     if not (values >= low).all() or not (values <= high).all():  # NaN fails both
         return None
-    return values.astype(np.float32)
+    return values.astype(dtype, copy=False)
 
 
 def _is_number(text: str) -> bool:

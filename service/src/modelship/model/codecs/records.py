@@ -86,7 +86,7 @@ class RecordsCodec:
                 return None
             if not (values >= self._lows[name]).all() or not (values <= self._highs[name]).all():
                 return None  # NaN fails both comparisons
-            feeds[schema.input_name[name]] = values.astype(np.float32).reshape(-1, 1)
+            feeds[schema.input_name[name]] = values.astype(schema.dtype[name]).reshape(-1, 1)
         for name in schema.categorical:
             column = columns[name]
             if not all(type(value) is str for value in column):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from modelship.contracts.card import ModelCard
+from modelship.contracts.card import InputDtype, ModelCard
 from modelship.contracts.v2 import (
     InferenceRequest,
     MetadataModelResponse,
@@ -54,6 +54,8 @@ BINARY_DTYPES = {
     "FP64": "<f8",
 }
 PLATFORM = "onnxruntime_onnx"
+# The V2 datatype of each input element type the model can take.
+_V2_DATATYPES: dict[InputDtype, str] = {"float32": "FP32", "float64": "FP64", "string": "BYTES"}
 
 
 def decode_binary(request: InferenceRequest, payload: bytes) -> None:
@@ -142,7 +144,8 @@ class V2Codec:
         )
 
     def metadata(self) -> MetadataModelResponse:
-        """Every feature as a named input: BYTES for categories, FP32 (what the model uses)."""
+        """Every feature as a named input: BYTES for categories, FP64 or FP32 for numbers (the
+        element type the model's input takes)."""
         card = self.card
         return MetadataModelResponse(
             name=card.name,
@@ -151,7 +154,7 @@ class V2Codec:
             inputs=[
                 MetadataTensor(
                     name=f.name,
-                    datatype="BYTES" if f.kind == "categorical" else "FP32",
+                    datatype=_V2_DATATYPES[f.dtype],
                     shape=[-1],
                 )
                 for f in card.features

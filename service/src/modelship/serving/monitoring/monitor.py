@@ -114,7 +114,9 @@ class _Signal:
 
     def bins(self, column: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
         if self.edges is not None:
-            return numeric_bins(self.edges, column)
+            # The reference binned float32 values: a float64 input binned as float32 lands in
+            # the bin its training twin did.
+            return numeric_bins(self.edges, column.astype(np.float32, copy=False))
         assert self.bins_of is not None
         # map() over C callables: no Python frame per row (a CSV chunk is thousands of rows)
         texts = map(str, column.reshape(-1).tolist())

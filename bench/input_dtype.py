@@ -1,0 +1,143 @@
+"""What float64 numeric inputs cost against float32 ones (docs/import.md#where-parity-is-checked).
+
+    uv run python bench/input_dtype.py
+    uv run python bench/input_dtype.py --repeats 2000
+
+Two pipelines on the bundled insurance data, each exported twice: as `modelship train` and
+`modelship import` do (numbers in float64: `feed_numbers_in_double`, the imputer in float64) and
+as they did before (numbers in float32, skl2onnx's float32 Imputer operator). Issue 35's one-hot
++ StandardScaler + 30-tree forest, and the training menu's 100-tree gradient boosting (imputer,
+no scaler: its numbers are cast to float32 in front of the trees). For each: model.onnx's
+size, and the CPU time per call (one onnxruntime thread, as a worker runs it) of one row and of
+a 1,000-row batch, the two variants measured in turns, back to back, `repeats` calls per turn;
+the median of the turns is reported. Feeds are built before timing (decoding costs the same
+either way: one numpy cast per column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from skl2onnx import update_registered_converter
+from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from modelship.build.training import export
+from modelship.build.training.data import BUNDLED_DATA
+from modelship.build.training.models import pipeline_around
+from modelship.contracts.card import FeatureKind
+
+NUMERIC = ["age", "bmi", "children"]
+CATEGORICAL = ["sex", "smoker", "region"]
+TURNS = 15
+
+
+def _pipelines(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
+    scaled = ColumnTransformer(
+        [
+            ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+            ("num", StandardScaler(), NUMERIC),
+        ]
+    )
+    forest = RandomForestRegressor(n_estimators=30, max_depth=8, random_state=0)
+    boosting = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=0)
+    kinds = _kinds(x)
+    return {
+        "scaler + 30-tree forest (issue 35)": Pipeline([("f", scaled), ("m", forest)]).fit(x, y),
+        "100-tree gradient boosting (menu)": pipeline_around(boosting, kinds, scaled=False).fit(
+            x, y
+        ),
+    }
+
+
+def _kinds(x: pd.DataFrame) -> dict[str, FeatureKind]:
+    return {str(c): "numeric" if c in NUMERIC else "categorical" for c in x}
+
+
+def _variants(pipeline: Pipeline, x: pd.DataFrame) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    kinds = _kinds(x)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
+        out["float64"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
+        with (
+            mock.patch.object(export, "feed_numbers_in_double", return_value=None),
+            mock.patch.object(export, "NUMERIC_DTYPE", "float32"),
+        ):
+            _imputer(convert_sklearn_imputer)  # skl2onnx's float32 Imputer operator
+            try:
+                onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
+            finally:
+                _imputer(export._convert_imputer_in_double)
+            out["float32"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
+    return out
+
+
+def _imputer(converter: Callable[..., None]) -> None:
+    update_registered_converter(
+        SimpleImputer,
+        "SklearnSimpleImputer",
+        calculate_sklearn_imputer_output_shapes,
+        converter,
+        overwrite=True,
+    )
+
+
+def _cpu_us(call: Callable[[], Any], repeats: int) -> float:
+    started = time.thread_time_ns()
+    for _ in range(repeats):
+        call()
+    return (time.thread_time_ns() - started) / repeats / 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=500, help="calls per turn (500)")
+    args = parser.parse_args()
+    frame = pd.read_csv(BUNDLED_DATA)
+    x, y = frame.drop(columns="charges"), frame["charges"]
+    batch = x.sample(1_000, random_state=0, replace=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    print("model | inputs | model.onnx bytes | 1 row µs CPU | 1,000 rows µs CPU")
+    for label, pipeline in _pipelines(x, y).items():
+        variants = _variants(pipeline, batch)
+        sessions = {
+            dtype: ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            for dtype, (data, _) in variants.items()
+        }
+        timings: dict[str, dict[str, list[float]]] = {d: {"1": [], "1000": []} for d in variants}
+        for _ in range(TURNS):
+            for dtype, (_, feeds) in variants.items():
+                one = {name: values[:1] for name, values in feeds.items()}
+                run = sessions[dtype].run
+                timings[dtype]["1"].append(_cpu_us(partial(run, None, one), args.repeats))
+                many = max(1, args.repeats // 50)
+                timings[dtype]["1000"].append(_cpu_us(partial(run, None, feeds), many))
+        for dtype, (data, _) in variants.items():
+            one_row = statistics.median(timings[dtype]["1"])
+            thousand = statistics.median(timings[dtype]["1000"])
+            print(f"{label} | {dtype} | {len(data):,} | {one_row:.1f} | {thousand:,.0f}")
+        spread = np.ptp(timings["float64"]["1"]) / statistics.median(timings["float64"]["1"])
+        print(f"  (1-row turns of float64 spread {spread:.0%} of their median)")
+
+
+if __name__ == "__main__":
+    main()
