@@ -123,10 +123,11 @@ class _Signal:
         found = map(self.bins_of.get, texts, repeat(len(self.bins_of)))
         return np.fromiter(found, dtype=np.intp, count=column.size)
 
-    def tail(self, served: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """The rows that can still be in the window after a push: binning the rest of a large
-        upload (a CSV of 100,000 rows against a window of a few thousand) is wasted work."""
-        return served[-len(self.ring) :]
+    @property
+    def capacity(self) -> int:
+        """The window's rows: the most recent rows that can still be in it after a push
+        (binning the rest of a large upload, 100,000 rows against a few thousand, is wasted)."""
+        return len(self.ring)
 
     def push(self, bins: npt.NDArray[np.intp]) -> None:
         """Slide the window: the newest rows replace the oldest."""
@@ -199,9 +200,10 @@ class _Column:
                 self.out_of_range.inc(outside)
         else:
             values = column.reshape(-1).tolist()
+            if self.known.issuperset(values):  # the common case in one C pass, no count per row
+                return
             unseen = len(values) - sum(map(self.known.__contains__, values))
-            if unseen:
-                self.unseen.inc(unseen)
+            self.unseen.inc(unseen)
 
 
 class Monitor:
@@ -314,16 +316,15 @@ class Monitor:
             for column, signal, values in zip(self._columns, self._features, small, strict=True):
                 parts = [np.asarray(values, dtype=column.dtype)] if values else []
                 parts += [feeds[column.input_name].reshape(-1) for feeds, _ in batches]
-                served = np.concatenate(parts)
-                column.count(served)
+                for part in parts:  # counted part by part: no copy of a whole large upload
+                    column.count(part)
                 if signal.reference is not None:
-                    signal.push(signal.bins(signal.tail(served)))
+                    signal.push(signal.bins(_last_rows(parts, signal.capacity)))
                     signal.publish()
             if self._prediction.reference is not None:
                 parts = [np.asarray(small_predictions)] if small_predictions else []
-                predicted = self._prediction.tail(
-                    np.concatenate([*parts, *(_predicted(p) for _, p in batches)])
-                )
+                parts += [_predicted(p) for _, p in batches]
+                predicted = _last_rows(parts, self._prediction.capacity)
                 if self.is_classifier and predicted.dtype.kind != "O":
                     predicted = predicted.astype(str).astype(object)
                 self._prediction.push(self._prediction.bins(predicted))
@@ -382,6 +383,17 @@ def _predicted(predictions: Predictions) -> npt.NDArray[Any]:
     column = predictions.values if predictions.values is not None else predictions.labels
     assert column is not None
     return column.reshape(-1)
+
+
+def _last_rows(parts: list[npt.NDArray[Any]], rows: int) -> npt.NDArray[Any]:
+    """The last `rows` rows of `parts` joined, copying only the parts that hold them."""
+    kept, count = [], 0
+    for part in reversed(parts):
+        if count >= rows:
+            break
+        kept.append(part)
+        count += len(part)
+    return np.concatenate(kept[::-1])[-rows:]
 
 
 def _take(pending: list[Any]) -> list[Any]:
