@@ -21,20 +21,22 @@ from fastapi.responses import Response
 
 artifact = Path(os.environ["BENCH_ARTIFACT"])
 card = json.loads((artifact / "model-card.json").read_text())
-features = [(f["name"], f["input_name"], f["kind"] == "numeric") for f in card["features"]]
 options = ort.SessionOptions()
 options.intra_op_num_threads = 1
 options.inter_op_num_threads = 1
 session = ort.InferenceSession(str(artifact / "model.onnx"), options)
+# Each input in the element type the graph declares (float64 numbers since issue 35, float32 in
+# older artifacts, strings for categories).
+DTYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(string)": object}
+dtype_of = {i.name: DTYPES[i.type] for i in session.get_inputs()}
+features = [(f["name"], f["input_name"], dtype_of[f["input_name"]]) for f in card["features"]]
 app = FastAPI()
 
 
 def feeds(columns: dict[str, list[Any]]) -> dict[str, np.ndarray]:
     return {
-        input_name: np.asarray(columns[name], dtype=np.float32 if numeric else object).reshape(
-            -1, 1
-        )
-        for name, input_name, numeric in features
+        input_name: np.asarray(columns[name], dtype=dtype).reshape(-1, 1)
+        for name, input_name, dtype in features
     }
 
 
