@@ -117,8 +117,11 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
     card = artifact.load(model).card
     server_cores, (generator_core,) = split_cores(limits)
     results: list[Result] = []
-    with confined_server(model, limits, plan.workers, server_cores) as server:
-        for run in range(repeat):
+    # Each run and the wrk check in a server of its own, as each `modelship capacity` starts
+    # one: a server kept across runs carries the last run's state (its feedback join full of
+    # answers, its drift windows) into the next, and the runs were not independent.
+    for run in range(repeat):
+        with confined_server(model, limits, plan.workers, server_cores) as server:
             generator = LoadGenerator(
                 server.port, requests_for(card, server.port, 1), {generator_core}
             )
@@ -128,10 +131,9 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
                 )
             finally:
                 generator.close()
-            print(
-                f"{model.name} {size} run {run + 1}: {result.point.max_rps:g} rps", file=sys.stderr
-            )
-            results.append(result)
+        print(f"{model.name} {size} run {run + 1}: {result.point.max_rps:g} rps", file=sys.stderr)
+        results.append(result)
+    with confined_server(model, limits, plan.workers, server_cores) as server:
         bodies = [orjson_dumps(row) for row in synthetic_rows(card, 64, seed=1)]
         wrk = _wrk(server.url, bodies, generator_core, WRK_CONNECTIONS * plan.workers)
     rates = sorted(r.point.max_rps for r in results)
