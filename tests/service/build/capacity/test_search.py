@@ -108,3 +108,22 @@ def test_the_step_of_training_stays_cheap() -> None:
     replica = _Replica(1200.0)
     _search(replica, step_seconds=2.0)
     assert sum(seconds for _, seconds in replica.steps) <= 25
+
+
+class _Tiring(_Replica):
+    """A replica that serves less with every step (its state grows as it serves): a rate that
+    passed early fails later."""
+
+    def step(self, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
+        self.capacity *= 0.8
+        return super().step(rate, seconds, timeout)
+
+
+def test_a_replica_that_serves_less_as_it_goes_is_refused_with_the_reason() -> None:
+    with pytest.raises(capacity.ModelshipError, match="served less as the search went on"):
+        _search(_Tiring(capacity=5_000))
+
+
+def test_a_size_that_cannot_serve_the_target_says_so() -> None:
+    with pytest.raises(capacity.ModelshipError, match="even when idle"):
+        _search(_Replica(capacity=0.0001))

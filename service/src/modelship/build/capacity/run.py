@@ -424,10 +424,7 @@ def find_capacity(
     if best is None and failed is not None:  # out of steps: the highest full pass, unrepeated
         best = max((s for s in full if s.rate < failed), key=lambda s: s.rate, default=None)
     if best is None:
-        raise ModelshipError(
-            f"no rate held p99 under {target:g} ms with no errors (the last step: "
-            f"{steps[-1].why}); the target is below what this size serves even when idle"
-        )
+        raise _no_result(target, passed, failed, steps[-1].why)
     point = CapacityPoint(
         cpu=plan.limits.cpu,
         memory=plan.limits.memory,
@@ -445,6 +442,24 @@ def find_capacity(
         limits_read_back=server.cgroup.read_limits(),
         cgroup_version=server.cgroup.version,
         generator_lag_p99_ms=best.load["lag_p99_ms"],
+    )
+
+
+def _no_result(
+    target: float, passed: list[float], failed: float | None, why: str
+) -> ModelshipError:
+    """Why the search found no rate: the size cannot serve the target even when idle, or the
+    server served less as the search went on (rates that passed failed later)."""
+    if passed and failed is not None:
+        return ModelshipError(
+            f"no rate held p99 under {target:g} ms with no errors twice: up to "
+            f"{max(passed):g} requests/s passed a step, and then {failed:g} failed (the last "
+            f"step: {why}); the server served less as the search went on, so its result would "
+            "not repeat: measure again on a quiet machine, and see docs/capacity.md#measured"
+        )
+    return ModelshipError(
+        f"no rate held p99 under {target:g} ms with no errors (the last step: {why}); the "
+        "target is below what this size serves even when idle"
     )
 
 
