@@ -5,13 +5,14 @@
 For the default insurance model and a 26-class model (bench/training.py's table), each at
 500m/512Mi and 1/1Gi: `--repeat` times, starts the server in a cgroup of its own
 (modelship.build.capacity) and finds the highest open-loop rate with p99 under 100 ms and no
-errors (the spread shows repeatability), then drives one more confined server of that size with
-`wrk` (closed loop, its own core) for the independent saturation rate. Prints one table (docs/capacity.md#measured), writes the
-median point of each size into the model's card and every figure into `--points`
-(docs/capacity-points.json: the entries of the models and sizes measured are replaced, the
-others kept), from which `uv run python -m tests.infra.capacity_doc --write` regenerates
-docs/capacity.md's tables. Needs root (cgroups) and two cores; about a minute per run, so ~13
-minutes with the defaults. Trains both models first if --out has none.
+errors (the spread shows repeatability), then drives one more confined server of that size
+with `wrk` (closed loop, its own core) for the independent saturation rate. Prints one table
+(docs/capacity.md#measured), writes the median point of each size into the model's card and
+every figure into `--points` (docs/capacity-points.json: the entries of the models and sizes
+measured are replaced, the others kept), from which
+`uv run python -m tests.infra.capacity_doc --write` regenerates docs/capacity.md's tables.
+Needs root (cgroups) and two cores; about a minute per run, so ~13 minutes with the defaults.
+Trains both models first if --out has none.
 """
 
 from __future__ import annotations
