@@ -14,6 +14,7 @@ import pytest
 from modelship.build.capacity import run as capacity
 from modelship.build.capacity.cgroup import Limits
 from modelship.build.capacity.run import RESOLUTION, LoadGenerator, Plan, find_capacity
+from modelship.errors import ModelshipError
 
 
 class _Group:
@@ -120,10 +121,10 @@ class _Tiring(_Replica):
 
 
 def test_a_replica_that_serves_less_as_it_goes_is_refused_with_the_reason() -> None:
-    with pytest.raises(capacity.ModelshipError, match="served less as the search went on"):
+    with pytest.raises(ModelshipError, match="served less as the search went on"):
         _search(_Tiring(capacity=5_000))
 
 
 def test_a_size_that_cannot_serve_the_target_says_so() -> None:
-    with pytest.raises(capacity.ModelshipError, match="even when idle"):
+    with pytest.raises(ModelshipError, match="even when idle"):
         _search(_Replica(capacity=0.0001))
