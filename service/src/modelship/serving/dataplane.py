@@ -150,12 +150,11 @@ class DataPlane:
     def admit(self, count_shed: bool = True) -> bool:
         """Take a slot for one request, or False when the worker is `full` (and count it as
         shed, unless the caller counts refusals itself)."""
-        n = self.in_flight
-        if n >= self.in_flight_limit:
-            self._refused += 1
+        if self.full():
             if self._count and count_shed:
                 telemetry.SHED.inc()
             return False
+        n = self.in_flight
         if n == 0:
             self._busy_from = time.perf_counter()
         self.in_flight = n + 1
