@@ -200,7 +200,7 @@ class ServingMiddleware:
         self.log_requests = log_requests
         self._overloaded = overloaded_refusals(dataplane)
         self._too_large = _Refusals(BodyTooLarge(max_body_bytes), close=True)
-        self._record_endpoint = RecordEndpoint(dataplane, max_body_bytes)
+        self._record_endpoint = RecordEndpoint(dataplane)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -245,7 +245,9 @@ class ServingMiddleware:
                         await asyncio.sleep(0)
                     if endpoint is not None:
                         template = RECORD_PATH
-                        status = await endpoint(scope, receive, send, rid, route_key)
+                        status = await endpoint(
+                            scope, self._counting(receive), send, rid, route_key
+                        )
                     else:
                         await self.app(scope, self._counting(receive), send_with_id)
                 finally:

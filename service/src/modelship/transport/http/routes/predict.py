@@ -16,7 +16,7 @@ from starlette.datastructures import QueryParams, UploadFile
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from modelship.errors import BodyTooLarge, MalformedBody, ModelshipError, UnsupportedMediaType
+from modelship.errors import MalformedBody, ModelshipError, UnsupportedMediaType
 from modelship.serving.dataplane import SPOOL_BYTES, DataPlane, parse_json
 from modelship.serving.rollout import ROUTE_KEY_HEADER, VERSION_HEADER
 from modelship.transport.admission import REQUEST_ID_HEADER
@@ -113,9 +113,8 @@ class RecordEndpoint:
     together (py-spy under wrk, docs/benchmarks.md#single-row-cpu). The answer is the route's:
     the same body, headers and errors (rendered by the same `render`)."""
 
-    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+    def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, rid: bytes, route_key: str | None
@@ -145,30 +144,19 @@ class RecordEndpoint:
         await send({"type": "http.response.body", "body": content})
         return status
 
-    async def _body(self, receive: Receive) -> bytes:
-        """The whole body, refused once it passes the limit (a body sent without
-        Content-Length: one with it was checked before)."""
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
-                raise BodyTooLarge(self.max_body_bytes)
-            return body
-        chunks = [body]
-        received = len(body)
+    @staticmethod
+    async def _body(receive: Receive) -> bytes:
+        """The whole body. `receive` is the middleware's, which refuses a body (sent without
+        Content-Length) once it passes the limit, as for every other route."""
+        chunks: list[bytes] = []
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 raise ClientDisconnect
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                raise BodyTooLarge(self.max_body_bytes)
-            chunks.append(chunk)
+            chunk: bytes = message.get("body", b"")
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return b"".join([*chunks, chunk]) if chunks else chunk
+            chunks.append(chunk)
 
 
 @router.post(
