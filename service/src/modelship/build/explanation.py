@@ -229,7 +229,17 @@ def _features_graph(model: onnx.ModelProto, features: str) -> bytes:
     del cut.graph.node[:]
     cut.graph.node.extend(reversed(kept))
     del cut.graph.output[:]
-    cut.graph.output.append(helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
+    # The trees' input: float32, or float64 where the trees compare float64 (thresholds.py).
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    elem = next(
+        (
+            v.type.tensor_type.elem_type
+            for v in [*inferred.input, *inferred.value_info]
+            if v.name == features
+        ),
+        onnx.TensorProto.FLOAT,
+    )
+    cut.graph.output.append(helper.make_tensor_value_info(features, elem, None))
     kept_initializers = [i for i in model.graph.initializer if i.name in needed]
     del cut.graph.initializer[:]
     cut.graph.initializer.extend(kept_initializers)
@@ -268,8 +278,12 @@ def _trees(
     if attrs.get("aggregate_function", b"SUM") != b"SUM":
         raise NotExplainable("no exact explanation for a tree ensemble that does not add")
     prefix = "target" if op == "TreeEnsembleRegressor" else "class"
-    thresholds = attrs.get("nodes_values") or list(
+    # float32 as converted, or the float64 thresholds of histogram boosting and LightGBM
+    # (build/training/thresholds.py): kept as the graph holds them, compared in float64.
+    thresholds = (
         onnx.numpy_helper.to_array(attrs["nodes_values_as_tensor"])
+        if "nodes_values_as_tensor" in attrs
+        else np.asarray(attrs["nodes_values"], dtype=np.float32)
     )
     tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
     node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
@@ -282,7 +296,7 @@ def _trees(
         "node_ids": node_ids,
         "features": np.asarray(attrs["nodes_featureids"], dtype=np.int64),
         "modes": np.array([MODES[m.decode()] for m in attrs["nodes_modes"]], dtype=np.int8),
-        "thresholds": np.asarray(thresholds, dtype=np.float32),
+        "thresholds": thresholds,
         "true_ids": np.asarray(attrs["nodes_truenodeids"], dtype=np.int64),
         "false_ids": np.asarray(attrs["nodes_falsenodeids"], dtype=np.int64),
         "missing_true": np.asarray(
