@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+import shap
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -153,6 +154,10 @@ class _Case:
     labels: list[str] | None = None
     probabilities: np.ndarray[Any, Any] | None = None
     classes: list[str] | None = None
+    # [rows, columns, outputs]: shap's TreeExplainer (histogram boosting) or LightGBM's own
+    # TreeSHAP (pred_contrib), in the space the trees add in, one-hot columns summed; None for a
+    # native file (explained by interventional TreeSHAP against the sample: additivity only).
+    contributions: np.ndarray[Any, Any] | None = None
 
 
 def _pipeline_case(family: str, task: str, frame: pd.DataFrame, work: Path) -> _Case:
@@ -179,10 +184,29 @@ def _pipeline_case(family: str, task: str, frame: pd.DataFrame, work: Path) -> _
         ).fit(x, frame[target])
     numeric = pipeline.named_steps["features"].output_indices_["numeric"]
     assert numeric.start == 0  # the split features' indices are the numeric columns'
-    rows = _sharp_rows(_splits(pipeline.named_steps["model"]), x)
+    model = pipeline.named_steps["model"]
+    rows = _sharp_rows(_splits(model), x)
     joblib.dump(pipeline, work / "pipe.joblib")
+    columns = pipeline.named_steps["features"]
+    onehot = columns.named_transformers_["categorical"]
+    start = columns.output_indices_["categorical"].start
+    blocks = iter(
+        np.split(
+            np.arange(start, columns.output_indices_["categorical"].stop),
+            np.cumsum([len(c) for c in onehot.categories_])[:-1],
+        )
+    )
+    groups = [[NUMERIC.index(c)] if c in NUMERIC else list(next(blocks)) for c in x.columns]
+    contributions = _reference(model, columns.transform(rows), groups)
     if task == "regression":
-        return _Case(work / "pipe.joblib", x, target, rows, values=pipeline.predict(rows))
+        return _Case(
+            work / "pipe.joblib",
+            x,
+            target,
+            rows,
+            pipeline.predict(rows),
+            contributions=contributions,
+        )
     return _Case(
         work / "pipe.joblib",
         x,
@@ -191,7 +215,22 @@ def _pipeline_case(family: str, task: str, frame: pd.DataFrame, work: Path) -> _
         labels=[str(label) for label in pipeline.predict(rows)],
         probabilities=pipeline.predict_proba(rows),
         classes=[str(c) for c in pipeline.classes_],
+        contributions=contributions,
     )
+
+
+def _reference(model: Any, features: Any, groups: list[list[int]]) -> np.ndarray[Any, Any]:
+    """[rows, columns, outputs] contributions of an outside reference, summed per column."""
+    features = np.asarray(features, dtype=np.float64)
+    if isinstance(model, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
+        values = shap.TreeExplainer(model).shap_values(features, check_additivity=False)
+        values = np.stack(values, axis=2) if isinstance(values, list) else np.asarray(values)
+        values = values if values.ndim == 3 else values[:, :, None]
+    else:
+        raw = getattr(model, "booster_", model).predict(features, pred_contrib=True)
+        outputs = raw.shape[1] // (features.shape[1] + 1)
+        values = raw.reshape(len(raw), outputs, -1)[:, :, :-1].transpose(0, 2, 1)
+    return np.stack([values[:, g].sum(axis=1) for g in groups], axis=1)
 
 
 def _native_case(task: str, frame: pd.DataFrame, work: Path) -> _Case:
@@ -211,7 +250,7 @@ def _native_case(task: str, frame: pd.DataFrame, work: Path) -> _Case:
     rows = _sharp_rows(_splits(booster), x)
     raw = np.asarray(booster.predict(rows.to_numpy()))
     if task == "regression":
-        return _Case(work / "model.txt", x.assign(**{target: y}), target, rows, values=raw)
+        return _Case(work / "model.txt", x.assign(**{target: y}), target, rows, raw)
     proba = raw if raw.ndim == 2 else np.column_stack([1 - raw, raw])
     return _Case(
         work / "model.txt",
@@ -301,6 +340,8 @@ def test_rows_near_splits_served_as_the_source_decides(
             timeout=60,
         )
         assert answer.status_code == 200, answer.text
+        explained = httpx.post(f"{server.url}/explain", json=records, timeout=120).json()
+    _assert_explained(case, explained["predictions"])
     _assert_as_source(case, *_columns(case, pd.read_csv(io.StringIO(answer.text))), slice(None))
     (tmp_path / "rows.csv").write_text(text)
     assert (
@@ -324,3 +365,37 @@ def _columns(case: _Case, frame: pd.DataFrame) -> tuple[list[str], Any]:
     assert case.classes is not None
     labels = frame[f"predicted_{case.target}"].astype(str).tolist()
     return labels, frame[[f"probability_{c}" for c in case.classes]]
+
+
+def _assert_explained(case: _Case, predictions: list[dict[str, Any]]) -> None:
+    """Each row's contributions add up to its prediction (in the space the trees add in) and
+    match the reference's."""
+    columns = list(case.rows.columns)
+    for i, row in enumerate(predictions):
+        explanation = row["explanation"]
+        names = ["prediction"] if case.classes is None else list(explanation["base"])
+        bases = (
+            [explanation["base"]] if case.classes is None else list(explanation["base"].values())
+        )
+        per_output = (
+            [explanation["contributions"]]
+            if case.classes is None
+            else [explanation["contributions"][c] for c in names]
+        )
+        ours = np.array([[c[column] for c in per_output] for column in columns])
+        if case.contributions is None:
+            assert explanation["method"] == "interventional TreeSHAP"
+        else:
+            assert explanation["method"] == "path-dependent TreeSHAP"
+            scale = max(1e-12, float(np.abs(case.contributions).max()))
+            assert np.abs(ours - case.contributions[i]).max() <= 1e-6 * scale
+        margins = np.array(bases) + ours.sum(axis=0)
+        if case.classes is None:
+            assert margins[0] == pytest.approx(row["prediction"], rel=1e-5)
+        elif len(names) == 1:  # two classes: the logistic of the second's margin
+            p = 1 / (1 + np.exp(-margins[0]))
+            assert p == pytest.approx(row["probabilities"][names[0]], abs=1e-5)
+        else:
+            p = np.exp(margins - margins.max())
+            served = [row["probabilities"][c] for c in names]
+            np.testing.assert_allclose(p / p.sum(), served, atol=1e-5)
