@@ -27,6 +27,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from modelship import cli
 from modelship.build.training.export import export_onnx, onnx_feeds, run_onnx
 from modelship.build.training.models import pipeline_around
+from modelship.build.training.options import TrainOptions
+from modelship.build.training.train import train
 from modelship.contracts.card import FeatureKind, Task
 from modelship.model import artifact
 from tests.service.server import running_server
@@ -399,3 +401,25 @@ def _assert_explained(case: _Case, predictions: list[dict[str, Any]]) -> None:
             p = np.exp(margins - margins.max())
             served = [row["probabilities"][c] for c in names]
             np.testing.assert_allclose(p / p.sum(), served, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "hist_gradient_boosting"])
+def test_training_exports_the_trees_in_float64(
+    model: str, insurance_csv: Path, tmp_path: Path
+) -> None:
+    """What `modelship train` writes for these families: the same export as the imports above,
+    its trees holding float64 thresholds (many of them no float32) and taking float64 features."""
+    train(
+        TrainOptions(data=insurance_csv, target="charges", output=tmp_path, model=model),
+        lambda _: None,
+    )
+    graph = onnx.shape_inference.infer_shapes(onnx.load(tmp_path / "model.onnx")).graph
+    (trees,) = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in trees.attribute}
+    assert "nodes_values" not in attrs
+    thresholds = onnx.numpy_helper.to_array(attrs["nodes_values_as_tensor"])
+    splits = thresholds[np.array(attrs["nodes_modes"]) != b"LEAF"]
+    assert thresholds.dtype == np.float64
+    assert (splits.astype(np.float32).astype(np.float64) != splits).sum() > 100  # bmi's
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info]}
+    assert types[trees.input[0]] == onnx.TensorProto.DOUBLE
