@@ -27,10 +27,12 @@ it) of one row and of a 1,000-row batch, the two variants measured in turns, bac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 from unittest import mock
@@ -94,37 +96,38 @@ def _kinds(x: pd.DataFrame) -> dict[str, FeatureKind]:
     return {str(c): "numeric" if c in NUMERIC else "categorical" for c in x}
 
 
-def _variants(pipeline: Pipeline, x: pd.DataFrame) -> dict[str, tuple[bytes, dict[str, Any]]]:
+def _exported(
+    pipeline: Pipeline, x: pd.DataFrame, before: Callable[[], AbstractContextManager[Any]]
+) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    """The export as it is now ("float64") and as `before` makes it ("float32"), with feeds."""
     kinds = _kinds(x)
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-        out["float64"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
-        with (
-            mock.patch.object(export, "feed_numbers_in_double", return_value=None),
-            mock.patch.object(export, "NUMERIC_DTYPE", "float32"),
-        ):
-            _imputer(convert_sklearn_imputer)  # skl2onnx's float32 Imputer operator
-            try:
+        for variant, context in (("float64", contextlib.nullcontext()), ("float32", before())):
+            with context:
                 onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-            finally:
-                _imputer(export._convert_imputer_in_double)
-            out["float32"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
+                out[variant] = onnx_bytes, export.onnx_feeds(x, kinds, names)
     return out
 
 
-def _thresholds(pipeline: Pipeline, x: pd.DataFrame) -> dict[str, tuple[bytes, dict[str, Any]]]:
-    kinds = _kinds(x)
-    out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-        out["float64"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
-        with mock.patch.object(export, "decide_as_source", return_value=0):
-            onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-        out["float32"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
-    return out
+@contextlib.contextmanager
+def _float32_inputs() -> Iterator[None]:
+    """Numbers in float32, imputed by skl2onnx's float32 Imputer operator."""
+    with (
+        mock.patch.object(export, "feed_numbers_in_double", return_value=None),
+        mock.patch.object(export, "NUMERIC_DTYPE", "float32"),
+    ):
+        _imputer(convert_sklearn_imputer)
+        try:
+            yield
+        finally:
+            _imputer(export._convert_imputer_in_double)
+
+
+def _float32_thresholds() -> AbstractContextManager[Any]:
+    """The converters' float32 thresholds behind a Cast(float), as exported before."""
+    return mock.patch.object(export, "decide_as_source", return_value=0)
 
 
 def _imputer(converter: Callable[..., None]) -> None:
@@ -160,12 +163,14 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    pipelines, variants_of = (
-        (_pipelines, _variants) if args.compare == "inputs" else (_boosters, _thresholds)
+    pipelines, before = (
+        (_pipelines, _float32_inputs)
+        if args.compare == "inputs"
+        else (_boosters, _float32_thresholds)
     )
     print(f"model | {args.compare} | model.onnx bytes | 1 row µs CPU | 1,000 rows µs CPU")
     for label, pipeline in pipelines(x, y).items():
-        variants = variants_of(pipeline, batch)
+        variants = _exported(pipeline, batch, before)
         sessions = {
             dtype: ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             for dtype, (data, _) in variants.items()

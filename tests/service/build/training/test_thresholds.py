@@ -335,16 +335,10 @@ def test_rows_near_splits_served_as_the_source_decides(
             _assert_as_source(case, *_answer(case, [one]), slice(i, i + 1))
         batch = httpx.post(f"{server.url}/predict/batch", json=records, timeout=60).json()
         _assert_as_source(case, *_answer(case, batch["predictions"]), slice(None))
-        answer = httpx.post(
-            f"{server.url}/predict/csv",
-            content=text,
-            headers={"Content-Type": "text/csv"},
-            timeout=60,
-        )
-        assert answer.status_code == 200, answer.text
+        answered = server.predict_csv(text)
         explained = httpx.post(f"{server.url}/explain", json=records, timeout=120).json()
     _assert_explained(case, explained["predictions"])
-    _assert_as_source(case, *_columns(case, pd.read_csv(io.StringIO(answer.text))), slice(None))
+    _assert_as_source(case, *_columns(case, pd.read_csv(io.StringIO(answered))), slice(None))
     (tmp_path / "rows.csv").write_text(text)
     assert (
         cli.main(["predict", str(out), str(tmp_path / "rows.csv"), "-o", str(tmp_path / "p.csv")])
