@@ -240,11 +240,12 @@ def _native_case(task: str, frame: pd.DataFrame, work: Path) -> _Case:
     target = TARGETS[task]
     x = frame[NUMERIC]
     y = frame[target] if task == "regression" else frame[target].astype("category").cat.codes
-    params: dict[str, Any] = {
+    objectives: dict[str, dict[str, Any]] = {
         "regression": {"objective": "regression"},
         "binary": {"objective": "binary"},
         "multiclass": {"objective": "multiclass", "num_class": int(y.max()) + 1},
-    }[task]
+    }
+    params = objectives[task]
     booster = lightgbm.train(
         {**params, "num_leaves": 15, "verbose": -1, "seed": 0}, lightgbm.Dataset(x, y), 30
     )
