@@ -333,30 +333,34 @@ def _covers(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64]:
 
 def _cover_source(estimator: Any) -> Callable[[int], Any]:
     """scikit-learn's trees, numbered as skl2onnx numbers them (tree per stage and class)."""
-    from sklearn.ensemble import (
-        GradientBoostingClassifier,
-        GradientBoostingRegressor,
-        HistGradientBoostingClassifier,
-        HistGradientBoostingRegressor,
-    )
-    from sklearn.tree import BaseDecisionTree
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    if isinstance(estimator, BaseDecisionTree):
-        return lambda t: estimator.tree_.weighted_n_node_samples
-    if isinstance(estimator, GradientBoostingRegressor | GradientBoostingClassifier):
-        per_stage = estimator.estimators_.shape[1]
-        return lambda t: (
-            estimator.estimators_[t // per_stage][t % per_stage].tree_.weighted_n_node_samples
-        )
     if isinstance(estimator, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
         # Exact since the export decides its splits as scikit-learn does (thresholds.py).
         per_stage = len(estimator._predictors[0])
         return lambda t: estimator._predictors[t // per_stage][t % per_stage].nodes["count"]
-    if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
-        return lambda t: estimator.estimators_[t].tree_.weighted_n_node_samples
+    tree = sklearn_trees(estimator)
+    if tree is not None:
+        return lambda t: tree(t).weighted_n_node_samples
     raise NotExplainable(
         f"no exact explanation for {type(estimator).__name__}: its node covers are not known"
     )
+
+
+def sklearn_trees(estimator: Any) -> Callable[[int], Any] | None:
+    """The `tree_` of each tree of a scikit-learn decision tree, gradient boosting or forest,
+    by its number in skl2onnx's export (tree per stage and class); None for other models."""
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+    from sklearn.tree import BaseDecisionTree
+
+    if isinstance(estimator, BaseDecisionTree):
+        return lambda t: estimator.tree_
+    if isinstance(estimator, GradientBoostingRegressor | GradientBoostingClassifier):
+        per_stage = estimator.estimators_.shape[1]
+        return lambda t: estimator.estimators_[t // per_stage][t % per_stage].tree_
+    if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
+        return lambda t: estimator.estimators_[t].tree_
+    return None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,14 @@ import pandas as pd
 import pytest
 import shap
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
+from sklearn.pipeline import Pipeline
 
 from modelship import cli
 from modelship.build.training.export import export_onnx, onnx_feeds, run_onnx
@@ -418,3 +425,44 @@ def test_training_exports_the_trees_in_float64(
     assert (splits.astype(np.float32).astype(np.float64) != splits).sum() > 100  # bmi's
     types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info]}
     assert types[trees.input[0]] == onnx.TensorProto.DOUBLE
+
+
+@pytest.mark.parametrize("forest", [RandomForestRegressor, ExtraTreesRegressor])
+@pytest.mark.parametrize("blanks_in_training", [True, False])
+def test_a_forest_sends_missing_values_where_scikit_learn_does(
+    forest: Any, blanks_in_training: bool, insurance_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A forest that NaN reaches (no imputer): scikit-learn sends it down the side each split
+    learnt (or, for a feature without blanks in training, the side most samples took); served
+    over HTTP the same way. Imported with blanks in the sample at the default tolerance."""
+    frame = insurance_frame[[*NUMERIC, "charges"]].copy()
+    rng = np.random.default_rng(0)
+    blanks = frame.copy()
+    for column in NUMERIC:
+        blanks.loc[rng.random(len(frame)) < 0.2, column] = np.nan
+    fitted_on = blanks if blanks_in_training else frame
+    pipeline = Pipeline(
+        [
+            ("features", ColumnTransformer([("numbers", "passthrough", NUMERIC)])),
+            ("model", forest(n_estimators=20, max_depth=8, random_state=0)),
+        ]
+    ).fit(fitted_on[NUMERIC], fitted_on["charges"])
+    joblib.dump(pipeline, tmp_path / "pipe.joblib")
+    blanks.to_csv(tmp_path / "sample.csv", index=False)
+    out = tmp_path / "artifact"
+    code = cli.main(
+        [
+            "import", "--quiet", str(tmp_path / "pipe.joblib"), "--trust-pickle",
+            "--sample", str(tmp_path / "sample.csv"), "--target", "charges", "--no-capacity",
+            "-o", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    rows = blanks[NUMERIC]
+    records = [
+        {k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")
+    ]
+    with running_server("--artifact", str(out), cwd=tmp_path) as server:
+        batch = httpx.post(f"{server.url}/predict/batch", json=records, timeout=60).json()
+    served = [p["prediction"] for p in batch["predictions"]]
+    np.testing.assert_allclose(served, pipeline.predict(rows), rtol=1e-5)

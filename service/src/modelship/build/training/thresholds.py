@@ -13,9 +13,11 @@ them in float64, with one-hot columns widened exactly): onnxruntime then compare
 the source model compares, missing values included (`nodes_missing_value_tracks_true` holds for
 float64 inputs too). Its leaf weights stay float32, as the converters wrote them.
 
-skl2onnx already exports its other scikit-learn trees exactly (they cast to float32 themselves,
-and skl2onnx writes each threshold as the largest float32 at or below it); XGBoost's thresholds
-are float32 and its splits `x < threshold`, so its export is exact as written.
+skl2onnx already exports the thresholds of its other scikit-learn trees exactly (they cast to
+float32 themselves, and skl2onnx writes each threshold as the largest float32 at or below it),
+but not where their splits send a missing value: that is written here for decision trees and
+forests (`_missing_as_source`). XGBoost's thresholds are float32 and its splits
+`x < threshold`, so its export is exact as written.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ import numpy.typing as npt
 import onnx
 from onnx import helper, numpy_helper
 
-from modelship.build.explanation import NotExplainable, booster_trees, matched_nodes
+from modelship.build.explanation import (
+    NotExplainable,
+    booster_trees,
+    matched_nodes,
+    sklearn_trees,
+)
 from modelship.build.training.double_inputs import feed_in_double
 
 _TREE_OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
@@ -37,8 +44,8 @@ _TENSOR_THRESHOLDS_OPSET = 3
 
 def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
     """Give a histogram gradient boosting or LightGBM model's tree operator the source's float64
-    thresholds and a float64 input, in place; returns how many splits it holds (0: other models,
-    left as converted)."""
+    thresholds and a float64 input, and a decision tree's or forest's its missing-value sides,
+    in place; returns how many float64 thresholds it wrote."""
     nodes = [n for n in model.graph.node if n.op_type in _TREE_OPS]
     if len(nodes) != 1:
         return 0
@@ -47,6 +54,7 @@ def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
     if "nodes_values" not in attributes:  # thresholds held as a tensor already
         return 0
     attrs = {name: helper.get_attribute_value(a) for name, a in attributes.items()}
+    _missing_as_source(tree, attrs, estimator)
     source = source_thresholds(estimator, attrs)
     if source is None:
         return 0
@@ -61,6 +69,46 @@ def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
             opset.version = max(opset.version, _TENSOR_THRESHOLDS_OPSET)
     feed_in_double(model, tree)
     return int((~np.isnan(source)).sum())
+
+
+def _missing_as_source(tree: onnx.NodeProto, attrs: dict[str, Any], estimator: Any) -> None:
+    """Send a missing value down the side each split of a scikit-learn decision tree or forest
+    learnt (`missing_go_to_left`, scikit-learn >= 1.4), in place.
+
+    skl2onnx writes no missing-value branch, and onnxruntime then sends NaN to the false (right)
+    side of every split: a pipeline that lets NaN reach its forest (no imputer) answered
+    otherwise than scikit-learn on every row with a blank."""
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import BaseDecisionTree
+
+    routed = (
+        BaseDecisionTree
+        | RandomForestRegressor
+        | RandomForestClassifier
+        | ExtraTreesRegressor
+        | ExtraTreesClassifier
+    )
+    if not isinstance(estimator, routed):
+        return
+    tree_of = sklearn_trees(estimator)
+    assert tree_of is not None
+    left = [
+        0 if mode == b"LEAF" else int(tree_of(t).missing_go_to_left[n])
+        for t, n, mode in zip(
+            attrs["nodes_treeids"], attrs["nodes_nodeids"], attrs["nodes_modes"], strict=True
+        )
+    ]
+    if not any(left):  # every missing value goes right: as converted
+        return
+    for attribute in list(tree.attribute):
+        if attribute.name == "nodes_missing_value_tracks_true":
+            tree.attribute.remove(attribute)
+    tree.attribute.append(helper.make_attribute("nodes_missing_value_tracks_true", left))
 
 
 def source_thresholds(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64] | None:
