@@ -1,26 +1,38 @@
-"""What float64 numeric inputs cost against float32 ones (docs/import.md#where-parity-is-checked).
+"""What float64 numbers cost against float32 ones: inputs, and the trees' thresholds
+(docs/import.md#where-parity-is-checked).
 
     uv run python bench/input_dtype.py
     uv run python bench/input_dtype.py --repeats 2000
+    uv run python bench/input_dtype.py --compare thresholds --repeats 2000
 
-Two pipelines on the bundled insurance data, each exported twice: as `modelship train` and
-`modelship import` do (numbers in float64: `feed_numbers_in_double`, the imputer in float64) and
-as they did before (numbers in float32, skl2onnx's float32 Imputer operator). Issue 35's one-hot
-+ StandardScaler + 30-tree forest, and the training menu's 100-tree gradient boosting (imputer,
-no scaler: its numbers are cast to float32 in front of the trees). For each: model.onnx's
-size, and the CPU time per call (one onnxruntime thread, as a worker runs it) of one row and of
-a 1,000-row batch, the two variants measured in turns, back to back, `repeats` calls per turn;
-the median of the turns is reported. Feeds are built before timing (decoding costs the same
-either way: one numpy cast per column).
+`--compare inputs` (the default): two pipelines on the bundled insurance data, each exported
+twice: as `modelship train` and `modelship import` do (numbers in float64:
+`feed_numbers_in_double`, the imputer in float64) and as they did before (numbers in float32,
+skl2onnx's float32 Imputer operator). Issue 35's one-hot + StandardScaler + 30-tree forest, and
+the training menu's 100-tree gradient boosting (imputer, no scaler: its numbers are cast to
+float32 in front of the trees).
+
+`--compare thresholds`: a 200-tree LightGBM and a histogram gradient boosting (100 iterations)
+in the menu's pipeline, exported as now (the tree operator takes float64 features and holds the
+source's float64 thresholds: build/training/thresholds.py) and with the converters' float32
+thresholds behind a Cast(float) (what the export wrote before; it decided some inputs otherwise,
+at the same size and speed as any float32 thresholds).
+
+For each: model.onnx's size, and the CPU time per call (one onnxruntime thread, as a worker runs
+it) of one row and of a 1,000-row batch, the two variants measured in turns, back to back,
+`repeats` calls per turn; the median of the turns is reported. Feeds are built before timing
+(decoding costs the same either way: one numpy cast per column).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 from unittest import mock
@@ -28,11 +40,16 @@ from unittest import mock
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
+from lightgbm import LGBMRegressor
 from skl2onnx import update_registered_converter
 from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
 from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -65,28 +82,52 @@ def _pipelines(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
     }
 
 
+def _boosters(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
+    kinds = _kinds(x)
+    lightgbm = LGBMRegressor(n_estimators=200, verbose=-1, random_state=0)
+    histogram = HistGradientBoostingRegressor(max_iter=100, random_state=0)
+    return {
+        "200-tree LightGBM (menu)": pipeline_around(lightgbm, kinds).fit(x, y),
+        "100-iteration histogram boosting (menu)": pipeline_around(histogram, kinds).fit(x, y),
+    }
+
+
 def _kinds(x: pd.DataFrame) -> dict[str, FeatureKind]:
     return {str(c): "numeric" if c in NUMERIC else "categorical" for c in x}
 
 
-def _variants(pipeline: Pipeline, x: pd.DataFrame) -> dict[str, tuple[bytes, dict[str, Any]]]:
+def _exported(
+    pipeline: Pipeline, x: pd.DataFrame, before: Callable[[], AbstractContextManager[Any]]
+) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    """The export as it is now ("float64") and as `before` makes it ("float32"), with feeds."""
     kinds = _kinds(x)
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-        out["float64"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
-        with (
-            mock.patch.object(export, "feed_numbers_in_double", return_value=None),
-            mock.patch.object(export, "NUMERIC_DTYPE", "float32"),
-        ):
-            _imputer(convert_sklearn_imputer)  # skl2onnx's float32 Imputer operator
-            try:
+        for variant, context in (("float64", contextlib.nullcontext()), ("float32", before())):
+            with context:
                 onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-            finally:
-                _imputer(export._convert_imputer_in_double)
-            out["float32"] = onnx_bytes, export.onnx_feeds(x, kinds, names)
+                out[variant] = onnx_bytes, export.onnx_feeds(x, kinds, names)
     return out
+
+
+@contextlib.contextmanager
+def _float32_inputs() -> Iterator[None]:
+    """Numbers in float32, imputed by skl2onnx's float32 Imputer operator."""
+    with (
+        mock.patch.object(export, "feed_numbers_in_double", return_value=None),
+        mock.patch.object(export, "NUMERIC_DTYPE", "float32"),
+    ):
+        _imputer(convert_sklearn_imputer)
+        try:
+            yield
+        finally:
+            _imputer(export._convert_imputer_in_double)
+
+
+def _float32_thresholds() -> AbstractContextManager[Any]:
+    """The converters' float32 thresholds behind a Cast(float), as exported before."""
+    return mock.patch.object(export, "decide_as_source", return_value=0)
 
 
 def _imputer(converter: Callable[..., None]) -> None:
@@ -109,6 +150,12 @@ def _cpu_us(call: Callable[[], Any], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=500, help="calls per turn (500)")
+    parser.add_argument(
+        "--compare",
+        choices=["inputs", "thresholds"],
+        default="inputs",
+        help="float64 vs float32 numeric inputs (inputs), or the trees' thresholds (thresholds)",
+    )
     args = parser.parse_args()
     frame = pd.read_csv(BUNDLED_DATA)
     x, y = frame.drop(columns="charges"), frame["charges"]
@@ -116,9 +163,14 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    print("model | inputs | model.onnx bytes | 1 row µs CPU | 1,000 rows µs CPU")
-    for label, pipeline in _pipelines(x, y).items():
-        variants = _variants(pipeline, batch)
+    pipelines, before = (
+        (_pipelines, _float32_inputs)
+        if args.compare == "inputs"
+        else (_boosters, _float32_thresholds)
+    )
+    print(f"model | {args.compare} | model.onnx bytes | 1 row µs CPU | 1,000 rows µs CPU")
+    for label, pipeline in pipelines(x, y).items():
+        variants = _exported(pipeline, batch, before)
         sessions = {
             dtype: ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             for dtype, (data, _) in variants.items()

@@ -28,6 +28,17 @@ class Server:
     url: str
     process: subprocess.Popen[str]
 
+    def predict_csv(self, text: str, timeout: float = 60) -> str:
+        """POST /predict/csv with `text`; the CSV it answers (a 200 asserted)."""
+        answer = httpx.post(
+            f"{self.url}/predict/csv",
+            content=text,
+            headers={"Content-Type": "text/csv"},
+            timeout=timeout,
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as Kubernetes and ECS send, then wait for the exit code."""
         self.process.send_signal(signal.SIGTERM)

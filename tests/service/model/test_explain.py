@@ -166,7 +166,8 @@ def test_boosters_match_shap_on_their_own_models(
         else XGBRegressor(n_estimators=50, max_depth=4, random_state=0)
     )
     pipeline, ours, owner, _ = _explained(estimator, x, y, "regression")
-    features = pipeline[:-1].transform(x).astype(np.float32)
+    # XGBoost compares float32 values, LightGBM (and its export) float64 ones.
+    features = pipeline[:-1].transform(x).astype(np.float32 if library == "xgboost" else float)
     reference = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
     theirs = _by_column(reference.shap_values(features, check_additivity=False), owner, x.shape[1])
     _close(ours.contributions[:, :, 0], theirs)
@@ -176,7 +177,8 @@ def test_boosters_match_shap_on_their_own_models(
 
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_histogram_boosting_matches_shap(task: Task, insurance_frame: pd.DataFrame) -> None:
-    """Exact since its export decides every split as scikit-learn does (thresholds.py)."""
+    """Exact since its export compares float64 values with scikit-learn's float64 thresholds
+    (thresholds.py)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     target = "charges" if task == "regression" else "region"
@@ -188,9 +190,8 @@ def test_histogram_boosting_matches_shap(task: Task, insurance_frame: pd.DataFra
         else HistGradientBoostingClassifier(max_iter=30, random_state=0)
     )
     pipeline, ours, owner, explainer = _explained(estimator, x, y, task)
-    # Its trees compare float64 values, the service's trees the float32-rounded inputs: the
-    # export's thresholds decide as scikit-learn does on the values the user sent (thresholds.py),
-    # so shap and the model get the rows as the user has them.
+    # Its trees compare float64 values, and so do the service's (thresholds.py): shap and the
+    # model get the rows as the user has them.
     served = x
     features = pipeline[:-1].transform(served)
     theirs = np.asarray(shap.TreeExplainer(pipeline[-1]).shap_values(features))
@@ -377,10 +378,10 @@ def test_every_family_matches_shap_on_every_table(table: str, family: str) -> No
     owner = np.load(io.BytesIO(recorded.data))["column_of_feature"]
 
     features = pipeline[:-1].transform(rows).astype(np.float64)
-    if family != "histogram-boosting":
-        # The served trees see numbers as float32, as scikit-learn's trees, LightGBM's and
-        # XGBoost's do; histogram boosting compares float64 values and its export decides as it
-        # does on the values the user sent (build/training/thresholds.py).
+    if family not in ("histogram-boosting", "lightgbm"):
+        # The served trees see numbers as float32, as scikit-learn's trees and XGBoost's do;
+        # histogram boosting and LightGBM compare float64 values with float64 thresholds, and so
+        # does their export (build/training/thresholds.py).
         features = features.astype(np.float32).astype(np.float64)
     theirs = _reference(pipeline[-1], features)
     answers = _model_space(pipeline[-1], features, task)

@@ -229,7 +229,17 @@ def _features_graph(model: onnx.ModelProto, features: str) -> bytes:
     del cut.graph.node[:]
     cut.graph.node.extend(reversed(kept))
     del cut.graph.output[:]
-    cut.graph.output.append(helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
+    # The trees' input: float32, or float64 where the trees compare float64 (thresholds.py).
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    elem = next(
+        (
+            v.type.tensor_type.elem_type
+            for v in [*inferred.input, *inferred.value_info]
+            if v.name == features
+        ),
+        onnx.TensorProto.FLOAT,
+    )
+    cut.graph.output.append(helper.make_tensor_value_info(features, elem, None))
     kept_initializers = [i for i in model.graph.initializer if i.name in needed]
     del cut.graph.initializer[:]
     cut.graph.initializer.extend(kept_initializers)
@@ -268,8 +278,12 @@ def _trees(
     if attrs.get("aggregate_function", b"SUM") != b"SUM":
         raise NotExplainable("no exact explanation for a tree ensemble that does not add")
     prefix = "target" if op == "TreeEnsembleRegressor" else "class"
-    thresholds = attrs.get("nodes_values") or list(
+    # float32 as converted, or the float64 thresholds of histogram boosting and LightGBM
+    # (build/training/thresholds.py): kept as the graph holds them, compared in float64.
+    thresholds = (
         onnx.numpy_helper.to_array(attrs["nodes_values_as_tensor"])
+        if "nodes_values_as_tensor" in attrs
+        else np.asarray(attrs["nodes_values"], dtype=np.float32)
     )
     tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
     node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
@@ -282,7 +296,7 @@ def _trees(
         "node_ids": node_ids,
         "features": np.asarray(attrs["nodes_featureids"], dtype=np.int64),
         "modes": np.array([MODES[m.decode()] for m in attrs["nodes_modes"]], dtype=np.int8),
-        "thresholds": np.asarray(thresholds, dtype=np.float32),
+        "thresholds": thresholds,
         "true_ids": np.asarray(attrs["nodes_truenodeids"], dtype=np.int64),
         "false_ids": np.asarray(attrs["nodes_falsenodeids"], dtype=np.int64),
         "missing_true": np.asarray(
@@ -319,30 +333,34 @@ def _covers(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64]:
 
 def _cover_source(estimator: Any) -> Callable[[int], Any]:
     """scikit-learn's trees, numbered as skl2onnx numbers them (tree per stage and class)."""
-    from sklearn.ensemble import (
-        GradientBoostingClassifier,
-        GradientBoostingRegressor,
-        HistGradientBoostingClassifier,
-        HistGradientBoostingRegressor,
-    )
-    from sklearn.tree import BaseDecisionTree
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    if isinstance(estimator, BaseDecisionTree):
-        return lambda t: estimator.tree_.weighted_n_node_samples
-    if isinstance(estimator, GradientBoostingRegressor | GradientBoostingClassifier):
-        per_stage = estimator.estimators_.shape[1]
-        return lambda t: (
-            estimator.estimators_[t // per_stage][t % per_stage].tree_.weighted_n_node_samples
-        )
     if isinstance(estimator, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
         # Exact since the export decides its splits as scikit-learn does (thresholds.py).
         per_stage = len(estimator._predictors[0])
         return lambda t: estimator._predictors[t // per_stage][t % per_stage].nodes["count"]
-    if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
-        return lambda t: estimator.estimators_[t].tree_.weighted_n_node_samples
+    tree = sklearn_trees(estimator)
+    if tree is not None:
+        return lambda t: tree(t).weighted_n_node_samples
     raise NotExplainable(
         f"no exact explanation for {type(estimator).__name__}: its node covers are not known"
     )
+
+
+def sklearn_trees(estimator: Any) -> Callable[[int], Any] | None:
+    """The `tree_` of each tree of a scikit-learn decision tree, gradient boosting or forest,
+    by its number in skl2onnx's export (tree per stage and class); None for other models."""
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+    from sklearn.tree import BaseDecisionTree
+
+    if isinstance(estimator, BaseDecisionTree):
+        return lambda t: estimator.tree_
+    if isinstance(estimator, GradientBoostingRegressor | GradientBoostingClassifier):
+        per_stage = estimator.estimators_.shape[1]
+        return lambda t: estimator.estimators_[t // per_stage][t % per_stage].tree_
+    if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
+        return lambda t: estimator.estimators_[t].tree_
+    return None
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,8 @@ def _leaf_groups(data: dict[str, Any]) -> tuple[list[_Group], F64, F64]:
     node_ids = np.asarray(data["node_ids"])
     features = np.asarray(data["features"])
     modes = np.asarray(data["modes"])
+    # float32 as most converters write them, or float64 where the graph's trees compare the
+    # float64 input (histogram boosting, LightGBM): the features graph then yields float64 too.
     thresholds = np.asarray(data["thresholds"], dtype=np.float64)
     true_ids = np.asarray(data["true_ids"])
     false_ids = np.asarray(data["false_ids"])

@@ -182,14 +182,7 @@ def test_served_over_http_as_scikit_learn_predicts_and_explains(
         )
         # 17 significant digits: each float64 exactly, as JSON carries it.
         text = rows.to_csv(index=False, float_format="%.17g")
-        answer = httpx.post(
-            f"{server.url}/predict/csv",
-            content=text,
-            headers={"Content-Type": "text/csv"},
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
-        predicted = pd.read_csv(io.StringIO(answer.text))["predicted_charges"]
+        predicted = pd.read_csv(io.StringIO(server.predict_csv(text)))["predicted_charges"]
         np.testing.assert_allclose(predicted, expected, rtol=1e-5)
         explained = httpx.post(f"{server.url}/explain", json=records, timeout=60).json()
         metadata = httpx.get(f"{server.url}/v2/models/{artifact.load(out).card.name}").json()

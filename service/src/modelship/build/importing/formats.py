@@ -356,8 +356,8 @@ def from_lightgbm(source: Source, request: Request) -> Conversion:
         ),
         "LightGBM",
     )
-    decide_as_source(model, booster)
     serving = adapt(model, features, kinds, {}, task)
+    decide_as_source(serving.model, booster)
     return Conversion(
         onnx_bytes=serving.model.SerializeToString(),
         features=features,

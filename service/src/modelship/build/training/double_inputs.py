@@ -28,7 +28,7 @@ def feed_numbers_in_double(model: onnx.ModelProto, inputs: list[str]) -> None:
     taken = names_in(graph)
     as_float: dict[str, str] = {}  # a float64 tensor -> its float32 cast, made once
     nodes: list[onnx.NodeProto] = []
-    rounded = _rounded_doubles(model)
+    rounded = _rounded_doubles(model, _doubles(model))
     for node in graph.node:
         if node.op_type == "Cast" and _attribute(node, "to") == TensorProto.DOUBLE:
             # Back to float64 after a cast to float32 (one operator's output to the next's
@@ -58,14 +58,49 @@ def feed_numbers_in_double(model: onnx.ModelProto, inputs: list[str]) -> None:
         graph.value_info.remove(value)
 
 
-def _rounded_doubles(model: onnx.ModelProto) -> dict[str, str]:
-    """Each float32 cast of a float64 tensor, to that tensor (types as ONNX infers them)."""
+def feed_in_double(model: onnx.ModelProto, consumer: onnx.NodeProto) -> None:
+    """Give `consumer` (an operator of the graph that takes float64 as well as float32) its
+    first input in float64: the float64 value a float32 cast was made from, a Concat of its
+    inputs in float64, or else the float32 value widened (exact)."""
+    graph = model.graph
+    doubles = _doubles(model)
+    rounded = _rounded_doubles(model, doubles)
+    producers = {out: node for node in graph.node for out in node.output}
+    taken = names_in(graph)
+    added: list[onnx.NodeProto] = []
+
+    def widened(name: str) -> str:
+        if name in doubles:
+            return name
+        if name in rounded:
+            return rounded[name]
+        producer = producers.get(name)
+        out = fresh_name(f"{name}_double", taken)
+        if producer is not None and producer.op_type == "Concat":
+            parts = [widened(part) for part in producer.input]
+            added.append(
+                helper.make_node("Concat", parts, [out], axis=_attribute(producer, "axis"))
+            )
+        else:
+            added.append(helper.make_node("Cast", [name], [out], to=TensorProto.DOUBLE))
+        return out
+
+    consumer.input[0] = widened(consumer.input[0])
+    nodes = list(graph.node)
+    at = next(i for i, node in enumerate(nodes) if node.output == consumer.output)
+    del graph.node[:]
+    graph.node.extend(_used([*nodes[:at], *added, *nodes[at:]], {o.name for o in graph.output}))
+
+
+def _doubles(model: onnx.ModelProto) -> set[str]:
+    """The graph's float64 tensors, as ONNX infers their types."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    doubles = {
-        value.name
-        for value in [*inferred.graph.input, *inferred.graph.value_info]
-        if value.type.tensor_type.elem_type == TensorProto.DOUBLE
-    }
+    values = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    return {v.name for v in values if v.type.tensor_type.elem_type == TensorProto.DOUBLE}
+
+
+def _rounded_doubles(model: onnx.ModelProto, doubles: set[str]) -> dict[str, str]:
+    """Each float32 cast of a float64 tensor, to that tensor."""
     return {
         node.output[0]: node.input[0]
         for node in model.graph.node

@@ -76,8 +76,8 @@ def _convert_scaler_in_double(scope: Scope, operator: Operator, container: Conta
     """Scale in float64 with the fitted float64 statistics, then cast to float32.
 
     scikit-learn scales in float64 and casts to float32 only inside its trees, comparing with
-    float64 thresholds (which skl2onnx already rounds to the float32 value that decides the same
-    way). skl2onnx's own converter scales in float32 (and its `div_cast` option casts the
+    float64 thresholds (which the export writes so that they decide the same way: thresholds.py).
+    skl2onnx's own converter scales in float32 (and its `div_cast` option casts the
     statistics to float32 first): scaled values then cross split thresholds and predictions
     move (docs/import.md#where-parity-is-checked).
     """
@@ -218,12 +218,12 @@ def export_onnx(
             f"cannot export {type(estimator).__name__} to ONNX ({type(exc).__name__}: {exc}); "
             f"{advice}"
         ) from exc
-    decide_as_source(model, estimator)
     inputs = [i.name for i in model.graph.input]
     feed_numbers_in_double(
         model,
         [name for name, kind in zip(inputs, kinds.values(), strict=True) if kind == "numeric"],
     )
+    decide_as_source(model, estimator)
     return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
 
 

@@ -1,20 +1,23 @@
-"""Split thresholds that decide as the source model does, for every float32 input.
+"""Split thresholds that decide as the source model does: the source's float64 values, compared
+with the float64 input.
 
-ONNX tree operators compare float32 features with float32 thresholds. scikit-learn's histogram
-gradient boosting and LightGBM compare with float64 thresholds, which their converters round to
-the nearest float32, which can send an input the other way than the source model does.
+scikit-learn's histogram gradient boosting and LightGBM compare each float64 input with a
+float64 threshold. Their converters write float32 thresholds (the nearest float32) behind a
+Cast(float) of the input: an input a float32 cannot tell from the threshold then goes the
+other way than in the source model, and no float32 threshold decides as the source for every
+float64 input (one strictly between the threshold and the float32 value either side is
+rounded onto it). So their tree operator is rewritten to hold the source model's own float64
+thresholds (`nodes_values_as_tensor`, ai.onnx.ml version 3) and to take its features in
+float64 (`feed_in_double`: the numbers as the user sent them, or as the imputer and scaler left
+them in float64, with one-hot columns widened exactly): onnxruntime then compares exactly what
+the source model compares, missing values included (`nodes_missing_value_tracks_true` holds for
+float64 inputs too). Its leaf weights stay float32, as the converters wrote them.
 
-The served input is itself a float32: the float64 value x the client sent, rounded to the nearest
-float32 r(x). So the threshold to write is the float32 c for which `r(x) <= c` holds for the
-same x as `x <= threshold`. `r(x) <= c` holds exactly up to the midpoint between c and the next
-float32, so c is the smallest float32 whose midpoint with its successor is at or above the
-threshold. That decides as the source model for every x that is a float32 (a threshold halfway
-between two float32 values, or a float64 step or two above it as LightGBM writes them, goes to
-the lower one) and for every x equal to the threshold (a
-quantile threshold that is itself a data value, such as 30.59, goes to the float32 above it);
-only an x strictly between the threshold and that midpoint, less than a float32 step, can still
-go the other way. skl2onnx already exports its other scikit-learn trees exactly; XGBoost's
-thresholds are float32 and its splits `x < threshold`, so its export is exact as written.
+skl2onnx already exports the thresholds of its other scikit-learn trees exactly (they cast to
+float32 themselves, and skl2onnx writes each threshold as the largest float32 at or below it),
+but not where their splits send a missing value: that is written here for decision trees and
+forests (`_missing_as_source`). XGBoost's thresholds are float32 and its splits
+`x < threshold`, so its export is exact as written.
 """
 
 from __future__ import annotations
@@ -24,47 +27,88 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
-from modelship.build.explanation import NotExplainable, booster_trees, matched_nodes
+from modelship.build.explanation import (
+    NotExplainable,
+    booster_trees,
+    matched_nodes,
+    sklearn_trees,
+)
+from modelship.build.training.double_inputs import feed_in_double
 
 _TREE_OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
+# The version of the ONNX-ML operators that added `nodes_values_as_tensor`.
+_TENSOR_THRESHOLDS_OPSET = 3
 
 
 def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
-    """Rewrite the tree operator's thresholds in place; returns how many changed."""
+    """Give a histogram gradient boosting or LightGBM model's tree operator the source's float64
+    thresholds and a float64 input, and a decision tree's or forest's its missing-value sides,
+    in place; returns how many float64 thresholds it wrote."""
     nodes = [n for n in model.graph.node if n.op_type in _TREE_OPS]
     if len(nodes) != 1:
         return 0
-    attributes = {a.name: a for a in nodes[0].attribute}
-    if "nodes_values" not in attributes:  # thresholds held as a double tensor are exact already
+    tree = nodes[0]
+    attributes = {a.name: a for a in tree.attribute}
+    if "nodes_values" not in attributes:  # thresholds held as a tensor already
         return 0
     attrs = {name: helper.get_attribute_value(a) for name, a in attributes.items()}
+    _missing_as_source(tree, attrs, estimator)
     source = source_thresholds(estimator, attrs)
     if source is None:
         return 0
-    current = np.asarray(attrs["nodes_values"], dtype=np.float32)
-    leq = np.array([m == b"BRANCH_LEQ" for m in attrs["nodes_modes"]]) & ~np.isnan(source)
-    exact = np.where(leq, float32_deciding_as(np.where(leq, source, 0.0)), current)
-    changed = int((exact != current).sum())
-    if changed:
-        del attributes["nodes_values"].floats[:]
-        attributes["nodes_values"].floats.extend(exact.tolist())
-    return changed
-
-
-def float32_deciding_as(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
-    """For each float64 threshold, the smallest float32 whose midpoint with the next float32 is
-    at or above it (see the module's docstring)."""
-    nearest = values.astype(np.float32)
-    below = np.where(
-        nearest.astype(np.float64) > values, np.nextafter(nearest, np.float32(-np.inf)), nearest
+    written = np.asarray(attrs["nodes_values"], dtype=np.float64)
+    exact = np.where(np.isnan(source), written, source)  # leaves keep what they had (unused)
+    tree.attribute.remove(attributes["nodes_values"])
+    tree.attribute.append(
+        helper.make_attribute("nodes_values_as_tensor", numpy_helper.from_array(exact))
     )
-    after = np.nextafter(below, np.float32(np.inf))
-    midpoint = (below.astype(np.float64) + after.astype(np.float64)) / 2
-    # LightGBM writes a split between two float32 values a hair (a float64 step or two) above
-    # their midpoint: it is still meant as "between them", so it goes to the lower one.
-    return np.where(midpoint >= values - 4 * np.spacing(values), below, after)
+    for opset in model.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = max(opset.version, _TENSOR_THRESHOLDS_OPSET)
+    feed_in_double(model, tree)
+    return int((~np.isnan(source)).sum())
+
+
+def _missing_as_source(tree: onnx.NodeProto, attrs: dict[str, Any], estimator: Any) -> None:
+    """Send a missing value down the side each split of a scikit-learn decision tree or forest
+    learnt (`missing_go_to_left`, scikit-learn >= 1.4), in place.
+
+    skl2onnx writes no missing-value branch, and onnxruntime then sends NaN to the false (right)
+    side of every split: a pipeline that lets NaN reach its forest (no imputer) answered
+    otherwise than scikit-learn on every row with a blank."""
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import BaseDecisionTree
+
+    routed = (
+        BaseDecisionTree
+        | RandomForestRegressor
+        | RandomForestClassifier
+        | ExtraTreesRegressor
+        | ExtraTreesClassifier
+    )
+    if not isinstance(estimator, routed):
+        return
+    tree_of = sklearn_trees(estimator)
+    assert tree_of is not None
+    left = [
+        0 if mode == b"LEAF" else int(tree_of(t).missing_go_to_left[n])
+        for t, n, mode in zip(
+            attrs["nodes_treeids"], attrs["nodes_nodeids"], attrs["nodes_modes"], strict=True
+        )
+    ]
+    if not any(left):  # every missing value goes right: as converted
+        return
+    for attribute in list(tree.attribute):
+        if attribute.name == "nodes_missing_value_tracks_true":
+            tree.attribute.remove(attribute)
+    tree.attribute.append(helper.make_attribute("nodes_missing_value_tracks_true", left))
 
 
 def source_thresholds(estimator: Any, attrs: dict[str, Any]) -> npt.NDArray[np.float64] | None:
