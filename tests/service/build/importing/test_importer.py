@@ -824,3 +824,46 @@ def test_boosters_without_covers_are_explained_by_interventional_treeshap(
         else model.predict(rows, raw_score=True)
     ).reshape(len(rows), -1)
     np.testing.assert_allclose(ours.base + ours.contributions.sum(axis=1), margins, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["forest fitted on a frame", "forest fitted on an array", "scaler then ridge"],
+)
+def test_models_that_take_one_matrix_import_and_answer_as_scikit_learn(
+    model: str, insurance: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A bare estimator, or a pipeline that does not start with a ColumnTransformer, takes the
+    columns as one matrix: the export joins the served inputs into it (the converter refused
+    it: "at most 1 input(s) is(are) supported but we got 3")."""
+    x, y = insurance[NUMERIC], insurance["charges"]
+    fitted: Any = {
+        "forest fitted on a frame": lambda: RandomForestRegressor(
+            n_estimators=10, max_depth=5, random_state=0
+        ).fit(x, y),
+        "forest fitted on an array": lambda: RandomForestRegressor(
+            n_estimators=10, max_depth=5, random_state=0
+        ).fit(x.to_numpy(), y),
+        "scaler then ridge": lambda: make_pipeline(StandardScaler(), Ridge()).fit(x, y),
+    }[model]()
+    path, sample = tmp_path / "model.joblib", tmp_path / "sample.csv"
+    joblib.dump(fitted, path)
+    insurance[[*NUMERIC, "charges"]].to_csv(sample, index=False)
+    out = tmp_path / "artifact"
+    result = modelship(
+        "import",
+        str(path),
+        "--trust-pickle",
+        "--sample",
+        str(sample),
+        "--target",
+        "charges",
+        "--no-capacity",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    card = artifact.load(out).card
+    assert [f.name for f in card.features] == NUMERIC
+    expected = fitted.predict(x if model != "forest fitted on an array" else x.to_numpy())
+    np.testing.assert_allclose(_served(out, insurance).values, expected, rtol=1e-5)

@@ -166,6 +166,22 @@ class _SklearnOriginal:
         return self._estimator.predict_proba(self._x(frame))
 
 
+def _one_input_per_column(pipeline: Any, frame: pd.DataFrame) -> Any:
+    """The pipeline as the export takes it: one ONNX input per column. A pipeline that starts
+    with a ColumnTransformer selects its columns itself; any other first step (or a bare
+    estimator) takes one matrix, which the converter cannot build from several inputs, so a
+    passthrough ColumnTransformer joins the columns in the order the model was fitted on."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(pipeline.steps[0][1], ColumnTransformer):
+        return pipeline
+    columns = ColumnTransformer(
+        [("columns", "passthrough", list(frame.columns))], sparse_threshold=0.0
+    ).fit(frame)
+    return Pipeline([("columns", columns), *pipeline.steps])
+
+
 def from_sklearn(source: Source, request: Request) -> Conversion:
     import sklearn
     from sklearn.base import is_classifier, is_regressor
@@ -197,7 +213,10 @@ def from_sklearn(source: Source, request: Request) -> Conversion:
     )
     kinds = datamod.infer_kinds(request.frame, features, request.numeric, request.categorical)
     _check_convertible(estimator)
-    pipeline = estimator if isinstance(estimator, Pipeline) else Pipeline([("model", estimator)])
+    pipeline = _one_input_per_column(
+        estimator if isinstance(estimator, Pipeline) else Pipeline([("model", estimator)]),
+        request.frame[features],
+    )
     try:
         onnx_bytes, input_names = export_onnx(
             pipeline, kinds, task, advice="check --numeric/--categorical for each column"
