@@ -11,8 +11,8 @@ Labels (`receive`) are validated against the model's target, joined in one trans
 counted by outcome (joined, unknown, expired, duplicate, invalid): a bad item never fails the
 others. Predictions are remembered for `feedback_window_seconds`, at most `feedback_window_rows`
 of them (the oldest answers go first, each whole, so the bound may be passed by less than one
-answer); the ids of forgotten ones are kept as long again, so a late label
-is reported as expired rather than unknown. Live quality is the card's own metrics over the last
+answer); the ids of forgotten ones are kept at least as long again, so a late
+label is reported as expired rather than unknown. Live quality is the card's own metrics over the last
 `quality_window_rows` labelled rows of each model version (`quality`), computed by
 `modelship.model_quality`, the code that computed the card's test figures.
 """
