@@ -9,8 +9,8 @@ answers per flush, one flush and sweep per simulated second as the worker's thre
 flush's thread CPU time (`time.thread_time`: the CPU a replica's quota pays, not wall time) is
 divided by the answers it wrote, and printed per tenth of the run: the first window fills the
 join, the later ones keep it full (the sweep forgets the oldest answers and keeps their ids for
-another window). The figure that matters is whether the cost stays flat: `flat` is the last
-tenth's median over the first's.
+another window). The figure that matters is whether the cost stays flat: `flat` is the median
+over the last window's worth of flushes over the median over the first (filling) window's.
 
 CPU time on a shared machine is noisier than sizes and counts; compare runs back to back.
 """
@@ -66,7 +66,7 @@ def main() -> None:
     print(
         f"{answered} single-record answers, {args.rate} per flush and sweep, window "
         f"{args.window_rows} answers; remembered at the end {remembered}, state directory "
-        f"{files / 2**20:.1f} MiB"
+        f"{files / 2**20:.1f} MiB ({files / max(remembered, 1):.0f} bytes per remembered answer)"
     )
     print("answered (windows)   writer CPU per answer, µs: median [min, max]")
     tenth = max(1, len(costs) // 10)
@@ -79,7 +79,13 @@ def main() -> None:
             f"  {fill:5.2f}-{costs[start + tenth - 1][0] + args.rate / args.window_rows:5.2f}"
             f"         {medians[-1]:6.1f} [{min(part):.1f}, {max(part):.1f}]"
         )
-    print(f"flat: last tenth / first tenth = {medians[-1] / medians[0]:.2f}")
+    window = max(1, round(args.window_rows / args.rate))  # flushes per window's worth
+    first = statistics.median(cost for _, cost in costs[:window])
+    last = statistics.median(cost for _, cost in costs[-window:])
+    print(
+        f"flat: last window's median / first window's = {last:.1f} / {first:.1f} µs = "
+        f"{last / first:.2f}"
+    )
 
 
 if __name__ == "__main__":
