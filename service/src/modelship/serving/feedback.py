@@ -11,8 +11,8 @@ Labels (`receive`) are validated against the model's target, joined in one trans
 counted by outcome (joined, unknown, expired, duplicate, invalid): a bad item never fails the
 others. Predictions are remembered for `feedback_window_seconds`, at most `feedback_window_rows`
 of them (the oldest answers go first, each whole, so the bound may be passed by less than one
-answer); the ids of forgotten ones are kept at least as long again, so a late
-label is reported as expired rather than unknown. Live quality is the card's own metrics over the last
+answer); the ids of forgotten ones are kept at least as long again, so a late label is reported
+as expired rather than unknown. Live quality is the card's own metrics over the last
 `quality_window_rows` labelled rows of each model version (`quality`), computed by
 `modelship.model_quality`, the code that computed the card's test figures.
 """
@@ -74,10 +74,9 @@ REMEMBERED = Counter(
 # the end in the order they were written and the window is a range of it (`answered.forgotten`
 # is the last entry forgotten). A forgotten answer keeps its id and loses its predictions
 # (`numbers` NULL) for another window, so a late label is told apart from an unknown one; then it
-# is deleted from the front. The only index is a 64-bit hash of the request id: the one tree an
-# answer is inserted into at a random place is a small one (a request id is 32 characters or
-# more), which is what keeps a full window as cheap to write as an empty one
-# (docs/monitoring.md#feedback).
+# is deleted from the front. The one index, of id hashes by generation (below), is the only tree
+# an answer goes into at a random place, and a small part of it: that keeps a full window as
+# cheap to write as a filling one (docs/monitoring.md#feedback).
 SCHEMA = """
 CREATE TABLE answers (
     upto INTEGER PRIMARY KEY, generation INTEGER NOT NULL, id_hash INTEGER NOT NULL,
@@ -113,9 +112,9 @@ SINGLE = -1  # `first` of a single record's answer
 
 
 def _id_hash(request_id: str) -> int:
-    """The index key of a request id: 64 bits of BLAKE2b, signed as SQLite's integers are (a
-    client chooses its request ids: a keyed-free but non-trivial hash keeps colliding ones rare,
-    and a collision only costs comparing the ids)."""
+    """The index key of a request id: 64 bits of BLAKE2b, signed as SQLite's integers are. A
+    client chooses its request ids, so not a checksum whose collisions are easy to make; a
+    collision only costs comparing the ids."""
     digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
