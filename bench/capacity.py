@@ -42,6 +42,7 @@ from modelship.build.capacity.run import (
     write_to_card,
 )
 from modelship.build.measure import synthetic_rows
+from modelship.errors import ModelshipError
 from modelship.model import artifact
 
 SIZES = ("500m/512Mi", "1/1Gi")
@@ -111,13 +112,15 @@ end
     }
 
 
-def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[str, object]:
+def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[str, object] | None:
+    """`repeat` runs and the wrk check of one size, or None when no run found a rate that
+    held (each run's reason is printed; the other sizes are still measured)."""
     cpu, memory = size.split("/")
     limits = Limits(parse_cpu(cpu), parse_memory(memory))
     plan = Plan(limits=limits, p99_target_ms=100.0, step_seconds=step_seconds)
     card = artifact.load(model).card
     server_cores, (generator_core,) = split_cores(limits)
-    results: list[Result] = []
+    results: list[Result | None] = []
     # Each run and the wrk check in a server of its own, as each `modelship capacity` starts
     # one: a server kept across runs carries the last run's state (its feedback join full of
     # answers, its drift windows) into the next, and the runs were not independent.
@@ -127,18 +130,28 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
                 server.port, requests_for(card, server.port, 1), {generator_core}
             )
             try:
-                result = find_capacity(
+                result: Result | None = find_capacity(
                     server, generator, plan, 1, lambda line: print(line, file=sys.stderr)
                 )
+            except ModelshipError as exc:  # a run with no result counts against the spread
+                print(f"{model.name} {size} run {run + 1}: no result: {exc}", file=sys.stderr)
+                result = None
             finally:
                 generator.close()
-        print(f"{model.name} {size} run {run + 1}: {result.point.max_rps:g} rps", file=sys.stderr)
+        if result is not None:
+            print(
+                f"{model.name} {size} run {run + 1}: {result.point.max_rps:g} rps", file=sys.stderr
+            )
         results.append(result)
+    # The median run; a run without a result ranks lowest (its rate in the table is 0).
+    median = sorted(results, key=lambda r: r.point.max_rps if r else 0.0)[len(results) // 2]
+    if median is None:
+        print(f"{model.name} {size}: most runs found no rate, nothing written", file=sys.stderr)
+        return None
     with confined_server(model, limits, plan.workers, server_cores) as server:
         bodies = [orjson_dumps(row) for row in synthetic_rows(card, 64, seed=1)]
         wrk = _wrk(server.url, bodies, generator_core, WRK_CONNECTIONS * plan.workers)
-    rates = sorted(r.point.max_rps for r in results)
-    median = sorted(results, key=lambda r: r.point.max_rps)[len(results) // 2]
+    rates = sorted(r.point.max_rps if r else 0.0 for r in results)
     write_to_card(model, [median.point])
     return {
         "model": model.name,
@@ -159,7 +172,7 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
             "load_average": round(os.getloadavg()[0], 1),
             "step_seconds": step_seconds,
             "point": median.point.model_dump(),
-            "runs": [r.point.max_rps for r in results],
+            "runs": [r.point.max_rps if r else 0.0 for r in results],
             "generator_lag_p99_ms": round(median.generator_lag_p99_ms, 2),
             "wrk": wrk,
         },
@@ -205,6 +218,8 @@ def main() -> int:
         model = _train(args.out, name)
         for size in args.sizes.split(","):
             row = _measure(model, size, args.repeat, args.step_seconds)
+            if row is None:
+                continue
             record = row.pop("record")
             assert isinstance(record, dict)
             rows.append(row)

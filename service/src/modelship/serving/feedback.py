@@ -11,8 +11,8 @@ Labels (`receive`) are validated against the model's target, joined in one trans
 counted by outcome (joined, unknown, expired, duplicate, invalid): a bad item never fails the
 others. Predictions are remembered for `feedback_window_seconds`, at most `feedback_window_rows`
 of them (the oldest answers go first, each whole, so the bound may be passed by less than one
-answer); the ids of forgotten ones are kept as long again, so a late label
-is reported as expired rather than unknown. Live quality is the card's own metrics over the last
+answer); the ids of forgotten ones are kept at least as long again, so a late label is reported
+as expired rather than unknown. Live quality is the card's own metrics over the last
 `quality_window_rows` labelled rows of each model version (`quality`), computed by
 `modelship.model_quality`, the code that computed the card's test figures.
 """
@@ -20,6 +20,7 @@ is reported as expired rather than unknown. Live quality is the card's own metri
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import math
@@ -69,36 +70,68 @@ REMEMBERED = Counter(
 # its rows are `<request_id>#<first + i>`, so a label finds its row from the id alone, and an
 # upload costs one insert per chunk instead of one per row (docs/benchmarks.md#csv-at-2x).
 # `first` is -1 for a single record, whose id is the request id itself. `upto` counts the rows
-# answered up to this entry (all workers'): the window's row bound is a range of it.
+# answered up to this entry (all workers'): it is the table's rowid, so answers are appended at
+# the end in the order they were written and the window is a range of it (`answered.forgotten`
+# is the last entry forgotten). A forgotten answer keeps its id and loses its predictions
+# (`numbers` NULL) for another window, so a late label is told apart from an unknown one; then it
+# is deleted from the front. The one index, of id hashes by generation (below), is the only tree
+# an answer goes into at a random place, and a small part of it: that keeps a full window as
+# cheap to write as a filling one (docs/monitoring.md#feedback).
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS answers (
+CREATE TABLE answers (
+    upto INTEGER PRIMARY KEY, generation INTEGER NOT NULL, id_hash INTEGER NOT NULL,
     request_id TEXT NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL,
-    version TEXT NOT NULL, at REAL NOT NULL, upto INTEGER NOT NULL,
-    dtype TEXT NOT NULL, numbers BLOB NOT NULL, labels BLOB,
-    PRIMARY KEY (request_id, first)
+    version TEXT NOT NULL, at REAL NOT NULL, dtype TEXT, numbers BLOB, labels BLOB
 );
-CREATE INDEX IF NOT EXISTS answers_by_upto ON answers (upto);
-CREATE INDEX IF NOT EXISTS answers_by_at ON answers (at);
-CREATE TABLE IF NOT EXISTS answered (total INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS forgotten_answers (
-    request_id TEXT NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL,
-    at REAL NOT NULL, upto INTEGER NOT NULL
+CREATE INDEX answers_by_id ON answers (generation, id_hash);
+CREATE TABLE answered (
+    total INTEGER NOT NULL, forgotten INTEGER NOT NULL, generation_rows INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS forgotten_by_id ON forgotten_answers (request_id, first);
-CREATE INDEX IF NOT EXISTS forgotten_by_upto ON forgotten_answers (upto);
-CREATE INDEX IF NOT EXISTS forgotten_by_at ON forgotten_answers (at);
-CREATE TABLE IF NOT EXISTS labelled (
+CREATE TABLE labelled (
     id TEXT NOT NULL, at REAL NOT NULL, upto INTEGER NOT NULL, PRIMARY KEY (id, upto)
 );
-CREATE INDEX IF NOT EXISTS labelled_by_upto ON labelled (upto);
-CREATE INDEX IF NOT EXISTS labelled_by_at ON labelled (at);
-CREATE TABLE IF NOT EXISTS labels (
+CREATE INDEX labelled_by_upto ON labelled (upto);
+CREATE INDEX labelled_by_at ON labelled (at);
+CREATE TABLE labels (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, version TEXT NOT NULL,
     at REAL NOT NULL, truth NOT NULL, prediction NOT NULL, probabilities BLOB
 );
-CREATE INDEX IF NOT EXISTS labels_by_version ON labels (version, seq);
+CREATE INDEX labels_by_version ON labels (version, seq);
 """
+# `PRAGMA user_version` of a file with this schema. A file written by another one (a
+# MODELSHIP_STATE_DIR kept across an upgrade) is started afresh: the join outlives no server.
+SCHEMA_VERSION = 2
+TABLES = ("answers", "answered", "forgotten_answers", "labelled", "labels")
+# The id index is keyed by (generation, hash): a generation is the answers of a run of
+# `generation_rows` rows (a window's eighth, at least 16,384), so an answer is inserted into the
+# latest generation's small subtree, not a random place in the whole window's, and a label is
+# looked up in each generation still kept (about 17 probes at most).
+GENERATIONS = 8
+MIN_GENERATION_ROWS = 16_384
 SINGLE = -1  # `first` of a single record's answer
+
+
+def _id_hash(request_id: str) -> int:
+    """The index key of a request id: 64 bits of BLAKE2b, signed as SQLite's integers are. A
+    client chooses its request ids, so not a checksum whose collisions are easy to make; a
+    collision only costs comparing the ids."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _create(db: sqlite3.Connection, window_rows: int) -> None:
+    """The join's tables, unless the file has them (another worker made them first)."""
+    generation_rows = max(MIN_GENERATION_ROWS, window_rows // GENERATIONS)
+    with transaction(db):
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        for table in TABLES:
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("INSERT INTO answered VALUES (0, 0, ?)", (generation_rows,))
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +326,7 @@ class Feedback:
         self.margin = settings.quality_margin
         self.path = directory / DATABASE
         self._db = connect(self.path)
-        self._db.executescript(SCHEMA)
+        _create(self._db, self.window_rows)
         self._lock = threading.Lock()  # one connection per worker, used by two threads
         self._pending: list[tuple[str, PredictionIds, int, Predictions, float]] = []
         self._stop = threading.Event()
@@ -337,60 +370,87 @@ class Feedback:
 
     def flush(self, sweep: bool = False) -> None:
         """Write the remembered answers to the shared file, and forget what is past the window
-        (every ten seconds at most, or now with `sweep`)."""
+        (once a flush period at most, or now with `sweep`), in one transaction: a page the
+        writes and the sweep both change is written to the log once."""
         with self._lock:  # the thread and a label request may flush at once
             pending, self._pending = self._pending, []  # one swap: appends go to the new list
-            if pending:
-                with transaction(self._db):
-                    total = self._total()
-                    entries = []
-                    for version, ids, count, result, at in pending:
-                        total += count
-                        first = SINGLE if ids.first is None else ids.first
-                        entry = (ids.request_id, first, count, version, at, total)
-                        entries.append((*entry, *_stored(result)))
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO answers (request_id, first, rows, version, at, "
-                        "upto, dtype, numbers, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        entries,
-                    )
-                    self._db.execute("DELETE FROM answered")
-                    self._db.execute("INSERT INTO answered VALUES (?)", (total,))
-                REMEMBERED.inc(sum(answer[2] for answer in pending))
             now = time.time()
-            if sweep or now >= self._next_sweep:
-                # Every flush: each sweep then forgets about one flush's answers through the
-                # indexes, a few ms, instead of a burst every 10 s that took a 500m replica's
-                # CPU for a quarter of a second at 2,000 answers/s (docs/capacity.md).
-                self._next_sweep = now + self.flush_seconds
-                self._sweep(now)
+            sweeping = sweep or now >= self._next_sweep
+            if not pending and not sweeping:
+                return
+            with transaction(self._db):
+                if pending:
+                    self._write(pending)
+                if sweeping:
+                    # Every flush: each sweep then forgets about one flush's answers, a range at
+                    # the table's front, instead of a burst every 10 s that took a 500m
+                    # replica's CPU for a quarter of a second at 2,000 answers/s
+                    # (docs/capacity.md).
+                    self._next_sweep = now + self.flush_seconds
+                    self._sweep(now)
+            REMEMBERED.inc(sum(answer[2] for answer in pending))
 
-    def _total(self) -> int:
-        """Rows answered so far by every worker (the `upto` of the latest answer)."""
-        found = self._db.execute("SELECT total FROM answered").fetchone()
-        return int(found[0]) if found else 0
+    def _write(self, pending: list[tuple[str, PredictionIds, int, Predictions, float]]) -> None:
+        total, _, generation_rows = self._bounds()
+        entries = []
+        for version, ids, count, result, at in pending:
+            if count == 0:  # no row to label (and `upto` must grow)
+                continue
+            total += count
+            first = SINGLE if ids.first is None else ids.first
+            key = (total // generation_rows, _id_hash(ids.request_id))
+            entry = (total, *key, ids.request_id, first, count, version, at)
+            entries.append((*entry, *_stored(result)))
+        self._db.executemany(
+            "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entries
+        )
+        self._db.execute("UPDATE answered SET total = ?", (total,))
+
+    def _bounds(self) -> tuple[int, int, int]:
+        """Rows answered so far by every worker (the `upto` of the latest answer), the `upto`
+        of the last answer forgotten, and the rows of a generation of the id index."""
+        total, forgotten, generation_rows = self._db.execute(
+            "SELECT total, forgotten, generation_rows FROM answered"
+        ).fetchone()
+        return int(total), int(forgotten), int(generation_rows)
+
+    def _cut(self, after: int, total: int, seconds: float, rows: int, now: float) -> int:
+        """The `upto` up to which answers are past `seconds` or beyond the latest `rows` rows:
+        the row bound, or the answers before the first one after `after` answered within
+        `seconds` (the scan stops there: answers are in about the order they were answered,
+        and one a worker wrote a moment late is judged by its own time when labelled)."""
+        recent = self._db.execute(
+            "SELECT upto - rows FROM answers WHERE upto > ? AND at >= ? ORDER BY upto LIMIT 1",
+            (after, now - seconds),
+        ).fetchone()
+        return max(total - rows, total if recent is None else int(recent[0]))
 
     def _sweep(self, now: float) -> None:
         """Forget answers past the window or beyond its row bound (the oldest first; an answer
         goes once its last row is beyond it), keeping their ids as long again to tell a late
-        label from an unknown one."""
-        old = "at < ? OR upto <= ?"
-        with transaction(self._db):
-            total = self._total()
-            limits = (now - self.window_seconds, total - self.window_rows)
+        label from an unknown one. Each step is a range of the table's rowid, from the front."""
+        total, forgotten, generation_rows = self._bounds()
+        cut = self._cut(forgotten, total, self.window_seconds, self.window_rows, now)
+        if cut > forgotten:
             self._db.execute(
-                f"INSERT INTO forgotten_answers SELECT request_id, first, rows, at, upto "  # noqa: S608 - a constant
-                f"FROM answers WHERE {old}",
-                limits,
+                "UPDATE answers SET dtype = NULL, numbers = NULL, labels = NULL "
+                "WHERE upto > ? AND upto <= ?",
+                (forgotten, cut),
             )
-            self._db.execute(f"DELETE FROM answers WHERE {old}", limits)  # noqa: S608
-            self._db.execute(f"DELETE FROM labelled WHERE {old}", limits)  # noqa: S608
-            self._db.execute(
-                f"DELETE FROM forgotten_answers WHERE {old}",  # noqa: S608
-                (now - 2 * self.window_seconds, total - 2 * self.window_rows),
-            )
-            for version in self.cards:
-                self._trim_labels(version)
+            self._db.execute("UPDATE answered SET forgotten = ?", (cut,))
+        # Ids go a whole generation at a time (kept a little longer than the window again):
+        # its index entries are neighbours, so each index page is emptied once, not rewritten
+        # by every sweep.
+        gone = self._cut(0, total, 2 * self.window_seconds, 2 * self.window_rows, now)
+        self._db.execute(
+            "DELETE FROM answers WHERE upto < ?", (gone // generation_rows * generation_rows,)
+        )
+        self._db.execute(
+            "DELETE FROM labelled WHERE at < ? OR upto <= ?",
+            (now - self.window_seconds, total - self.window_rows),
+        )
+        for version in self.cards:
+            self._trim_labels(version)
 
     def _trim_labels(self, version: str) -> None:
         self._db.execute(
@@ -402,9 +462,10 @@ class Feedback:
     def remembered(self) -> int:
         """Predictions in the join now (all workers')."""
         with self._lock:
-            count: int = self._db.execute("SELECT coalesce(sum(rows), 0) FROM answers").fetchone()[
-                0
-            ]
+            count: int = self._db.execute(
+                "SELECT coalesce(sum(rows), 0) FROM answers WHERE upto > "
+                "(SELECT forgotten FROM answered) AND numbers IS NOT NULL"
+            ).fetchone()[0]
         return count
 
     # --- labels in --------------------------------------------------------------------------
@@ -442,12 +503,12 @@ class Feedback:
     def _join(
         self, item_id: str, value: Any, now: float, seen: set[str], report: FeedbackReport
     ) -> tuple[Outcome, str]:
-        found = self._find("answers", item_id, "version, at, upto, dtype, numbers, labels")
+        found = self._find(item_id, "version, at, upto, dtype, numbers, labels")
         if found is None:
-            if self._find("forgotten_answers", item_id, "1") is not None:
-                return "expired", self._expired_message()
             return "unknown", "no prediction with this id (never answered, or by another server)"
         row, (version, at, upto, dtype, numbers, labels) = found
+        if numbers is None:  # forgotten: its id is kept to say so
+            return "expired", self._expired_message()
         # `upto` tells answers apart: a request id sent again is a new answer, labelled anew
         labelled = "SELECT 1 FROM labelled WHERE id = ? AND upto = ?"
         if item_id in seen or self._db.execute(labelled, (item_id, upto)).fetchone():
@@ -471,22 +532,31 @@ class Feedback:
         report.joined_by_version[version] = report.joined_by_version.get(version, 0) + 1
         return "joined", ""
 
-    def _find(self, table: str, item_id: str, columns: str) -> tuple[int, tuple[Any, ...]] | None:
-        """The latest answer in `table` holding the row `item_id` names, and the row's index in
-        it: `<request id>#<index>` (a row of a batch), else the id of a single record."""
+    def _find(self, item_id: str, columns: str) -> tuple[int, tuple[Any, ...]] | None:
+        """The latest answer holding the row `item_id` names, and the row's index in it:
+        `<request id>#<index>` (a row of a batch), else the id of a single record. The id is
+        looked up in each generation of the index that has entries (one probe each)."""
+        total, _, generation_rows = self._bounds()
+        oldest = self._db.execute("SELECT min(upto) FROM answers").fetchone()[0]
+        if oldest is None:
+            return None
+        generations = range(oldest // generation_rows, total // generation_rows + 1)
+        alive = f"generation IN ({', '.join(map(str, generations))})"
         request_id, sep, index = item_id.rpartition("#")
         if sep and index.isascii() and index.isdigit():
             row = int(index)
             found = self._db.execute(
-                f"SELECT first, {columns} FROM {table} WHERE request_id = ? AND first >= 0 "  # noqa: S608 - constants
-                "AND first <= ? AND first + rows > ? ORDER BY upto DESC LIMIT 1",
-                (request_id, row, row),
+                f"SELECT first, {columns} FROM answers WHERE {alive} AND id_hash = ? "  # noqa: S608 - integers and constants
+                "AND request_id = ? AND first >= 0 AND first <= ? AND first + rows > ? "
+                "ORDER BY upto DESC LIMIT 1",
+                (_id_hash(request_id), request_id, row, row),
             ).fetchone()
             if found is not None:
                 return row - found[0], found[1:]
         found = self._db.execute(
-            f"SELECT {columns} FROM {table} WHERE request_id = ? AND first = ?",  # noqa: S608
-            (item_id, SINGLE),
+            f"SELECT {columns} FROM answers WHERE {alive} AND id_hash = ? "  # noqa: S608
+            "AND request_id = ? AND first = ? ORDER BY upto DESC LIMIT 1",
+            (_id_hash(item_id), item_id, SINGLE),
         ).fetchone()
         return None if found is None else (0, found)
 
