@@ -8,6 +8,7 @@ busy machine, and shows what validation, metrics, logging and access control eac
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import io
@@ -61,15 +62,27 @@ async def drive(app: Any, body: bytes, headers: list[tuple[bytes, bytes]], n: in
 
 
 def main() -> None:
-    artifact_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".bench-cache" / "artifact"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "artifact",
+        nargs="?",
+        type=Path,
+        default=ROOT / ".bench-cache" / "artifact",
+        help="the model artifact (default: bench/run.py's, .bench-cache/artifact)",
+    )
+    artifact_dir: Path = parser.parse_args().artifact
     from modelship.contracts.settings import Settings
+    from modelship.errors import ArtifactError
     from modelship.model import artifact
     from modelship.model.predictor import Predictor
     from modelship.serving.compose import build_serving
     from modelship.transport.http.app import create_app
     from modelship.transport.http.logging import JsonLinesHandler, tune_logging
 
-    predictor = Predictor(artifact.load(artifact_dir))
+    try:
+        predictor = Predictor(artifact.load(artifact_dir))
+    except ArtifactError as exc:
+        parser.error(str(exc))
     record = json.dumps(predictor.card.examples[0]).encode()
     tune_logging()
     # What `modelship serve` configures (transport/http/logging.py log_config), writing to memory.
@@ -91,6 +104,9 @@ def main() -> None:
         predictor.warm_up()
         headers = [(b"x-api-key", KEY.encode())] if "api_key" in settings else []
         print(f"{label:34s} {loop.run_until_complete(drive(app, record, headers, n)):6.1f} µs")
+    if predictor.card.task != "regression":
+        print("(the ceiling app, bench/apps/ceiling.py, answers regression models only)")
+        return
     os.environ["BENCH_ARTIFACT"] = str(artifact_dir)
     sys.path.insert(0, str(ROOT / "bench" / "apps"))
     ceiling = importlib.import_module("ceiling").app
