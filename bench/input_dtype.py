@@ -4,6 +4,7 @@
     uv run python bench/input_dtype.py
     uv run python bench/input_dtype.py --repeats 2000
     uv run python bench/input_dtype.py --compare thresholds --repeats 2000
+    uv run python bench/input_dtype.py --compare missing --repeats 2000
 
 `--compare inputs` (the default): two pipelines on the bundled insurance data, each exported
 twice: as `modelship train` and `modelship import` do (numbers in float64:
@@ -17,6 +18,11 @@ in the menu's pipeline, exported as now (the tree operator takes float64 feature
 source's float64 thresholds: build/training/thresholds.py) and with the converters' float32
 thresholds behind a Cast(float) (what the export wrote before; it decided some inputs otherwise,
 at the same size and speed as any float32 thresholds).
+
+`--compare missing`: issue 35's forest and a 100-tree forest in the menu's pipeline (an imputer in
+front), exported as now (each split of a scikit-learn tree or forest sends a missing value the
+side it learnt: `nodes_missing_value_tracks_true`, build/training/thresholds.py) and without
+those sides, as skl2onnx writes them (onnxruntime then skips the missing-value check).
 
 For each: model.onnx's size, and the CPU time per call (one onnxruntime thread, as a worker runs
 it) of one row and of a 1,000-row batch, the two variants measured in turns, back to back,
@@ -54,7 +60,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelship.build.training import export
+from modelship.build.training import export, thresholds
 from modelship.build.training.data import BUNDLED_DATA
 from modelship.build.training.models import pipeline_around
 from modelship.contracts.card import FeatureKind
@@ -92,19 +98,33 @@ def _boosters(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
     }
 
 
+def _forests(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
+    forest = RandomForestRegressor(n_estimators=100, random_state=0)
+    return {
+        "scaler + 30-tree forest (issue 35)": _pipelines(x, y)[
+            "scaler + 30-tree forest (issue 35)"
+        ],
+        "100-tree forest (menu)": pipeline_around(forest, _kinds(x), scaled=False).fit(x, y),
+    }
+
+
 def _kinds(x: pd.DataFrame) -> dict[str, FeatureKind]:
     return {str(c): "numeric" if c in NUMERIC else "categorical" for c in x}
 
 
 def _exported(
-    pipeline: Pipeline, x: pd.DataFrame, before: Callable[[], AbstractContextManager[Any]]
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    before: Callable[[], AbstractContextManager[Any]],
+    names: tuple[str, str],
 ) -> dict[str, tuple[bytes, dict[str, Any]]]:
-    """The export as it is now ("float64") and as `before` makes it ("float32"), with feeds."""
+    """The export as it is now (`names[0]`) and as `before` makes it (`names[1]`), with feeds."""
     kinds = _kinds(x)
     out = {}
+    now, then = names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for variant, context in (("float64", contextlib.nullcontext()), ("float32", before())):
+        for variant, context in ((now, contextlib.nullcontext()), (then, before())):
             with context:
                 onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
                 out[variant] = onnx_bytes, export.onnx_feeds(x, kinds, names)
@@ -130,6 +150,11 @@ def _float32_thresholds() -> AbstractContextManager[Any]:
     return mock.patch.object(export, "decide_as_source", return_value=0)
 
 
+def _no_missing_sides() -> AbstractContextManager[Any]:
+    """Trees and forests without missing-value sides, as skl2onnx writes them."""
+    return mock.patch.object(thresholds, "_missing_as_source", return_value=None)
+
+
 def _imputer(converter: Callable[..., None]) -> None:
     update_registered_converter(
         SimpleImputer,
@@ -147,14 +172,30 @@ def _cpu_us(call: Callable[[], Any], repeats: int) -> float:
     return (time.thread_time_ns() - started) / repeats / 1e3
 
 
+# Each comparison: the models, how the export was made before, and the two variants' names.
+COMPARISONS: dict[
+    str,
+    tuple[
+        Callable[[pd.DataFrame, pd.Series], dict[str, Pipeline]],
+        Callable[[], AbstractContextManager[Any]],
+        tuple[str, str],
+    ],
+] = {
+    "inputs": (_pipelines, _float32_inputs, ("float64", "float32")),
+    "thresholds": (_boosters, _float32_thresholds, ("float64", "float32")),
+    "missing": (_forests, _no_missing_sides, ("missing sides", "none")),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=500, help="calls per turn (500)")
     parser.add_argument(
         "--compare",
-        choices=["inputs", "thresholds"],
+        choices=list(COMPARISONS),
         default="inputs",
-        help="float64 vs float32 numeric inputs (inputs), or the trees' thresholds (thresholds)",
+        help="float64 vs float32 numeric inputs (inputs), the trees' thresholds (thresholds), "
+        "or forests' missing-value sides (missing)",
     )
     args = parser.parse_args()
     frame = pd.read_csv(BUNDLED_DATA)
@@ -163,14 +204,10 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    pipelines, before = (
-        (_pipelines, _float32_inputs)
-        if args.compare == "inputs"
-        else (_boosters, _float32_thresholds)
-    )
+    pipelines, before, names = COMPARISONS[args.compare]
     print(f"model | {args.compare} | model.onnx bytes | 1 row µs CPU | 1,000 rows µs CPU")
     for label, pipeline in pipelines(x, y).items():
-        variants = _exported(pipeline, batch, before)
+        variants = _exported(pipeline, batch, before, names)
         sessions = {
             dtype: ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             for dtype, (data, _) in variants.items()
@@ -187,8 +224,8 @@ def main() -> None:
             one_row = statistics.median(timings[dtype]["1"])
             thousand = statistics.median(timings[dtype]["1000"])
             print(f"{label} | {dtype} | {len(data):,} | {one_row:.1f} | {thousand:,.0f}")
-        spread = np.ptp(timings["float64"]["1"]) / statistics.median(timings["float64"]["1"])
-        print(f"  (1-row turns of float64 spread {spread:.0%} of their median)")
+        spread = np.ptp(timings[names[0]]["1"]) / statistics.median(timings[names[0]]["1"])
+        print(f"  (1-row turns of {names[0]} spread {spread:.0%} of their median)")
 
 
 if __name__ == "__main__":
