@@ -126,8 +126,8 @@ def _exported(
         warnings.simplefilter("ignore")
         for variant, context in ((now, contextlib.nullcontext()), (then, before())):
             with context:
-                onnx_bytes, names = export.export_onnx(pipeline, kinds, "regression")
-                out[variant] = onnx_bytes, export.onnx_feeds(x, kinds, names)
+                onnx_bytes, inputs = export.export_onnx(pipeline, kinds, "regression")
+                out[variant] = onnx_bytes, export.onnx_feeds(x, kinds, inputs)
     return out
 
 
