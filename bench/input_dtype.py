@@ -20,9 +20,10 @@ thresholds behind a Cast(float) (what the export wrote before; it decided some i
 at the same size and speed as any float32 thresholds).
 
 `--compare missing`: issue 35's forest and a 100-tree forest in the menu's pipeline (an imputer in
-front), exported as now (each split of a scikit-learn tree or forest sends a missing value the
-side it learnt: `nodes_missing_value_tracks_true`, build/training/thresholds.py) and without
-those sides, as skl2onnx writes them (onnxruntime then skips the missing-value check).
+front), exported as now (where a blank can reach the trees, each split of a scikit-learn tree or
+forest sends a missing value the side it learnt: `nodes_missing_value_tracks_true`,
+build/training/thresholds.py; behind the menu's imputer it cannot, so both variants are alike)
+and without those sides, as skl2onnx writes them (onnxruntime then skips the check).
 
 For each: model.onnx's size, and the CPU time per call (one onnxruntime thread, as a worker runs
 it) of one row and of a 1,000-row batch, the two variants measured in turns, back to back,

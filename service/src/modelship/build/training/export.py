@@ -38,7 +38,7 @@ from xgboost import XGBRegressor
 
 from modelship.build.training.double_inputs import feed_numbers_in_double
 from modelship.build.training.models import LabelledXGBClassifier
-from modelship.build.training.thresholds import decide_as_source
+from modelship.build.training.thresholds import decide_as_source, nan_can_reach_trees
 from modelship.contracts.card import FeatureKind, InputDtype, Parity, Task
 from modelship.errors import ExportError
 
@@ -223,7 +223,7 @@ def export_onnx(
         model,
         [name for name, kind in zip(inputs, kinds.values(), strict=True) if kind == "numeric"],
     )
-    decide_as_source(model, estimator)
+    decide_as_source(model, estimator, nan_reaches=nan_can_reach_trees(pipeline))
     return bytes(model.SerializeToString()), dict(zip(kinds, inputs, strict=True))
 
 

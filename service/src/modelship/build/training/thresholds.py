@@ -42,10 +42,12 @@ _TREE_OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
 _TENSOR_THRESHOLDS_OPSET = 3
 
 
-def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
+def decide_as_source(model: onnx.ModelProto, estimator: Any, nan_reaches: bool = True) -> int:
     """Give a histogram gradient boosting or LightGBM model's tree operator the source's float64
-    thresholds and a float64 input, and a decision tree's or forest's its missing-value sides,
-    in place; returns how many float64 thresholds it wrote."""
+    thresholds and a float64 input, and a decision tree's or forest's its missing-value sides
+    (unless `nan_reaches` is False: an imputer in front means no NaN ever gets to the trees,
+    and onnxruntime's check for one at every split costs CPU, docs/import.md), in place;
+    returns how many float64 thresholds it wrote."""
     nodes = [n for n in model.graph.node if n.op_type in _TREE_OPS]
     if len(nodes) != 1:
         return 0
@@ -54,7 +56,8 @@ def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
     if "nodes_values" not in attributes:  # thresholds held as a tensor already
         return 0
     attrs = {name: helper.get_attribute_value(a) for name, a in attributes.items()}
-    _missing_as_source(tree, attrs, estimator)
+    if nan_reaches:
+        _missing_as_source(tree, attrs, estimator)
     source = source_thresholds(estimator, attrs)
     if source is None:
         return 0
@@ -69,6 +72,41 @@ def decide_as_source(model: onnx.ModelProto, estimator: Any) -> int:
             opset.version = max(opset.version, _TENSOR_THRESHOLDS_OPSET)
     feed_in_double(model, tree)
     return int((~np.isnan(source)).sum())
+
+
+def nan_can_reach_trees(pipeline: Any) -> bool:
+    """Whether a missing number can get to the pipeline's last step: False only when every
+    column passes an imputer of NaN (or a one-hot encoder, whose output is 0 or 1) first, as in
+    the pipelines `modelship train` builds; True for a bare estimator or anything unsure."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    def clears_nan(step: Any) -> bool:
+        if isinstance(step, Pipeline):
+            return clears_nan(step.steps[0][1])
+        if isinstance(step, OneHotEncoder) or step == "drop":
+            return True
+        return _imputes_nan(step)
+
+    steps = pipeline.steps[:-1] if isinstance(pipeline, Pipeline) else []
+    if not steps:
+        return True
+    first = steps[0][1]
+    if isinstance(first, ColumnTransformer):
+        return not all(clears_nan(t) for _, t, columns in first.transformers_ if len(columns))
+    return not clears_nan(first)
+
+
+def _imputes_nan(step: Any) -> bool:
+    from sklearn.impute import SimpleImputer
+
+    if not isinstance(step, SimpleImputer):
+        return False
+    fill = step.fill_value
+    nan_filled = step.strategy == "constant" and isinstance(fill, float) and np.isnan(fill)
+    missing = step.missing_values
+    return isinstance(missing, float) and np.isnan(missing) and not nan_filled
 
 
 def _missing_as_source(tree: onnx.NodeProto, attrs: dict[str, Any], estimator: Any) -> None:
