@@ -480,6 +480,7 @@ class Feedback:
         now = time.time()
         seen: set[str] = set()
         with self._lock, transaction(self._db):
+            kept = self._kept_generations()
             for index, (item_id, value) in enumerate(items):
                 report.received += 1
                 if not isinstance(item_id, str) or not 0 < len(item_id) <= MAX_ID_CHARS:
@@ -491,7 +492,7 @@ class Feedback:
                         f"got {str(item_id)[:60]!r}",
                     )
                     continue
-                outcome, message = self._join(item_id, value, now, seen, report)
+                outcome, message = self._join(item_id, value, now, seen, report, kept=kept)
                 report.count(outcome, index, item_id, message)
             for version in report.joined_by_version:
                 self._trim_labels(version)
@@ -501,9 +502,16 @@ class Feedback:
         return report
 
     def _join(
-        self, item_id: str, value: Any, now: float, seen: set[str], report: FeedbackReport
+        self,
+        item_id: str,
+        value: Any,
+        now: float,
+        seen: set[str],
+        report: FeedbackReport,
+        *,
+        kept: str | None,
     ) -> tuple[Outcome, str]:
-        found = self._find(item_id, "version, at, upto, dtype, numbers, labels")
+        found = self._find(item_id, "version, at, upto, dtype, numbers, labels", kept)
         if found is None:
             return "unknown", "no prediction with this id (never answered, or by another server)"
         row, (version, at, upto, dtype, numbers, labels) = found
@@ -532,21 +540,30 @@ class Feedback:
         report.joined_by_version[version] = report.joined_by_version.get(version, 0) + 1
         return "joined", ""
 
-    def _find(self, item_id: str, columns: str) -> tuple[int, tuple[Any, ...]] | None:
-        """The latest answer holding the row `item_id` names, and the row's index in it:
-        `<request id>#<index>` (a row of a batch), else the id of a single record. The id is
-        looked up in each generation of the index that has entries (one probe each)."""
+    def _kept_generations(self) -> str | None:
+        """The condition that selects the generations of the id index that have entries (one
+        probe each), or None when the join holds no answer. Read once per batch of labels: a
+        label request writes no answers."""
         total, _, generation_rows = self._bounds()
         oldest = self._db.execute("SELECT min(upto) FROM answers").fetchone()[0]
         if oldest is None:
             return None
         generations = range(oldest // generation_rows, total // generation_rows + 1)
-        alive = f"generation IN ({', '.join(map(str, generations))})"
+        return f"generation IN ({', '.join(map(str, generations))})"
+
+    def _find(
+        self, item_id: str, columns: str, kept: str | None
+    ) -> tuple[int, tuple[Any, ...]] | None:
+        """The latest answer holding the row `item_id` names, and the row's index in it:
+        `<request id>#<index>` (a row of a batch), else the id of a single record. The id is
+        looked up in each generation of the index `kept` selects."""
+        if kept is None:
+            return None
         request_id, sep, index = item_id.rpartition("#")
         if sep and index.isascii() and index.isdigit():
             row = int(index)
             found = self._db.execute(
-                f"SELECT first, {columns} FROM answers WHERE {alive} AND id_hash = ? "  # noqa: S608 - integers and constants
+                f"SELECT first, {columns} FROM answers WHERE {kept} AND id_hash = ? "  # noqa: S608 - integers and constants
                 "AND request_id = ? AND first >= 0 AND first <= ? AND first + rows > ? "
                 "ORDER BY upto DESC LIMIT 1",
                 (_id_hash(request_id), request_id, row, row),
@@ -554,7 +571,7 @@ class Feedback:
             if found is not None:
                 return row - found[0], found[1:]
         found = self._db.execute(
-            f"SELECT {columns} FROM answers WHERE {alive} AND id_hash = ? "  # noqa: S608
+            f"SELECT {columns} FROM answers WHERE {kept} AND id_hash = ? "  # noqa: S608
             "AND request_id = ? AND first = ? ORDER BY upto DESC LIMIT 1",
             (_id_hash(item_id), item_id, SINGLE),
         ).fetchone()
