@@ -71,7 +71,11 @@ CATEGORICAL = ["sex", "smoker", "region"]
 TURNS = 15
 
 
-def _pipelines(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
+ISSUE_35_FOREST = "scaler + 30-tree forest (issue 35)"
+
+
+def _issue_35_forest(x: pd.DataFrame, y: pd.Series) -> Pipeline:
+    """Issue 35's pipeline: one-hot + StandardScaler + a 30-tree forest."""
     scaled = ColumnTransformer(
         [
             ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
@@ -79,11 +83,14 @@ def _pipelines(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
         ]
     )
     forest = RandomForestRegressor(n_estimators=30, max_depth=8, random_state=0)
+    return Pipeline([("f", scaled), ("m", forest)]).fit(x, y)
+
+
+def _pipelines(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
     boosting = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=0)
-    kinds = _kinds(x)
     return {
-        "scaler + 30-tree forest (issue 35)": Pipeline([("f", scaled), ("m", forest)]).fit(x, y),
-        "100-tree gradient boosting (menu)": pipeline_around(boosting, kinds, scaled=False).fit(
+        ISSUE_35_FOREST: _issue_35_forest(x, y),
+        "100-tree gradient boosting (menu)": pipeline_around(boosting, _kinds(x), scaled=False).fit(
             x, y
         ),
     }
@@ -102,9 +109,7 @@ def _boosters(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
 def _forests(x: pd.DataFrame, y: pd.Series) -> dict[str, Pipeline]:
     forest = RandomForestRegressor(n_estimators=100, random_state=0)
     return {
-        "scaler + 30-tree forest (issue 35)": _pipelines(x, y)[
-            "scaler + 30-tree forest (issue 35)"
-        ],
+        ISSUE_35_FOREST: _issue_35_forest(x, y),
         "100-tree forest (menu)": pipeline_around(forest, _kinds(x), scaled=False).fit(x, y),
     }
 
