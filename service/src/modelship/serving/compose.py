@@ -113,7 +113,9 @@ def build_serving(
     )
     if monitor is not None:
         dataplane.quality_hooks.append(
-            lambda batch, result, ids: monitor.observe(batch.feeds, result)
+            lambda batch, result, ids: monitor.observe(
+                batch.feeds, result, categories_known=batch.categories_known
+            )
         )
     capture = create_capture(card, settings)
     if capture is not None:

@@ -21,6 +21,7 @@ from modelship.model.codecs.records import RecordsCodec
 from modelship.model.predictor import Predictions, Predictor
 from modelship.serving.dataplane import DataPlane
 from modelship.serving.feedback import PredictionIds
+from modelship.serving.monitoring import monitor as monitor_module
 from modelship.serving.monitoring.distribution import (
     categorical_reference,
     numeric_bins,
@@ -225,3 +226,58 @@ def test_any_mix_of_batch_sizes_counts_the_same_as_one_batch(
     assert any(counted.values())  # the records do have missing, out-of-range or unseen values
     assert pieces.window_counts() == whole.window_counts()
     assert sum(whole.window_counts()[("prediction", card.target)]) == len(records)
+
+
+def test_a_csv_upload_counts_each_unseen_category_once(regression_artifact: Path) -> None:
+    """The CSV codec tells the monitor when a chunk's categories are all known (it need not
+    look again); the chunks with unseen ones are still counted, each cell once."""
+    predictor = Predictor(artifact.load(regression_artifact))
+    card = predictor.card
+    categorical = next(f.name for f in card.features if f.categories)
+    header = [f.name for f in card.features]
+    example = card.examples[0]
+    rows = []
+    for i in range(12_000):
+        record = dict(example)
+        if 6_000 <= i < 6_007:  # all in the second of three 5,000-row chunks
+            record[categorical] = f"never-seen-{i}"
+        rows.append(",".join(str(record[name]) for name in header))
+    before = _quality_counts([categorical])[f"unseen_categories:{categorical}"]
+    with make_client(regression_artifact, monitor_interval_seconds=0.05) as client:
+        answer = client.post(
+            "/predict/csv",
+            content="\n".join([",".join(header), *rows]).encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 200, answer.text
+        client.get("/model/drift")  # folds what waits
+    after = _quality_counts([categorical])[f"unseen_categories:{categorical}"]
+    assert after - before == 7
+
+
+def test_a_large_batch_is_folded_without_waiting_for_the_interval(
+    regression_artifact: Path,
+) -> None:
+    """What waits for the fold is bounded in values (rows x features), not rows: once that many
+    wait, the thread folds at once, whatever the interval."""
+    predictor = Predictor(artifact.load(regression_artifact))
+    card = predictor.card
+    numeric = next(f.name for f in card.features if f.numeric is not None)
+    monitor = Monitor(card, Settings(monitor_interval_seconds=60))
+    flush_rows = monitor_module.FLUSH_VALUES // len(card.features)
+    record = {**card.examples[0], numeric: None}  # each row counts one missing value
+    batch = RecordsCodec(predictor.schema).decode([record] * flush_rows)
+    result = predictor.predict(batch)
+    before = _quality_counts([numeric])[f"missing_values:{numeric}"]
+    monitor.start()
+    try:
+        time.sleep(0.2)  # the thread's first wait has begun
+        monitor.observe(batch.feeds, result)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if _quality_counts([numeric])[f"missing_values:{numeric}"] - before == flush_rows:
+                break
+            time.sleep(0.05)
+        assert _quality_counts([numeric])[f"missing_values:{numeric}"] - before == flush_rows
+    finally:
+        monitor.stop()

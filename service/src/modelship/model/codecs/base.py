@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from modelship.contracts.card import InputDtype, ModelCard, NumericStats
 from modelship.errors import Location, ProblemCollector
@@ -29,6 +30,33 @@ NUMPY_DTYPES: dict[InputDtype, np.dtype[Any]] = {
     "string": np.dtype(object),
 }
 MAX_LISTED_CATEGORIES = 20
+
+
+# Where orjson writes a float exactly as numpy's `astype(str)` does: the same shortest digits
+# in positional notation. Outside (tiny, huge, NaN, infinity) the two differ in notation
+# ("1e-05" against "0.00001", "nan" against "null"), so those values are left to numpy; the
+# margins are wide of where numpy switches to scientific notation (below 1e-4, and at 1e16 for
+# float64 or 1e7 for float32 when fewer digits than the integer part are significant).
+_POSITIONAL = {np.dtype(np.float64): (1e-3, 1e15), np.dtype(np.float32): (1e-3, 1e5)}
+
+
+def number_texts(values: npt.NDArray[Any]) -> list[str]:
+    """Each value as the text `values.astype(str)` gives (the shortest that round-trips its
+    dtype), about 15 times faster for floats: the prediction text of a large CSV answer was an
+    eighth of the upload's time (docs/benchmarks.md#csv-at-2x)."""
+    bounds = _POSITIONAL.get(values.dtype)
+    if bounds is None or values.ndim != 1 or not len(values):
+        return values.astype(str).tolist()  # type: ignore[no-any-return]
+    values = np.ascontiguousarray(values)  # a probability column is a strided view
+    texts = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        elsewhere = ~(((magnitude >= bounds[0]) & (magnitude < bounds[1])) | (values == 0))
+    if elsewhere.any():
+        where = np.flatnonzero(elsewhere)
+        for index, text in zip(where.tolist(), values[where].astype(str).tolist(), strict=True):
+            texts[index] = text
+    return texts
 
 
 def numeric_bounds(stats: NumericStats) -> tuple[float, float]:
@@ -108,6 +136,9 @@ class ModelInput:
     rows: int
     warnings: Warnings
     row_locs: Sequence[Location]  # where each row came from, for errors found after validation
+    # The codec found every categorical value among the training categories: the drift monitor
+    # need not look for unseen ones again (a tenth of its work on a large CSV upload).
+    categories_known: bool = False
 
 
 class FeatureSchema:

@@ -56,6 +56,7 @@ class CsvCodec:
         problems = ProblemCollector()
         warnings = Warnings()
         feeds: dict[str, npt.NDArray[Any]] = {}
+        categories_known = True
         for name in schema.numeric:
             column = positions[name]
             cells = chunk.columns[column]
@@ -86,12 +87,15 @@ class CsvCodec:
             texts = chunk.columns[column]
             known = schema.known[name]
             if not known.issuperset(texts):  # the common case, all known, costs one set pass
+                categories_known = False
                 for line, text in zip(chunk.lines, texts, strict=True):
                     if text not in known:
                         schema.check_known(name, text, line, warnings)
             feeds[schema.input_name[name]] = np.asarray(texts, dtype=object).reshape(-1, 1)
         problems.raise_if_any()
-        return ModelInput(feeds, len(chunk), warnings, _LineLocations(chunk.lines))
+        return ModelInput(
+            feeds, len(chunk), warnings, _LineLocations(chunk.lines), categories_known
+        )
 
 
 class _LineLocations(Sequence[Location]):

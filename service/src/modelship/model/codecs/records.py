@@ -95,7 +95,7 @@ class RecordsCodec:
                 return None
             feeds[schema.input_name[name]] = np.asarray(column, dtype=object).reshape(-1, 1)
         locs: list[Location] = [(*loc_prefix, i) for i in range(len(records))]
-        return ModelInput(feeds, len(records), Warnings(), locs)
+        return ModelInput(feeds, len(records), Warnings(), locs, categories_known=True)
 
     def _key_problems(self, record: dict[str, Any], loc: Location, out: ProblemCollector) -> None:
         names = self.schema.names

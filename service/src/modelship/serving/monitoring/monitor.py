@@ -49,9 +49,12 @@ if TYPE_CHECKING:
 # keeping its arrays (and everything they hold on to) alive until the fold: bench/monitor_cost.py
 # measured that keeping one-row batches cost several times what the hook itself did.
 SMALL_BATCH_ROWS = 8
-# When this many rows wait, the background thread folds without waiting for its interval, so
-# what waits stays bounded under heavy traffic.
-FLUSH_ROWS = 20_000
+# When this many values (rows x features) wait, the background thread folds without waiting
+# for its interval, so what waits stays bounded under heavy traffic whatever the table's width:
+# about 100,000 rows of the 6-feature default model (a 100,000-row upload is folded once, not
+# five times while its chunks are predicted: each fold bins the window's rows again, and the
+# thread's work competed with the upload's for the cores), 3,000 rows of a 200-column table.
+FLUSH_VALUES = 600_000
 
 SignalKind = Literal["feature", "prediction"]
 State = Literal["ok", "drift", "insufficient_data", "unavailable"]
@@ -245,9 +248,10 @@ class Monitor:
             (column.input_name, []) for column in self._columns
         ]
         self._pending_predictions: list[Any] = []
-        # Larger batches: their arrays, as served.
-        self._queue: deque[tuple[dict[str, npt.NDArray[Any]], Predictions]] = deque()
+        # Larger batches: their arrays, as served, and whether their categories are all known.
+        self._queue: deque[tuple[dict[str, npt.NDArray[Any]], Predictions, bool]] = deque()
         self._waiting_rows = 0  # only decides when to wake the thread early: races are harmless
+        self._flush_rows = max(1, FLUSH_VALUES // max(1, len(self._columns)))
         self._fold_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -260,8 +264,16 @@ class Monitor:
         return [*self._features, self._prediction]
 
     # --- the request path -------------------------------------------------------------------
-    def observe(self, feeds: dict[str, npt.NDArray[Any]], predictions: Predictions) -> None:
-        """Set a served batch aside, its model inputs and its predictions; nothing else."""
+    def observe(
+        self,
+        feeds: dict[str, npt.NDArray[Any]],
+        predictions: Predictions,
+        *,
+        categories_known: bool = False,
+    ) -> None:
+        """Set a served batch aside, its model inputs and its predictions; nothing else.
+        `categories_known`: the codec found every categorical value among the known ones, so
+        none is counted as unseen without looking again."""
         rows = len(predictions)
         if rows == 1:
             for name, pending in self._pending:
@@ -272,9 +284,9 @@ class Monitor:
                 pending.extend(feeds[name].reshape(-1).tolist())
             self._pending_predictions.extend(_predicted(predictions).tolist())
         else:
-            self._queue.append((feeds, predictions))
+            self._queue.append((feeds, predictions, categories_known))
         self._waiting_rows += rows
-        if self._waiting_rows >= FLUSH_ROWS:
+        if self._waiting_rows >= self._flush_rows:
             self._wake.set()
 
     # --- off the request path ---------------------------------------------------------------
@@ -315,15 +327,19 @@ class Monitor:
                 return
             for column, signal, values in zip(self._columns, self._features, small, strict=True):
                 parts = [np.asarray(values, dtype=column.dtype)] if values else []
-                parts += [feeds[column.input_name].reshape(-1) for feeds, _ in batches]
-                for part in parts:  # counted part by part: no copy of a whole large upload
+                counted = list(parts)
+                for feeds, _, categories_known in batches:
+                    parts.append(feeds[column.input_name].reshape(-1))
+                    if column.numeric is not None or not categories_known:
+                        counted.append(parts[-1])
+                for part in counted:  # counted part by part: no copy of a whole large upload
                     column.count(part)
                 if signal.reference is not None:
                     signal.push(signal.bins(_last_rows(parts, signal.capacity)))
                     signal.publish()
             if self._prediction.reference is not None:
                 parts = [np.asarray(small_predictions)] if small_predictions else []
-                parts += [_predicted(p) for _, p in batches]
+                parts += [_predicted(p) for _, p, _ in batches]
                 predicted = _last_rows(parts, self._prediction.capacity)
                 if self.is_classifier and predicted.dtype.kind != "O":
                     predicted = predicted.astype(str).astype(object)
