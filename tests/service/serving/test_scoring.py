@@ -1,6 +1,6 @@
-"""`predict_csv`: chunks are predicted in two model threads at once while the next is parsed,
-and the output is the same, in the same order, whatever the chunk size; errors still name their
-line."""
+"""`predict_csv`: two threads each read, predict and write chunks, so one parses or writes while
+the other's model runs; the output is the same, in the same order, whatever the chunk size;
+errors still name their line, and the first one in the file is the one raised."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from modelship.errors import InvalidInput
 from modelship.model.codecs.base import ModelInput
 from modelship.model.predictor import Predictions, Predictor
 from modelship.serving.feedback import PREDICTION_ID
-from modelship.serving.scoring import predict_csv
+from modelship.serving.scoring import MOST_AHEAD, predict_csv
 
 HEADER = "age,sex,bmi,children,smoker,region"
 
@@ -121,3 +121,61 @@ def predicted_with_ids(predictor: Predictor, lines: list[str]) -> list[str]:
         request_id="req",
     )
     return out.getvalue().splitlines()
+
+
+def test_the_first_error_in_the_file_is_raised_whichever_thread_fails_first(
+    regression_predictor: Predictor,
+) -> None:
+    """Chunk 1's model fails only after chunk 2's has failed: the error raised is chunk 1's,
+    as if the chunks had been scored one by one, and nothing is written past the failure."""
+    second_failed = threading.Event()
+
+    def predict(batch: ModelInput, first_row: int) -> Predictions:
+        if first_row == 10:
+            assert second_failed.wait(30), "chunk 2 was not predicted beside chunk 1"
+            raise RuntimeError("the model failed on chunk 1")
+        if first_row == 20:
+            second_failed.set()
+            raise RuntimeError("the model failed on chunk 2")
+        return regression_predictor.predict(batch)
+
+    out = io.StringIO()
+    with pytest.raises(RuntimeError, match="chunk 1"):
+        predict_csv(
+            regression_predictor,
+            io.BytesIO("\n".join([HEADER, *rows(60)]).encode()),
+            out,
+            10,
+            predict,
+        )
+    assert len(out.getvalue().splitlines()) <= 1 + 10  # the header and chunk 0 at most
+
+
+def test_reading_runs_at_most_a_few_chunks_ahead_of_writing(
+    regression_predictor: Predictor,
+) -> None:
+    """While the first chunk's model is held, the other thread reads and predicts ahead, but no
+    more than MOST_AHEAD chunks are read and not written: memory stays bounded."""
+    release = threading.Event()
+    started: list[int] = []
+
+    def predict(batch: ModelInput, first_row: int) -> Predictions:
+        started.append(first_row)
+        if first_row == 0:
+            release.wait(2)  # long enough for the other thread to run as far ahead as it may
+        return regression_predictor.predict(batch)
+
+    lines = rows(200)
+    out = io.StringIO()
+    thread = threading.Thread(
+        target=predict_csv,
+        args=(regression_predictor, io.BytesIO("\n".join([HEADER, *lines]).encode()), out, 10),
+        kwargs={"predict": predict},
+    )
+    thread.start()
+    thread.join(1)
+    read_while_held = len(started)
+    release.set()
+    thread.join(30)
+    assert read_while_held == MOST_AHEAD
+    assert out.getvalue().splitlines() == predicted(regression_predictor, lines, 10)

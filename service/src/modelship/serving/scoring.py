@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import csv
 import math
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
 
 from modelship.errors import InvalidInput, Problem
-from modelship.model.codecs.base import MISSING_TOKENS, ModelInput, Warnings
+from modelship.model.codecs.base import MISSING_TOKENS, ModelInput, Warnings, number_texts
 from modelship.model.codecs.csv import BadRow, CsvChunk, CsvCodec, CsvReader
 from modelship.model.predictor import Predictions, Predictor
 from modelship.model_quality import classification_metrics, regression_metrics
@@ -25,9 +25,13 @@ from modelship.serving.feedback import PREDICTION_ID, PredictionIds
 # among the file's answered rows (chunks may be predicted concurrently, so the callee cannot
 # count them itself).
 PredictFn = Callable[[ModelInput, int], Predictions]
-# Chunks predicted at once in a large upload: the model runs without the GIL, so a second model
-# thread puts the second core to work while this one parses and writes (docs/benchmarks.md).
+# Threads that score one large upload, this one included: each reads and decodes the next chunk,
+# predicts it (the model runs without the GIL) and writes what is next in file order, so while
+# one thread parses or writes the other keeps a core busy with the model. One per core: a third
+# thread only took turns with these on the two cores (docs/benchmarks.md#csv-at-2x).
 MODEL_THREADS = 2
+# How far reading may run ahead of writing, in chunks: what one upload holds in memory.
+MOST_AHEAD = 4
 # Told each row left out under `--on-error skip`: its line, its cells and what is wrong with it.
 RejectRow = Callable[[int, list[str], Sequence[Problem]], None]
 
@@ -83,7 +87,7 @@ def predict_csv(
     writer.writerow([*reader.header, *added])
 
     def write(chunk: CsvChunk, batch: ModelInput, result: Predictions) -> None:
-        columns = [column.astype(str).tolist() for column in result.columns()]
+        columns = [number_texts(column) for column in result.columns()]
         if request_id is not None:
             columns.append(PredictionIds(request_id, summary.rows).of(batch.rows))
         if chunk.texts is not None:  # rows without quotes: their text, then the predictions
@@ -151,27 +155,94 @@ def _pipelined(
     predict: PredictFn,
     write: Callable[[CsvChunk, ModelInput, Predictions], None],
 ) -> None:
-    """The model (native code, without the GIL) predicts up to `MODEL_THREADS` chunks in its
-    own threads while this one parses the next chunk and writes the oldest one done. The model
-    is most of a large upload's time (docs/benchmarks.md#what-changed-and-why); chunks are still
-    written in order, and at most `MODEL_THREADS + 1` are in memory."""
-    with ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="csv-model") as model_threads:
-        pending: deque[tuple[CsvChunk, ModelInput, Future[Predictions]]] = deque()
-        first_row = 0
-        try:
-            for chunk in chunks:
-                batch = decode(chunk)
-                pending.append((chunk, batch, model_threads.submit(predict, batch, first_row)))
-                first_row += batch.rows
-                if len(pending) == MODEL_THREADS:
-                    done, done_batch, predicted = pending.popleft()
-                    write(done, done_batch, predicted.result())
-            while pending:
-                done, done_batch, predicted = pending.popleft()
-                write(done, done_batch, predicted.result())
-        finally:  # a failed file: chunks not yet started are not predicted
-            for _, _, predicted in pending:
-                predicted.cancel()
+    """Score the chunks on `MODEL_THREADS` threads: this one and the rest from a pool."""
+    scoring = _InOrder(iter(chunks), decode, predict, write)
+    with ThreadPoolExecutor(MODEL_THREADS - 1, thread_name_prefix="csv-model") as helpers:
+        others = [helpers.submit(scoring.work) for _ in range(MODEL_THREADS - 1)]
+        scoring.work()
+        for other in others:
+            other.result()
+    if scoring.failures:  # the first in the file, as if the chunks had been scored one by one
+        raise scoring.failures[min(scoring.failures)]
+
+
+class _InOrder:
+    """Chunks scored by several threads, each taking the next chunk, predicting it and writing
+    every chunk that is next in file order.
+
+    Reading, decoding and writing take turns under one lock (they need the GIL anyway); the
+    model runs outside it. Chunks are numbered as read, so rows, their ids and the first error
+    are in file order whichever thread finishes first; at most `MOST_AHEAD` chunks are read and
+    not yet written."""
+
+    def __init__(
+        self,
+        source: Iterator[CsvChunk],
+        decode: Callable[[CsvChunk], ModelInput],
+        predict: PredictFn,
+        write: Callable[[CsvChunk, ModelInput, Predictions], None],
+    ) -> None:
+        self.source, self.decode, self.predict, self.write = source, decode, predict, write
+        self.turn = threading.Condition()
+        # All guarded by `turn`: chunks read and written, rows read, chunks predicted and not
+        # yet written (by number), what failed (by chunk number), and the end of the file.
+        self.read = self.written = self.rows = 0
+        self.done: dict[int, tuple[CsvChunk, ModelInput, Predictions]] = {}
+        self.failures: dict[int, BaseException] = {}
+        self.ended = False
+
+    def work(self) -> None:
+        while (taken := self._take()) is not None:
+            number, chunk, batch, first_row = taken
+            try:
+                result = self.predict(batch, first_row)
+            except BaseException as exc:
+                self._fail(number, exc)
+                return
+            self._hand_in(number, (chunk, batch, result))
+
+    def _take(self) -> tuple[int, CsvChunk, ModelInput, int] | None:
+        """The next chunk, decoded, with its number and the index of its first row; None when
+        the file is done or a chunk failed."""
+        with self.turn:
+            while self.read - self.written >= MOST_AHEAD and not self._stopped():
+                self.turn.wait()
+            if self._stopped():
+                return None
+            try:
+                chunk = next(self.source, None)
+                if chunk is None:
+                    self.ended = True
+                    return None
+                batch = self.decode(chunk)
+            except BaseException as exc:
+                self._fail(self.read, exc)
+                return None
+            number, first_row = self.read, self.rows
+            self.read += 1
+            self.rows += batch.rows
+            return number, chunk, batch, first_row
+
+    def _hand_in(self, number: int, outcome: tuple[CsvChunk, ModelInput, Predictions]) -> None:
+        """Keep a predicted chunk; write it and the ones after it that are done, in order."""
+        with self.turn:
+            self.done[number] = outcome
+            while self.written in self.done and not self.failures:
+                try:
+                    self.write(*self.done.pop(self.written))
+                except BaseException as exc:
+                    self._fail(self.written, exc)
+                    return
+                self.written += 1
+            self.turn.notify_all()
+
+    def _fail(self, number: int, exc: BaseException) -> None:
+        with self.turn:
+            self.failures[number] = exc
+            self.turn.notify_all()
+
+    def _stopped(self) -> bool:
+        return self.ended or bool(self.failures)
 
 
 def _plain(predictor: Predictor) -> PredictFn:
