@@ -238,7 +238,7 @@ class Monitor:
             settings.prediction_drift_threshold,
             card.prediction_distribution,
         )
-        capacity = math.ceil(settings.drift_window_rows / settings.workers)
+        capacity = self._window_rows = math.ceil(settings.drift_window_rows / settings.workers)
         for signal in self.signals:
             signal.start_window(capacity)
         # Small batches: one list of plain values per model input and one for the predictions.
@@ -248,8 +248,9 @@ class Monitor:
             (column.input_name, []) for column in self._columns
         ]
         self._pending_predictions: list[Any] = []
-        # Larger batches: their arrays, as served, and whether their categories are all known.
-        self._queue: deque[tuple[dict[str, npt.NDArray[Any]], Predictions, bool]] = deque()
+        # Larger batches: what the fold needs of their arrays (`_kept`), and whether their
+        # categories are all known.
+        self._queue: deque[tuple[dict[str, npt.NDArray[Any]], npt.NDArray[Any], bool]] = deque()
         self._waiting_rows = 0  # only decides when to wake the thread early: races are harmless
         self._flush_rows = max(1, FLUSH_VALUES // max(1, len(self._columns)))
         self._fold_lock = threading.Lock()
@@ -284,10 +285,31 @@ class Monitor:
                 pending.extend(feeds[name].reshape(-1).tolist())
             self._pending_predictions.extend(_predicted(predictions).tolist())
         else:
-            self._queue.append((feeds, predictions, categories_known))
+            self._queue.append(
+                (*self._kept(feeds, predictions, categories_known), categories_known)
+            )
         self._waiting_rows += rows
         if self._waiting_rows >= self._flush_rows:
             self._wake.set()
+
+    def _kept(
+        self, feeds: dict[str, npt.NDArray[Any]], predictions: Predictions, categories_known: bool
+    ) -> tuple[dict[str, npt.NDArray[Any]], npt.NDArray[Any]]:
+        """What the fold needs of a large batch: every numeric value (missing and out-of-range
+        values are counted over all rows), but of the categories (when the codec found them all
+        known) and of the predictions only the rows that can stay in the window. Kept whole, a
+        100,000-row upload held every category cell it read until the fold."""
+        window = self._window_rows
+        kept = {}
+        for column in self._columns:
+            values = feeds[column.input_name].reshape(-1)
+            if column.numeric is None and categories_known and len(values) > window:
+                values = values[len(values) - window :].copy()
+            kept[column.input_name] = values
+        predicted = _predicted(predictions)
+        if len(predicted) > window:
+            predicted = predicted[len(predicted) - window :].copy()
+        return kept, predicted
 
     # --- off the request path ---------------------------------------------------------------
     def start(self) -> None:
@@ -339,7 +361,7 @@ class Monitor:
                     signal.publish()
             if self._prediction.reference is not None:
                 parts = [np.asarray(small_predictions)] if small_predictions else []
-                parts += [_predicted(p) for _, p, _ in batches]
+                parts += [predicted for _, predicted, _ in batches]
                 predicted = _last_rows(parts, self._prediction.capacity)
                 if self.is_classifier and predicted.dtype.kind != "O":
                     predicted = predicted.astype(str).astype(object)
