@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,12 +16,23 @@ from pathlib import Path
 
 import httpx
 
+_given: set[int] = set()
+_giving = threading.Lock()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on, never one this process gave before: servers started at once
+    from threads could be handed the same one (the probe's port is free again once it closes),
+    and then one server answered for both (a CI failure: one import's /model served the
+    other's card)."""
+    with _giving:
+        while True:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port: int = sock.getsockname()[1]
+            if port not in _given:
+                _given.add(port)
+                return port
 
 
 @dataclass
