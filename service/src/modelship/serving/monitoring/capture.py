@@ -37,6 +37,7 @@ from modelship.contracts.card import ModelCard
 from modelship.contracts.settings import Settings
 from modelship.errors import ModelshipError
 from modelship.model import store
+from modelship.model.codecs.base import number_texts
 from modelship.serving.feedback import PREDICTION_ID
 
 if TYPE_CHECKING:
@@ -347,7 +348,7 @@ class Capture:
 
 def _numbers(values: npt.NDArray[Any]) -> list[str]:
     """Shortest text of each float; NaN (a missing value the model imputed) as an empty cell."""
-    texts: list[str] = values.astype(str).tolist()
+    texts = number_texts(values)
     if np.isnan(values).any():
         return ["" if t == "nan" else t for t in texts]
     return texts
