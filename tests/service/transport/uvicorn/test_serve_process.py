@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelship.transport.uvicorn.listener import port_claim
 from tests.service.server import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -151,6 +152,85 @@ def test_metrics_add_up_across_two_workers(regression_artifact: Path, tmp_path: 
                 (("method", "POST"), ("route", "/predict"), ("status", "200")),
             )
             assert samples[key] == 40
+
+
+def _serve_command(artifact: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    environment = {
+        **os.environ,
+        "MODELSHIP_ARTIFACT": str(artifact),
+        "MODELSHIP_HOST": "127.0.0.1",
+        "MODELSHIP_PORT": str(port),
+        "MODELSHIP_WORKERS": "2",
+    }
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return [sys.executable, "-m", "modelship", "serve"], environment
+
+
+def _ready(port: int) -> bool:
+    try:
+        return get(port, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def _listening_sockets(port: int) -> int:
+    """Sockets listening on `port` in this network namespace (/proc/net/tcp, state 0A)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A"
+    )
+
+
+def test_two_servers_started_together_on_one_port_do_not_share_it(
+    regression_artifact: Path, tmp_path: Path
+) -> None:
+    """Each binds before either listens (uvicorn's shared socket never listens, the workers'
+    join any `SO_REUSEPORT` group of the user): without the claim both came up and the kernel
+    split the connections between them."""
+    port = free_port()
+    command, environment = _serve_command(regression_artifact, port)
+    logs = [(tmp_path / f"server-{i}.log").open("wb") for i in range(2)]
+    servers = [subprocess.Popen(command, env=environment, stdout=log, stderr=log) for log in logs]
+    try:
+        deadline = time.monotonic() + 60
+        while not any(server.poll() is not None for server in servers):
+            assert time.monotonic() < deadline, "neither server stopped"
+            time.sleep(0.05)
+        stopped = next(i for i, server in enumerate(servers) if server.poll() is not None)
+        running = servers[1 - stopped]
+        assert servers[stopped].returncode == 1
+        said = (tmp_path / f"server-{stopped}.log").read_text()
+        assert f"port {port} on 127.0.0.1 is taken: another modelship server" in said
+        # Once both its workers listen, the server left is the only one on the port.
+        while _listening_sockets(port) < 2:
+            assert running.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _ready(port)
+        assert _listening_sockets(port) == 2 and running.poll() is None
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.kill()
+                server.wait(10)
+        for log in logs:
+            log.close()
+
+
+def test_a_claimed_port_stops_serve_before_it_loads_the_model(
+    regression_artifact: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    command, environment = _serve_command(regression_artifact, port)
+    with port_claim("127.0.0.1", port):
+        done = subprocess.run(
+            command, check=False, env=environment, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        f"modelship: error: port {port} on 127.0.0.1 is taken: another modelship server is "
+        "starting or serving there (in this network namespace); stop it, or choose another "
+        "port (--port, MODELSHIP_PORT)"
+    )
 
 
 def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:

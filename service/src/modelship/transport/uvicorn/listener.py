@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import uvloop
+
+from modelship.errors import ModelshipError
 
 # Connections taken per readiness of the listening socket, as asyncio's loop takes up to its
 # backlog. Bounded so one turn does not starve the loop's other work (each worker has a queue of
@@ -166,6 +169,42 @@ def bind(
         sock.close()
         raise
     return sock
+
+
+class PortTaken(ModelshipError):
+    """Another server holds the port: exit 1, as uvicorn exits when the address is in use."""
+
+    exit_code = 1
+
+
+@contextmanager
+def port_claim(host: str, port: int) -> Iterator[None]:
+    """Hold `host:port` for this server while it starts and serves, against another modelship
+    server started at the same moment.
+
+    The kernel stops a second server only once the first listens: until then uvicorn's shared
+    socket is bound but not listening (`SO_REUSEADDR` lets a second one bind beside it), and
+    every worker's `SO_REUSEPORT` socket joins any group of the same user on that address. Two
+    servers started together would both come up and split the connections between them. The
+    claim is a name in the abstract Unix socket namespace, which the kernel keeps per network
+    namespace (as it keeps TCP ports) and frees when the process ends, however it ends."""
+    if port == 0:  # the kernel picks a free port for each bind: nothing to share
+        yield
+        return
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0modelship serve {host}:{port}")
+    except OSError as exc:
+        claim.close()
+        raise PortTaken(
+            f"port {port} on {host} is taken: another modelship server is starting or serving "
+            "there (in this network namespace); stop it, or choose another port "
+            "(--port, MODELSHIP_PORT)"
+        ) from exc
+    try:
+        yield
+    finally:
+        claim.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

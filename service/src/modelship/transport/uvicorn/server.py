@@ -19,6 +19,8 @@ from typing import Any
 
 import uvicorn
 
+from modelship.transport.uvicorn.listener import port_claim
+
 # The versions the adapter's tests ran with; `service/pyproject.toml` pins exactly these.
 TESTED_VERSIONS = {"uvicorn": "0.54.0", "uvloop": "0.23.0", "httptools": "0.9.0"}
 # uvicorn import strings of the adapter's parts (uvicorn imports them in each worker).
@@ -86,17 +88,18 @@ def run(
     if note:
         logging.config.dictConfig(log_config)  # as uvicorn configures it, so the line is JSON
         logger.warning(note)
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        log_config=log_config,
-        access_log=False,  # modelship.access logs each request, with its id
-        timeout_graceful_shutdown=int(graceful_seconds),
-        # uvicorn's protocols (stock and the adapter's alike) read it from this config.
-        timeout_keep_alive=keep_alive_seconds,
-        **options,
-    )
+    with port_claim(host, port):
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config,
+            access_log=False,  # modelship.access logs each request, with its id
+            timeout_graceful_shutdown=int(graceful_seconds),
+            # uvicorn's protocols (stock and the adapter's alike) read it from this config.
+            timeout_keep_alive=keep_alive_seconds,
+            **options,
+        )
