@@ -5,13 +5,14 @@
 For the default insurance model and a 26-class model (bench/training.py's table), each at
 500m/512Mi and 1/1Gi: `--repeat` times, starts the server in a cgroup of its own
 (modelship.build.capacity) and finds the highest open-loop rate with p99 under 100 ms and no
-errors (the spread shows repeatability), then drives one more confined server of that size
-with `wrk` (closed loop, its own core) for the independent saturation rate. Prints one table
+errors (the spread shows repeatability). Then the independent check: the same search with
+wrk sending on a schedule (`PacedWrk`) in a fresh confined server, and plain `wrk` (closed
+loop) in another for the saturation rate, both on the generator's core. Prints one table
 (docs/capacity.md#measured), writes the median point of each size into the model's card and
 every figure into `--points` (docs/capacity-points.json: the entries of the models and sizes
 measured are replaced, the others kept), from which
 `uv run python -m tests.infra.capacity_doc --write` regenerates docs/capacity.md's tables.
-Needs root (cgroups) and two cores; about a minute per run, so ~13 minutes with the defaults.
+Needs root (cgroups) and two cores; about a minute per run, so ~17 minutes with the defaults.
 Trains both models first if --out has none.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -27,6 +29,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.training import many_classes_table
 from modelship.build.capacity.cgroup import Limits, parse_cpu, parse_memory
@@ -67,10 +70,10 @@ def _train(out: Path, name: str) -> Path:
     return model
 
 
-def _wrk(url: str, bodies: list[bytes], core: int, connections: int) -> dict[str, float]:
-    """wrk posting the same bodies in turn; its rate, p99 and non-2xx count."""
+def _wrk_script(bodies: list[bytes], extra: str = "") -> str:
+    """wrk's Lua: POST the bodies in turn to /predict, plus `extra` (more Lua)."""
     listed = ",\n".join(f"[==[{body.decode()}]==]" for body in bodies)
-    script = f"""
+    return f"""
 local bodies = {{{listed}}}
 local i = 0
 wrk.method = "POST"
@@ -79,37 +82,120 @@ request = function()
   i = i % #bodies + 1
   return wrk.format(nil, "/predict", nil, bodies[i])
 end
+{extra}
 """
+
+
+def _run_wrk(script: str, core: int, arguments: list[str], url: str) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as file:
         file.write(script)
         file.flush()
         done = subprocess.run(
-            [
-                "taskset",
-                "-c",
-                str(core),
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{WRK_SECONDS}s",
-                "--latency",
-                "-s",
-                file.name,
-                url,
-            ],
+            ["taskset", "-c", str(core), "wrk", "-t1", *arguments, "-s", file.name, url],
             capture_output=True,
             text=True,
             check=True,
         )
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", done.stdout)
+    return done.stdout
+
+
+def _wrk(url: str, bodies: list[bytes], core: int, connections: int) -> dict[str, float]:
+    """wrk's closed loop: its saturation rate, p99 and non-2xx count."""
+    out = _run_wrk(
+        _wrk_script(bodies), core, [f"-c{connections}", f"-d{WRK_SECONDS}s", "--latency"], url
+    )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", done.stdout)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {
         "rps": rate,
         "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
         "non_2xx": float(non_2xx.group(1)) if non_2xx else 0.0,
     }
+
+
+# wrk paced to a schedule: its `delay()` runs before each request and hands out the thread's
+# next send time, `interval` apart (LuaJIT's ffi reads the monotonic clock), so requests leave
+# at the rate asked whatever the answers do, as long as a connection is free. With each
+# connection sending once every PACED_CONNECTION_SECONDS, most are idle at any moment: a pause
+# of the server (a CFS period's throttle) does not stop the schedule, and its queue shows in
+# the latencies. wrk counts latency from the send, not the due time, so a step that sent
+# fewer than PACED_SCHEDULE_SHARE of its requests fails as behind its schedule.
+PACED_LUA = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} paced_timespec;
+int clock_gettime(int clock, paced_timespec *now);
+]]
+local now = ffi.new("paced_timespec")
+local function ms()
+  ffi.C.clock_gettime(1, now)
+  return tonumber(now.tv_sec) * 1000 + tonumber(now.tv_nsec) / 1e6
+end
+local interval = {interval_ms}
+local due = nil
+delay = function()
+  local t = ms()
+  due = (due or t - interval) + interval
+  return math.max(0, math.floor(due - t + 0.5))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "PACED %d %d %d %d %d %d %d %.3f %.3f\\n", summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+PACED_CONNECTION_SECONDS = 0.25
+PACED_MAX_CONNECTIONS = 1000
+PACED_SCHEDULE_SHARE = 0.95
+
+
+class PacedWrk:
+    """wrk holding a rate for a step, as the search's `LoadDriver`: the same question as the
+    open-loop generator (p99 at a rate), asked with another tool's sockets and clocks."""
+
+    def __init__(self, url: str, bodies: list[bytes], core: int) -> None:
+        self.url, self.bodies, self.core = url, bodies, core
+
+    def step(self, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
+        whole = max(1, round(seconds))  # wrk's -d takes whole seconds
+        connections = min(PACED_MAX_CONNECTIONS, max(8, math.ceil(rate * PACED_CONNECTION_SECONDS)))
+        script = _wrk_script(self.bodies, PACED_LUA.format(interval_ms=1000 / rate))
+        arguments = [f"-c{connections}", f"-d{whole}s", f"--timeout={math.ceil(timeout)}s"]
+        out = _run_wrk(script, self.core, arguments, self.url)
+        found = re.search(r"^PACED (.*)$", out, re.MULTILINE)
+        if found is None:
+            raise ModelshipError(f"wrk printed no summary: {out[-500:]}")
+        fields = found.group(1).split()
+        answered, micros = int(fields[0]), int(fields[1])
+        connect, read, write, status, timed_out = map(int, fields[2:7])
+        errors = {
+            kind: n
+            for kind, n in {
+                "connect errors": connect,
+                "read errors": read,
+                "write errors": write,
+                "non-2xx answers": status,
+                "no answer within timeout": timed_out,
+            }.items()
+            if n
+        }
+        due = rate * micros / 1e6
+        if answered < PACED_SCHEDULE_SHARE * due:
+            errors["behind its schedule (answered of due)"] = round(due - answered)
+        return {
+            "rate": rate,
+            "ok": answered - status,
+            "errors": errors,
+            "p50_ms": float(fields[7]),
+            "p99_ms": float(fields[8]),
+            "sent_seconds": whole,  # wrk stops at its duration; lateness is the check above
+            "lag_p99_ms": 0.0,
+            "connections": connections,
+        }
 
 
 def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[str, object] | None:
@@ -148,8 +234,22 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
     if median is None:
         print(f"{model.name} {size}: most runs found no rate, nothing written", file=sys.stderr)
         return None
+    bodies = [orjson_dumps(row) for row in synthetic_rows(card, 64, seed=1)]
+    wrk_paced = {"max_rps": 0.0, "p99_ms": 0.0}  # 0: its search found no rate
     with confined_server(model, limits, plan.workers, server_cores) as server:
-        bodies = [orjson_dumps(row) for row in synthetic_rows(card, 64, seed=1)]
+        try:
+            paced = find_capacity(
+                server,
+                PacedWrk(server.url, bodies, generator_core),
+                plan,
+                1,
+                lambda line: print(f"wrk paced: {line}", file=sys.stderr),
+            ).point
+            wrk_paced = {"max_rps": paced.max_rps, "p99_ms": paced.p99_ms}
+        except ModelshipError as exc:
+            print(f"{model.name} {size} wrk paced: no result: {exc}", file=sys.stderr)
+    print(f"{model.name} {size} wrk paced: {wrk_paced['max_rps']:g} rps", file=sys.stderr)
+    with confined_server(model, limits, plan.workers, server_cores) as server:
         wrk = _wrk(server.url, bodies, generator_core, WRK_CONNECTIONS * plan.workers)
     rates = sorted(r.point.max_rps if r else 0.0 for r in results)
     write_to_card(model, [median.point])
@@ -164,6 +264,7 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
         "memory_mib": median.point.memory_mib,
         "lag_p99_ms": median.generator_lag_p99_ms,
         "wrk": wrk,
+        "wrk_paced": wrk_paced,
         "record": {
             "model": model.name,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -175,6 +276,7 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
             "runs": [r.point.max_rps if r else 0.0 for r in results],
             "generator_lag_p99_ms": round(median.generator_lag_p99_ms, 2),
             "wrk": wrk,
+            "wrk_paced": wrk_paced,
         },
     }
 
@@ -227,18 +329,21 @@ def main() -> int:
     print(f"\nCPU: {cpu_model()}, load average {os.getloadavg()[0]:.1f}\n")
     print(
         "| model | cpu/memory | open-loop rate, p99 <= 100 ms (runs) | spread | p99 | CPU per "
-        "request | memory | generator lag p99 | wrk rate (p99, non-2xx) | open loop / wrk |"
+        "request | memory | generator lag p99 | wrk paced rate (p99) | open loop / wrk paced "
+        "| wrk saturation (p99, non-2xx) | open loop / saturation |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        wrk = r["wrk"]
-        assert isinstance(wrk, dict)
+        wrk, paced = r["wrk"], r["wrk_paced"]
+        assert isinstance(wrk, dict) and isinstance(paced, dict)
         rates = ", ".join(f"{x:g}" for x in r["rates"])  # type: ignore[attr-defined]
         print(
             f"| {r['model']} | {r['size']} | {r['median']:g} ({rates}) | {r['spread']:.0%} | "
             f"{r['p99_ms']:.1f} ms | {r['cpu_ms']:.2f} ms | {r['memory_mib']:.0f} MiB | "
-            f"{r['lag_p99_ms']:.2f} ms | {wrk['rps']:.0f} ({wrk['p99_ms']:.1f} ms, "
-            f"{wrk['non_2xx']:.0f}) | {r['median'] / wrk['rps']:.2f} |"
+            f"{r['lag_p99_ms']:.2f} ms | {paced['max_rps']:g} ({paced['p99_ms']:.1f} ms) | "
+            f"{r['median'] / paced['max_rps'] if paced['max_rps'] else float('inf'):.2f} | "
+            f"{wrk['rps']:.0f} ({wrk['p99_ms']:.1f} ms, {wrk['non_2xx']:.0f}) | "
+            f"{r['median'] / wrk['rps']:.2f} |"
         )
     save_points(args.points, records)
     print(f"\nwrote {args.points}; now: uv run python -m tests.infra.capacity_doc --write")

@@ -13,7 +13,7 @@ import pytest
 
 from modelship.build.capacity import run as capacity
 from modelship.build.capacity.cgroup import Limits
-from modelship.build.capacity.run import RESOLUTION, LoadGenerator, Plan, find_capacity
+from modelship.build.capacity.run import RESOLUTION, Plan, find_capacity
 from modelship.errors import ModelshipError
 
 
@@ -71,7 +71,7 @@ def _search(replica: _Replica, step_seconds: float = 4.0) -> float:
     plan = Plan(limits=Limits(500, 512 * 2**20), p99_target_ms=100.0, step_seconds=step_seconds)
     result = find_capacity(
         cast(capacity.ConfinedServer, _Server()),
-        cast(LoadGenerator, replica),
+        replica,
         plan,
         1,
         lambda line: None,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from modelship.build.capacity import cgroup as cgroups
 from modelship.build.capacity.cgroup import CGROUP_ROOT, Cgroup, ConfinementError, Limits
@@ -273,6 +273,15 @@ def _wait_ready(server: ConfinedServer) -> None:
     raise ModelshipError(f"the server was not ready within {READY_SECONDS:.0f} s")
 
 
+class LoadDriver(Protocol):
+    """What the search drives the server with: holds one rate for one step and reports what it
+    saw (the keys of modelship.build.capacity.load.run_step: errors, p50_ms, p99_ms, ok,
+    sent_seconds, lag_p99_ms). `LoadGenerator` is the product's; bench/capacity.py checks it
+    with a paced wrk behind the same search."""
+
+    def step(self, rate: float, seconds: float, timeout: float) -> dict[str, Any]: ...
+
+
 class LoadGenerator:
     """The open-loop generator's process, pinned to its own core, fed one step at a time."""
 
@@ -348,7 +357,7 @@ def _judge(load: dict[str, Any], target_ms: float, seconds: float) -> str:
 
 
 def _step(
-    server: ConfinedServer, generator: LoadGenerator, rate: float, seconds: float, target: float
+    server: ConfinedServer, generator: LoadDriver, rate: float, seconds: float, target: float
 ) -> Step:
     """Hold `rate` for `seconds` and judge it; after a failure, a second for the server to
     work off what was queued."""
@@ -367,7 +376,7 @@ def _step(
 
 def find_capacity(
     server: ConfinedServer,
-    generator: LoadGenerator,
+    generator: LoadDriver,
     plan: Plan,
     rows: int,
     say: Callable[[str], None],
