@@ -156,7 +156,14 @@ class _HeadWithBody:
     the client) where uvicorn makes two. The second write of every answer was a large share of
     a worker's CPU at 32 clients in the profile (py-spy; docs/benchmarks.md#single-row-cpu).
     Anything written before the head (`100 Continue`) goes out at once, as does everything
-    after the first piece of the body; closing writes a head still held."""
+    after the first piece of the body; closing writes a head still held.
+
+    The cycle is let go once the head is out: the cycle holds this object as its transport, and
+    the two referring to each other made every answer a reference cycle. Requests in flight
+    outlive the young generations' collections, so those cycles piled up in the oldest one,
+    whose collections then freed ~40,000 objects every ~3 s at 2,300 requests/s and stopped
+    the worker for 30-150 ms each time, long enough for a burst to pile past the shed budget
+    (docs/capacity.md#measured)."""
 
     __slots__ = ("cycle", "head", "joined", "transport")
 
@@ -171,6 +178,7 @@ class _HeadWithBody:
             self.transport.write(data)
         elif self.head is not None:
             self.joined = True
+            self.cycle = None
             self.transport.write(self.head + data)
             self.head = None
         elif self.cycle.response_started:  # uvicorn writes the head as it starts the response
@@ -179,6 +187,7 @@ class _HeadWithBody:
             self.transport.write(data)
 
     def close(self) -> None:
+        self.cycle = None
         if self.head is not None:
             self.joined = True
             self.transport.write(self.head)
