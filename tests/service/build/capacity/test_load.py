@@ -3,15 +3,18 @@ due time, so a queue shows up in p99 (a closed loop would wait and report the se
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
-from modelship.build.capacity.load import http_request
+from modelship.build.capacity.load import USER_SECONDS, http_request
 from modelship.build.capacity.run import LoadGenerator
 
 SERVICE_SECONDS = 0.04  # one request at a time: at most 25 a second
@@ -63,3 +66,48 @@ def test_a_queue_shows_in_p99_and_the_schedule_is_kept(port: int) -> None:
     assert over["ok"] == 100 and not over["errors"]
     assert over["p99_ms"] > 1500
     assert over["connections"] > 1  # the backlog took more connections, as users would
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """Answers at once and records which connection (client port) each request came on."""
+
+    protocol_version = "HTTP/1.1"
+    arrivals: ClassVar[list[tuple[int, float]]] = []
+
+    def do_POST(self) -> None:
+        self.arrivals.append((self.client_address[1], time.monotonic()))
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_requests_are_spread_over_warm_connections_as_users_send_them() -> None:
+    """At 40/s the pool is opened to 40 * USER_SECONDS = 10 connections before the step, and
+    the one idle longest goes next: each carries a request about every 250 ms (reusing the one
+    just freed would send all 80 on one connection, and a server's pause would reach it as a
+    trickle of new connections instead of a burst on warm ones)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    generator = LoadGenerator(
+        port, [http_request("127.0.0.1", port, "/predict", b"{}")], set(os.sched_getaffinity(0))
+    )
+    try:
+        load = generator.step(rate=40, seconds=2, timeout=5)
+    finally:
+        generator.close()
+        server.shutdown()
+    assert load["ok"] == 80 and not load["errors"]
+    by_connection: dict[int, list[float]] = {}
+    for client_port, at in _Recording.arrivals:
+        by_connection.setdefault(client_port, []).append(at)
+    assert len(by_connection) == math.ceil(40 * USER_SECONDS) == load["connections"]
+    gaps = [b - a for times in by_connection.values() for a, b in itertools.pairwise(times)]
+    assert min(gaps) > 0.8 * USER_SECONDS

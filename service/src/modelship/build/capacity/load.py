@@ -2,9 +2,18 @@
 
 A closed-loop tool (wrk, a pool of clients each waiting for its answer) slows down with the
 server and so never sees the queue a real stream of users builds: coordinated omission. Here
-request i of a step is due at `start + i / rate`; it goes out on an idle keep-alive connection,
-or a new one, or (past the connection cap) waits in a backlog, and its latency is counted from
-its due time, so every wait it suffers is in the figure.
+request i of a step is due at `start + i / rate`; it goes out on the keep-alive connection idle
+longest, or a new one, or (past the connection cap) waits in a backlog, and its latency is
+counted from its due time, so every wait it suffers is in the figure.
+
+Requests are spread over many warm connections, each carrying about one request per
+USER_SECONDS, as independent users (or the clients behind a passthrough load balancer) send
+them: before a step the pool is opened to rate * USER_SECONDS connections, and the connection
+idle longest goes next. Reusing the connection just freed instead kept the pool small; when
+the server paused, the requests due meanwhile opened new connections and waited in its accept
+queue, which it drains a batch per loop turn, so the burst reached it spread out. On warm
+connections the whole burst is readable at once when the server resumes, as it is under real
+traffic, and its admission judges it all in one turn (docs/capacity.md#measured).
 
 Plain asyncio and a small HTTP/1.1 answer reader (status, Content-Length, Connection): uvloop
 and httptools belong to the server's uvicorn adapter alone (the import contracts), and the
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 from collections import deque
@@ -27,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 MAX_CONNECTIONS = 512
+USER_SECONDS = 0.25
 clock = time.perf_counter
 
 
@@ -116,7 +127,7 @@ class _Pool:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.loop = asyncio.get_running_loop()
-        self.idle: list[_Connection] = []
+        self.idle: deque[_Connection] = deque()  # the one idle longest on the left
         self.busy: set[_Connection] = set()
         self.opening = 0
         self.backlog: deque[float] = deque()
@@ -130,7 +141,7 @@ class _Pool:
     def dispatch(self, due: float) -> None:
         self.tally.outstanding += 1
         if self.idle:
-            connection = self.idle.pop()
+            connection = self.idle.popleft()
             self.busy.add(connection)
             connection.send(self._request(), due)
         elif len(self.busy) + len(self.idle) + self.opening < MAX_CONNECTIONS:
@@ -138,6 +149,23 @@ class _Pool:
             self.loop.create_task(self._open(due))
         else:
             self.backlog.append(due)
+
+    async def warm(self, count: int) -> None:
+        """Open idle connections until the pool holds `count` (at most MAX_CONNECTIONS)."""
+        missing = min(count, MAX_CONNECTIONS) - len(self.idle) - len(self.busy) - self.opening
+        if missing <= 0:
+            return
+        opened = await asyncio.gather(
+            *(
+                self.loop.create_connection(
+                    lambda: _Connection(self), self.target.host, self.target.port
+                )
+                for _ in range(missing)
+            ),
+            return_exceptions=True,
+        )
+        # One that failed is not retried here: dispatch opens connections as it needs them.
+        self.idle.extend(c[1] for c in opened if not isinstance(c, BaseException))
 
     async def _open(self, due: float) -> None:
         try:
@@ -215,6 +243,7 @@ def _percentile(values: list[float], share: float) -> float:
 async def run_step(pool: _Pool, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
     """Send `rate` requests a second for `seconds` on schedule; wait up to `timeout` for the
     last answers (what is still unanswered then counts as an error)."""
+    await pool.warm(math.ceil(rate * USER_SECONDS))
     pool.tally = Tally()
     count = max(1, round(rate * seconds))
     interval = 1.0 / rate
