@@ -8,10 +8,9 @@ For the default insurance model and a 26-class model (bench/training.py's table)
 errors (the spread shows repeatability). Then the independent check: as many runs of the
 same search with wrk sending on a schedule (`PacedWrk`), each in a fresh confined server, and
 plain `wrk` (closed loop) in one more for the saturation rate, all on the generator's core.
-Prints one table
-(docs/capacity.md#measured), writes the median point of each size into the model's card and
-every figure into `--points` (docs/capacity-points.json: the entries of the models and sizes
-measured are replaced, the others kept), from which
+Prints one table (docs/capacity.md#measured), writes the median point of each size into the
+model's card and every figure into `--points` (docs/capacity-points.json: the entries of the
+models and sizes measured are replaced, the others kept), from which
 `uv run python -m tests.infra.capacity_doc --write` regenerates docs/capacity.md's tables.
 Needs root (cgroups) and two cores; about a minute per run, so ~30 minutes with the defaults.
 Trains both models first if --out has none.

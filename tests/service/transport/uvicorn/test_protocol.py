@@ -204,15 +204,24 @@ class WritesTransport(RecordingTransport):
         self.writes.append(bytes(data))
 
 
-def test_an_answer_is_one_write_and_100_continue_is_not_held(
-    loop: asyncio.AbstractEventLoop, regression_predictor: Predictor
-) -> None:
-    app = create_app(build_serving(Settings(), regression_predictor))
+def _writes_connection(
+    loop: asyncio.AbstractEventLoop, predictor: Predictor
+) -> tuple[SheddingHttpProtocol, WritesTransport]:
+    """A connection to a worker with free slots (no lifespan: /predict answers 503 not-ready),
+    recording each write."""
+    app = create_app(build_serving(Settings(), predictor))
     config = Config(app, http=SheddingHttpProtocol, log_config=None, lifespan="off")
     config.load()
     protocol = SheddingHttpProtocol(config, ServerState(), {}, loop)
     transport = WritesTransport()
     protocol.connection_made(transport)
+    return protocol, transport
+
+
+def test_an_answer_is_one_write_and_100_continue_is_not_held(
+    loop: asyncio.AbstractEventLoop, regression_predictor: Predictor
+) -> None:
+    protocol, transport = _writes_connection(loop, regression_predictor)
 
     def run_until(writes: int) -> list[bytes]:
         for _ in range(200):
@@ -247,12 +256,7 @@ def test_answers_leave_no_reference_cycles_behind(
     generations' collections: at 2,300 requests/s a worker's oldest generation freed ~40,000
     such objects every ~3 s, stopping it for 30-150 ms each time (docs/capacity.md#measured).
     Each answer left one (the request's cycle and the transport holding the head)."""
-    app = create_app(build_serving(Settings(), regression_predictor))
-    config = Config(app, http=SheddingHttpProtocol, log_config=None, lifespan="off")
-    config.load()
-    protocol = SheddingHttpProtocol(config, ServerState(), {}, loop)
-    transport = WritesTransport()
-    protocol.connection_made(transport)
+    protocol, transport = _writes_connection(loop, regression_predictor)
     gc.collect()
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds unreachable stays in gc.garbage
