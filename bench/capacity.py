@@ -27,14 +27,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.training import many_classes_table
 from modelship.build.capacity.cgroup import Limits, parse_cpu, parse_memory
-from modelship.build.capacity.load import MAX_CONNECTIONS, USER_SECONDS
+from modelship.build.capacity.load import connections_for
 from modelship.build.capacity.run import (
+    ConfinedServer,
+    LoadDriver,
     LoadGenerator,
     Plan,
     Result,
@@ -120,7 +124,7 @@ def _wrk(url: str, bodies: list[bytes], core: int, connections: int) -> dict[str
 # next send time, `interval` apart (LuaJIT's ffi reads the monotonic clock), so requests leave
 # at the rate asked whatever the answers do, as long as a connection is free. With each
 # connection sending about once every USER_SECONDS (as many connections as the generator
-# warms, up to its MAX_CONNECTIONS), most are idle at any moment: a pause
+# warms: `connections_for`), most are idle at any moment: a pause
 # of the server (a CFS period's throttle) does not stop the schedule, and its queue shows in
 # the latencies. wrk counts latency from the send, not the due time, so a step that sent
 # fewer than PACED_SCHEDULE_SHARE of its requests fails as behind its schedule. wrk opens all
@@ -167,7 +171,7 @@ class PacedWrk:
 
     def step(self, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
         whole = max(1, round(seconds))  # wrk's -d takes whole seconds
-        connections = min(MAX_CONNECTIONS, max(1, math.ceil(rate * USER_SECONDS)))
+        connections = connections_for(rate)
         paced = PACED_LUA.format(interval_ms=1000 / rate, warmup_ms=1000 * PACED_WARMUP_SECONDS)
         script = _wrk_script(self.bodies, paced)
         arguments = [
@@ -208,25 +212,35 @@ class PacedWrk:
         }
 
 
-def _paced(
-    model: Path, size: str, plan: Plan, bodies: list[bytes], *, cores: set[int], core: int
-) -> dict[str, float]:
-    """One search driven by `PacedWrk` in a fresh confined server: its rate and p99 (0: it
-    found no rate; the reason is printed)."""
-    with confined_server(model, plan.limits, plan.workers, cores) as server:
+def _search(
+    model: Path,
+    plan: Plan,
+    cores: set[int],
+    label: str,
+    driver: Callable[[ConfinedServer], AbstractContextManager[LoadDriver]],
+) -> Result | None:
+    """One search in a fresh confined server, driven by what `driver` makes for it; None when
+    it found no rate (the reason is printed)."""
+    with confined_server(model, plan.limits, plan.workers, cores) as server, driver(server) as load:
         try:
-            point = find_capacity(
-                server,
-                PacedWrk(server.url, bodies, core),
-                plan,
-                1,
-                lambda line: print(f"wrk paced: {line}", file=sys.stderr),
-            ).point
-        except ModelshipError as exc:
-            print(f"{model.name} {size} wrk paced: no result: {exc}", file=sys.stderr)
-            return {"max_rps": 0.0, "p99_ms": 0.0}
-    print(f"{model.name} {size} wrk paced: {point.max_rps:g} rps", file=sys.stderr)
-    return {"max_rps": point.max_rps, "p99_ms": point.p99_ms}
+            result = find_capacity(
+                server, load, plan, 1, lambda line: print(f"{label}: {line}", file=sys.stderr)
+            )
+        except ModelshipError as exc:  # a run with no result counts against the spread
+            print(f"{label}: no result: {exc}", file=sys.stderr)
+            return None
+    print(f"{label}: {result.point.max_rps:g} rps", file=sys.stderr)
+    return result
+
+
+def _rate(result: Result | None) -> float:
+    """A run's rate; 0 for a run that found none."""
+    return result.point.max_rps if result else 0.0
+
+
+def _median(results: list[Result | None]) -> Result | None:
+    """The median run; a run without a result ranks lowest."""
+    return sorted(results, key=_rate)[len(results) // 2]
 
 
 def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[str, object] | None:
@@ -237,43 +251,45 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
     plan = Plan(limits=limits, p99_target_ms=100.0, step_seconds=step_seconds)
     card = artifact.load(model).card
     server_cores, (generator_core,) = split_cores(limits)
-    results: list[Result | None] = []
     # Each run and the wrk check in a server of its own, as each `modelship capacity` starts
     # one: a server kept across runs carries the last run's state (its feedback join full of
     # answers, its drift windows) into the next, and the runs were not independent.
-    for run in range(repeat):
-        with confined_server(model, limits, plan.workers, server_cores) as server:
-            generator = LoadGenerator(
-                server.port, requests_for(card, server.port, 1), {generator_core}
-            )
-            try:
-                result: Result | None = find_capacity(
-                    server, generator, plan, 1, lambda line: print(line, file=sys.stderr)
-                )
-            except ModelshipError as exc:  # a run with no result counts against the spread
-                print(f"{model.name} {size} run {run + 1}: no result: {exc}", file=sys.stderr)
-                result = None
-            finally:
-                generator.close()
-        if result is not None:
-            print(
-                f"{model.name} {size} run {run + 1}: {result.point.max_rps:g} rps", file=sys.stderr
-            )
-        results.append(result)
-    # The median run; a run without a result ranks lowest (its rate in the table is 0).
-    median = sorted(results, key=lambda r: r.point.max_rps if r else 0.0)[len(results) // 2]
+    results = [
+        _search(
+            model,
+            plan,
+            server_cores,
+            f"{model.name} {size} run {run + 1}",
+            lambda server: closing(
+                LoadGenerator(server.port, requests_for(card, server.port, 1), {generator_core})
+            ),
+        )
+        for run in range(repeat)
+    ]
+    median = _median(results)
     if median is None:
         print(f"{model.name} {size}: most runs found no rate, nothing written", file=sys.stderr)
         return None
     bodies = [orjson_dumps(row) for row in synthetic_rows(card, 64, seed=1)]
-    paced_runs = [
-        _paced(model, size, plan, bodies, cores=server_cores, core=generator_core) for _ in results
+    paced = [
+        _search(
+            model,
+            plan,
+            server_cores,
+            f"{model.name} {size} wrk paced {run + 1}",
+            lambda server: nullcontext(PacedWrk(server.url, bodies, generator_core)),
+        )
+        for run in range(repeat)
     ]
-    paced_median = sorted(paced_runs, key=lambda point: point["max_rps"])[len(paced_runs) // 2]
-    wrk_paced = {**paced_median, "runs": [point["max_rps"] for point in paced_runs]}
+    paced_median = _median(paced)
+    wrk_paced = {
+        "max_rps": _rate(paced_median),
+        "p99_ms": paced_median.point.p99_ms if paced_median else 0.0,
+        "runs": [_rate(r) for r in paced],
+    }
     with confined_server(model, limits, plan.workers, server_cores) as server:
         wrk = _wrk(server.url, bodies, generator_core, WRK_CONNECTIONS * plan.workers)
-    rates = sorted(r.point.max_rps if r else 0.0 for r in results)
+    rates = sorted(_rate(r) for r in results)
     write_to_card(model, [median.point])
     return {
         "model": model.name,
@@ -295,7 +311,7 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
             "load_average": round(os.getloadavg()[0], 1),
             "step_seconds": step_seconds,
             "point": median.point.model_dump(),
-            "runs": [r.point.max_rps if r else 0.0 for r in results],
+            "runs": [_rate(r) for r in results],
             "generator_lag_p99_ms": round(median.generator_lag_p99_ms, 2),
             "wrk": wrk,
             "wrk_paced": wrk_paced,
@@ -362,7 +378,8 @@ def main() -> int:
         print(
             f"| {r['model']} | {r['size']} | {r['median']:g} ({rates}) | {r['spread']:.0%} | "
             f"{r['p99_ms']:.1f} ms | {r['cpu_ms']:.2f} ms | {r['memory_mib']:.0f} MiB | "
-            f"{r['lag_p99_ms']:.2f} ms | {paced['max_rps']:g} ({paced['runs']}; "
+            f"{r['lag_p99_ms']:.2f} ms | {paced['max_rps']:g} "
+            f"({', '.join(f'{x:g}' for x in paced['runs'])}; "
             f"{paced['p99_ms']:.1f} ms) | "
             f"{r['median'] / paced['max_rps'] if paced['max_rps'] else float('inf'):.2f} | "
             f"{wrk['rps']:.0f} ({wrk['p99_ms']:.1f} ms, {wrk['non_2xx']:.0f}) | "

@@ -33,11 +33,9 @@ def get(port: int, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
-@contextmanager
-def serve(
-    artifact: Path, tmp_path: Path, **env: str
-) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = free_port()
+def _environment(artifact: Path, port: int, **env: str) -> dict[str, str]:
+    """`modelship serve`'s environment: the artifact, the port and `env` as MODELSHIP_ settings,
+    with no metrics directory of the test run's own."""
     environment = {
         **os.environ,
         "MODELSHIP_ARTIFACT": str(artifact),
@@ -45,6 +43,15 @@ def serve(
         **{f"MODELSHIP_{k.upper()}": v for k, v in env.items()},
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return environment
+
+
+@contextmanager
+def serve(
+    artifact: Path, tmp_path: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    environment = _environment(artifact, port, **env)
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "modelship", "serve"], env=environment, stdout=log, stderr=log
@@ -155,14 +162,7 @@ def test_metrics_add_up_across_two_workers(regression_artifact: Path, tmp_path: 
 
 
 def _serve_command(artifact: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    environment = {
-        **os.environ,
-        "MODELSHIP_ARTIFACT": str(artifact),
-        "MODELSHIP_HOST": "127.0.0.1",
-        "MODELSHIP_PORT": str(port),
-        "MODELSHIP_WORKERS": "2",
-    }
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    environment = _environment(artifact, port, host="127.0.0.1", workers="2")
     return [sys.executable, "-m", "modelship", "serve"], environment
 
 

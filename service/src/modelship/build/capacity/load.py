@@ -151,27 +151,25 @@ class _Pool:
             self.backlog.append(due)
 
     async def warm(self, count: int) -> None:
-        """Open idle connections until the pool holds `count` (at most MAX_CONNECTIONS)."""
-        missing = min(count, MAX_CONNECTIONS) - len(self.idle) - len(self.busy) - self.opening
+        """Open idle connections until the pool holds `count`."""
+        missing = count - len(self.idle) - len(self.busy) - self.opening
         if missing <= 0:
             return
         opened = await asyncio.gather(
-            *(
-                self.loop.create_connection(
-                    lambda: _Connection(self), self.target.host, self.target.port
-                )
-                for _ in range(missing)
-            ),
-            return_exceptions=True,
+            *(self._connect() for _ in range(missing)), return_exceptions=True
         )
         # One that failed is not retried here: dispatch opens connections as it needs them.
-        self.idle.extend(c[1] for c in opened if not isinstance(c, BaseException))
+        self.idle.extend(c for c in opened if not isinstance(c, BaseException))
+
+    async def _connect(self) -> _Connection:
+        _, connection = await self.loop.create_connection(
+            lambda: _Connection(self), self.target.host, self.target.port
+        )
+        return connection
 
     async def _open(self, due: float) -> None:
         try:
-            _, connection = await self.loop.create_connection(
-                lambda: _Connection(self), self.target.host, self.target.port
-            )
+            connection = await self._connect()
         except OSError:
             self.opening -= 1
             self._finish(due, None, "connect failed")
@@ -233,6 +231,12 @@ class _Pool:
         return dropped
 
 
+def connections_for(rate: float) -> int:
+    """The pool a step at `rate` warms: a connection per USER_SECONDS of its requests, from 1
+    to MAX_CONNECTIONS."""
+    return min(MAX_CONNECTIONS, max(1, math.ceil(rate * USER_SECONDS)))
+
+
 def _percentile(values: list[float], share: float) -> float:
     if not values:
         return 0.0
@@ -243,7 +247,7 @@ def _percentile(values: list[float], share: float) -> float:
 async def run_step(pool: _Pool, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
     """Send `rate` requests a second for `seconds` on schedule; wait up to `timeout` for the
     last answers (what is still unanswered then counts as an error)."""
-    await pool.warm(math.ceil(rate * USER_SECONDS))
+    await pool.warm(connections_for(rate))
     pool.tally = Tally()
     count = max(1, round(rate * seconds))
     interval = 1.0 / rate
