@@ -100,6 +100,16 @@ def test_a_rate_that_passed_once_by_chance_is_not_the_result() -> None:
     assert _search(replica) <= 1000.0
 
 
+def test_a_search_misled_high_by_a_quick_moment_walks_back_down_to_a_result() -> None:
+    """The steps of a real run (insurance at 1/1Gi): 3,200 and 4,000 passed once each while the
+    machine was quick, then failed, as did every rate between; the search still ends at the
+    capacity instead of running out of steps."""
+    replica = _Replica(3000.0, lucky=(3200.0, 4000.0))
+    found = _search(replica)
+    assert 3000.0 / (1 + RESOLUTION) ** 2 <= found <= 3000.0
+    assert len(replica.steps) > 20  # (the search's former bound, which ended it without a result)
+
+
 def test_a_hiccup_in_a_short_step_does_not_bound_the_search() -> None:
     replica = _Replica(1000.0, unlucky=(50.0,))
     assert _search(replica) >= 1000.0 / (1 + RESOLUTION) ** 2

@@ -50,7 +50,10 @@ RESOLUTION = 0.04
 # the target within a second. Only full steps decide the result.
 RAMP_SHARE = 0.25
 RAMP_MIN_SECONDS = 0.5
-MAX_STEPS = 20
+# A search takes 13-16 steps when nothing surprises it. The bound leaves room for the search to
+# walk back down after a rate that passed in a quick moment of the machine fails its deciding
+# step, and then every rate down to the capacity (each a full step and a second's pause).
+MAX_STEPS = 28
 DISTINCT_BODIES = 64
 
 
