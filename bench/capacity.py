@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, closing, nullcontext
 from datetime import UTC, datetime
@@ -59,6 +60,31 @@ WRK_SECONDS = 10
 # Per worker: below the 32 in flight a worker always admits, so wrk sees no 503 and measures the
 # saturation rate (its p99 is then about one CFS pause, docs/capacity.md#measured).
 WRK_CONNECTIONS = 8
+
+
+# Before each size's runs, a fixed loop of Python on the server's core, timed in windows as long
+# as a step: how steady the machine itself is, which bounds how well any rate found on it repeats.
+STEADINESS_WINDOWS = 6
+
+
+def machine_steadiness(core: int, window_seconds: float) -> tuple[float, float]:
+    """The slowest and the fastest window of a fixed CPU loop on `core`, over the median window:
+    near 1 on a quiet machine. On a virtual machine the host's other guests and the CPU's boost
+    clock move it, with no other process running here, and a replica's rate moves with it."""
+    kept = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        loops = []
+        for _ in range(STEADINESS_WINDOWS):
+            count, stop = 0, time.perf_counter() + window_seconds
+            while time.perf_counter() < stop:
+                sum(i * i for i in range(2_000))
+                count += 1
+            loops.append(count)
+    finally:
+        os.sched_setaffinity(0, kept)
+    middle = statistics.median(loops)
+    return round(min(loops) / middle, 2), round(max(loops) / middle, 2)
 
 
 def _train(out: Path, name: str) -> Path:
@@ -251,6 +277,12 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
     plan = Plan(limits=limits, p99_target_ms=100.0, step_seconds=step_seconds)
     card = artifact.load(model).card
     server_cores, (generator_core,) = split_cores(limits)
+    steadiness = machine_steadiness(min(server_cores), step_seconds)
+    print(
+        f"{model.name} {size}: the machine's speed before the runs, {step_seconds:g} s windows "
+        f"of a fixed loop: {steadiness[0]:.2f} to {steadiness[1]:.2f} of their median",
+        file=sys.stderr,
+    )
     # Each run and the wrk check in a server of its own, as each `modelship capacity` starts
     # one: a server kept across runs carries the last run's state (its feedback join full of
     # answers, its drift windows) into the next, and the runs were not independent.
@@ -313,6 +345,7 @@ def _measure(model: Path, size: str, repeat: int, step_seconds: float) -> dict[s
             "point": median.point.model_dump(),
             "runs": [_rate(r) for r in results],
             "generator_lag_p99_ms": round(median.generator_lag_p99_ms, 2),
+            "machine_steadiness": list(steadiness),
             "wrk": wrk,
             "wrk_paced": wrk_paced,
         },

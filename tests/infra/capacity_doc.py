@@ -82,6 +82,9 @@ class Measurement(_Frozen):
     """The median run's point: what the card gets and the stacks plan with."""
     runs: list[float]
     generator_lag_p99_ms: float
+    machine_steadiness: tuple[float, float] | None = None
+    """A fixed CPU loop's slowest and fastest step-long window over its median, on the server's
+    core just before the runs (`bench.capacity.machine_steadiness`); None: not measured."""
     wrk: Wrk
     """wrk's closed loop: the saturation rate, for comparison."""
     wrk_paced: WrkPaced
@@ -214,12 +217,20 @@ def _checks(measured: Sequence[Measurement]) -> str:
     ratios = [m.agreement for m in measured]
     low, high = min(ratios), max(ratios)
     saturation = [m.point.max_rps / m.wrk.rps for m in measured]
+    steadiness = [m.machine_steadiness for m in measured if m.machine_steadiness]
+    steady = (
+        f" The machine itself, before each size's runs: a fixed CPU loop on the server's core "
+        f"ran at {min(s[0] for s in steadiness):.2f} to {max(s[1] for s in steadiness):.2f} of "
+        "its median speed, in windows as long as a step."
+        if steadiness
+        else ""
+    )
     repeatable = "met" if deviation <= SPREAD_LIMIT else "**not met**"
     agreeing = "met" if AGREEMENT[0] <= low and high <= AGREEMENT[1] else "**not met**"
     return (
         f"Repeatability (every run within ±{SPREAD_LIMIT:.0%} of its size's median): "
         f"{repeatable}; the farthest run is {run:g} against {at.point.max_rps:g} "
-        f"({at.model} {at.size}, {deviation:.0%}). Agreement with wrk paced to the same "
+        f"({at.model} {at.size}, {deviation:.0%}).{steady} Agreement with wrk paced to the same "
         f"schedule (open loop / wrk paced from {AGREEMENT[0]:g} to {AGREEMENT[1]:g}): "
         f"{agreeing}; {low:.2f} to {high:.2f}. Against wrk's closed-loop saturation rate "
         f"(which no latency target bounds) the open-loop rate is {min(saturation):.2f} to "
