@@ -255,7 +255,9 @@ def _search(
         except ModelshipError as exc:  # a run with no result counts against the spread
             print(f"{label}: no result: {exc}", file=sys.stderr)
             return None
-    print(f"{label}: {result.point.max_rps:g} rps", file=sys.stderr)
+    passed = result.highest_full_pass_rps
+    unsteady = f" (a full step passed at {passed:g}: unsteady)" if result.unsteady else ""
+    print(f"{label}: {result.point.max_rps:g} rps{unsteady}", file=sys.stderr)
     return result
 
 

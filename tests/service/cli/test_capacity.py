@@ -201,3 +201,37 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "zombie"
+
+
+def test_a_result_the_machine_moved_is_flagged(
+    model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The search's steps said the machine's speed moved (a full step passed 33% above the
+    rate found): the user is told the rate may not repeat, not just given the number."""
+    from modelship.build.capacity import run as capacity
+    from modelship.cli import main
+    from modelship.contracts.capacity import CapacityPoint
+
+    point = CapacityPoint(
+        cpu="1",
+        memory="1Gi",
+        workers=1,
+        rows_per_request=1,
+        p99_target_ms=100.0,
+        max_rps=3000.0,
+        p99_ms=40.0,
+        cpu_ms_per_request=0.3,
+        memory_mib=120.0,
+    )
+    result = capacity.Result(point=point, highest_full_pass_rps=4000.0)
+    monkeypatch.setattr(capacity, "measure", lambda *args: [result])
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(["capacity", str(model), "--cpu", "1", "--memory", "1Gi", "--no-write"])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "3000" in out
+    assert "a full step at 4000 requests/s passed too (33% above)" in out
+    assert "measure again on a quieter machine" in out

@@ -125,6 +125,15 @@ def run(args: argparse.Namespace) -> int:
                 "  warning: the load generator ran late (a busy machine): latency counts from "
                 "its schedule, so the rate found is a lower bound; measure on a quiet machine"
             )
+        if result.unsteady:
+            above = result.highest_full_pass_rps / result.point.max_rps - 1
+            print(
+                f"  warning: a full step at {result.highest_full_pass_rps:g} requests/s passed "
+                f"too ({above:.0%} above), and later steps at or below it failed: the machine's "
+                "speed moved during the measurement (other virtual machines on its host, its "
+                "CPU's boost clock), so another measurement may land that far from this one; "
+                "measure again on a quieter machine"
+            )
     if not args.no_write:
         print(f"written to {args.artifact / artifact.CARD_FILE}")
     return 0

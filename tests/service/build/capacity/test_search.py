@@ -67,16 +67,19 @@ class _Replica:
         }
 
 
-def _search(replica: _Replica, step_seconds: float = 4.0) -> float:
+def _result(replica: _Replica, step_seconds: float = 4.0) -> capacity.Result:
     plan = Plan(limits=Limits(500, 512 * 2**20), p99_target_ms=100.0, step_seconds=step_seconds)
-    result = find_capacity(
+    return find_capacity(
         cast(capacity.ConfinedServer, _Server()),
         replica,
         plan,
         1,
         lambda line: None,
     )
-    return result.point.max_rps
+
+
+def _search(replica: _Replica, step_seconds: float = 4.0) -> float:
+    return _result(replica, step_seconds).point.max_rps
 
 
 @pytest.fixture(autouse=True)
@@ -105,9 +108,19 @@ def test_a_search_misled_high_by_a_quick_moment_walks_back_down_to_a_result() ->
     machine was quick, then failed, as did every rate between; the search still ends at the
     capacity instead of running out of steps."""
     replica = _Replica(3000.0, lucky=(3200.0, 4000.0))
-    found = _search(replica)
-    assert 3000.0 / (1 + RESOLUTION) ** 2 <= found <= 3000.0
+    result = _result(replica)
+    assert 3000.0 / (1 + RESOLUTION) ** 2 <= result.point.max_rps <= 3000.0
     assert len(replica.steps) > 20  # (the search's former bound, which ended it without a result)
+    # ...and says that the machine's speed moved: 4,000 passed a full step, 33% above
+    assert result.highest_full_pass_rps == 4000.0
+    assert result.unsteady
+    assert result.as_json()["unsteady"] is True
+
+
+def test_a_steady_search_is_not_flagged() -> None:
+    result = _result(_Replica(1650.0, lucky=(1700.0,)))  # a pass 3% above: within resolution
+    assert not result.unsteady
+    assert result.as_json()["highest_full_pass_rps"] <= 1700.0
 
 
 def test_a_hiccup_in_a_short_step_does_not_bound_the_search() -> None:

@@ -54,6 +54,10 @@ RAMP_MIN_SECONDS = 0.5
 # walk back down after a rate that passed in a quick moment of the machine fails its deciding
 # step, and then every rate down to the capacity (each a full step and a second's pause).
 MAX_STEPS = 28
+# A full step that passed at a rate this share above the result, which a later step at or below
+# it then failed, means the machine's own speed moved during the search: the result is flagged
+# as one that may not repeat within this share.
+REPEAT_SHARE = 0.15
 DISTINCT_BODIES = 64
 
 
@@ -103,10 +107,18 @@ class Result:
     limits_read_back: Limits | None = None
     cgroup_version: int = 0
     generator_lag_p99_ms: float = 0.0  # at the rate found
+    highest_full_pass_rps: float = 0.0  # above the result only when the machine's speed moved
 
     @property
     def generator_busy(self) -> bool:
         return self.generator_lag_p99_ms > GENERATOR_LAG_SHARE * self.point.p99_target_ms
+
+    @property
+    def unsteady(self) -> bool:
+        """Whether a full step passed well above the rate found (and a later one at or below
+        it failed): the replica served more or less as the machine's speed moved, so another
+        measurement may land that far from this one."""
+        return self.highest_full_pass_rps > self.point.max_rps * (1 + REPEAT_SHARE)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +132,8 @@ class Result:
             if self.limits_read_back
             else None,
             "generator_lag_p99_ms": self.generator_lag_p99_ms,
+            "highest_full_pass_rps": self.highest_full_pass_rps,
+            "unsteady": self.unsteady,
             "steps": [
                 {
                     "rate": s.rate,
@@ -454,6 +468,7 @@ def find_capacity(
         limits_read_back=server.cgroup.read_limits(),
         cgroup_version=server.cgroup.version,
         generator_lag_p99_ms=best.load["lag_p99_ms"],
+        highest_full_pass_rps=max(s.rate for s in [*full, best]),
     )
 
 
