@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelship.build.capacity import run as capacity
 from modelship.build.capacity.run import cpu_model, merged
 from modelship.build.report.page import CAPACITY_END, CAPACITY_START, capacity_box, with_capacity
 from modelship.contracts.capacity import Capacity, CapacityPoint
@@ -51,3 +57,20 @@ def test_the_report_page_keeps_one_capacity_box() -> None:
     assert twice.count(CAPACITY_START) == 1 and twice.count(CAPACITY_END) == 1
     assert "170 req/s" in twice and "150 req/s" not in twice and "not measured" not in twice
     assert twice.startswith("<section><p>before</p>") and twice.endswith("<p>after</p></section>")
+
+
+@pytest.mark.parametrize(("highest", "flagged"), [(1000.0, False), (1300.0, True)])
+def test_the_step_of_training_says_when_the_machine_moved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, highest: float, flagged: bool
+) -> None:
+    """Training's one line about capacity carries the same warning as `modelship capacity`."""
+    result = capacity.Result(point=_point("500m", 1000.0), highest_full_pass_rps=highest)
+    monkeypatch.setattr(capacity, "can_confine", lambda: None)
+    monkeypatch.setattr(capacity, "measure", lambda *args: [result])
+    monkeypatch.setattr(capacity, "write_to_card", lambda *args: None)
+    said: list[Any] = []
+    capacity.measure_step(tmp_path, said.append)
+    warned = [line for line in said if "the machine's speed moved" in line]
+    assert bool(warned) is flagged
+    if flagged:
+        assert "a full step passed at 1300 requests/s" in warned[0]

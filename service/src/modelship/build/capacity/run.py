@@ -593,4 +593,9 @@ def measure_step(artifact_dir: Path, say: Callable[[str], None]) -> ModelCard | 
         say(f"Capacity not measured: {exc.message}")
         return None
     say(f"  {result.point.describe()} ({time.monotonic() - started:.0f} s)")
+    if result.unsteady:
+        say(
+            f"  the machine's speed moved during it (a full step passed at "
+            f"{result.highest_full_pass_rps:g} requests/s): `modelship capacity` measures again"
+        )
     return write_to_card(artifact_dir, [result.point])
