@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -68,7 +67,7 @@ def test_the_step_of_training_says_when_the_machine_moved(
     monkeypatch.setattr(capacity, "can_confine", lambda: None)
     monkeypatch.setattr(capacity, "measure", lambda *args: [result])
     monkeypatch.setattr(capacity, "write_to_card", lambda *args: None)
-    said: list[Any] = []
+    said: list[str] = []
     capacity.measure_step(tmp_path, said.append)
     warned = [line for line in said if "the machine's speed moved" in line]
     assert bool(warned) is flagged
